@@ -1,0 +1,41 @@
+import Foundation
+
+// MARK: - Errors
+//
+// Every user-facing failure is a typed error whose message names the file,
+// tensor or key involved. The CLI prints `Error: <errorDescription>` and exits 1.
+
+public enum ModelError: LocalizedError, Equatable {
+    case fileNotFound(path: String)
+    case unreadable(path: String, reason: String)
+    case unknownFormat(path: String)
+    case badConfig(file: String, key: String, reason: String)
+    case unknownModelType(file: String, modelType: String)
+    case unsupported(file: String, feature: String)
+    case missingTensor(name: String, file: String)
+    case shapeMismatch(name: String, file: String, expected: [Int], found: [Int])
+    case missingTokenizer(path: String)
+    case emptyPrompt
+    case promptTooLong(tokens: Int, limit: Int)
+    case invalidToken(id: Int, vocabSize: Int)
+
+    public var errorDescription: String? {
+        switch self {
+        case .fileNotFound(let p): return "no such file or directory: \(p)"
+        case .unreadable(let p, let r): return "cannot read \(p): \(r)"
+        case .unknownFormat(let p):
+            return "\(p): not a recognised model (expected an HF directory with config.json, a .gguf file, or a llama2.c .bin)"
+        case .badConfig(let f, let k, let r): return "\(f): key '\(k)': \(r)"
+        case .unknownModelType(let f, let t): return "\(f): unsupported model_type '\(t)' (supported: llama, opt)"
+        case .unsupported(let f, let what): return "\(f): unsupported: \(what)"
+        case .missingTensor(let n, let f): return "\(f): tensor '\(n)' is missing"
+        case .shapeMismatch(let n, let f, let e, let s):
+            return "\(f): tensor '\(n)' has shape \(s), expected \(e)"
+        case .missingTokenizer(let p):
+            return "no tokenizer found for \(p) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
+        case .emptyPrompt: return "the prompt is empty"
+        case .promptTooLong(let n, let l): return "the prompt is \(n) tokens long; the model's context is \(l) tokens"
+        case .invalidToken(let id, let v): return "token id \(id) is outside the vocabulary (size \(v))"
+        }
+    }
+}
