@@ -4,7 +4,12 @@ import PackageDescription
 // Release builds use -Ounchecked: the hot loops (dequantisation, softmax, RoPE,
 // relevance accumulation) index flat buffers, and overflow checks stop them
 // from vectorising (measured in ../shared/notes/toolchain.md §2).
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// -target-cpu haswell (AVX2, FMA, F16C; every x86 machine of this kind has
+// them): without FMA codegen SIMD `addProduct` becomes a libm call per lane.
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", "haswell"]),
+]
 
 let package = Package(
     name: "workbench",

@@ -18,6 +18,7 @@ public enum ModelError: LocalizedError, Equatable {
     case emptyPrompt
     case promptTooLong(tokens: Int, limit: Int)
     case invalidToken(id: Int, vocabSize: Int)
+    case cannotWrite(path: String, reason: String)
 
     public var errorDescription: String? {
         switch self {
@@ -36,6 +37,7 @@ public enum ModelError: LocalizedError, Equatable {
         case .emptyPrompt: return "the prompt is empty"
         case .promptTooLong(let n, let l): return "the prompt is \(n) tokens long; the model's context is \(l) tokens"
         case .invalidToken(let id, let v): return "token id \(id) is outside the vocabulary (size \(v))"
+        case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
         }
     }
 }

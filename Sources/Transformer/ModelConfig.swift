@@ -61,6 +61,9 @@ public struct Checkpoint {
     public var format: String           // "hf-safetensors", "gguf", "llama2c"
     public var sourceDType: String      // e.g. "F32", "Q4_1", "BF16" (dominant dtype)
     public var path: String
+    /// Whether the tokenizer should prepend BOS, when the checkpoint says so
+    /// (tokenizer_config.json `add_bos_token`, GGUF `tokenizer.ggml.add_bos_token`).
+    public var addBOS: Bool? = nil
 
     public init(config: ModelConfig, tensors: [String: Tensor], tokenizer: TokenizerSource?,
                 format: String, sourceDType: String, path: String) {

@@ -63,6 +63,13 @@ public enum BLAS {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), x, 1, beta, y, 1)
     }
 
+    /// y[k] = alpha · A[n, k]ᵀ · x[n] + beta · y (row-major A, leading dimension lda).
+    @inline(__always)
+    public static func gemvT(n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+                             _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(newValue)) }

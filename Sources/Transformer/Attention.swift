@@ -1,0 +1,95 @@
+import Foundation
+
+// MARK: - KV cache
+
+/// Keys and values of one sequence for every layer: [nLayers, capacity, kvDim] each.
+/// Capacity is what the caller needs, not the model's maximum context
+/// (SmolLM2 advertises 8192; a full cache would be 377 MB).
+public final class KVCache {
+    public let capacity: Int
+    public let kvDim: Int
+    public let nLayers: Int
+    public internal(set) var length = 0
+    var k: [Float]
+    var v: [Float]
+
+    public init(config: ModelConfig, capacity: Int) {
+        self.capacity = capacity; self.kvDim = config.kvDim; self.nLayers = config.nLayers
+        k = zeros(config.nLayers * capacity * config.kvDim)
+        v = k
+    }
+
+    public func reset() { length = 0 }
+
+    @inline(__always) func offset(layer: Int, pos: Int) -> Int { (layer * capacity + pos) * kvDim }
+}
+
+// MARK: - Causal attention
+
+/// Query rows per block: the score block is [queryBlock, keys] for one head at a
+/// time, so no T×T matrix is ever held for all heads (T=2048: 1 MB, not 150 MB).
+let queryBlock = 128
+
+/// out[Tq, nHeads·hd] = softmax(Q Kᵀ/√hd + causal mask) V for one sequence.
+/// `q` [Tq, qDim] is post-RoPE; keys/values for positions [0, pos0 + Tq) are in the
+/// cache for `layer`. GQA: query head h reads kv head h / (nHeads / nKVHeads).
+func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: UnsafeMutablePointer<Float>,
+                     tq: Int, pos0: Int, config c: ModelConfig, scratch: inout [Float]) {
+    let hd = c.headDim, qDim = c.qDim, kvDim = c.kvDim
+    let group = c.nHeads / c.nKVHeads
+    let scale = 1 / Float(hd).squareRoot()
+    cache.k.withUnsafeBufferPointer { kbuf in
+        cache.v.withUnsafeBufferPointer { vbuf in
+            let kBase = kbuf.baseAddress! + cache.offset(layer: layer, pos: 0)
+            let vBase = vbuf.baseAddress! + cache.offset(layer: layer, pos: 0)
+            if tq == 1 {
+                // Decode: one query row; sgemv, since sgemm with M=1 is 3–4× slower.
+                let keys = pos0 + 1
+                if scratch.count < keys { scratch = zeros(keys) }
+                scratch.ptr { s in
+                    for h in 0..<c.nHeads {
+                        let g = h / group
+                        BLAS.gemv(n: keys, k: hd, alpha: scale, kBase + g * hd, lda: kvDim, q + h * hd, s)
+                        softmaxRow(s, keys)
+                        BLAS.gemvT(n: keys, k: hd, vBase + g * hd, lda: kvDim, s, out + h * hd)
+                    }
+                }
+                return
+            }
+            let need = min(queryBlock, tq) * (pos0 + tq)
+            if scratch.count < need { scratch = zeros(need) }
+            scratch.ptr { s in
+                var i0 = 0
+                while i0 < tq {
+                    let i1 = min(i0 + queryBlock, tq), rows = i1 - i0
+                    let keys = pos0 + i1               // keys visible to the last row of the block
+                    for h in 0..<c.nHeads {
+                        let g = h / group
+                        // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ
+                        BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: scale,
+                                  q + i0 * qDim + h * hd, lda: qDim, kBase + g * hd, ldb: kvDim, s, ldc: keys)
+                        maskedSoftmax(s, rows: rows, keys: keys, firstPos: pos0 + i0)
+                        // out[i0..<i1, h] = P · V_g[0..<keys]
+                        BLAS.gemm(transA: false, transB: false, m: rows, n: hd, k: keys,
+                                  s, lda: keys, vBase + g * hd, ldb: kvDim, out + i0 * qDim + h * hd, ldc: qDim)
+                    }
+                    i0 = i1
+                }
+            }
+        }
+    }
+}
+
+/// Row r of the block sits at absolute position firstPos + r and may see keys
+/// 0...firstPos + r: softmax over those, exact zeros after (the causal mask).
+@inline(__always)
+func maskedSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int) {
+    parallelRows(rows, work: rows * keys) { range in
+        for r in range {
+            let row = s + r * keys
+            let visible = firstPos + r + 1
+            softmaxRow(row, visible)
+            for j in visible..<keys { row[j] = 0 }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+
+// MARK: - Element-wise kernels
+//
+// Plain loops over flat buffers (compiled with -Ounchecked, AVX2/FMA). Large
+// loops fan out over the two cores with `parallelRows`; BLAS is idle while
+// they run, so parallelism is never nested (toolchain.md §5).
+
+/// Split `rows` into two halves across cores when the work is big enough to pay
+/// for the fan-out (≈1e5 elements, toolchain.md §5).
+@inline(__always)
+public func parallelRows(_ rows: Int, work: Int, _ body: (Range<Int>) -> Void) {
+    if work < 65_536 || rows < 2 {
+        body(0..<rows)
+        return
+    }
+    let chunks = 2
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = rows * c / chunks, hi = rows * (c + 1) / chunks
+        if lo < hi { body(lo..<hi) }
+    }
+}
+
+@inline(__always)
+func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: [Float], rows: Int, cols: Int) {
+    b.withUnsafeBufferPointer { bp in
+        for r in 0..<rows {
+            let row = y + r * cols
+            for j in 0..<cols { row[j] += bp[j] }
+        }
+    }
+}
+
+/// x += y over n values (the residual add).
+@inline(__always)
+func addInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n { x[i] += y[i] }
+}
+
+/// RMSNorm: y = x / sqrt(mean(x²) + eps) ⊙ g. Writes the per-row inverse
+/// RMS into `inv` (kept for the LRP backward, which treats it as a constant).
+func rmsNorm(_ x: UnsafePointer<Float>, _ g: [Float], _ y: UnsafeMutablePointer<Float>, inv: UnsafeMutablePointer<Float>?,
+             rows: Int, d: Int, eps: Float) {
+    g.withUnsafeBufferPointer { gp in
+        parallelRows(rows, work: rows * d) { range in
+            for r in range {
+                let xr = x + r * d, yr = y + r * d
+                var ss: Float = 0
+                for j in 0..<d { ss += xr[j] * xr[j] }
+                let s = 1 / (ss / Float(d) + eps).squareRoot()
+                inv?[r] = s
+                for j in 0..<d { yr[j] = xr[j] * s * gp[j] }
+            }
+        }
+    }
+}
+
+/// LayerNorm: y = (x − μ) / sqrt(var + eps) ⊙ γ + β. Writes 1/σ per row into `inv`.
+func layerNorm(_ x: UnsafePointer<Float>, _ g: [Float], _ b: [Float], _ y: UnsafeMutablePointer<Float>,
+               inv: UnsafeMutablePointer<Float>?, rows: Int, d: Int, eps: Float) {
+    g.withUnsafeBufferPointer { gp in
+        b.withUnsafeBufferPointer { bp in
+            parallelRows(rows, work: rows * d) { range in
+                for r in range {
+                    let xr = x + r * d, yr = y + r * d
+                    var mean: Float = 0
+                    for j in 0..<d { mean += xr[j] }
+                    mean /= Float(d)
+                    var v: Float = 0
+                    for j in 0..<d { let c = xr[j] - mean; v += c * c }
+                    let s = 1 / (v / Float(d) + eps).squareRoot()
+                    inv?[r] = s
+                    for j in 0..<d { yr[j] = (xr[j] - mean) * s * gp[j] + bp[j] }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - RoPE (HF rotate-half convention: pairs (i, i + hd/2))
+
+/// Cos/sin tables for positions [0, maxPos): [maxPos, hd/2] each.
+public struct RopeTable {
+    public let cos: [Float]
+    public let sin: [Float]
+    public let half: Int
+
+    public init(headDim: Int, maxPos: Int, theta: Float) {
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: maxPos * half), s = c
+        for p in 0..<maxPos {
+            for i in 0..<half {
+                // Frequencies in Double: at θ=1e5 and p≈2000, Float angles drift by 1e-4.
+                let freq = pow(Double(theta), -Double(2 * i) / Double(headDim))
+                let a = Double(p) * freq
+                c[p * half + i] = Float(Foundation.cos(a)); s[p * half + i] = Float(Foundation.sin(a))
+            }
+        }
+        self.cos = c; self.sin = s; self.half = half
+    }
+
+    /// Rotates every head of `x` [rows, nHeads·hd] in place; row r sits at position pos0 + r.
+    /// With `inverse`, applies the transpose (used by the backward pass).
+    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, pos0: Int, inverse: Bool = false) {
+        let half = self.half, hd = 2 * half, width = nHeads * hd
+        let sgn: Float = inverse ? -1 : 1
+        cos.withUnsafeBufferPointer { cp in
+            sin.withUnsafeBufferPointer { sp in
+                for r in 0..<rows {
+                    let c = cp.baseAddress! + (pos0 + r) * half, s = sp.baseAddress! + (pos0 + r) * half
+                    for h in 0..<nHeads {
+                        let v = x + r * width + h * hd
+                        for i in 0..<half {
+                            let a = v[i], b = v[i + half], si = sgn * s[i]
+                            v[i] = a * c[i] - b * si
+                            v[i + half] = b * c[i] + a * si
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - exp, softmax, activations
+
+/// Vectorised exp (Cephes-style range reduction + degree-6 polynomial, rel. err ≈ 2e-7).
+/// glibc expf costs ≈4 ns/value; causal attention at T=2048 needs ~10⁹ of them.
+@inline(__always)
+func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let xc = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
+    let n = (xc * 1.442_695_04).rounded(.toNearestOrEven)
+    var r = xc - n * 0.693_359_375
+    r = r + n * 2.121_944_4e-4
+    var p = SIMD8<Float>(repeating: 1.987_569_1e-4)
+    p = p * r + 1.398_199_9e-3
+    p = p * r + 8.333_451_9e-3
+    p = p * r + 4.166_579_6e-2
+    p = p * r + 1.666_666_5e-1
+    p = p * r + 5.000_000_1e-1
+    p = p * r * r + r + 1
+    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
+}
+
+@inline(__always)
+public func fastExp(_ x: Float) -> Float { expSIMD(SIMD8(repeating: x))[0] }
+
+/// In-place softmax of one row of length n; returns nothing. Stable (max-subtracted).
+@inline(__always)
+func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for j in 0..<n where p[j] > m { m = p[j] }
+    var sum: Float = 0
+    var j = 0
+    let mv = SIMD8<Float>(repeating: m)
+    var acc = SIMD8<Float>(repeating: 0)
+    while j + 8 <= n {
+        let raw = UnsafeMutableRawPointer(p + j)
+        let e = expSIMD(raw.loadUnaligned(as: SIMD8<Float>.self) - mv)
+        raw.storeBytes(of: e, as: SIMD8<Float>.self)
+        acc += e
+        j += 8
+    }
+    sum = acc.sum()
+    while j < n { let e = fastExp(p[j] - m); p[j] = e; sum += e; j += 1 }
+    let inv = 1 / sum
+    for j in 0..<n { p[j] *= inv }
+}
+
+/// SiLU(x) = x·σ(x), vectorised.
+@inline(__always)
+func siluInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 8 <= n {
+        let raw = UnsafeMutableRawPointer(x + i)
+        let v = raw.loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: v / (1 + expSIMD(-v)), as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { x[i] = x[i] / (1 + fastExp(-x[i])); i += 1 }
+}

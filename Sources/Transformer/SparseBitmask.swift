@@ -1,0 +1,73 @@
+import Foundation
+
+// MARK: - compressed-tensors `sparse-bitmask`
+//
+// Each compressed weight `P.weight` [R, C] is stored as four tensors (the
+// `.weight` suffix stripped): `P.shape` (I64 [2]), `P.compressed` (kept values,
+// row-major, original dtype), `P.bitmask` (U8 [R, ceil(C/8)], numpy
+// packbits bitorder="little", 1 = kept) and `P.row_offsets` (I64 [R], index into
+// `compressed` where each row starts). Layout per neuralmagic/compressed-tensors
+// `sparse_bitmask.py`.
+
+public enum SparseBitmask {
+    /// Encodes a dense [rows, cols] matrix; zeros are the pruned entries.
+    public static func encode(name weightName: String, weight: [Float], rows: Int, cols: Int) -> [SafetensorsRecord] {
+        let prefix = weightName.hasSuffix(".weight") ? String(weightName.dropLast(7)) : weightName
+        let bpr = (cols + 7) / 8
+        var mask = [UInt8](repeating: 0, count: rows * bpr)
+        var values: [Float] = []
+        var offsets = [Int](repeating: 0, count: rows)
+        weight.withUnsafeBufferPointer { w in
+            for r in 0..<rows {
+                offsets[r] = values.count
+                for c in 0..<cols where w[r * cols + c] != 0 {
+                    mask[r * bpr + c / 8] |= UInt8(1) << UInt8(c % 8)
+                    values.append(w[r * cols + c])
+                }
+            }
+        }
+        return [
+            SafetensorsRecord(name: prefix + ".shape", i64: [rows, cols], shape: [2]),
+            SafetensorsRecord(name: prefix + ".compressed", tensor: Tensor(shape: [values.count], data: values)),
+            SafetensorsRecord(name: prefix + ".bitmask", u8: mask, shape: [rows, bpr]),
+            SafetensorsRecord(name: prefix + ".row_offsets", i64: offsets, shape: [rows]),
+        ]
+    }
+
+    /// Decodes every bitmask-compressed weight of a file into dense `P.weight` tensors.
+    public static func decodeAll(_ st: SafetensorsFile, into tensors: inout [String: Tensor], file: String) throws {
+        for name in st.names where name.hasSuffix(".compressed") {
+            let prefix = String(name.dropLast(".compressed".count))
+            let shape = try st.integers(prefix + ".shape")
+            guard shape.count == 2 else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).shape' must hold 2 values")
+            }
+            let (rows, cols) = (shape[0], shape[1])
+            let values = try st.tensor(name).data
+            let mask = try st.bytes(prefix + ".bitmask")
+            let offsets = try st.integers(prefix + ".row_offsets")
+            let bpr = (cols + 7) / 8
+            guard mask.count == rows * bpr, offsets.count == rows else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix)' bitmask/row_offsets do not match shape \(shape)")
+            }
+            var dense = [Float](repeating: 0, count: rows * cols)
+            var k = 0
+            for r in 0..<rows {
+                guard offsets[r] == k else {
+                    throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).row_offsets'[\(r)] = \(offsets[r]), expected \(k)")
+                }
+                for c in 0..<cols where mask[r * bpr + c / 8] & (UInt8(1) << UInt8(c % 8)) != 0 {
+                    guard k < values.count else {
+                        throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).compressed' has too few values")
+                    }
+                    dense[r * cols + c] = values[k]
+                    k += 1
+                }
+            }
+            guard k == values.count else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).compressed' has \(values.count) values, bitmask keeps \(k)")
+            }
+            tensors[prefix + ".weight"] = Tensor(shape: [rows, cols], data: dense)
+        }
+    }
+}
