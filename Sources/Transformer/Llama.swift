@@ -187,3 +187,54 @@ public enum JSONValue: Codable, Equatable {
         }
     }
 }
+
+// MARK: - LRP backward (one function per block, llm.c style)
+
+extension Model {
+    /// Backward through one Llama block with the AttnLRP rules. `dx` [N, d] holds
+    /// δ(block output) on entry and δ(block input) on return.
+    func llamaBlockBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
+                            rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
+        let c = config, n = b.rows, m = n * c.dFF
+        // MLP half: out = mid + down(silu(gate) ⊙ up).
+        b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
+            linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF))
+        } } }
+        let (fg, fu) = rules.gateUpFactors
+        let plain = rules.variant == .gradient
+        b.pre.cptr { gate in b.up.cptr { up in g.dPost.cptr { dPost in g.dGate.ptr { dGate in g.dUp.ptr { dUp in
+            parallelRows(n, work: m) { range in
+                for i in (range.lowerBound * c.dFF)..<(range.upperBound * c.dFF) {
+                    let act = gate[i] / (1 + fastExp(-gate[i]))               // silu(gate)
+                    let dAct = fg * up[i] * dPost[i]                          // uniform rule on gate ⊙ up
+                    dGate[i] = plain ? dAct * siluDerivative(gate[i])
+                                     : identityRuleGradient(dy: dAct, x: gate[i], y: act, slopeAtZero: 0.5)
+                    dUp[i] = fu * act * dPost[i]
+                }
+            }
+        } } } } }
+        b.normed2.cptr { h in g.dn.ptr { dn in
+            g.dGate.cptr { dGate in b.pre.cptr { z in
+                linearBackward(blk.gate!, x: h, dy: dGate, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+            } }
+            g.dUp.cptr { dUp in b.up.cptr { z in
+                linearBackward(blk.up, x: h, dy: dUp, z: z, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
+            } }
+        } }
+        g.dn.cptr { dn in b.mid.cptr { mid in b.inv2.cptr { inv in
+            rmsNormBackward(dy: dn, x: mid, inv: inv, g: blk.mlpNorm.weight, dx: dx, rows: n, d: c.dModel,
+                            constantNormaliser: rules.normIsConstant, accumulate: true)
+        } } }
+        // Attention half: mid = resid + o_proj(attn(rope(q), rope(k), v)).
+        attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { dq, dk in
+            // RoPE is linear: δ before the rotation is Rᵀ δ.
+            rope?.apply(dq, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true)
+            rope?.apply(dk, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+        }
+        g.dn.cptr { dn in b.resid.cptr { x in b.inv1.cptr { inv in
+            rmsNormBackward(dy: dn, x: x, inv: inv, g: blk.attnNorm.weight, dx: dx, rows: n, d: c.dModel,
+                            constantNormaliser: rules.normIsConstant, accumulate: true)
+        } } }
+    }
+}

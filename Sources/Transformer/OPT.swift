@@ -140,3 +140,46 @@ extension Model {
         x.ptr { xp in b.mlpOut.cptr { addInPlace(xp, $0, n * c.dModel) } }
     }
 }
+
+// MARK: - LRP backward (one function per block, llm.c style)
+
+extension Model {
+    /// Backward through one OPT block (lxt GPT-2 patch equivalents: LayerNorm
+    /// with constant σ, ReLU unchanged, q/k ÷4 and v ÷2). `dx` [N, d] holds
+    /// δ(block output) on entry and δ(block input) on return.
+    func optBlockBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
+                          rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
+        let c = config, n = b.rows, m = n * c.dFF
+        // MLP half: out = mid + fc2(relu(fc1(LN(mid)))).
+        b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
+            linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF))
+        } } }
+        // ReLU: the identity rule's f(x)/x equals ReLU's gradient, so no change.
+        b.pre.cptr { pre in g.dPost.cptr { dPost in g.dGate.ptr { dPre in
+            for i in 0..<m { dPre[i] = pre[i] > 0 ? dPost[i] : 0 }
+        } } }
+        b.normed2.cptr { h in g.dn.ptr { dn in g.dGate.cptr { dPre in b.pre.cptr { z in
+            linearBackward(blk.up, x: h, dy: dPre, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+        } } } }
+        layerNormBlockBackward(blk.mlpNorm, input: b.mid, inv: b.inv2, g: g, dx: dx, rows: n, rules: rules, scratch: scratch)
+        // Attention half: mid = resid + out_proj(attn(q, k, v)).
+        attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { _, _ in }
+        layerNormBlockBackward(blk.attnNorm, input: b.resid, inv: b.inv1, g: g, dx: dx, rows: n, rules: rules, scratch: scratch)
+    }
+
+    /// δx += LayerNorm backward of g.dn; β ⊙ Σ_t δy is the relevance β absorbs.
+    func layerNormBlockBackward(_ norm: Norm, input: [Float], inv: [Float], g: GradBuffers, dx: UnsafeMutablePointer<Float>,
+                                rows n: Int, rules: LRPRules, scratch: BackwardScratch) {
+        let d = config.dModel
+        g.dn.cptr { dn in input.cptr { x in inv.cptr { s in
+            if let beta = norm.bias {
+                var r = 0.0
+                for t in 0..<n { for j in 0..<d { r += Double(beta[j] * dn[t * d + j]) } }
+                scratch.biasRelevance += r
+            }
+            layerNormBackward(dy: dn, x: x, inv: s, g: norm.weight, dx: dx, rows: n, d: d,
+                              constantNormaliser: rules.normIsConstant, accumulate: true)
+        } } }
+    }
+}

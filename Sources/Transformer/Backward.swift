@@ -1,0 +1,176 @@
+import Foundation
+
+// MARK: - What is explained
+
+/// One explained logit: coefficient · logit[position, token].
+public struct ExplainTerm: Equatable, Sendable {
+    public var position: Int
+    public var token: Int
+    public var coefficient: Float
+    public init(position: Int, token: Int, coefficient: Float = 1) {
+        self.position = position; self.token = token; self.coefficient = coefficient
+    }
+}
+
+/// An explained quantity y = Σ coefficient · logit (one logit, or a logit difference).
+public typealias ExplainGroup = [ExplainTerm]
+
+public enum ExplainSpec: Equatable, Sendable {
+    /// At every position t ≥ from, the logit of the true next token x_{t+1} (one group per position).
+    case nextToken(from: Int)
+    /// The largest logit at the last position.
+    case lastMax
+    /// Explicit groups (given ids at positions, logit differences such as IOI's logit(IO) − logit(S)).
+    case groups([ExplainGroup])
+}
+
+/// How the output relevance is seeded: with the explained value (R_out = y, the
+/// efficient-mode convention `y.backward()`) or with 1 per explained quantity.
+public enum SeedValue: String, Sendable { case logit, one }
+
+/// Receives one sample's modified gradients as they are produced (layer by layer,
+/// last layer first). Relevance is R = parameter ⊙ gradient; the sink decides how
+/// to aggregate (signed sum, |·| per sample, Wanda statistics…).
+public protocol RelevanceSink: AnyObject {
+    /// δW [out, in] of one linear layer, summed over the sample's positions.
+    func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>)
+    /// Relevance of each MLP intermediate neuron (Σ_t act ⊙ δact) [dFF].
+    func neurons(layer: Int, _ relevance: [Float])
+    /// Relevance at each head's output (Σ_t z_h ⊙ δz_h = Σ A ⊙ δA over keys) [nHeads].
+    func heads(layer: Int, _ relevance: [Float])
+}
+
+public struct LRPResult {
+    /// Resolved explained terms with their logit values.
+    public var terms: [(term: ExplainTerm, logit: Float)]
+    /// Total explained output (Σ y_g with seed logit, number of groups with seed one).
+    public var explained: Double
+    /// Per-token input relevance (token-embedding ⊙ δ summed over d) [T].
+    public var tokenRelevance: [Float]
+    /// OPT: per-token position-embedding relevance [T]; nil for Llama.
+    public var positionRelevance: [Float]?
+    /// Relevance absorbed by biases and LayerNorm β (conservation bookkeeping).
+    public var biasRelevance: Double
+    public var inputTotal: Double { tokenRelevance.reduce(0.0) { $0 + Double($1) } + (positionRelevance?.reduce(0.0) { $0 + Double($1) } ?? 0) }
+}
+
+// MARK: - Shared backward pieces
+
+/// Per-pass scratch for the backward: one δW buffer sized for the largest matrix.
+final class BackwardScratch {
+    var dW: [Float]
+    var s: [Float] = []
+    var dP: [Float] = []
+    var biasRelevance = 0.0
+    init(maxWeight: Int) { dW = zeros(maxWeight) }
+}
+
+extension Model {
+    /// Plain backward through y = xWᵀ + b for N rows: δx (+)= δy·W, δW = δyᵀx to
+    /// the sink, bias relevance b ⊙ Σ_t δy_t recorded. With ε > 0, δy is first
+    /// rescaled by the LRP-ε rule (needs the layer output z).
+    func linearBackward(_ lin: Linear, x: UnsafePointer<Float>, dy dyIn: UnsafePointer<Float>, z: UnsafePointer<Float>?,
+                        dx: UnsafeMutablePointer<Float>?, accumulate: Bool, rows n: Int, rules: LRPRules,
+                        sink: RelevanceSink?, scratch: BackwardScratch) {
+        var scaled: [Float] = []
+        var dy = dyIn
+        if rules.epsilon > 0, let z {
+            scaled = zeros(n * lin.outDim)
+            for i in 0..<(n * lin.outDim) { scaled[i] = dyIn[i] * epsilonRuleScale(z: z[i], epsilon: rules.epsilon) }
+            dy = scaled.withUnsafeBufferPointer { $0.baseAddress! }
+        }
+        withExtendedLifetime(scaled) {
+            if let bias = lin.bias {
+                var r = 0.0
+                for t in 0..<n { for j in 0..<lin.outDim { r += Double(bias[j] * dy[t * lin.outDim + j]) } }
+                scratch.biasRelevance += r
+            }
+            if let dx {
+                lin.weight.cptr { w in
+                    BLAS.gemm(transA: false, transB: false, m: n, n: lin.inDim, k: lin.outDim, dy, lda: lin.outDim,
+                              w, ldb: lin.inDim, beta: accumulate ? 1 : 0, dx, ldc: lin.inDim)
+                }
+            }
+            if let sink {
+                scratch.dW.ptr { dw in
+                    BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, dy, lda: lin.outDim,
+                              x, ldb: lin.inDim, dw, ldc: lin.inDim)
+                    sink.weightGradient(lin, dw)
+                }
+            }
+        }
+    }
+
+    /// Backward through causal attention for one sequence (pos0 = 0) with the
+    /// AttnLRP factors: δv = vF·Pᵀδz; δS = P ⊙ (δP − rowdot(δP, P)) (plain softmax
+    /// gradient); δq = qkF·scale·δS·K; δk = qkF·scale·δSᵀ·Q. Probabilities are
+    /// recomputed per head and query block, never stored for all heads.
+    func attentionBackward(_ b: BlockBuffers, dz: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>,
+                           dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>, rules: LRPRules,
+                           scratch: BackwardScratch) {
+        let c = config, n = b.rows, hd = c.headDim, qDim = c.qDim, kvDim = c.kvDim
+        let group = c.nHeads / c.nKVHeads, scale = 1 / Float(hd).squareRoot()
+        let qkF = rules.qkFactor, vF = rules.vFactor
+        dq.update(repeating: 0, count: n * qDim)
+        dk.update(repeating: 0, count: n * kvDim)
+        dv.update(repeating: 0, count: n * kvDim)
+        let need = min(queryBlock, n) * n
+        if scratch.s.count < need { scratch.s = zeros(need); scratch.dP = zeros(need) }
+        b.q.cptr { q in b.k.cptr { k in b.v.cptr { v in
+        scratch.s.ptr { s in scratch.dP.ptr { dP in
+            var i0 = 0
+            while i0 < n {
+                let i1 = min(i0 + queryBlock, n), rows = i1 - i0, keys = i1
+                for h in 0..<c.nHeads {
+                    let g = h / group
+                    let qh = q + i0 * qDim + h * hd, kg = k + g * hd, vg = v + g * hd, dzh = dz + i0 * qDim + h * hd
+                    BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: scale, qh, lda: qDim,
+                              kg, ldb: kvDim, s, ldc: keys)
+                    maskedSoftmax(s, rows: rows, keys: keys, firstPos: i0)
+                    // δv_g += vF · Pᵀ δz_h
+                    BLAS.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: vF, s, lda: keys,
+                              dzh, ldb: qDim, beta: 1, dv + g * hd, ldc: kvDim)
+                    guard qkF != 0 else { continue }
+                    // δP = δz_h V_gᵀ, then δS = P ⊙ (δP − Σ_j δP·P) in place in dP.
+                    BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, dzh, lda: qDim, vg, ldb: kvDim,
+                              dP, ldc: keys)
+                    parallelRows(rows, work: rows * keys) { range in
+                        for r in range {
+                            let pr = s + r * keys, dr = dP + r * keys, visible = i0 + r + 1
+                            var dot: Float = 0
+                            for j in 0..<visible { dot += pr[j] * dr[j] }
+                            for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+                            for j in visible..<keys { dr[j] = 0 }
+                        }
+                    }
+                    BLAS.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: qkF * scale, dP, lda: keys,
+                              kg, ldb: kvDim, dq + i0 * qDim + h * hd, ldc: qDim)
+                    BLAS.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: qkF * scale, dP, lda: keys,
+                              qh, ldb: qDim, beta: 1, dk + g * hd, ldc: kvDim)
+                }
+                i0 = i1
+            }
+        } }
+        } } }
+    }
+
+    /// Σ_t z_h ⊙ δz_h per head: the relevance that passes through each head.
+    func headRelevance(z: UnsafePointer<Float>, dz: UnsafePointer<Float>, rows n: Int) -> [Float] {
+        let c = config
+        var r = [Float](repeating: 0, count: c.nHeads)
+        for t in 0..<n { for h in 0..<c.nHeads {
+            let o = t * c.qDim + h * c.headDim
+            var s: Float = 0
+            for i in 0..<c.headDim { s += z[o + i] * dz[o + i] }
+            r[h] += s
+        } }
+        return r
+    }
+
+    /// Σ_t a ⊙ δa per column j of an [N, m] activation.
+    func columnRelevance(_ a: UnsafePointer<Float>, _ da: UnsafePointer<Float>, rows n: Int, cols m: Int) -> [Float] {
+        var r = [Float](repeating: 0, count: m)
+        r.ptr { rp in for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += a[o + j] * da[o + j] } } }
+        return r
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+
+// MARK: - Gradient buffers (one set per pass, reused for every layer)
+
+final class GradBuffers {
+    var dPost: [Float]    // [N, dFF]  δ at the MLP activation (down/fc2 input)
+    var dGate: [Float]    // [N, dFF]  δ at gate_proj out (Llama) / fc1 out (OPT)
+    var dUp: [Float]      // [N, dFF]  δ at up_proj out (Llama)
+    var dz: [Float]       // [N, qDim] δ at the attention output z
+    var dq: [Float]       // [N, qDim]
+    var dk: [Float]       // [N, kvDim]
+    var dv: [Float]       // [N, kvDim]
+    var dn: [Float]       // [N, d]    δ at a norm output
+    init(config c: ModelConfig, rows n: Int) {
+        dPost = zeros(n * c.dFF); dGate = dPost; dUp = c.family == .llama ? dPost : []
+        dz = zeros(n * c.qDim); dq = dz
+        dk = zeros(n * c.kvDim); dv = dk
+        dn = zeros(n * c.dModel)
+    }
+}
+
+extension BlockBuffers {
+    /// Bytes one block's stored activations take for `rows` tokens.
+    static func bytes(_ c: ModelConfig, rows n: Int) -> Int {
+        n * (6 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 3 : 2) * c.dFF + 2) * 4
+    }
+}
+
+public enum LRPError: LocalizedError, Equatable {
+    case tooFewTokens(Int)
+    case positionOutOfRange(position: Int, length: Int)
+    case nothingToExplain
+
+    public var errorDescription: String? {
+        switch self {
+        case .tooFewTokens(let n): return "a sequence needs at least 2 tokens to explain next tokens, got \(n)"
+        case .positionOutOfRange(let p, let n): return "target position \(p) is outside the sequence (length \(n))"
+        case .nothingToExplain: return "no explained output (every target is empty or has a zero value)"
+        }
+    }
+}
+
+// MARK: - The LRP pass
+
+extension Model {
+    /// Shared attention half of a block backward: o_proj, heads, attention, then
+    /// q/k/v projections; leaves δ(ln1 output) in g.dn. `ropeBackward` undoes
+    /// the rotation on δq/δk (Llama) before the projections.
+    func attentionHalfBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
+                               rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch,
+                               ropeBackward: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let c = config, n = b.rows
+        b.z.cptr { z in b.attnOut.cptr { out in g.dz.ptr { dz in
+            linearBackward(blk.o, x: z, dy: dx, z: out, dx: dz, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+            sink?.heads(layer: blk.index, headRelevance(z: z, dz: dz, rows: n))
+        } } }
+        g.dz.cptr { dz in g.dq.ptr { dq in g.dk.ptr { dk in g.dv.ptr { dv in
+            attentionBackward(b, dz: dz, dq: dq, dk: dk, dv: dv, rules: rules, scratch: scratch)
+            ropeBackward(dq, dk)
+        } } } }
+        // LRP-ε needs the projections' outputs before RoPE.
+        var qPre: [Float] = [], kPre: [Float] = []
+        if rules.epsilon > 0 {
+            qPre = b.q; kPre = b.k
+            qPre.ptr { rope?.apply($0, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true) }
+            kPre.ptr { rope?.apply($0, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true) }
+        }
+        b.normed1.cptr { h in g.dn.ptr { dn in
+            g.dq.cptr { dq in qPre.withUnsafeBufferPointer { zq in
+                linearBackward(blk.q, x: h, dy: dq, z: zq.baseAddress, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
+            } }
+            g.dk.cptr { dk in kPre.withUnsafeBufferPointer { zk in
+                linearBackward(blk.k, x: h, dy: dk, z: zk.baseAddress, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
+            } }
+            g.dv.cptr { dv in b.v.cptr { zv in
+                linearBackward(blk.v, x: h, dy: dv, z: zv, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
+            } }
+        } }
+    }
+
+    /// Resolves what is explained into groups of terms for a sequence.
+    func resolve(_ spec: ExplainSpec, tokens: [Int], finalHidden nf: [Float]) throws -> [ExplainGroup] {
+        let n = tokens.count, v = config.vocabSize
+        switch spec {
+        case .nextToken(let from):
+            guard n >= 2 else { throw LRPError.tooFewTokens(n) }
+            guard from >= 0, from < n - 1 else { throw LRPError.positionOutOfRange(position: from, length: n) }
+            return (from..<(n - 1)).map { [ExplainTerm(position: $0, token: tokens[$0 + 1])] }
+        case .lastMax:
+            let row = nf.cptr { logits($0 + (n - 1) * config.dModel, rows: 1) }
+            return [[ExplainTerm(position: n - 1, token: argmax(row))]]
+        case .groups(let groups):
+            for g in groups { for t in g {
+                guard t.position >= 0, t.position < n else { throw LRPError.positionOutOfRange(position: t.position, length: n) }
+                guard t.token >= 0, t.token < v else { throw ModelError.invalidToken(id: t.token, vocabSize: v) }
+            } }
+            return groups
+        }
+    }
+
+    /// One AttnLRP (or plain-gradient) pass over a sequence: forward, seed the
+    /// explained logits, backward block by block. Per-weight gradients go to
+    /// `sink` as each layer finishes; per-token input relevance is returned.
+    ///
+    /// Memory: a block's activations are kept from the forward when the total
+    /// fits `memoryBudget` bytes; otherwise only the residual input of the other
+    /// blocks is kept and they are recomputed during the backward.
+    public func lrp(tokens: [Int], explain: ExplainSpec, seed: SeedValue = .logit, rules: LRPRules = .attnLRP,
+                    sink: RelevanceSink?, memoryBudget: Int = 1 << 30) throws -> LRPResult {
+        let c = config, n = tokens.count, d = c.dModel
+        guard n >= 1 else { throw ModelError.emptyPrompt }
+        guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen) }
+        for t in tokens where t < 0 || t >= c.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: c.vocabSize) }
+        let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n))]
+        // Forward, keeping what the backward needs.
+        var x = embedRows(tokens, segments: seg)                         // [N, d]
+        let storable = min(c.nLayers, memoryBudget / max(BlockBuffers.bytes(c, rows: n), 1))
+        var kept: [BlockBuffers?] = Array(repeating: nil, count: c.nLayers)
+        var inputs: [[Float]?] = Array(repeating: nil, count: c.nLayers)
+        let shared = storable < c.nLayers ? BlockBuffers(config: c, rows: n) : nil
+        for l in 0..<c.nLayers {
+            if l >= c.nLayers - storable {
+                let bb = BlockBuffers(config: c, rows: n)
+                runBlock(l, &x, segments: seg, buffers: bb)
+                kept[l] = bb
+            } else {
+                inputs[l] = x
+                runBlock(l, &x, segments: seg, buffers: shared!)
+            }
+        }
+        var invF = zeros(n)
+        let nf = invF.ptr { finalNormRows(x, rows: n, inv: $0) }          // [N, d]
+        // Seed: δ(final hidden) = Σ coef · scale · W_U[token] — the unembedding is
+        // linear, so no [T, vocab] logits matrix is ever formed.
+        let groups = try resolve(explain, tokens: tokens, finalHidden: nf)
+        let wu = unembedding
+        var dnf = zeros(n * d)
+        var terms: [(term: ExplainTerm, logit: Float)] = []
+        var explained = 0.0
+        wu.cptr { w in nf.cptr { h in dnf.ptr { dh in
+            for g in groups {
+                let logitsOfGroup = g.map { t -> Float in
+                    var s: Float = 0
+                    for j in 0..<d { s += h[t.position * d + j] * w[t.token * d + j] }
+                    return s
+                }
+                let y = zip(g, logitsOfGroup).reduce(0.0) { $0 + Double($1.0.coefficient * $1.1) }
+                terms += zip(g, logitsOfGroup).map { ($0, $1) }
+                let scale: Float
+                switch seed {
+                case .logit: scale = 1; explained += y
+                case .one:
+                    guard abs(y) > 1e-12 else { continue }
+                    scale = Float(1 / y); explained += 1
+                }
+                for t in g {
+                    let k = t.coefficient * scale
+                    for j in 0..<d { dh[t.position * d + j] += k * w[t.token * d + j] }
+                }
+            }
+        } } }
+        guard explained != 0 || seed == .logit, !terms.isEmpty else { throw LRPError.nothingToExplain }
+        // Backward: final norm, then blocks last to first.
+        let scratch = BackwardScratch(maxWeight: max(c.dFF * d, c.qDim * d, c.kvDim * d))
+        var dx = zeros(n * d)                                           // [N, d] δ residual stream
+        dnf.cptr { dy in x.cptr { xp in invF.cptr { s in dx.ptr { out in
+            switch c.family {
+            case .llama:
+                rmsNormBackward(dy: dy, x: xp, inv: s, g: finalNorm.weight, dx: out, rows: n, d: d,
+                                constantNormaliser: rules.normIsConstant, accumulate: false)
+            case .opt:
+                if let beta = finalNorm.bias {
+                    for t in 0..<n { for j in 0..<d { scratch.biasRelevance += Double(beta[j] * dy[t * d + j]) } }
+                }
+                layerNormBackward(dy: dy, x: xp, inv: s, g: finalNorm.weight, dx: out, rows: n, d: d,
+                                  constantNormaliser: rules.normIsConstant, accumulate: false)
+            }
+        } } } }
+        let grads = GradBuffers(config: c, rows: n)
+        for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
+            let bb: BlockBuffers
+            if let k = kept[l] { bb = k } else {
+                var xi = inputs[l]!                                      // recompute this block's activations
+                runBlock(l, &xi, segments: seg, buffers: shared!)
+                bb = shared!
+            }
+            dx.ptr { dxp in
+                switch c.family {
+                case .llama: llamaBlockBackward(blocks[l], bb, dx: dxp, grads, rules: rules, sink: sink, scratch: scratch)
+                case .opt: optBlockBackward(blocks[l], bb, dx: dxp, grads, rules: rules, sink: sink, scratch: scratch)
+                }
+            }
+            kept[l] = nil; inputs[l] = nil                               // free as we go
+        }
+        // Input relevance: embedding ⊙ δ, summed over the hidden dimension.
+        var tokRel = zeros(n)
+        var posRel: [Float]? = positions == nil ? nil : zeros(n)
+        embed.cptr { e in dx.cptr { g in
+            for t in 0..<n {
+                var s: Float = 0
+                for j in 0..<d { s += e[tokens[t] * d + j] * g[t * d + j] }
+                tokRel[t] = s
+            }
+        } }
+        if let positions {
+            positions.cptr { p in dx.cptr { g in
+                for t in 0..<n {
+                    var s: Float = 0
+                    for j in 0..<d { s += p[(t + ModelConfig.optPositionOffset) * d + j] * g[t * d + j] }
+                    posRel![t] = s
+                }
+            } }
+        }
+        return LRPResult(terms: terms, explained: explained, tokenRelevance: tokRel, positionRelevance: posRel,
+                         biasRelevance: scratch.biasRelevance)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+// MARK: - Perplexity
+//
+// Two protocols, always reported with what was used:
+// - wanda (default; Wanda/SparseGPT `eval_ppl`): tokenize the joined text once,
+//   cut `numel / seqlen` non-overlapping windows, mean cross-entropy over every
+//   shifted position of every window, exp.
+// - llamacpp (`llama-perplexity`): same windows, but only the second half of
+//   each window is scored (`first = n_ctx/2`), and the window's first token is
+//   replaced by BOS when the tokenizer uses one.
+
+public enum PerplexityProtocol: String, CaseIterable, Sendable {
+    case wanda, llamacpp
+}
+
+public struct PerplexityResult: Codable, Sendable {
+    public var perplexity: Double
+    public var meanNLL: Double
+    public var tokens: Int          // tokens in the whole text
+    public var windows: Int         // windows evaluated
+    public var scored: Int          // predictions scored
+    public var seqlen: Int
+    public var `protocol`: String
+    public var seconds: Double
+}
+
+/// WikiText-2 raw rows → one string: CRLF → LF, rows (blank ones dropped in the
+/// shared copy) joined with "\n\n" as in Wanda's `"\n\n".join(test["text"])`.
+public func joinRawTextRows(_ raw: String) -> String {
+    let lf = raw.replacingOccurrences(of: "\r\n", with: "\n")
+    return lf.split(separator: "\n", omittingEmptySubsequences: true).joined(separator: "\n\n")
+}
+
+extension Model {
+    /// Mean NLL of predicting ids[t+1] from ids[0...t] for t in `scored` (a range of positions).
+    /// Logits are made 256 rows at a time so [T, vocab] is never held.
+    public func nll(window ids: [Int], scored: Range<Int>) -> (sum: Double, count: Int) {
+        let cache = KVCache(config: config, capacity: ids.count)
+        let h = hidden(tokens: ids, segments: [Segment(rowStart: 0, count: ids.count, pos0: 0, cache: cache)])
+        let d = config.dModel, v = config.vocabSize
+        var sum = 0.0, count = 0
+        var r0 = scored.lowerBound
+        while r0 < scored.upperBound {
+            let r1 = min(r0 + 256, scored.upperBound)
+            let lg = h.cptr { logits($0 + r0 * d, rows: r1 - r0) }
+            lg.cptr { lp in
+                for r in r0..<r1 {
+                    let row = lp + (r - r0) * v
+                    var m = -Float.infinity
+                    for j in 0..<v where row[j] > m { m = row[j] }
+                    var z = 0.0
+                    for j in 0..<v { z += Double(fastExp(row[j] - m)) }
+                    sum += (Double(m) + log(z)) - Double(row[ids[r + 1]])
+                    count += 1
+                }
+            }
+            r0 = r1
+        }
+        return (sum, count)
+    }
+
+    /// Perplexity of a token stream under a protocol. `maxWindows` caps the work.
+    public func perplexity(tokens: [Int], seqlen: Int, protocol proto: PerplexityProtocol, maxWindows: Int? = nil,
+                           bos: Int? = nil, progress: Bool = false) throws -> PerplexityResult {
+        guard seqlen >= 2 else { throw ModelError.badConfig(file: "--seqlen", key: "seqlen", reason: "must be at least 2") }
+        guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen) }
+        var windows = tokens.count / seqlen
+        if let maxWindows { windows = min(windows, maxWindows) }
+        guard windows > 0 else {
+            throw ModelError.badConfig(file: "--text", key: "tokens", reason: "\(tokens.count) tokens are fewer than one window of \(seqlen)")
+        }
+        let t0 = Date()
+        let bar = ProgressLine("perplexity", total: windows, unit: "windows", enabled: progress)
+        var sum = 0.0, count = 0
+        for w in 0..<windows {
+            var ids = Array(tokens[(w * seqlen)..<((w + 1) * seqlen)])
+            let scored: Range<Int>
+            switch proto {
+            case .wanda: scored = 0..<(seqlen - 1)
+            case .llamacpp:
+                if let bos { ids[0] = bos }
+                scored = (seqlen / 2)..<(seqlen - 1)
+            }
+            let r = nll(window: ids, scored: scored)
+            sum += r.sum; count += r.count
+            bar.update(w + 1, tokens: (w + 1) * seqlen)
+        }
+        let mean = sum / Double(count)
+        return PerplexityResult(perplexity: exp(mean), meanNLL: mean, tokens: tokens.count, windows: windows, scored: count,
+                                seqlen: seqlen, protocol: proto.rawValue, seconds: Date().timeIntervalSince(t0))
+    }
+}
