@@ -1,0 +1,196 @@
+// spshim.cpp — C ABI shim over sentencepiece::SentencePieceProcessor.
+// Every C++ call is wrapped in try/catch; no exception crosses the C boundary.
+#include "spshim.h"
+
+#include <sentencepiece_processor.h>
+
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+struct spm_processor {
+    sentencepiece::SentencePieceProcessor sp;
+};
+
+namespace {
+
+void write_err(char *err, size_t cap, const std::string &msg) {
+    if (err == nullptr || cap == 0) return;
+    size_t n = msg.size() < cap - 1 ? msg.size() : cap - 1;
+    std::memcpy(err, msg.data(), n);
+    err[n] = '\0';
+}
+
+bool valid_id(const spm_processor *p, int32_t id) {
+    return p != nullptr && id >= 0 && id < p->sp.GetPieceSize();
+}
+
+} // namespace
+
+extern "C" {
+
+spm_processor *spm_load(const char *path, char *err, size_t err_cap) {
+    if (path == nullptr) { write_err(err, err_cap, "null path"); return nullptr; }
+    spm_processor *p = nullptr;
+    try {
+        p = new spm_processor();
+        auto status = p->sp.Load(path);
+        if (!status.ok()) {
+            write_err(err, err_cap, status.ToString());
+            delete p;
+            return nullptr;
+        }
+        return p;
+    } catch (const std::exception &e) {
+        write_err(err, err_cap, e.what());
+    } catch (...) {
+        write_err(err, err_cap, "unknown C++ exception");
+    }
+    delete p;
+    return nullptr;
+}
+
+spm_processor *spm_load_from_bytes(const void *data, size_t len, char *err, size_t err_cap) {
+    if (data == nullptr && len > 0) { write_err(err, err_cap, "null data"); return nullptr; }
+    spm_processor *p = nullptr;
+    try {
+        p = new spm_processor();
+        std::string bytes(static_cast<const char *>(data), len);
+        auto status = p->sp.LoadFromSerializedProto(bytes);
+        if (!status.ok()) {
+            write_err(err, err_cap, status.ToString());
+            delete p;
+            return nullptr;
+        }
+        return p;
+    } catch (const std::exception &e) {
+        write_err(err, err_cap, e.what());
+    } catch (...) {
+        write_err(err, err_cap, "unknown C++ exception");
+    }
+    delete p;
+    return nullptr;
+}
+
+void spm_free(spm_processor *p) {
+    try { delete p; } catch (...) {}
+}
+
+int32_t spm_piece_count(const spm_processor *p) {
+    if (p == nullptr) return 0;
+    try { return p->sp.GetPieceSize(); } catch (...) { return 0; }
+}
+
+int32_t spm_bos_id(const spm_processor *p) {
+    if (p == nullptr) return -1;
+    try { return p->sp.bos_id(); } catch (...) { return -1; }
+}
+
+int32_t spm_eos_id(const spm_processor *p) {
+    if (p == nullptr) return -1;
+    try { return p->sp.eos_id(); } catch (...) { return -1; }
+}
+
+int32_t spm_unk_id(const spm_processor *p) {
+    if (p == nullptr) return -1;
+    try { return p->sp.unk_id(); } catch (...) { return -1; }
+}
+
+int32_t spm_pad_id(const spm_processor *p) {
+    if (p == nullptr) return -1;
+    try { return p->sp.pad_id(); } catch (...) { return -1; }
+}
+
+int64_t spm_encode(const spm_processor *p, const char *text, size_t len,
+                   int32_t *out, size_t cap, char *err, size_t err_cap) {
+    if (p == nullptr) { write_err(err, err_cap, "null processor"); return -1; }
+    if (text == nullptr && len > 0) { write_err(err, err_cap, "null text"); return -1; }
+    try {
+        std::vector<int> ids;
+        auto status = p->sp.Encode(absl::string_view(text == nullptr ? "" : text, len), &ids);
+        if (!status.ok()) { write_err(err, err_cap, status.ToString()); return -1; }
+        if (out != nullptr) {
+            size_t n = ids.size() < cap ? ids.size() : cap;
+            for (size_t i = 0; i < n; ++i) out[i] = ids[i];
+        }
+        return static_cast<int64_t>(ids.size());
+    } catch (const std::exception &e) {
+        write_err(err, err_cap, e.what());
+    } catch (...) {
+        write_err(err, err_cap, "unknown C++ exception");
+    }
+    return -1;
+}
+
+int64_t spm_decode(const spm_processor *p, const int32_t *ids, size_t n,
+                   char *out, size_t cap, char *err, size_t err_cap) {
+    if (p == nullptr) { write_err(err, err_cap, "null processor"); return -1; }
+    if (ids == nullptr && n > 0) { write_err(err, err_cap, "null ids"); return -1; }
+    try {
+        std::vector<int> v(ids, ids + n);
+        std::string text;
+        auto status = p->sp.Decode(v, &text);
+        if (!status.ok()) { write_err(err, err_cap, status.ToString()); return -1; }
+        if (out != nullptr) {
+            size_t m = text.size() < cap ? text.size() : cap;
+            std::memcpy(out, text.data(), m);
+        }
+        return static_cast<int64_t>(text.size());
+    } catch (const std::exception &e) {
+        write_err(err, err_cap, e.what());
+    } catch (...) {
+        write_err(err, err_cap, "unknown C++ exception");
+    }
+    return -1;
+}
+
+int64_t spm_id_to_piece(const spm_processor *p, int32_t id, char *out, size_t cap) {
+    if (!valid_id(p, id)) return -1;
+    try {
+        const std::string &piece = p->sp.IdToPiece(id);
+        if (out != nullptr) {
+            size_t m = piece.size() < cap ? piece.size() : cap;
+            std::memcpy(out, piece.data(), m);
+        }
+        return static_cast<int64_t>(piece.size());
+    } catch (...) {
+        return -1;
+    }
+}
+
+int32_t spm_piece_to_id(const spm_processor *p, const char *piece, size_t len) {
+    if (p == nullptr || (piece == nullptr && len > 0)) return -1;
+    try {
+        return p->sp.PieceToId(absl::string_view(piece == nullptr ? "" : piece, len));
+    } catch (...) {
+        return -1;
+    }
+}
+
+float spm_score(const spm_processor *p, int32_t id) {
+    if (!valid_id(p, id)) return 0.0f;
+    try { return p->sp.GetScore(id); } catch (...) { return 0.0f; }
+}
+
+bool spm_is_control(const spm_processor *p, int32_t id) {
+    if (!valid_id(p, id)) return false;
+    try { return p->sp.IsControl(id); } catch (...) { return false; }
+}
+
+bool spm_is_byte(const spm_processor *p, int32_t id) {
+    if (!valid_id(p, id)) return false;
+    try { return p->sp.IsByte(id); } catch (...) { return false; }
+}
+
+bool spm_is_unknown(const spm_processor *p, int32_t id) {
+    if (!valid_id(p, id)) return false;
+    try { return p->sp.IsUnknown(id); } catch (...) { return false; }
+}
+
+bool spm_is_unused(const spm_processor *p, int32_t id) {
+    if (!valid_id(p, id)) return false;
+    try { return p->sp.IsUnused(id); } catch (...) { return false; }
+}
+
+} // extern "C"
