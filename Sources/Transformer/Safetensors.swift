@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 
 // MARK: - safetensors
@@ -133,7 +136,8 @@ public final class SafetensorsFile {
                 guard !o else { throw SafetensorsError.invalidHeader(file: path, reason: "entry '\(name)' shape overflows") }
                 numel = p
             }
-            let need = numel * dtype.size
+            let (need, over) = numel.multipliedReportingOverflow(by: dtype.size)
+            guard !over else { throw SafetensorsError.invalidHeader(file: path, reason: "entry '\(name)' size overflows") }
             guard need == offs[1] - offs[0] else {
                 throw SafetensorsError.sizeMismatch(file: path, tensor: name, expectedBytes: need, foundBytes: offs[1] - offs[0])
             }
@@ -150,8 +154,9 @@ public final class SafetensorsFile {
             cursor = e.end
         }
         let dataStart = 8 + Int(n)
-        guard dataStart + cursor == file.size else {
-            throw SafetensorsError.incompleteBuffer(file: path, dataEnd: dataStart + cursor, fileSize: file.size)
+        let (dataEnd, over) = dataStart.addingReportingOverflow(cursor)
+        guard !over, dataEnd == file.size else {
+            throw SafetensorsError.incompleteBuffer(file: path, dataEnd: over ? Int.max : dataEnd, fileSize: file.size)
         }
         self.metadata = meta
         self.entries = entries
@@ -318,14 +323,17 @@ public enum AtomicFile {
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do {
             try data.write(to: tmp)
-            if FileManager.default.fileExists(atPath: path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
-            } else {
-                try FileManager.default.moveItem(at: tmp, to: url)
-            }
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw ModelError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+        // POSIX rename replaces atomically. FileManager.replaceItemAt on Linux
+        // (swift-corelibs-foundation #4655, still in 6.3.1) deletes the original
+        // and then fails, losing both files.
+        if rename(tmp.path, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw ModelError.cannotWrite(path: path, reason: reason)
         }
     }
 

@@ -1,1 +1,40 @@
-print("workbench")
+import Foundation
+import Transformer
+
+// workbench — attribution-guided pruning of decoder LLMs.
+
+let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
+                                BenchCommand.self]
+
+func topHelp() -> String {
+    var s = "OVERVIEW: Attribution-guided pruning workbench for Llama and OPT models.\n\nUSAGE: workbench <subcommand> [options]\n\nSUBCOMMANDS:\n"
+    for c in commands { s += "  " + c.spec.name.padding(toLength: 14, withPad: " ", startingAt: 0) + c.spec.abstract + "\n" }
+    s += "\n  See 'workbench <subcommand> --help' for detailed help.\n"
+    return s
+}
+
+func usageFail(_ message: String, _ usage: String, _ cmd: String?) -> Never {
+    Out.err("Error: \(message)")
+    Out.err("Usage: \(usage)")
+    Out.err("  See '\(cmd.map { "workbench \($0) --help" } ?? "workbench --help")' for more information.")
+    exit(64)
+}
+
+var argv = Array(CommandLine.arguments.dropFirst())
+guard let name = argv.first else { usageFail("Missing subcommand", "workbench <subcommand> [options]", nil) }
+if name == "--help" || name == "-h" || name == "help" { Out.write(topHelp()); exit(0) }
+if name == "--version" { Out.print("workbench 0.1.0"); exit(0) }
+guard let cmd = commands.first(where: { $0.spec.name == name }) else {
+    usageFail("Unknown subcommand '\(name)'", "workbench <subcommand> [options]", nil)
+}
+argv.removeFirst()
+do {
+    let args = try Args(argv, spec: cmd.spec)
+    if args.wantsHelp { Out.write(cmd.spec.helpText); exit(0) }
+    try cmd.run(args)
+} catch let e as UsageError {
+    usageFail(e.message, cmd.spec.usage, cmd.spec.name)
+} catch {
+    Out.err("Error: \(error.localizedDescription)")
+    exit(1)
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Transformer
+
+// MARK: - Streaming relevance accumulation
+//
+// Memory does not grow with the number of samples: one F32 accumulator per
+// decoder linear weight (the size of the model's linear weights), plus one per
+// MLP neuron and attention head. Each sample's δW is turned into R_W = W ⊙ δW
+// (or |W ⊙ δW| with `absPerSample`, as PXP does) and added immediately.
+
+/// Names of the non-weight score tensors, namespaced by the HF module they belong to.
+public enum ScoreNames {
+    /// MLP intermediate neurons of layer l: Llama `model.layers.l.mlp.neurons`, OPT `model.decoder.layers.l.fc1.neurons`.
+    public static func neurons(_ model: Model, layer l: Int) -> String {
+        model.config.family == .llama ? "model.layers.\(l).mlp.neurons" : "model.decoder.layers.\(l).fc1.neurons"
+    }
+    /// Attention heads of layer l: `….self_attn.heads`.
+    public static func heads(_ model: Model, layer l: Int) -> String {
+        model.config.family == .llama ? "model.layers.\(l).self_attn.heads" : "model.decoder.layers.\(l).self_attn.heads"
+    }
+}
+
+public final class RelevanceAccumulator: RelevanceSink {
+    public let absPerSample: Bool
+    /// Σ over samples of R_W per HF weight name [out·in].
+    public private(set) var weights: [String: [Float]] = [:]
+    /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`.
+    public private(set) var units: [String: [Float]] = [:]
+    public internal(set) var samples = 0
+    let model: Model
+
+    public init(model: Model, absPerSample: Bool = false) {
+        self.model = model
+        self.absPerSample = absPerSample
+        for l in model.linears { weights[l.name] = [Float](repeating: 0, count: l.weight.count) }
+        for b in model.blocks {
+            units[ScoreNames.neurons(model, layer: b.index)] = [Float](repeating: 0, count: model.config.dFF)
+            units[ScoreNames.heads(model, layer: b.index)] = [Float](repeating: 0, count: model.config.nHeads)
+        }
+    }
+
+    /// Restores accumulated sums (for `--resume`).
+    public func restore(weights w: [String: [Float]], units u: [String: [Float]], samples n: Int) {
+        for (k, v) in w where weights[k]?.count == v.count { weights[k] = v }
+        for (k, v) in u where units[k]?.count == v.count { units[k] = v }
+        samples = n
+    }
+
+    public func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>) {
+        let n = linear.weight.count, abs = absPerSample
+        linear.weight.withUnsafeBufferPointer { w in
+            weights[linear.name]!.withUnsafeMutableBufferPointer { acc in
+                let a = acc.baseAddress!, wp = w.baseAddress!
+                parallelRows(2, work: n) { part in
+                    let lo = n * part.lowerBound / 2, hi = n * part.upperBound / 2
+                    if abs { for i in lo..<hi { a[i] += Swift.abs(wp[i] * dW[i]) } }
+                    else { for i in lo..<hi { a[i] += wp[i] * dW[i] } }
+                }
+            }
+        }
+    }
+
+    public func neurons(layer: Int, _ r: [Float]) { add(ScoreNames.neurons(model, layer: layer), r) }
+    public func heads(layer: Int, _ r: [Float]) { add(ScoreNames.heads(model, layer: layer), r) }
+
+    func add(_ key: String, _ r: [Float]) {
+        let abs = absPerSample
+        units[key]!.withUnsafeMutableBufferPointer { acc in
+            for i in r.indices { acc[i] += abs ? Swift.abs(r[i]) : r[i] }
+        }
+    }
+
+    /// Marks one sample done (callers call this after each `lrp` pass).
+    public func finishSample() { samples += 1 }
+
+    /// Mean over samples (SparC³ Eq. 1) as named tensors with HF shapes.
+    public func meanTensors() -> [(String, Tensor)] {
+        let k = Float(max(samples, 1))
+        var out: [(String, Tensor)] = []
+        for l in model.linears {
+            out.append((l.name, Tensor(shape: [l.outDim, l.inDim], data: weights[l.name]!.map { $0 / k })))
+        }
+        for (name, v) in units.sorted(by: { $0.key < $1.key }) {
+            out.append((name, Tensor(shape: [v.count], data: v.map { $0 / k })))
+        }
+        return out
+    }
+}
