@@ -33,51 +33,120 @@ public struct Tensor: Equatable, Sendable {
 // a token block is Y[T, out] = X[T, in] · Wᵀ.
 
 public enum BLAS {
+    // Parallelism policy: one level only (toolchain.md §5). By default OpenBLAS
+    // runs single-threaded and each large call is split in two halves (output
+    // columns or rows) that run on both cores via concurrentPerform. Measured
+    // here, OpenBLAS's own pthread pool spin-yields between calls and costs
+    // ~15% of a prefill in sched_yield while Swift element-wise code runs.
+    // WORKBENCH_BLAS_THREADS=N hands threading back to OpenBLAS instead.
+    public static let ways: Int = {
+        if let s = ProcessInfo.processInfo.environment["WORKBENCH_BLAS_THREADS"], let n = Int(s), n > 0 {
+            openblas_set_num_threads(Int32(n))
+            return 1
+        }
+        openblas_set_num_threads(1)
+        return max(1, min(2, ProcessInfo.processInfo.activeProcessorCount))
+    }()
+
+    /// Below this many multiply-adds a call is not worth splitting. gemv is
+    /// bandwidth-bound, and one core alone reaches only ~60% of the bandwidth,
+    /// so even small decode matrices are split.
+    static let splitThreshold = 1 << 18
+    static let gemvSplitThreshold = 1 << 15
+
+    /// Runs `body(0..<half)` and `body(half..<n)` on two cores when the work is large.
+    @inline(__always)
+    static func split(_ n: Int, work: Int, threshold: Int = splitThreshold, _ body: (Range<Int>) -> Void) {
+        if ways < 2 || work < threshold || n < 16 {
+            body(0..<n)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let mid = (n / 2 + 7) & ~7                       // keep halves 32-byte aligned
+            body(i == 0 ? 0..<mid : mid..<n)
+        }
+    }
+
     /// Y[m, n] (+)= X[m, k] · W[n, k]ᵀ. For m == 1 this calls sgemv: OpenBLAS
     /// 0.3.21 does not forward sgemm with M=1 to gemv and is 3–4× slower there.
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                               m: Int, k: Int, n: Int, accumulate: Bool = false) {
-        let beta: Float = accumulate ? 1 : 0
         if m == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, beta, y, 1)
+            gemv(n: n, k: k, w, lda: k, x, beta: accumulate ? 1 : 0, y)
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        1, x, Int32(k), w, Int32(k), beta, y, Int32(n))
+            gemm(transA: false, transB: true, m: m, n: n, k: k, x, lda: k, w, ldb: k, beta: accumulate ? 1 : 0, y, ldc: n)
         }
     }
 
-    /// General C[m, n] = alpha · op(A) · op(B) + beta · C with explicit leading dimensions.
+    /// General C[m, n] = alpha · op(A) · op(B) + beta · C with explicit leading
+    /// dimensions; split along the larger of m and n.
     @inline(__always)
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                             _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        if n >= m {
+            split(n, work: m * n * k) { r in
+                let bOff = transB ? r.lowerBound * ldb : r.lowerBound
+                cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(r.count), Int32(k), alpha, a, Int32(lda),
+                            b + bOff, Int32(ldb), beta, c + r.lowerBound, Int32(ldc))
+            }
+        } else {
+            split(m, work: m * n * k) { r in
+                let aOff = transA ? r.lowerBound : r.lowerBound * lda
+                cblas_sgemm(CblasRowMajor, ta, tb, Int32(r.count), Int32(n), Int32(k), alpha, a + aOff, Int32(lda),
+                            b, Int32(ldb), beta, c + r.lowerBound * ldc, Int32(ldc))
+            }
+        }
     }
 
     /// y[n] = alpha · A[n, k] · x[k] + beta · y (row-major, A with leading dimension lda).
     @inline(__always)
     public static func gemv(n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                             _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), x, 1, beta, y, 1)
+        split(n, work: n * k, threshold: gemvSplitThreshold) { r in
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r.count), Int32(k), alpha, a + r.lowerBound * lda, Int32(lda),
+                        x, 1, beta, y + r.lowerBound, 1)
+        }
     }
 
     /// y[k] = alpha · A[n, k]ᵀ · x[n] + beta · y (row-major A, leading dimension lda).
     @inline(__always)
     public static func gemvT(n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                              _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), x, 1, beta, y, 1)
+        split(k, work: n * k, threshold: gemvSplitThreshold) { r in
+            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(r.count), alpha, a + r.lowerBound, Int32(lda),
+                        x, 1, beta, y + r.lowerBound, 1)
+        }
     }
 
-    public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+    /// The machine's sgemm peak as OpenBLAS itself reaches it with all cores
+    /// (its own thread pool), for honest "fraction of peak" reports.
+    public static func measurePeakGFLOPS(size n: Int = 1536, reps: Int = 5) -> Double {
+        _ = ways
+        let saved = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(ProcessInfo.processInfo.activeProcessorCount))
+        defer { openblas_set_num_threads(saved) }
+        let a = (0..<(n * n)).map { Float($0 % 7) * 0.01 }
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        for _ in 0..<reps {
+            let t = Date()
+            a.withUnsafeBufferPointer { ap in c.withUnsafeMutableBufferPointer { cp in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, ap.baseAddress!,
+                            Int32(n), ap.baseAddress!, Int32(n), 0, cp.baseAddress!, Int32(n))
+            } }
+            best = min(best, Date().timeIntervalSince(t))
+        }
+        return 2 * Double(n * n * n) / best / 1e9
     }
+
+    public static var threads: Int { _ = ways; return ways > 1 ? ways : Int(openblas_get_num_threads()) }
 
     public static var configDescription: String {
         guard let c = openblas_get_config() else { return "OpenBLAS" }
-        return String(cString: c)
+        return String(cString: c) + (ways > 1 ? " (1 OpenBLAS thread, calls split over \(ways) cores)" : "")
     }
 }
 

@@ -26,15 +26,7 @@ enum BenchCommand: Command {
         return best
     }
 
-    static func sgemmPeak() -> Double {
-        let n = 1536
-        let a = (0..<(n * n)).map { Float($0 % 7) * 0.01 }, b = a
-        var c = [Float](repeating: 0, count: n * n)
-        let t = time(5) { a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-            BLAS.gemm(transA: false, transB: false, m: n, n: n, k: n, ap.baseAddress!, lda: n, bp.baseAddress!, ldb: n, cp.baseAddress!, ldc: n)
-        } } } }
-        return 2 * Double(n * n * n) / t / 1e9
-    }
+    static func sgemmPeak() -> Double { BLAS.measurePeakGFLOPS() }
 
     static func bandwidth() -> Double {
         let rows = 8192, cols = 8192                       // 256 MB
