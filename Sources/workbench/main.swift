@@ -4,7 +4,8 @@ import Transformer
 // workbench — attribution-guided pruning of decoder LLMs.
 
 let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
-                                BenchCommand.self, AttributeCommand.self, HeatmapCommand.self]
+                                BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
+                                SparsityCommand.self]
 
 func topHelp() -> String {
     var s = "OVERVIEW: Attribution-guided pruning workbench for Llama and OPT models.\n\nUSAGE: workbench <subcommand> [options]\n\nSUBCOMMANDS:\n"

@@ -1,0 +1,278 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Tokenize
+import Transformer
+
+// MARK: - Writing a complete HF checkpoint directory
+//
+// Any model the workbench can load can be written back as an HF directory
+// (config.json, tokenizer files, model.safetensors F32) that every other
+// command accepts as `--model`. The directory appears atomically: everything
+// is written into a hidden temp directory next to the target, then renamed.
+
+public enum WeightFormat: String, Sendable, CaseIterable {
+    /// Dense F32 with exact zeros (loads everywhere: transformers, vLLM, lm-eval).
+    case dense
+    /// compressed-tensors `sparse-bitmask` for the pruned matrices (smaller on disk; vLLM does not load it).
+    case sparseBitmask = "sparse-bitmask"
+}
+
+/// What the writer needs to know about the input besides the model weights.
+public struct CheckpointSourceInfo: Sendable {
+    public var path: String
+    public var format: String            // "hf-safetensors", "gguf", "llama2c"
+    public var sourceDType: String
+    public var config: ModelConfig
+    public var tokenizer: TokenizerSource?
+    public var addBOS: Bool?
+
+    public init(_ ck: Checkpoint) {
+        path = ck.path; format = ck.format; sourceDType = ck.sourceDType; config = ck.config
+        tokenizer = ck.tokenizer; addBOS = ck.addBOS
+    }
+
+    public var isHFDirectory: Bool { format == "hf-safetensors" }
+
+    /// Loads any supported checkpoint and builds its model. The checkpoint's tensor table is
+    /// released on return, so later in-place pruning does not copy every weight (copy-on-write).
+    public static func load(_ path: String) throws -> (Model, CheckpointSourceInfo) {
+        let ck = try ModelLoader.checkpoint(path)
+        let info = CheckpointSourceInfo(ck)
+        return (try Model.build(from: ck), info)
+    }
+}
+
+/// The compressed-tensors `sparsity_config` block written with `sparse-bitmask`.
+public struct SparsityConfigInfo: Sendable {
+    public var structure: String          // "unstructured", "2:4", …
+    public var targets: [String]          // module names (weight name without ".weight")
+    public var ignore: [String]
+    public var globalSparsity: Double     // fraction of zero parameters in the whole model
+    public init(structure: String, targets: [String], ignore: [String] = ["lm_head"], globalSparsity: Double) {
+        self.structure = structure; self.targets = targets; self.ignore = ignore; self.globalSparsity = globalSparsity
+    }
+}
+
+public struct CheckpointWriteSummary: Sendable {
+    public var directory: String
+    public var modelBytes: Int            // model.safetensors
+    public var totalBytes: Int            // every file in the directory
+}
+
+public enum CheckpointWriteError: LocalizedError, Equatable {
+    case outputExists(path: String)
+    case outputIsInput(path: String)
+    case outputInsideInput(output: String, input: String)
+    case inputInsideOutput(output: String, input: String)
+    case refusingToReplace(path: String, reason: String)
+    case cannotWrite(path: String, reason: String)
+
+    public var errorDescription: String? {
+        switch self {
+        case .outputExists(let p): return "\(p) already exists (pass --force to replace it)"
+        case .outputIsInput(let p): return "--out \(p) is the input model itself"
+        case .outputInsideInput(let o, let i): return "--out \(o) is inside the input directory \(i); choose a directory outside it"
+        case .inputInsideOutput(let o, let i): return "--out \(o) contains the input \(i); replacing it would delete the input"
+        case .refusingToReplace(let p, let r): return "refusing to replace \(p): \(r)"
+        case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
+        }
+    }
+}
+
+public struct CheckpointWriter {
+    public var source: CheckpointSourceInfo
+    public var format: WeightFormat = .dense
+    /// Weight names stored as sparse-bitmask (with `.sparseBitmask`); other tensors stay dense.
+    public var compress: Set<String> = []
+    /// The `sparsity_config` for config.json (required with `.sparseBitmask`).
+    public var sparsity: SparsityConfigInfo?
+    /// Extra files (name → bytes), e.g. pruning.json.
+    public var extraFiles: [String: Data] = [:]
+    /// Extra safetensors files (name → records), e.g. mask.safetensors.
+    public var extraSafetensors: [String: [SafetensorsRecord]] = [:]
+
+    public init(source: CheckpointSourceInfo, format: WeightFormat = .dense) {
+        self.source = source; self.format = format
+    }
+
+    // MARK: - Output path checks
+
+    /// Checks `output` before any work: not the input, not inside an input directory, not
+    /// containing the input, and not existing unless `force` (then only an empty directory or
+    /// a previous checkpoint directory is replaced — never an arbitrary directory).
+    public static func preflight(output: String, input: String, force: Bool) throws {
+        let out = resolved(output), inp = resolved(input)
+        let fm = FileManager.default
+        if out == inp { throw CheckpointWriteError.outputIsInput(path: output) }
+        var inputIsDir: ObjCBool = false
+        if fm.fileExists(atPath: inp, isDirectory: &inputIsDir), inputIsDir.boolValue, out.hasPrefix(inp + "/") {
+            throw CheckpointWriteError.outputInsideInput(output: output, input: input)
+        }
+        if inp.hasPrefix(out + "/") { throw CheckpointWriteError.inputInsideOutput(output: output, input: input) }
+        var outIsDir: ObjCBool = false
+        guard fm.fileExists(atPath: out, isDirectory: &outIsDir) else { return }
+        guard force else { throw CheckpointWriteError.outputExists(path: output) }
+        guard outIsDir.boolValue else { throw CheckpointWriteError.refusingToReplace(path: output, reason: "it is not a directory") }
+        let contents = (try? fm.contentsOfDirectory(atPath: out)) ?? []
+        let looksLikeCheckpoint = contents.contains("config.json") || contents.contains("pruning.json")
+        guard contents.isEmpty || looksLikeCheckpoint else {
+            throw CheckpointWriteError.refusingToReplace(path: output, reason: "it is a non-empty directory without config.json or pruning.json")
+        }
+    }
+
+    /// Absolute, standardized path with symlinks resolved in its longest existing prefix.
+    static func resolved(_ path: String) -> String {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        var tail: [String] = []
+        while !FileManager.default.fileExists(atPath: url.path), url.path != "/" {
+            tail.insert(url.lastPathComponent, at: 0)
+            url.deleteLastPathComponent()
+        }
+        var r = url.resolvingSymlinksInPath()
+        for t in tail { r.appendPathComponent(t) }
+        return r.standardizedFileURL.path
+    }
+
+    // MARK: - Writing
+
+    /// Writes the whole directory atomically. Runs `preflight` again (the world may have changed).
+    @discardableResult
+    public func write(_ model: Model, to dir: String, force: Bool) throws -> CheckpointWriteSummary {
+        try Self.preflight(output: dir, input: source.path, force: force)
+        let fm = FileManager.default
+        let target = URL(fileURLWithPath: Self.resolved(dir))
+        let parent = target.deletingLastPathComponent()
+        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw CheckpointWriteError.cannotWrite(path: parent.path, reason: error.localizedDescription)
+        }
+        let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let tmp = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(tag)")
+        do {
+            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+            try writeContents(model, into: tmp.path)
+        } catch {
+            try? fm.removeItem(at: tmp)
+            if let e = error as? CheckpointWriteError { throw e }
+            throw CheckpointWriteError.cannotWrite(path: dir, reason: error.localizedDescription)
+        }
+        // Swap in. POSIX rename cannot replace a non-empty directory, so an old output is moved
+        // aside first and deleted only after the new one is in place.
+        var old: URL? = nil
+        if fm.fileExists(atPath: target.path) {
+            let aside = parent.appendingPathComponent(".\(target.lastPathComponent).old-\(tag)")
+            guard rename(target.path, aside.path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? fm.removeItem(at: tmp)
+                throw CheckpointWriteError.cannotWrite(path: dir, reason: reason)
+            }
+            old = aside
+        }
+        guard rename(tmp.path, target.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if let old { _ = rename(old.path, target.path) }
+            try? fm.removeItem(at: tmp)
+            throw CheckpointWriteError.cannotWrite(path: dir, reason: reason)
+        }
+        if let old { try? fm.removeItem(at: old) }
+        return CheckpointWriteSummary(directory: target.path, modelBytes: DiskUsage.bytes(target.path + "/model.safetensors"),
+                                      totalBytes: DiskUsage.bytes(target.path))
+    }
+
+    func writeContents(_ model: Model, into dir: String) throws {
+        try writeFile(try configJSON(), dir + "/config.json")
+        try writeTokenizerFiles(into: dir)
+        try writeWeights(model, to: dir + "/model.safetensors")
+        for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) { try writeFile(data, dir + "/" + name) }
+        for (name, records) in extraSafetensors.sorted(by: { $0.key < $1.key }) {
+            try HFTensorStream.write(records.map { HFTensorStream.Item(record: $0) },
+                                           metadata: ["format": "pt"], to: dir + "/" + name)
+        }
+    }
+
+    func writeFile(_ data: Data, _ path: String) throws {
+        do { try data.write(to: URL(fileURLWithPath: path)) } catch {
+            throw CheckpointWriteError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// model.safetensors: every parameter F32 (`__metadata__ {"format":"pt"}`); with sparse-bitmask,
+    /// the `compress` weights as `.shape/.compressed/.bitmask/.row_offsets`.
+    func writeWeights(_ model: Model, to path: String) throws {
+        var items: [HFTensorStream.Item] = []
+        for (name, t) in model.namedTensors() {
+            if format == .sparseBitmask, compress.contains(name), t.shape.count == 2 {
+                items += SparseBitmask.encode(name: name, weight: t.data, rows: t.shape[0], cols: t.shape[1])
+                    .map { HFTensorStream.Item(record: $0) }
+            } else {
+                items.append(HFTensorStream.Item(name: name, floats: t.data, shape: t.shape))
+            }
+        }
+        try HFTensorStream.write(items, metadata: ["format": "pt"], to: path)
+    }
+}
+
+// MARK: - Streaming safetensors writer
+//
+// Same layout as `Safetensors.serialize` (sorted by descending dtype size, then
+// name; header padded to 8 bytes) but tensors are written straight from their
+// arrays: no second copy of a 0.5 GB model in memory.
+
+enum HFTensorStream {
+    struct Item {
+        let name: String
+        let dtype: SafetensorsDType
+        let shape: [Int]
+        let byteCount: Int
+        let emit: (FileHandle) throws -> Void
+
+        init(record r: SafetensorsRecord) {
+            name = r.name; dtype = r.dtype; shape = r.shape; byteCount = r.bytes.count
+            let bytes = r.bytes
+            emit = { fh in try fh.write(contentsOf: bytes) }
+        }
+
+        init(name: String, floats: [Float], shape: [Int]) {
+            self.name = name; dtype = .F32; self.shape = shape; byteCount = floats.count * 4
+            emit = { fh in
+                try floats.withUnsafeBytes { raw in
+                    guard let base = raw.baseAddress, raw.count > 0 else { return }
+                    try fh.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: raw.count, deallocator: .none))
+                }
+            }
+        }
+    }
+
+    static func write(_ items: [Item], metadata: [String: String], to path: String) throws {
+        let sorted = items.sorted { $0.dtype.size != $1.dtype.size ? $0.dtype.size > $1.dtype.size : $0.name < $1.name }
+        var header = "{\"__metadata__\":{" + metadata.keys.sorted().map { "\(json($0)):\(json(metadata[$0] ?? ""))" }.joined(separator: ",") + "}"
+        var offset = 0
+        for it in sorted {
+            header += ",\(json(it.name)):{\"dtype\":\"\(it.dtype.rawValue)\",\"shape\":[\(it.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + it.byteCount)]}"
+            offset += it.byteCount
+        }
+        header += "}"
+        var h = Array(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+              let fh = FileHandle(forWritingAtPath: path) else {
+            throw CheckpointWriteError.cannotWrite(path: path, reason: "cannot create the file")
+        }
+        defer { try? fh.close() }
+        do {
+            var len = UInt64(h.count).littleEndian
+            try fh.write(contentsOf: Data(bytes: &len, count: 8))
+            try fh.write(contentsOf: h)
+            for it in sorted { try it.emit(fh) }
+        } catch {
+            throw CheckpointWriteError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    static func json(_ s: String) -> String {
+        guard let d = try? JSONSerialization.data(withJSONObject: [s], options: [.fragmentsAllowed]),
+              let arr = String(data: d, encoding: .utf8) else { return "\"\"" }
+        return String(arr.dropFirst().dropLast())       // ["…"] → "…"
+    }
+}

@@ -1,0 +1,107 @@
+import Circuits
+import Foundation
+import Transformer
+
+// MARK: - prune
+
+enum PruneCommand: Command {
+    static let spec = CommandSpec(
+        name: "prune", abstract: "Prune a model by scores (file or on the fly) and write a complete HF checkpoint directory.",
+        usage: "workbench prune --model <path> (--scores <file> | --method <m>) --scheme <s> (--sparsity <f> | --count <n>) --out <dir> [options]",
+        options: [Common.model,
+                  OptionSpec(name: "scores", value: "file", help: "Score file (relevance.safetensors from `workbench attribute`)."),
+                  OptionSpec(name: "method", value: "m", help: "Compute scores on the fly: magnitude | wanda | gradient | lrp."),
+                  OptionSpec(name: "prompts", value: "file", help: "Calibration prompts for --method (as in `attribute`)."),
+                  OptionSpec(name: "text", value: "file", help: "Calibration corpus for --method (as in `attribute`)."),
+                  OptionSpec(name: "seqlen", value: "n", help: "Calibration window length (with --text)."),
+                  OptionSpec(name: "samples", value: "k", help: "Calibration samples (with --text)."),
+                  OptionSpec(name: "seed", value: "s", help: "Calibration sampling seed (with --text)."),
+                  OptionSpec(name: "scheme", value: "s", help: "row | layer | global | nm:N:M | neurons | heads."),
+                  OptionSpec(name: "sparsity", value: "f", help: "Fraction to prune, in [0, 1)."),
+                  OptionSpec(name: "count", value: "n", help: "Number to prune: weights (unstructured) or neurons/heads (structured)."),
+                  OptionSpec(name: "layers", value: "regex", help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')."),
+                  OptionSpec(name: "rank", value: "mode", help: "abs (default: lowest |score| first) | signed (lowest score first)."),
+                  OptionSpec(name: "out", value: "dir", help: "Output HF directory (must not exist unless --force; never inside the input)."),
+                  OptionSpec(name: "format", value: "f", help: "dense (default: F32 with exact zeros) | sparse-bitmask (compressed-tensors)."),
+                  OptionSpec(name: "force", value: nil, help: "Replace an existing output directory.")],
+        discussion: """
+        Schemes (ties between equal scores: lower flat index pruned first, so counts are exact):
+          row        every output row of every selected matrix loses exactly floor(cols·s) weights (Wanda/SparC³).
+          layer      every selected matrix loses floor(numel·s) weights.
+          global     one exact ranking (O(n) radix select) across all selected matrices.
+          nm:N:M     in every group of M consecutive input columns of each row, the N lowest are pruned:
+                     nm:2:4 keeps at most 2 of every 4 (the usual "2:4"). --sparsity is implied (N/M).
+          neurons    whole MLP neurons ranked across layers by the file's neuron scores, else by the signed sum of
+                     the neuron's gate+up rows and down column (OPT: fc1 row + fc2 column). Zeroes gate/up rows
+                     (+ biases) and the down column; OPT: fc1 row, fc1 bias entry and fc2 column.
+          heads      whole attention heads ranked by the file's head scores, else by the signed sum of their
+                     o_proj/out_proj input columns; zeroes those columns.
+        --count is a number of weights (row/layer schemes convert it to the fraction count/total) or of units.
+        Writes config.json, tokenizer files, model.safetensors, pruning.json (provenance) and mask.safetensors
+        (U8, 1 = kept). The output is a valid --model for every command. Bad input writes nothing.
+        """)
+
+    static func run(_ args: Args) throws {
+        let opts = try parse(args)
+        let t0 = Date()
+        let o = try PrunePipeline.run(opts) { Out.err($0) }
+        let total = Date().timeIntervalSince(t0)
+        Out.print(o.report.table())
+        if !o.mask.units.isEmpty {
+            let kind = o.mask.units[0].kind.rawValue
+            Out.print("pruned \(o.mask.units.count) \(kind)s: " + o.mask.units.prefix(20).map { "L\($0.layer).\($0.index)" }.joined(separator: " ")
+                      + (o.mask.units.count > 20 ? " …" : ""))
+        }
+        let targeted = o.mask.tensors.filter { $0.shape.count == 2 }
+        let tn = targeted.reduce(0) { $0 + $1.count }, tp = targeted.reduce(0) { $0 + $1.pruned }
+        Out.print(String(format: "pruned by this run: %d of %d targeted weights (%.6f) in %d matrices", tp, tn,
+                         tn == 0 ? 0 : Double(tp) / Double(tn), targeted.count))
+        Out.print("bytes on disk: input \(DiskUsage.human(o.inputBytes)) (\(o.inputBytes)); output model.safetensors "
+                  + "\(DiskUsage.human(o.written.modelBytes)) (\(o.written.modelBytes)), directory \(DiskUsage.human(o.written.totalBytes))")
+        Out.print("wrote \(o.written.directory) (\(opts.format.rawValue))")
+        Out.err(o.seconds.map { String(format: "%@ %.2f s", $0.stage, $0.seconds) }.joined(separator: ", ")
+                + String(format: "; total %.2f s", total))
+    }
+
+    /// Parses and validates everything that needs no model; library argument errors become usage errors.
+    static func parse(_ args: Args) throws -> PruneOptions {
+        do {
+            let model = try args.required("model")
+            let out = try args.required("out")
+            let schemeText = try args.required("scheme")
+            let scores: ScoreSource
+            switch (args.string("scores"), args.string("method")) {
+            case (let f?, nil):
+                for o in ["prompts", "text", "seqlen", "samples", "seed"] where args.string(o) != nil {
+                    throw UsageError(message: "--\(o) applies only with --method")
+                }
+                scores = .file(f)
+            case (nil, let m?):
+                guard ["magnitude", "wanda", "gradient", "lrp"].contains(m) else {
+                    throw UsageError(message: "The value '\(m)' is invalid for '--method': expected magnitude, wanda, gradient or lrp")
+                }
+                let seed = try args.int("seed", min: 0)
+                scores = .method(m, PruneCalibration(prompts: args.string("prompts"), text: args.string("text"),
+                                                     seqlen: try args.int("seqlen", min: 2), samples: try args.int("samples", min: 1),
+                                                     seed: seed.map { UInt64($0) }))
+            case (nil, nil): throw UsageError(message: "Missing expected argument '--scores <file>' or '--method <m>'")
+            case (_?, _?): throw UsageError(message: "--scores and --method are mutually exclusive")
+            }
+            let amount: PruneAmount?
+            switch (args.string("sparsity"), args.string("count")) {
+            case (let s?, nil):
+                guard let v = Double(s), v.isFinite else { throw UsageError(message: "The value '\(s)' is invalid for '--sparsity': expected a number") }
+                amount = .fraction(v)
+            case (nil, _?): amount = .count(try args.int("count") ?? 0)
+            case (nil, nil): amount = nil
+            case (_?, _?): throw UsageError(message: "--sparsity and --count are mutually exclusive")
+            }
+            let rank: RankMode = try args.choice("rank", default: .abs)
+            let format: WeightFormat = try args.choice("format", default: .dense)
+            let spec = try PruneSpec(scheme: try PruneScheme(parsing: schemeText), amount: amount, rank: rank, layers: args.string("layers"))
+            return PruneOptions(model: model, scores: scores, spec: spec, out: out, format: format, force: args.flag("force"))
+        } catch let e as PruneError where e.isUsageError {
+            throw UsageError(message: e.localizedDescription)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import Circuits
+import Foundation
+import Transformer
+
+// MARK: - sparsity
+
+enum SparsityCommand: Command {
+    static let spec = CommandSpec(
+        name: "sparsity", abstract: "Per-layer sparsity table (exact zeros) of any checkpoint, like Wanda's check_sparsity.",
+        usage: "workbench sparsity --model <path> [--json]",
+        options: [Common.model, OptionSpec(name: "json", value: nil, help: "Print one JSON object (per tensor and totals).")],
+        discussion: """
+        Counts exact zeros in every decoder linear weight (q k v o gate up down / q k v out fc1 fc2); lm_head and
+        embeddings appear only in the all-parameters line. sparse-bitmask checkpoints are decoded first. If the
+        directory holds a pruning.json, its scheme and target are shown.
+        """)
+
+    static func run(_ args: Args) throws {
+        let path = try args.required("model")
+        let m = try ModelLoader.load(path, needTokenizer: false)
+        let report = SparsityReport.measure(m.model)
+        let bytes = DiskUsage.bytes(path)
+        var pruning: [String: Any]? = nil
+        if let d = FileManager.default.contents(atPath: path + "/pruning.json") {
+            pruning = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
+        }
+        if args.flag("json") {
+            var obj = report.jsonObject
+            obj["path"] = path
+            obj["format"] = m.format
+            obj["bytes_on_disk"] = bytes
+            if let pruning { obj["pruning"] = ["scheme": pruning["scheme"] ?? NSNull(), "target": pruning["target"] ?? NSNull(),
+                                               "method": pruning["method"] ?? NSNull()] }
+            Out.print(Out.json(obj))
+            return
+        }
+        Out.print("\(path) (\(m.format), \(m.sourceDType)), \(DiskUsage.human(bytes)) on disk")
+        if let pruning {
+            Out.print("pruning.json: method \(pruning["method"] ?? "?"), scheme \(pruning["scheme"] ?? "?"), target \(pruning["target"] ?? "?")")
+        }
+        Out.write(report.table())
+    }
+}
