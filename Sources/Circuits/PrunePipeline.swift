@@ -60,13 +60,16 @@ public enum PrunePipeline {
         func lap(_ stage: String) { times.append((stage, Date().timeIntervalSince(t))); t = Date() }
         // 1. Cheap checks: paths (the spec validated itself when built).
         try CheckpointWriter.preflight(output: o.out, input: o.model, force: o.force)
-        if case .file(let p) = o.scores, !FileManager.default.fileExists(atPath: p) { throw ModelError.fileNotFound(path: p) }
+        switch o.scores {
+        case .file(let p): if !FileManager.default.fileExists(atPath: p) { throw ModelError.fileNotFound(path: p) }
+        case .method(let m, let c): try c.validate(for: m)
+        }
         // 2. Model.
         let (model, source) = try CheckpointSourceInfo.load(o.model)
         lap("load model")
         log(String(format: "loaded %@ (%@, %@, %d decoder linear weights)", o.model, source.format, source.sourceDType, model.linears.count))
         // 3. Scores.
-        var scores = try loadScores(o.scores, model: model, spec: o.spec)
+        var scores = try loadScores(o.scores, model: model, source: source, log: log)
         lap("scores")
         // 4. Mask, then apply it.
         let mask = try Pruner.mask(model, scores: scores, spec: o.spec)
@@ -93,20 +96,10 @@ public enum PrunePipeline {
     }
 
     /// Loads or computes the score map (validated against the model by `Pruner.mask`).
-    static func loadScores(_ s: ScoreSource, model: Model, spec: PruneSpec) throws -> ScoreMap {
+    static func loadScores(_ s: ScoreSource, model: Model, source: CheckpointSourceInfo, log: (String) -> Void) throws -> ScoreMap {
         switch s {
-        case .file(let path):
-            return try ScoreMap.load(path: path)
-        case .method(let m, _):
-            switch m {
-            case "magnitude":
-                return ScoreMap.magnitude(model)
-            case "wanda", "gradient", "lrp":
-                throw PruneError.methodUnavailable(method: m, reason:
-                    "on-the-fly \(m) scores are not wired up yet; run `workbench attribute --method \(m)` and pass its output with --scores")
-            default:
-                throw PruneError.invalidArgument(option: "method", reason: "'\(m)' is not one of magnitude, wanda, gradient, lrp")
-            }
+        case .file(let path): return try ScoreMap.load(path: path)
+        case .method(let m, let c): return try OnTheFlyScores.compute(method: m, calibration: c, model: model, source: source, log: log)
         }
     }
 }

@@ -81,9 +81,11 @@ enum PruneCommand: Command {
                     throw UsageError(message: "The value '\(m)' is invalid for '--method': expected magnitude, wanda, gradient or lrp")
                 }
                 let seed = try args.int("seed", min: 0)
-                scores = .method(m, PruneCalibration(prompts: args.string("prompts"), text: args.string("text"),
-                                                     seqlen: try args.int("seqlen", min: 2), samples: try args.int("samples", min: 1),
-                                                     seed: seed.map { UInt64($0) }))
+                let calibration = PruneCalibration(prompts: args.string("prompts"), text: args.string("text"),
+                                                   seqlen: try args.int("seqlen", min: 2), samples: try args.int("samples", min: 1),
+                                                   seed: seed.map { UInt64($0) })
+                try calibration.validate(for: m)
+                scores = .method(m, calibration)
             case (nil, nil): throw UsageError(message: "Missing expected argument '--scores <file>' or '--method <m>'")
             case (_?, _?): throw UsageError(message: "--scores and --method are mutually exclusive")
             }
