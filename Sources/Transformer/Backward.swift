@@ -36,7 +36,10 @@ public protocol RelevanceSink: AnyObject {
     func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>)
     /// Relevance of each MLP intermediate neuron (Σ_t act ⊙ δact) [dFF].
     func neurons(layer: Int, _ relevance: [Float])
-    /// Relevance at each head's output (Σ_t z_h ⊙ δz_h = Σ A ⊙ δA over keys) [nHeads].
+    /// Relevance passing through each head's output z_h (Σ_t z_h ⊙ δz_h) [nHeads].
+    /// Under AttnLRP's uniform rule on A·V the softmax output A receives half of
+    /// it (V the other half), so head rankings equal PXP's softmax-output
+    /// relevance summed over keys; for the plain gradient it equals Σ A ⊙ δA.
     func heads(layer: Int, _ relevance: [Float])
 }
 

@@ -20,9 +20,21 @@ final class GradBuffers {
 }
 
 extension BlockBuffers {
-    /// Bytes one block's stored activations take for `rows` tokens.
-    static func bytes(_ c: ModelConfig, rows n: Int) -> Int {
-        n * (6 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 3 : 2) * c.dFF + 2) * 4
+    /// Bytes one block's activations take for `rows` tokens while kept for the
+    /// backward (after `trim`).
+    static func bytes(_ c: ModelConfig, rows n: Int, rules: LRPRules = .attnLRP) -> Int {
+        var floats = 2 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 3 : 2) * c.dFF + 2
+        if !rules.normIsConstant { floats += 2 * c.dModel }   // resid, mid
+        if rules.epsilon > 0 { floats += 2 * c.dModel }       // attnOut, mlpOut
+        return n * floats * 4
+    }
+
+    /// Frees what the backward with `rules` does not read: the norm inputs are
+    /// needed only when the normaliser is differentiated (plain gradient), the
+    /// layer outputs only for LRP-ε. Saves 4·d floats per token and layer.
+    func trim(for rules: LRPRules) {
+        if rules.normIsConstant { resid = []; mid = [] }
+        if rules.epsilon == 0 { attnOut = []; mlpOut = [] }
     }
 }
 
@@ -114,7 +126,7 @@ extension Model {
         let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n))]
         // Forward, keeping what the backward needs.
         var x = embedRows(tokens, segments: seg)                         // [N, d]
-        let storable = min(c.nLayers, memoryBudget / max(BlockBuffers.bytes(c, rows: n), 1))
+        let storable = min(c.nLayers, memoryBudget / max(BlockBuffers.bytes(c, rows: n, rules: rules), 1))
         var kept: [BlockBuffers?] = Array(repeating: nil, count: c.nLayers)
         var inputs: [[Float]?] = Array(repeating: nil, count: c.nLayers)
         let shared = storable < c.nLayers ? BlockBuffers(config: c, rows: n) : nil
@@ -122,6 +134,7 @@ extension Model {
             if l >= c.nLayers - storable {
                 let bb = BlockBuffers(config: c, rows: n)
                 runBlock(l, &x, segments: seg, buffers: bb)
+                bb.trim(for: rules)
                 kept[l] = bb
             } else {
                 inputs[l] = x

@@ -82,12 +82,17 @@ func rmsNormBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, inv: Uns
         parallelRows(rows, work: rows * d) { range in
             for r in range {
                 let s = inv[r], dyr = dy + r * d, xr = x + r * d, dxr = dx + r * d
-                var corr: Float = 0
-                if !constantNormaliser {
-                    var dot: Float = 0
-                    for j in 0..<d { dot += dyr[j] * gp[j] * xr[j] }
-                    corr = dot * s * s * s / Float(d)
+                if constantNormaliser {
+                    // x itself is not read: callers may free it (LRP keeps only what it needs).
+                    for j in 0..<d {
+                        let v = dyr[j] * gp[j] * s
+                        dxr[j] = accumulate ? dxr[j] + v : v
+                    }
+                    continue
                 }
+                var dot: Float = 0
+                for j in 0..<d { dot += dyr[j] * gp[j] * xr[j] }
+                let corr = dot * s * s * s / Float(d)
                 for j in 0..<d {
                     let v = dyr[j] * gp[j] * s - xr[j] * corr
                     dxr[j] = accumulate ? dxr[j] + v : v
@@ -107,15 +112,23 @@ func layerNormBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, inv: U
         parallelRows(rows, work: rows * d) { range in
             for r in range {
                 let s = inv[r], dyr = dy + r * d, xr = x + r * d, dxr = dx + r * d
-                var mean: Float = 0, mgd: Float = 0
-                for j in 0..<d { mean += xr[j]; mgd += gp[j] * dyr[j] }
-                mean /= Float(d); mgd /= Float(d)
-                var corr: Float = 0
-                if !constantNormaliser {
-                    var dot: Float = 0                              // Σ γδy · x̂
-                    for j in 0..<d { dot += gp[j] * dyr[j] * (xr[j] - mean) * s }
-                    corr = dot / Float(d)
+                var mgd: Float = 0
+                for j in 0..<d { mgd += gp[j] * dyr[j] }
+                mgd /= Float(d)
+                if constantNormaliser {
+                    // δx = s·(γδy − mean(γδy)); x is not read.
+                    for j in 0..<d {
+                        let v = s * (gp[j] * dyr[j] - mgd)
+                        dxr[j] = accumulate ? dxr[j] + v : v
+                    }
+                    continue
                 }
+                var mean: Float = 0
+                for j in 0..<d { mean += xr[j] }
+                mean /= Float(d)
+                var dot: Float = 0                                  // Σ γδy · x̂
+                for j in 0..<d { dot += gp[j] * dyr[j] * (xr[j] - mean) * s }
+                let corr = dot / Float(d)
                 for j in 0..<d {
                     let xhat = (xr[j] - mean) * s
                     let v = s * (gp[j] * dyr[j] - mgd - xhat * corr)

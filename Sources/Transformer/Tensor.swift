@@ -152,15 +152,19 @@ public enum BLAS {
 
 // MARK: - Small helpers on flat buffers
 
+/// Stand-in address for empty buffers (a freed optional activation): never
+/// dereferenced, since code only reads a buffer its rule set needs.
+let emptySentinel = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+
 extension Array where Element == Float {
     /// Scoped mutable pointer without the closure-nesting noise at call sites.
     @inline(__always)
     mutating func ptr<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        try withUnsafeMutableBufferPointer { try body($0.baseAddress!) }
+        try withUnsafeMutableBufferPointer { try body($0.baseAddress ?? emptySentinel) }
     }
     @inline(__always)
     func cptr<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
-        try withUnsafeBufferPointer { try body($0.baseAddress!) }
+        try withUnsafeBufferPointer { try body($0.baseAddress ?? UnsafePointer(emptySentinel)) }
     }
 }
 
