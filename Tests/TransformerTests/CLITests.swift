@@ -1,0 +1,388 @@
+import Foundation
+import XCTest
+@testable import Transformer
+import Tokenize
+
+// MARK: - Running the `workbench` executable
+
+/// What one `workbench` run produced.
+struct WorkbenchRun {
+    let args: [String]
+    let stdout: String
+    let stderr: String
+    let status: Int32
+    /// true when the process died from a signal (a crash), not a clean exit.
+    let crashed: Bool
+
+    var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+    var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+    var summary: String { "workbench \(args.joined(separator: " ")) → status \(status)\(crashed ? " (SIGNAL)" : "")\nstdout: \(stdout)\nstderr: \(stderr)" }
+}
+
+/// Locates the `workbench` executable SwiftPM built next to the test bundle and runs it.
+enum WorkbenchCLI {
+    /// `workbench` in the build products directory of this test run (`.build/debug`, or `.build/release` with `-c release`).
+    static func executable() throws -> URL {
+        let fm = FileManager.default
+        var dirs: [URL] = []
+        let bundle = Bundle(for: BundleToken.self)
+        dirs.append(bundle.bundleURL)                                   // Linux: the products dir itself
+        dirs.append(bundle.bundleURL.deletingLastPathComponent())       // macOS: the dir holding the .xctest
+        if let exe = bundle.executableURL { dirs.append(exe.deletingLastPathComponent()) }
+        if let arg0 = CommandLine.arguments.first { dirs.append(URL(fileURLWithPath: arg0).deletingLastPathComponent()) }
+        if let root = TestAssets.repoRoot { dirs.append(root.appendingPathComponent(".build/debug")) }
+        for d in dirs {
+            let p = d.appendingPathComponent("workbench")
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: p.path, isDirectory: &isDir), !isDir.boolValue, fm.isExecutableFile(atPath: p.path) { return p }
+        }
+        throw XCTSkip("workbench executable not found next to the test bundle (looked in \(dirs.map(\.path)))")
+    }
+
+    /// Runs `workbench args…` with stdout/stderr captured in temporary files (no pipe deadlocks).
+    static func run(_ args: [String], timeout: TimeInterval = 300, file: StaticString = #filePath, line: UInt = #line) throws -> WorkbenchRun {
+        let exe = try executable()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("wbcli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let outURL = tmp.appendingPathComponent("stdout"), errURL = tmp.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = args
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        let done = DispatchSemaphore(value: 0)
+        p.terminationHandler = { _ in done.signal() }
+        try p.run()
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            p.terminate()
+            _ = done.wait(timeout: .now() + 5)
+            XCTFail("workbench \(args.joined(separator: " ")) timed out after \(timeout) s", file: file, line: line)
+        }
+        try out.close(); try err.close()
+        let so = String(decoding: try Data(contentsOf: outURL), as: UTF8.self)
+        let se = String(decoding: try Data(contentsOf: errURL), as: UTF8.self)
+        return WorkbenchRun(args: args, stdout: so, stderr: se, status: p.terminationStatus,
+                            crashed: p.terminationReason == .uncaughtSignal)
+    }
+
+    /// A usage error: exit 64, `Error:` and `Usage:` lines on stderr, nothing on stdout.
+    static func assertUsageError(_ r: WorkbenchRun, mentions: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertFalse(r.crashed, r.summary, file: file, line: line)
+        XCTAssertEqual(r.status, 64, r.summary, file: file, line: line)
+        XCTAssertTrue(r.stderrLines.contains { $0.hasPrefix("Error: ") }, "no Error: line\n" + r.summary, file: file, line: line)
+        XCTAssertTrue(r.stderrLines.contains { $0.hasPrefix("Usage: ") }, "no Usage: line\n" + r.summary, file: file, line: line)
+        XCTAssertEqual(r.stdout, "", "usage errors print nothing on stdout\n" + r.summary, file: file, line: line)
+        if let mentions {
+            let errLine = r.stderrLines.first { $0.hasPrefix("Error: ") } ?? ""
+            XCTAssertTrue(errLine.contains(mentions), "Error line should mention '\(mentions)'\n" + r.summary, file: file, line: line)
+        }
+    }
+
+    /// A runtime error: exit 1, an `Error:` line containing `mentions`, no crash.
+    static func assertRuntimeError(_ r: WorkbenchRun, mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertFalse(r.crashed, "CRASH (signal) instead of a clean error\n" + r.summary, file: file, line: line)
+        XCTAssertEqual(r.status, 1, r.summary, file: file, line: line)
+        let errLine = r.stderrLines.first { $0.hasPrefix("Error: ") }
+        XCTAssertNotNil(errLine, "no Error: line\n" + r.summary, file: file, line: line)
+        for m in mentions {
+            XCTAssertTrue(errLine?.contains(m) ?? false, "Error line should mention '\(m)'\n" + r.summary, file: file, line: line)
+        }
+        XCTAssertFalse(r.stderrLines.contains { $0.hasPrefix("Usage: ") }, "runtime errors are not usage errors\n" + r.summary,
+                       file: file, line: line)
+    }
+}
+
+private final class BundleToken {}
+
+// MARK: - CLI behaviour
+
+final class CLITests: XCTestCase {
+    static let subcommands = ["info", "tokenize", "generate", "perplexity", "bench"]
+
+    private var storiesBin: String { get throws { try TestAssets.asset("stories260K/stories260K.bin") } }
+    private var storiesHF: String { get throws { try TestAssets.asset("stories260K/hf") } }
+
+    // MARK: help
+
+    func testTopLevelHelpListsSubcommands() throws {
+        let r = try WorkbenchCLI.run(["--help"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("USAGE: workbench <subcommand>"), r.summary)
+        for c in Self.subcommands {
+            XCTAssertTrue(r.stdoutLines.contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix(c + " ") }, "missing \(c)\n" + r.summary)
+        }
+    }
+
+    func testHelpForEverySubcommand() throws {
+        // Every subcommand listed by the top-level help, plus the ones this test knows must exist.
+        let top = try WorkbenchCLI.run(["--help"])
+        var listed: [String] = []
+        var inList = false
+        for l in top.stdoutLines {
+            if l.hasPrefix("SUBCOMMANDS:") { inList = true; continue }
+            if inList {
+                guard l.hasPrefix("  "), let name = l.split(separator: " ").first, !l.contains("See '") else { break }
+                listed.append(String(name))
+            }
+        }
+        XCTAssertTrue(Set(Self.subcommands).isSubset(of: Set(listed)), "listed: \(listed)")
+        for c in Set(listed).union(Self.subcommands).sorted() {
+            for flag in ["--help", "-h"] {
+                let r = try WorkbenchCLI.run([c, flag])
+                XCTAssertFalse(r.crashed, r.summary)
+                XCTAssertEqual(r.status, 0, r.summary)
+                XCTAssertTrue(r.stdout.contains("USAGE: workbench \(c)"), r.summary)
+                XCTAssertTrue(r.stdout.contains("OPTIONS:"), r.summary)
+                XCTAssertTrue(r.stdout.contains("--help"), r.summary)
+            }
+            // Help wins even with other (valid) options present, and needs no model.
+            guard Self.subcommands.contains(c) else { continue }
+            let r = try WorkbenchCLI.run([c, "--model", "/nonexistent/model.bin", "--help"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("USAGE: workbench \(c)"), r.summary)
+        }
+    }
+
+    // MARK: usage errors (exit 64)
+
+    func testNoSubcommand() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run([]))
+    }
+
+    func testUnknownSubcommand() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["frobnicate", "--model", "x"]), mentions: "frobnicate")
+    }
+
+    func testUnknownOption() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", "x", "--prompt", "hi", "--bogus", "1"]),
+                                      mentions: "--bogus")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["info", "--modle", "x"]), mentions: "--modle")
+    }
+
+    func testPositionalArgumentRejected() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["info", "model.bin"]), mentions: "model.bin")
+    }
+
+    func testMissingValue() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--prompt", "hi", "--model"]), mentions: "--model")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["tokenize", "--model", "x", "--text"]), mentions: "--text")
+    }
+
+    func testMissingModel() throws {
+        for args in [["generate", "--prompt", "hi"], ["info"], ["tokenize", "--text", "hi"], ["perplexity", "--text", "f.txt"]] {
+            WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(args), mentions: "--model")
+        }
+    }
+
+    func testMissingPrompt() throws {
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", try storiesBin]), mentions: "--prompt")
+    }
+
+    func testBadNumber() throws {
+        let bin = try storiesBin
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--max-new-tokens", "abc"]),
+                                      mentions: "abc")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--temperature", "warm"]),
+                                      mentions: "--temperature")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["perplexity", "--model", bin, "--text", "f", "--seqlen", "1.5"]),
+                                      mentions: "--seqlen")
+    }
+
+    func testOutOfRange() throws {
+        let bin = try storiesBin
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--top-p", "2"]),
+                                      mentions: "--top-p")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--top-p", "-0.1"]),
+                                      mentions: "--top-p")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--max-new-tokens", "-3"]),
+                                      mentions: "--max-new-tokens")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "hi", "--temperature", "nan"]),
+                                      mentions: "--temperature")
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["perplexity", "--model", bin, "--text", "f", "--protocol", "hf"]),
+                                      mentions: "--protocol")
+    }
+
+    // MARK: generate
+
+    /// Greedy continuation of "Once upon a time": stdout is exactly the decoded text of the
+    /// reference greedy ids 4..<24 (the prompt's 5 ids are the first 5 of the greedy-from-BOS run).
+    func testGenerateStdoutIsOnlyTheContinuation() throws {
+        let bin = try storiesBin
+        let ref = try ReferenceData.load()
+        let greedy = ref.greedyFromBOS
+        let tok = try ModelLoader.load(bin).requireTokenizer()
+        XCTAssertEqual(try tok.encode("Once upon a time"), [1] + Array(greedy.prefix(4)))
+        let expected = tok.decode(Array(greedy[4..<24]))
+        XCTAssertTrue(expected.hasPrefix(", there was a little girl named Lily."), expected)
+
+        let r = try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "Once upon a time", "--max-new-tokens", "20"])
+        XCTAssertFalse(r.crashed, r.summary)
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, expected + "\n", r.summary)
+        // The continuation matches the reference text too (llama2.c decoding).
+        XCTAssertTrue(ref.greedyText.dropFirst("Once upon a time".count).hasPrefix(r.stdout.dropLast()), r.summary)
+        // Stats go to stderr only.
+        XCTAssertTrue(r.stderr.contains("generated 20 tokens"), r.summary)
+        for noise in ["tok/s", "loaded", "prompt:", "Error"] { XCTAssertFalse(r.stdout.contains(noise), "stdout has '\(noise)'") }
+    }
+
+    func testGenerateHFCopyMatchesBin() throws {
+        let bin = try storiesBin, hf = try storiesHF
+        let a = try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "Lily and Tom went to the", "--max-new-tokens", "12"])
+        let b = try WorkbenchCLI.run(["generate", "--model", hf, "--prompt", "Lily and Tom went to the", "--max-new-tokens", "12"])
+        XCTAssertEqual(a.status, 0, a.summary); XCTAssertEqual(b.status, 0, b.summary)
+        XCTAssertEqual(a.stdout, b.stdout)
+        XCTAssertGreaterThan(a.stdout.count, 12, a.summary)
+    }
+
+    func testGenerateSamplingIsSeeded() throws {
+        let bin = try storiesBin
+        func gen(_ seed: Int) throws -> String {
+            let r = try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "Once upon a time", "--max-new-tokens", "40",
+                                          "--temperature", "1.0", "--top-p", "0.95", "--seed", "\(seed)"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            return r.stdout
+        }
+        let a = try gen(7), b = try gen(7), c = try gen(8)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, c)
+    }
+
+    func testGenerateZeroNewTokens() throws {
+        let r = try WorkbenchCLI.run(["generate", "--model", try storiesBin, "--prompt", "Once upon a time", "--max-new-tokens", "0"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, "\n", r.summary)
+    }
+
+    // MARK: tokenize
+
+    func testTokenizeStories260K() throws {
+        let bin = try storiesBin, hf = try storiesHF
+        let ref = try ReferenceData.load()
+        for (prompt, ids) in ref.top5.map({ ($0.prompt, $0.inputIds) }) + [(ref.nllSentence, ref.nllInputIds)] {
+            for model in [bin, hf] {
+                let r = try WorkbenchCLI.run(["tokenize", "--model", model, "--text", prompt])
+                XCTAssertEqual(r.status, 0, r.summary)
+                XCTAssertEqual(r.stdoutLines.count, 1, r.summary)
+                XCTAssertEqual(r.stdout, ids.map(String.init).joined(separator: " ") + "\n", "\(model): \(prompt)")
+            }
+        }
+    }
+
+    func testTokenizeSmolLM2() throws {
+        let gguf = try TestAssets.smolLM2()
+        let r = try WorkbenchCLI.run(["tokenize", "--model", gguf, "--text", "The capital of France is"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, "504 3575 282 4649 314\n", r.summary)
+    }
+
+    // MARK: perplexity
+
+    private func writeText(_ rows: [String]) throws -> String {
+        let url = try TestAssets.tempDir(self).appendingPathComponent("text.raw")
+        try Data(rows.map { $0 + "\r\n" }.joined().utf8).write(to: url)
+        return url.path
+    }
+
+    private static let storyRows = [
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.",
+        "One day, she saw a big, red ball. She wanted to play with it, but it was too high.",
+        "Lily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do.",
+        "Tom and Sam went to the shop to buy a toy. They were very happy.",
+    ]
+
+    func testPerplexityJSON() throws {
+        let hf = try storiesHF
+        let file = try writeText(Self.storyRows + Self.storyRows)
+        let r = try WorkbenchCLI.run(["perplexity", "--model", hf, "--text", file, "--seqlen", "32", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdoutLines.count, 1, "exactly one JSON object on stdout\n" + r.summary)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        let ppl = try XCTUnwrap(obj["perplexity"] as? Double)
+        let tokens = try XCTUnwrap(obj["tokens"] as? Int), windows = try XCTUnwrap(obj["windows"] as? Int)
+        XCTAssertEqual(obj["seqlen"] as? Int, 32)
+        XCTAssertEqual(obj["protocol"] as? String, "wanda")
+        // The same numbers in-process: same text preparation, tokenizer and protocol.
+        let m = try ModelLoader.load(hf)
+        let tok = try m.requireTokenizer()
+        let ids = try tok.encode(joinRawTextRows(String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)))
+        XCTAssertEqual(tokens, ids.count)
+        XCTAssertEqual(windows, ids.count / 32)
+        XCTAssertGreaterThanOrEqual(windows, 3)
+        let want = try m.model.perplexity(tokens: ids, seqlen: 32, protocol: .wanda, bos: tok.bosId)
+        XCTAssertEqual(ppl, want.perplexity, accuracy: 1e-9 * want.perplexity)
+        XCTAssertEqual(obj["scored"] as? Int, windows * 31)
+        XCTAssertEqual(try XCTUnwrap(obj["mean_nll"] as? Double), log(ppl), accuracy: 1e-9)
+        XCTAssertGreaterThan(ppl, 1); XCTAssertLessThan(ppl, 50)
+
+        // Text mode: the last stdout line is `perplexity: <value>`, equal to the JSON value.
+        let t = try WorkbenchCLI.run(["perplexity", "--model", hf, "--text", file, "--seqlen", "32"])
+        XCTAssertEqual(t.status, 0, t.summary)
+        let last = try XCTUnwrap(t.stdoutLines.last)
+        XCTAssertTrue(last.hasPrefix("perplexity: "), t.summary)
+        XCTAssertEqual(try XCTUnwrap(Double(last.dropFirst("perplexity: ".count))), ppl, accuracy: 1e-4)
+        XCTAssertTrue(t.stdoutLines.contains("tokens: \(tokens)"), t.summary)
+        XCTAssertTrue(t.stdoutLines.contains("windows: \(windows)"), t.summary)
+        XCTAssertTrue(t.stdoutLines.contains("seqlen: 32"), t.summary)
+        XCTAssertTrue(t.stdoutLines.contains { $0.hasPrefix("protocol: wanda") }, t.summary)
+    }
+
+    func testPerplexityLlamaCppAndMaxWindows() throws {
+        let hf = try storiesHF
+        let file = try writeText(Self.storyRows + Self.storyRows)
+        let r = try WorkbenchCLI.run(["perplexity", "--model", hf, "--text", file, "--seqlen", "32", "--protocol", "llamacpp",
+                                      "--max-windows", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        XCTAssertEqual(obj["protocol"] as? String, "llamacpp")
+        XCTAssertEqual(obj["windows"] as? Int, 2)
+        XCTAssertEqual(obj["scored"] as? Int, 2 * (32 / 2 - 1))
+        XCTAssertGreaterThan(try XCTUnwrap(obj["perplexity"] as? Double), 1)
+    }
+
+    // MARK: info
+
+    func testInfoStories260K() throws {
+        for model in [try storiesBin, try storiesHF] {
+            let r = try WorkbenchCLI.run(["info", "--model", model])
+            XCTAssertEqual(r.status, 0, r.summary)
+            let lines = Set(r.stdoutLines)
+            XCTAssertTrue(lines.contains("family: llama"), r.summary)
+            // embedding 512·64 + norms 5·2·64 + 64 + attention 5·(2·64·64 + 2·32·64) + mlp 5·3·172·64 = 260032 (tied head).
+            XCTAssertTrue(lines.contains("parameters: 260032 (0.3M)"), r.summary)
+            XCTAssertTrue(lines.contains("layers: 5"), r.summary)
+            XCTAssertTrue(lines.contains("heads: 8 (kv heads: 4, head dim: 8)"), r.summary)
+            XCTAssertTrue(lines.contains("vocab: 512"), r.summary)
+            XCTAssertTrue(lines.contains("context: 512"), r.summary)
+            XCTAssertTrue(lines.contains("tied embeddings: true"), r.summary)
+        }
+    }
+
+    func testInfoTinyOPT() throws {
+        let r = try WorkbenchCLI.run(["info", "--model", Fixture.path("tiny-opt")])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdoutLines.contains("family: opt"), r.summary)
+        XCTAssertTrue(r.stdoutLines.contains("tokenizer: none"), r.summary)
+        let params = try XCTUnwrap(r.stdoutLines.first { $0.hasPrefix("parameters: ") })
+        let m = try ModelLoader.load(Fixture.path("tiny-opt"), needTokenizer: false)
+        XCTAssertTrue(params.hasPrefix("parameters: \(m.model.parameterCount) "), params)
+    }
+
+    func testInfoSmolLM2() throws {
+        let gguf = try TestAssets.smolLM2()
+        let r = try WorkbenchCLI.run(["info", "--model", gguf])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let lines = Set(r.stdoutLines)
+        XCTAssertTrue(lines.contains("family: llama"), r.summary)
+        XCTAssertTrue(lines.contains("format: gguf"), r.summary)
+        XCTAssertTrue(lines.contains("layers: 30"), r.summary)
+        XCTAssertTrue(lines.contains("vocab: 49152"), r.summary)
+        // 134,515,008 parameters (HF's SmolLM2-135M count, tied embeddings).
+        XCTAssertTrue(lines.contains("parameters: 134515008 (134.5M)"), r.summary)
+    }
+}

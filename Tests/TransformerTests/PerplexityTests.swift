@@ -1,0 +1,148 @@
+import Foundation
+import XCTest
+@testable import Transformer
+import Tokenize
+
+/// Perplexity protocols checked against sums computed by hand from `Model.forward` logits.
+final class PerplexityTests: XCTestCase {
+    private func storiesHF() throws -> LoadedModel { try ModelLoader.load(try TestAssets.asset("stories260K/hf")) }
+
+    /// A deterministic token stream: real text through the model's tokenizer, then pseudo-random
+    /// in-vocabulary ids, so windows hold both likely and unlikely continuations. 2 × 32 + 7 tokens.
+    private func stream(_ tok: Tokenizer, vocab: Int) throws -> [Int] {
+        var ids = try tok.encode("Once upon a time, there was a little girl named Lily. She loved to play outside.")
+        var r = SeededRNG(seed: 77)
+        while ids.count < 2 * 32 + 7 { ids.append(3 + Int(r.next() % UInt64(vocab - 3))) }
+        return Array(ids.prefix(2 * 32 + 7))
+    }
+
+    /// Σ −log softmax(logits[t])[ids[t+1]] over `positions`, from one full forward of `ids`.
+    private func handNLL(_ m: Model, _ ids: [Int], positions: Range<Int>) -> Double {
+        let v = m.config.vocabSize
+        let logits = m.forward(ids)
+        var sum = 0.0
+        for t in positions {
+            let row = logits[(t * v)..<((t + 1) * v)]
+            let mx = Double(row.max()!)
+            let lse = mx + log(row.reduce(0.0) { $0 + exp(Double($1) - mx) })
+            sum += lse - Double(row[row.startIndex + ids[t + 1]])
+        }
+        return sum
+    }
+
+    func testWandaEqualsHandComputedMeanNLL() throws {
+        let lm = try storiesHF()
+        let tok = try lm.requireTokenizer(), m = lm.model
+        let ids = try stream(tok, vocab: m.config.vocabSize)
+        XCTAssertEqual(ids.count, 71)
+        let r = try m.perplexity(tokens: ids, seqlen: 32, protocol: .wanda, bos: tok.bosId)
+        var sum = 0.0
+        for w in 0..<2 { sum += handNLL(m, Array(ids[(w * 32)..<((w + 1) * 32)]), positions: 0..<31) }
+        let mean = sum / 62
+        XCTAssertEqual(r.windows, 2)              // 71 / 32: the 7-token tail is dropped
+        XCTAssertEqual(r.scored, 62)              // 31 shifted positions per window
+        XCTAssertEqual(r.tokens, 71)
+        XCTAssertEqual(r.seqlen, 32)
+        XCTAssertEqual(r.protocol, "wanda")
+        XCTAssertEqual(r.meanNLL, mean, accuracy: 1e-4)
+        XCTAssertEqual(r.perplexity, exp(mean), accuracy: 1e-4 * exp(mean))
+        XCTAssertEqual(r.perplexity, exp(r.meanNLL), accuracy: 1e-12 * r.perplexity)
+        XCTAssertGreaterThan(r.perplexity, 2, "the random tail must cost something")
+        XCTAssertGreaterThanOrEqual(r.seconds, 0)
+    }
+
+    func testLlamaCppScoresSecondHalfOnly() throws {
+        let lm = try storiesHF()
+        let tok = try lm.requireTokenizer(), m = lm.model
+        let ids = try stream(tok, vocab: m.config.vocabSize)
+        let bos = try XCTUnwrap(tok.bosId)
+        let r = try m.perplexity(tokens: ids, seqlen: 32, protocol: .llamacpp, bos: bos)
+        XCTAssertEqual(r.protocol, "llamacpp")
+        XCTAssertEqual(r.windows, 2)
+        XCTAssertEqual(r.scored, 2 * (32 / 2 - 1))    // positions 16..<31 of each window predict tokens 17...31
+        XCTAssertEqual(r.tokens, 71)
+        XCTAssertEqual(r.seqlen, 32)
+        // By hand: each window's first token replaced by BOS, positions 16..<31 scored.
+        var sum = 0.0
+        for w in 0..<2 {
+            var win = Array(ids[(w * 32)..<((w + 1) * 32)])
+            win[0] = bos
+            sum += handNLL(m, win, positions: 16..<31)
+        }
+        XCTAssertEqual(r.meanNLL, sum / 30, accuracy: 1e-4)
+        // Without a BOS the windows are scored as they are; the second window's first token differs from BOS,
+        // so the result must change.
+        XCTAssertNotEqual(ids[32], bos)
+        let noBOS = try m.perplexity(tokens: ids, seqlen: 32, protocol: .llamacpp, bos: nil)
+        var sum2 = 0.0
+        for w in 0..<2 { sum2 += handNLL(m, Array(ids[(w * 32)..<((w + 1) * 32)]), positions: 16..<31) }
+        XCTAssertEqual(noBOS.meanNLL, sum2 / 30, accuracy: 1e-4)
+        XCTAssertNotEqual(noBOS.meanNLL, r.meanNLL)
+    }
+
+    func testMaxWindowsAndOddSeqlen() throws {
+        let lm = try storiesHF()
+        let m = lm.model
+        let ids = try stream(try lm.requireTokenizer(), vocab: m.config.vocabSize)
+        let one = try m.perplexity(tokens: ids, seqlen: 32, protocol: .wanda, maxWindows: 1)
+        XCTAssertEqual(one.windows, 1); XCTAssertEqual(one.scored, 31)
+        XCTAssertEqual(one.meanNLL, handNLL(m, Array(ids[0..<32]), positions: 0..<31) / 31, accuracy: 1e-4)
+        XCTAssertEqual(one.tokens, 71, "tokens reports the whole stream, not the evaluated part")
+        // Odd window length: llamacpp first = 23 / 2 = 11, scored 11..<22 → 11 per window; 71 / 23 = 3 windows.
+        let odd = try m.perplexity(tokens: ids, seqlen: 23, protocol: .llamacpp, bos: 1)
+        XCTAssertEqual(odd.windows, 3); XCTAssertEqual(odd.scored, 3 * 11)
+    }
+
+    func testPerplexityRejectsBadWindows() throws {
+        let m = try storiesHF().model
+        XCTAssertThrowsError(try m.perplexity(tokens: Array(repeating: 5, count: 10), seqlen: 32, protocol: .wanda)) { e in
+            guard case .badConfig(_, _, let reason)? = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertTrue(reason.contains("10 tokens"), reason)
+        }
+        XCTAssertThrowsError(try m.perplexity(tokens: Array(repeating: 5, count: 2000), seqlen: 1024, protocol: .wanda)) { e in
+            XCTAssertEqual(e as? ModelError, .promptTooLong(tokens: 1024, limit: 512))
+        }
+        XCTAssertThrowsError(try m.perplexity(tokens: [1, 2, 3], seqlen: 1, protocol: .wanda))
+    }
+
+    // MARK: - Text preparation
+
+    func testJoinRawTextRowsCRLFAndBlankRows() {
+        XCTAssertEqual(joinRawTextRows(" = Robert Boulter = \r\n Robert Boulter is an English actor . \r\n"),
+                       " = Robert Boulter = \n\n Robert Boulter is an English actor . ")
+        // Blank rows (CRLF or LF) are dropped; rows are joined with "\n\n"; no "\r" survives.
+        let joined = joinRawTextRows("a\r\n\r\nb\r\n\r\n\r\nc\nd\n\n")
+        XCTAssertEqual(joined, "a\n\nb\n\nc\n\nd")
+        XCTAssertFalse(joined.contains("\r"))
+        XCTAssertEqual(joinRawTextRows(""), "")
+        XCTAssertEqual(joinRawTextRows("\r\n\r\n"), "")
+        XCTAssertEqual(joinRawTextRows("single"), "single")
+        // Spaces inside and around rows are kept (WikiText's " @-@ " conventions).
+        XCTAssertEqual(joinRawTextRows(" x @-@ y \r\n z "), " x @-@ y \n\n z ")
+    }
+
+    func testJoinRawTextRowsOnWikiText() throws {
+        let path = try TestAssets.asset("eval/wikitext-2-raw/wiki.test.raw")
+        let raw = String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
+        let joined = joinRawTextRows(raw)
+        XCTAssertFalse(joined.contains("\r"))
+        XCTAssertTrue(joined.hasPrefix(" = Robert Boulter = \n\n"))
+        // 2,891 CRLF rows, none blank → 2,890 separators.
+        XCTAssertEqual(joined.components(separatedBy: "\n\n").count, 2891)
+        XCTAssertFalse(joined.contains("\n\n\n"))
+    }
+
+    /// The report names what was measured.
+    func testResultIsCodableWithProtocolFields() throws {
+        let m = try storiesHF().model
+        let r = try m.perplexity(tokens: Array(repeating: 403, count: 40), seqlen: 16, protocol: .llamacpp, bos: 1)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: JSONEncoder().encode(r)) as? [String: Any])
+        XCTAssertEqual(json["protocol"] as? String, "llamacpp")
+        XCTAssertEqual(json["seqlen"] as? Int, 16)
+        XCTAssertEqual(json["tokens"] as? Int, 40)
+        XCTAssertEqual(json["windows"] as? Int, 2)
+        XCTAssertEqual(json["scored"] as? Int, 2 * 7)
+        XCTAssertEqual(PerplexityProtocol(rawValue: "wanda"), .wanda)
+        XCTAssertEqual(Set(PerplexityProtocol.allCases.map(\.rawValue)), ["wanda", "llamacpp"])
+    }
+}
