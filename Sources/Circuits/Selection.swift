@@ -174,9 +174,11 @@ public enum Selection {
     }
 
     /// Places the element of rank `nth` (0-based) at a[nth], smaller ones before, larger after.
-    static func nthElement(_ a: UnsafeMutablePointer<UInt64>, _ lo0: Int, _ hi0: Int, _ nth: Int) {
+    /// `medianOfMediansOnly` forces the worst-case-linear pivots from the start (tests).
+    static func nthElement(_ a: UnsafeMutablePointer<UInt64>, _ lo0: Int, _ hi0: Int, _ nth: Int,
+                           medianOfMediansOnly: Bool = false) {
         var lo = lo0, hi = hi0
-        var guaranteed = false                 // true once median-of-medians pivots are in use
+        var guaranteed = medianOfMediansOnly   // true once median-of-medians pivots are in use
         var sizeTwoRoundsAgo = hi - lo, round = 0
         while hi - lo > 16 {
             let pivot = guaranteed ? medianOfMedians(a, lo, hi) : medianOf3(a[lo], a[(lo + hi) / 2], a[hi - 1])
