@@ -93,8 +93,10 @@ public struct PromptSet: Equatable, Sendable {
     public static func parse(_ contents: String, path: String) throws -> PromptSet {
         let jsonl = path.lowercased().hasSuffix(".jsonl")
         var entries: [PromptEntry] = []
-        for (i, raw) in contents.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.hasSuffix("\r") ? String(raw.dropLast()) : String(raw)
+        // "\r\n" is one Character in Swift, so split on "\n" only after normalising line ends.
+        let lf = contents.replacingOccurrences(of: "\r\n", with: "\n")
+        for (i, raw) in lf.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = String(raw)
             guard !line.allSatisfy(\.isWhitespace) else { continue }
             let loc = SourceLocation(file: path, line: i + 1)
             entries.append(jsonl ? try parseJSONLine(line, loc) : PromptEntry(location: loc, text: line))
