@@ -128,7 +128,7 @@ public enum PromptSamples {
         let (out, _) = try model.generate(prompt: prompt, maxNewTokens: maxNewTokens, sampler: &sampler,
                                           stop: eos.map { [$0] } ?? [])
         let room = model.config.maxSeqLen - prompt.count
-        let stoppedOnEOS = eos != nil && out.count < min(maxNewTokens, room)
-        return prompt + out + (stoppedOnEOS ? [eos!] : [])
+        if let eos, out.count < min(maxNewTokens, room) { return prompt + out + [eos] }   // stopped on EOS
+        return prompt + out
     }
 }

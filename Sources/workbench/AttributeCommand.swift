@@ -84,7 +84,9 @@ enum AttributeCommand: Command {
         if text != nil, seqlen == nil || samplesArg == nil {
             throw UsageError(message: "'--text' needs '--seqlen <n>' and '--samples <k>'")
         }
-        if prompts != nil, seqlen != nil { throw UsageError(message: "'--seqlen' applies to '--text' corpora only") }
+        if prompts != nil, seqlen != nil || args.string("seed") != nil {
+            throw UsageError(message: "'--seqlen' and '--seed' apply to '--text' corpora only")
+        }
         if !method.explains {
             for o in ["target", "seed-value", "abs-per-sample", "rule", "epsilon", "max-new-tokens"]
             where args.string(o) != nil || args.flag(o) {
@@ -158,6 +160,9 @@ enum AttributeCommand: Command {
         options.checkpointEvery = every
         options.progress = !args.flag("quiet")
         options.shouldStop = { attributeStopRequested != 0 }
+        if resume, !FileManager.default.fileExists(atPath: AttributionRunner.checkpointPath(for: out)) {
+            Out.err("note: --resume: no checkpoint \(AttributionRunner.checkpointPath(for: out)); starting from the first sample")
+        }
         installStopHandlers()
         let summary: AttributionSummary
         do {
