@@ -87,6 +87,9 @@ public struct AttributionSettings: Equatable, Sendable {
         m["samples_done"] = "\(samplesDone)"
         m["tokens"] = "\(tokens)"
         m["aggregation"] = aggregation
+        if method.explains, target == .auto {
+            m["target_rule"] = "auto: per prompt, its target fields, else its continuation, else next-token"
+        }
         m["conservation_sum"] = String(format: "%.17g", conservationSum)
         m["conservation_count"] = "\(conservationCount)"
         if conservationCount > 0 { m["conservation_mean"] = String(format: "%.6g", conservationSum / Double(conservationCount)) }

@@ -117,7 +117,8 @@ enum AttributeCommand: Command {
         var settings = AttributionSettings()
         settings.method = method
         settings.rules = LRPRules(variant, epsilon: Float(epsilon))
-        settings.target = target
+        // Corpus windows have no per-prompt targets: record what `auto` means for them.
+        settings.target = text != nil && target == .auto ? .nextToken : target
         settings.seedValue = seedValue
         settings.absPerSample = args.flag("abs-per-sample")
         settings.maxNewTokens = maxNew
