@@ -185,6 +185,35 @@ final class AttributionRunnerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// A hard kill (no chance to write) leaves the last periodic checkpoint: resuming from it is bit-identical too.
+    func testResumeFromPeriodicCheckpointAfterHardKill() throws {
+        let model = try F.tiny("tiny-llama-bias")
+        let ss = samples(model, count: 5)
+        let dir = try F.tempDir(self)
+        let out = dir.appendingPathComponent("r.safetensors").path, backup = dir.appendingPathComponent("saved.partial").path
+        let s = F.settings(.lrp, samples: 5)
+        var o = AttributionRunOptions()
+        o.checkpointEvery = 2
+        var seen: [String] = []
+        o.shouldStop = {   // called before each sample: snapshot the checkpoint as a killed process would leave it
+            if let m = try? SafetensorsFile(path: out + ".partial").metadata["samples_done"], !seen.contains(m) {
+                seen.append(m)
+                if m == "4" { try? FileManager.default.copyItem(atPath: out + ".partial", toPath: backup) }
+            }
+            return false
+        }
+        _ = try AttributionRunner.run(model: model, samples: ss, settings: s, out: out, options: o)
+        XCTAssertEqual(seen, ["2", "4"], "checkpoints after samples 2 and 4")
+        let full = try F.rawTensors(out)
+        try FileManager.default.removeItem(atPath: out)
+        try FileManager.default.moveItem(atPath: backup, toPath: out + ".partial")
+        var r = AttributionRunOptions()
+        r.resume = true
+        let sum = try AttributionRunner.run(model: model, samples: ss, settings: s, out: out, options: r)
+        XCTAssertEqual(sum.resumedAt, 4)
+        XCTAssertEqual(try F.rawTensors(out), full)
+    }
+
     func testShouldStopHookCheckpointsBetweenSamples() throws {
         let model = try F.tiny("tiny-opt")
         let ss = samples(model, count: 3)
