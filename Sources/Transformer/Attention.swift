@@ -56,25 +56,29 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                 }
                 return
             }
+            // Prefill: (query block × head) work items spread over the cores,
+            // each with single-threaded BLAS and its own score buffer.
+            let blocks = (tq + queryBlock - 1) / queryBlock
+            let ways = max(BLAS.ways, 1)
             let need = min(queryBlock, tq) * (pos0 + tq)
-            if scratch.count < need { scratch = zeros(need) }
-            scratch.ptr { s in
-                var i0 = 0
-                while i0 < tq {
+            if scratch.count < need * ways { scratch = zeros(need * ways) }
+            let parallel = ways > 1
+            scratch.ptr { sAll in
+                let costs = (0..<(blocks * c.nHeads)).map { item in pos0 + min((item / c.nHeads + 1) * queryBlock, tq) }
+                let run: (Int, Int) -> Void = { worker, item in
+                    let s = sAll + worker * need
+                    let h = item % c.nHeads, i0 = (item / c.nHeads) * queryBlock
                     let i1 = min(i0 + queryBlock, tq), rows = i1 - i0
-                    let keys = pos0 + i1               // keys visible to the last row of the block
-                    for h in 0..<c.nHeads {
-                        let g = h / group
-                        // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ
-                        BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: scale,
-                                  q + i0 * qDim + h * hd, lda: qDim, kBase + g * hd, ldb: kvDim, s, ldc: keys)
-                        maskedSoftmax(s, rows: rows, keys: keys, firstPos: pos0 + i0)
-                        // out[i0..<i1, h] = P · V_g[0..<keys]
-                        BLAS.gemm(transA: false, transB: false, m: rows, n: hd, k: keys,
-                                  s, lda: keys, vBase + g * hd, ldb: kvDim, out + i0 * qDim + h * hd, ldc: qDim)
-                    }
-                    i0 = i1
+                    let keys = pos0 + i1                       // keys visible to the last row of the block
+                    let g = h / group
+                    let gemm = parallel ? BLAS.gemmSerial : BLAS.gemm
+                    // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ
+                    gemm(false, true, rows, keys, hd, scale, q + i0 * qDim + h * hd, qDim, kBase + g * hd, kvDim, 0, s, keys)
+                    maskedSoftmax(s, rows: rows, keys: keys, firstPos: pos0 + i0, parallel: !parallel)
+                    // out[i0..<i1, h] = P · V_g[0..<keys]
+                    gemm(false, false, rows, hd, keys, 1, s, keys, vBase + g * hd, kvDim, 0, out + i0 * qDim + h * hd, qDim)
                 }
+                BLAS.workers(costs: costs, run)
             }
         }
     }
@@ -83,8 +87,8 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
 /// Row r of the block sits at absolute position firstPos + r and may see keys
 /// 0...firstPos + r: softmax over those, exact zeros after (the causal mask).
 @inline(__always)
-func maskedSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int) {
-    parallelRows(rows, work: rows * keys) { range in
+func maskedSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int, parallel: Bool = true) {
+    parallelRows(rows, work: parallel ? rows * keys : 0) { range in
         for r in range {
             let row = s + r * keys
             let visible = firstPos + r + 1

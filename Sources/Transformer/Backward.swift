@@ -117,43 +117,52 @@ extension Model {
         dq.update(repeating: 0, count: n * qDim)
         dk.update(repeating: 0, count: n * kvDim)
         dv.update(repeating: 0, count: n * kvDim)
+        // (query block × head) work items over the cores, single-threaded BLAS
+        // inside. δq slices are disjoint; δk/δv of a kv head collect from many
+        // items, so worker w > 0 accumulates into its own buffer, added in
+        // worker order afterwards — the result does not depend on timing.
+        let ways = max(BLAS.ways, 1), parallel = ways > 1
         let need = min(queryBlock, n) * n
-        if scratch.s.count < need { scratch.s = zeros(need); scratch.dP = zeros(need) }
+        if scratch.s.count < need * ways { scratch.s = zeros(need * ways); scratch.dP = zeros(need * ways) }
+        var extra = zeros((ways - 1) * 2 * n * kvDim)                  // [ways-1][dk | dv]
+        let blocks = (n + queryBlock - 1) / queryBlock
+        let costs = (0..<(blocks * c.nHeads)).map { min(($0 / c.nHeads + 1) * queryBlock, n) }
         b.q.cptr { q in b.k.cptr { k in b.v.cptr { v in
-        scratch.s.ptr { s in scratch.dP.ptr { dP in
-            var i0 = 0
-            while i0 < n {
+        scratch.s.ptr { sAll in scratch.dP.ptr { dPAll in extra.ptr { ex in
+            BLAS.workers(costs: costs) { worker, item in
+                let s = sAll + worker * need, dP = dPAll + worker * need
+                let dkW = worker == 0 ? dk : ex + (worker - 1) * 2 * n * kvDim
+                let dvW = worker == 0 ? dv : dkW + n * kvDim
+                let gemm = parallel ? BLAS.gemmSerial : BLAS.gemm
+                let h = item % c.nHeads, i0 = (item / c.nHeads) * queryBlock
                 let i1 = min(i0 + queryBlock, n), rows = i1 - i0, keys = i1
-                for h in 0..<c.nHeads {
-                    let g = h / group
-                    let qh = q + i0 * qDim + h * hd, kg = k + g * hd, vg = v + g * hd, dzh = dz + i0 * qDim + h * hd
-                    BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, alpha: scale, qh, lda: qDim,
-                              kg, ldb: kvDim, s, ldc: keys)
-                    maskedSoftmax(s, rows: rows, keys: keys, firstPos: i0)
-                    // δv_g += vF · Pᵀ δz_h
-                    BLAS.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: vF, s, lda: keys,
-                              dzh, ldb: qDim, beta: 1, dv + g * hd, ldc: kvDim)
-                    guard qkF != 0 else { continue }
-                    // δP = δz_h V_gᵀ, then δS = P ⊙ (δP − Σ_j δP·P) in place in dP.
-                    BLAS.gemm(transA: false, transB: true, m: rows, n: keys, k: hd, dzh, lda: qDim, vg, ldb: kvDim,
-                              dP, ldc: keys)
-                    parallelRows(rows, work: rows * keys) { range in
-                        for r in range {
-                            let pr = s + r * keys, dr = dP + r * keys, visible = i0 + r + 1
-                            var dot: Float = 0
-                            for j in 0..<visible { dot += pr[j] * dr[j] }
-                            for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
-                            for j in visible..<keys { dr[j] = 0 }
-                        }
+                let g = h / group
+                let qh = q + i0 * qDim + h * hd, kg = k + g * hd, vg = v + g * hd, dzh = dz + i0 * qDim + h * hd
+                gemm(false, true, rows, keys, hd, scale, qh, qDim, kg, kvDim, 0, s, keys)
+                maskedSoftmax(s, rows: rows, keys: keys, firstPos: i0, parallel: !parallel)
+                // δv_g += vF · Pᵀ δz_h
+                gemm(true, false, keys, hd, rows, vF, s, keys, dzh, qDim, 1, dvW + g * hd, kvDim)
+                guard qkF != 0 else { return }
+                // δP = δz_h V_gᵀ, then δS = P ⊙ (δP − Σ_j δP·P) in place in dP.
+                gemm(false, true, rows, keys, hd, 1, dzh, qDim, vg, kvDim, 0, dP, keys)
+                parallelRows(rows, work: parallel ? 0 : rows * keys) { range in
+                    for r in range {
+                        let pr = s + r * keys, dr = dP + r * keys, visible = i0 + r + 1
+                        var dot: Float = 0
+                        for j in 0..<visible { dot += pr[j] * dr[j] }
+                        for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+                        for j in visible..<keys { dr[j] = 0 }
                     }
-                    BLAS.gemm(transA: false, transB: false, m: rows, n: hd, k: keys, alpha: qkF * scale, dP, lda: keys,
-                              kg, ldb: kvDim, dq + i0 * qDim + h * hd, ldc: qDim)
-                    BLAS.gemm(transA: true, transB: false, m: keys, n: hd, k: rows, alpha: qkF * scale, dP, lda: keys,
-                              qh, ldb: qDim, beta: 1, dk + g * hd, ldc: kvDim)
                 }
-                i0 = i1
+                gemm(false, false, rows, hd, keys, qkF * scale, dP, keys, kg, kvDim, 0, dq + i0 * qDim + h * hd, qDim)
+                gemm(true, false, keys, hd, rows, qkF * scale, dP, keys, qh, qDim, 1, dkW + g * hd, kvDim)
             }
-        } }
+            for w in 1..<ways {
+                let base = ex + (w - 1) * 2 * n * kvDim
+                addInPlace(dk, base, n * kvDim)
+                addInPlace(dv, base + n * kvDim, n * kvDim)
+            }
+        } } }
         } } }
     }
 

@@ -101,6 +101,35 @@ public enum BLAS {
         }
     }
 
+    /// Single-threaded sgemm for code that already runs on both cores
+    /// (attention work items): never split, never nested.
+    @inline(__always)
+    public static func gemmSerial(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                  _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                                  beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Runs `items` independent work items on `ways` workers with a static,
+    /// deterministic assignment: items are taken in the given order (callers
+    /// put the most expensive first) and dealt out greedily to the worker with
+    /// the least assigned cost. Worker w gets `body(w, item)` calls in order.
+    public static func workers(costs: [Int], _ body: (Int, Int) -> Void) {
+        let w = ways
+        if w < 2 || costs.count < 2 {
+            for i in costs.indices { body(0, i) }
+            return
+        }
+        var load = [Int](repeating: 0, count: w)
+        var plan = [[Int]](repeating: [], count: w)
+        for i in costs.indices.sorted(by: { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }) {
+            let k = load.indices.min { load[$0] < load[$1] }!
+            plan[k].append(i); load[k] += costs[i]
+        }
+        DispatchQueue.concurrentPerform(iterations: w) { k in for i in plan[k] { body(k, i) } }
+    }
+
     /// y[n] = alpha · A[n, k] · x[k] + beta · y (row-major, A with leading dimension lda).
     @inline(__always)
     public static func gemv(n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
