@@ -1,0 +1,116 @@
+import Foundation
+import Tokenize
+
+// GGUF `llama` architecture → HF-named, HF-layout checkpoint (names, shapes,
+// q/k un-permutation, tokenizer source).
+
+// MARK: - Llama checkpoint from GGUF
+
+/// Load a llama-architecture GGUF as an HF-named, HF-layout F32 checkpoint.
+public func loadGGUF(path: String) throws -> Checkpoint { try loadGGUF(GGUFFile(path: path)) }
+
+/// Same, from an opened file (so callers can also read `tokenizerHints` / `summary` without reopening).
+public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
+    let p = g.path
+    guard let arch = g.architecture else { throw GGUFError.missingKey(path: p, key: "general.architecture") }
+    guard arch == "llama" else { throw GGUFError.unsupportedArchitecture(path: p, architecture: arch) }
+    func required(_ k: String) throws -> Int {
+        guard let v = try g.int("llama." + k) else { throw GGUFError.missingKey(path: p, key: "llama." + k) }
+        guard v > 0, v <= 1 << 24 else { throw GGUFError.badKey(path: p, key: "llama." + k, reason: "value \(v) out of range") }
+        return v
+    }
+    let dModel = try required("embedding_length"), nLayers = try required("block_count")
+    let dFF = try required("feed_forward_length"), nHeads = try required("attention.head_count")
+    let nKV = try g.int("llama.attention.head_count_kv") ?? nHeads
+    guard nKV > 0, nHeads % nKV == 0 else {
+        throw GGUFError.badKey(path: p, key: "llama.attention.head_count_kv", reason: "\(nKV) does not divide \(nHeads) heads")
+    }
+    let headDim = try g.int("llama.attention.key_length") ?? dModel / nHeads
+    guard headDim > 0, headDim % 2 == 0, g.metadata["llama.attention.key_length"] != nil || dModel % nHeads == 0 else {
+        throw GGUFError.badKey(path: p, key: "llama.attention.head_count", reason: "head dim \(headDim) is invalid for embedding length \(dModel)")
+    }
+    if let s = g.string("llama.rope.scaling.type"), s != "none" {
+        throw ModelError.unsupported(file: p, feature: "RoPE scaling '\(s)'")
+    }
+    let tokens = g.strings("tokenizer.ggml.tokens")
+    guard let vocab = try tokens?.count ?? g.int("llama.vocab_size") ?? g.tensor(named: "token_embd.weight")?.dims.last else {
+        throw GGUFError.missingKey(path: p, key: "tokenizer.ggml.tokens")
+    }
+    let hints = g.tokenizerHints
+    let config = ModelConfig(
+        family: .llama, vocabSize: vocab, dModel: dModel, nLayers: nLayers, nHeads: nHeads, nKVHeads: nKV,
+        headDim: headDim, dFF: dFF, maxSeqLen: try g.int("llama.context_length") ?? 2048,
+        normEps: Float(try g.double("llama.attention.layer_norm_rms_epsilon") ?? 1e-5),
+        ropeTheta: Float(try g.double("llama.rope.freq_base") ?? 10000),
+        tiedEmbeddings: g.tensor(named: "output.weight") == nil,
+        attentionBias: g.tensor(named: "blk.0.attn_q.bias") != nil, mlpBias: g.tensor(named: "blk.0.ffn_gate.bias") != nil,
+        bosTokenId: hints.bosId, eosTokenId: hints.eosId)
+
+    // Expected HF shapes double as the "is every required tensor there" check.
+    var expected: [String: [Int]] = ["model.embed_tokens.weight": [vocab, dModel], "model.norm.weight": [dModel]]
+    if !config.tiedEmbeddings { expected["lm_head.weight"] = [vocab, dModel] }
+    for l in 0..<nLayers {
+        let pre = "model.layers.\(l)."
+        for (n, s) in [("input_layernorm.weight", [dModel]), ("post_attention_layernorm.weight", [dModel]),
+                       ("self_attn.q_proj.weight", [config.qDim, dModel]), ("self_attn.k_proj.weight", [config.kvDim, dModel]),
+                       ("self_attn.v_proj.weight", [config.kvDim, dModel]), ("self_attn.o_proj.weight", [dModel, config.qDim]),
+                       ("mlp.gate_proj.weight", [dFF, dModel]), ("mlp.up_proj.weight", [dFF, dModel]),
+                       ("mlp.down_proj.weight", [dModel, dFF])] { expected[pre + n] = s }
+    }
+
+    var tensors = [String: Tensor](), elements = [GGMLType: Int]()
+    for info in g.tensors {
+        guard let (name, qkHeads) = ggufToHF(info.name, nLayers: nLayers, nHeads: nHeads, nKV: nKV) else {
+            // rope_freqs carries Llama-3 frequency scaling, which ModelConfig cannot express.
+            if info.name == "rope_freqs.weight" { throw ModelError.unsupported(file: p, feature: "Llama-3 RoPE frequency factors (rope_freqs)") }
+            throw GGUFError.unexpectedTensor(path: p, tensor: info.name)
+        }
+        guard info.type.canDequantize else { throw GGUFError.unsupportedTensorType(path: p, tensor: info.name, type: info.type.name) }
+        if let s = expected[name], s != info.shape {
+            throw ModelError.shapeMismatch(name: name, file: p, expected: s, found: info.shape)
+        }
+        var t = Tensor(shape: info.shape, data: try g.dequantize(info))
+        if let h = qkHeads {
+            guard t.shape[0] % (2 * h) == 0 else {
+                throw ModelError.shapeMismatch(name: name, file: p, expected: [h * headDim] + t.shape.dropFirst(), found: t.shape)
+            }
+            t = interleavedToRotateHalf(t, heads: h)
+        }
+        tensors[name] = t
+        elements[info.type, default: 0] += info.count
+    }
+    for name in expected.keys.sorted() where tensors[name] == nil { throw ModelError.missingTensor(name: name, file: p) }
+
+    var tokenizer: TokenizerSource?
+    if let tokens, g.string("tokenizer.ggml.model") == "gpt2", let merges = g.strings("tokenizer.ggml.merges") {
+        var types = [Int32](repeating: 1, count: tokens.count)   // 1 = NORMAL when the file has no types
+        if case .intArray(let a)? = g.metadata["tokenizer.ggml.token_type"], a.count == tokens.count {
+            types = a.map { Int32(truncatingIfNeeded: $0) }
+        }
+        tokenizer = .ggufBPE(tokens: tokens, merges: merges, tokenTypes: types, pre: g.string("tokenizer.ggml.pre"))
+    }
+    let dominant = elements.max { $0.value < $1.value }?.key.name ?? "F32"
+    return Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
+}
+
+/// GGUF tensor name → (HF name, heads to un-permute for q/k rows or nil).
+private func ggufToHF(_ name: String, nLayers: Int, nHeads: Int, nKV: Int) -> (String, Int?)? {
+    switch name {
+    case "token_embd.weight": return ("model.embed_tokens.weight", nil)
+    case "output_norm.weight": return ("model.norm.weight", nil)
+    case "output.weight": return ("lm_head.weight", nil)
+    default: break
+    }
+    let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count == 4, parts[0] == "blk", let l = Int(parts[1]), l >= 0, l < nLayers,
+          parts[3] == "weight" || parts[3] == "bias" else { return nil }
+    let map: [Substring: String] = [
+        "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    ]
+    guard let base = map[parts[2]] else { return nil }
+    // convert_hf_to_gguf permutes q with n_head and k with n_head_kv (weights and biases alike).
+    let heads: Int? = parts[2] == "attn_q" ? nHeads : parts[2] == "attn_k" ? nKV : nil
+    return ("model.layers.\(l).\(base).\(parts[3])", heads)
+}
