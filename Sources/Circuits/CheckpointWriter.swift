@@ -230,7 +230,12 @@ enum HFTensorStream {
         init(record r: SafetensorsRecord) {
             name = r.name; dtype = r.dtype; shape = r.shape; byteCount = r.bytes.count
             let bytes = r.bytes
-            emit = { fh in try fh.write(contentsOf: bytes) }
+            emit = { fh in
+                try bytes.withUnsafeBytes { raw in
+                    guard let base = raw.baseAddress, raw.count > 0 else { return }
+                    try fh.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: raw.count, deallocator: .none))
+                }
+            }
         }
 
         init(name: String, floats: [Float], shape: [Int]) {
@@ -270,9 +275,5 @@ enum HFTensorStream {
         }
     }
 
-    static func json(_ s: String) -> String {
-        guard let d = try? JSONSerialization.data(withJSONObject: [s], options: [.fragmentsAllowed]),
-              let arr = String(data: d, encoding: .utf8) else { return "\"\"" }
-        return String(arr.dropFirst().dropLast())       // ["…"] → "…"
-    }
+    static func json(_ s: String) -> String { JSONText.quote(s) }
 }

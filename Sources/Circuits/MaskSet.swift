@@ -24,7 +24,13 @@ public struct TensorMask: Equatable, Sendable {
     }
 
     public var count: Int { keep.count }
-    public var pruned: Int { keep.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+    public var pruned: Int {
+        keep.withUnsafeBufferPointer { p in
+            var n = 0
+            for b in p where b == 0 { n += 1 }
+            return n
+        }
+    }
 }
 
 /// One structured unit removed by a `neurons` / `heads` pruning.

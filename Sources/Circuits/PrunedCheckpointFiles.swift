@@ -124,9 +124,9 @@ extension CheckpointWriter {
     /// model.merges, added_tokens for control (type 3, special) and user-defined (type 4) tokens,
     /// pre-tokenizer Sequence[Digits(individual_digits), ByteLevel] for pre = "smollm" (SmolLM2's
     /// own tokenizer.json) else ByteLevel, ByteLevel decoder and post-processor.
+    /// The ~100k-entry vocab and merges are emitted by hand (vocab in id order, as HF writes it):
+    /// JSONSerialization takes seconds on them on Linux.
     public static func tokenizerJSON(tokens: [String], merges: [String], tokenTypes: [Int32], pre: String?) throws -> Data {
-        var vocab: [String: Int] = [:]
-        for (id, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = id }
         var added: [[String: Any]] = []
         for (id, type) in tokenTypes.enumerated() where (type == 3 || type == 4) && id < tokens.count {
             added.append(["id": id, "content": tokens[id], "single_word": false, "lstrip": false, "rstrip": false,
@@ -136,16 +136,43 @@ extension CheckpointWriter {
         let preTok: [String: Any] = pre?.lowercased() == "smollm"
             ? ["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true], byteLevel]]
             : byteLevel
-        let root: [String: Any] = [
-            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "normalizer": NSNull(),
-            "added_tokens": added,
-            "pre_tokenizer": preTok,
-            "post_processor": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
-            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
-                      "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocab, "merges": merges] as [String: Any],
-        ]
-        return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+        func small(_ v: Any) throws -> String {
+            String(decoding: try JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed]), as: UTF8.self)
+        }
+        var out = "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
+        out += "\"added_tokens\":\(try small(added)),\"normalizer\":null,\"pre_tokenizer\":\(try small(preTok)),"
+        out += "\"post_processor\":\(try small(["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true])),"
+        out += "\"decoder\":\(try small(["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true])),"
+        out += "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,"
+        out += "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{"
+        var seen = Set<String>()
+        var first = true
+        for (id, t) in tokens.enumerated() where seen.insert(t).inserted {      // first id wins, as the GGUF loader does
+            if !first { out += "," }
+            first = false
+            out += JSONText.quote(t) + ":" + String(id)
+        }
+        out += "},\"merges\":[" + merges.map(JSONText.quote).joined(separator: ",") + "]}}"
+        return Data(out.utf8)
+    }
+}
+
+/// Minimal JSON string quoting (RFC 8259): quote, backslash and control characters escaped.
+enum JSONText {
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        out.reserveCapacity(s.utf8.count + 2)
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
     }
 }

@@ -99,13 +99,13 @@ public enum Pruner {
                 scores.withUnsafeBufferPointer { sp in
                     let workers = rows * cols >= 1 << 15 ? 2 : 1
                     DispatchQueue.concurrentPerform(iterations: workers) { w in
-                        let buf = UnsafeMutablePointer<UInt64>.allocate(capacity: cols)
-                        defer { buf.deallocate() }
+                        let keys = UnsafeMutablePointer<UInt32>.allocate(capacity: cols)
+                        let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: cols)
+                        defer { keys.deallocate(); scratch.deallocate() }
                         for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
                             let base = r * cols
-                            for c in 0..<cols { buf[c] = Selection.composite(sp[base + c], index: c, rank) }
-                            Selection.partitionLowest(buf, count: cols, k: k)
-                            for i in 0..<k { kp[base + Int(buf[i] & 0xFFFF_FFFF)] = 0 }
+                            Selection.markLowest(sp.baseAddress! + base, count: cols, k: k, rank: rank,
+                                                 keep: kp.baseAddress! + base, keys: keys, scratch: scratch)
                         }
                     }
                 }

@@ -155,6 +155,30 @@ public enum Selection {
         return mask.indices.filter { mask[$0] == 0 }
     }
 
+    // MARK: - One row: exactly k lowest, ties by position
+
+    /// Sets keep[i] = 0 for the `k` lowest of `values` (ties: lower index first). `scratch` and
+    /// `keys` need `count` elements. Introselect finds the k-th key on 32-bit keys; one scan then
+    /// takes everything below it and the first ties in index order — the same set as sorting by
+    /// (key, index), at a fraction of the memory traffic of 64-bit composite keys.
+    @inline(__always)
+    public static func markLowest(_ values: UnsafePointer<Float>, count n: Int, k: Int, rank: RankMode,
+                                  keep: UnsafeMutablePointer<UInt8>, keys: UnsafeMutablePointer<UInt32>,
+                                  scratch: UnsafeMutablePointer<UInt32>) {
+        guard k > 0 else { return }
+        if k >= n { for i in 0..<n { keep[i] = 0 }; return }
+        for i in 0..<n { let kx = key(values[i], rank); keys[i] = kx; scratch[i] = kx }
+        nthElement(scratch, 0, n, k - 1)
+        let t = scratch[k - 1]
+        var below = 0
+        for i in 0..<n where keys[i] < t { below += 1 }
+        var ties = k - below
+        for i in 0..<n {
+            if keys[i] < t { keep[i] = 0 }
+            else if keys[i] == t && ties > 0 { keep[i] = 0; ties -= 1 }
+        }
+    }
+
     // MARK: - Introselect on unique 64-bit keys (one row at a time)
 
     /// Composite key: order key in the high half, position in the low half, so every key is
@@ -165,7 +189,7 @@ public enum Selection {
     }
 
     /// Rearranges a[0..<n] so that a[0..<k] hold the k smallest keys (in no particular order).
-    /// Quickselect with median-of-3 pivots; if two rounds fail to halve the range it switches
+    /// Quickselect with median-of-3 pivots; once the partitioning work exceeds 8·n it switches
     /// to median-of-medians pivots, which bounds the worst case at O(n).
     public static func partitionLowest(_ a: UnsafeMutablePointer<UInt64>, count n: Int, k: Int) {
         precondition(k >= 0 && k <= n)
@@ -173,16 +197,21 @@ public enum Selection {
         nthElement(a, 0, n, k)
     }
 
-    /// Places the element of rank `nth` (0-based) at a[nth], smaller ones before, larger after.
+    /// Places the element of rank `nth` (0-based) at a[nth], smaller-or-equal ones before,
+    /// larger-or-equal after (keys need not be unique).
     /// `medianOfMediansOnly` forces the worst-case-linear pivots from the start (tests).
-    static func nthElement(_ a: UnsafeMutablePointer<UInt64>, _ lo0: Int, _ hi0: Int, _ nth: Int,
-                           medianOfMediansOnly: Bool = false) {
+    static func nthElement<T: FixedWidthInteger & UnsignedInteger>(_ a: UnsafeMutablePointer<T>, _ lo0: Int, _ hi0: Int, _ nth: Int,
+                                                                   medianOfMediansOnly: Bool = false) {
         var lo = lo0, hi = hi0
         var guaranteed = medianOfMediansOnly   // true once median-of-medians pivots are in use
-        var sizeTwoRoundsAgo = hi - lo, round = 0
+        // Work budget: quickselect touches ~2–3.4·n elements on average; past 8·n the pivots
+        // are going badly and the remaining rounds use median-of-medians (worst case O(n)).
+        let budget = 8 * (hi - lo)
+        var work = 0
         while hi - lo > 16 {
             let pivot = guaranteed ? medianOfMedians(a, lo, hi) : medianOf3(a[lo], a[(lo + hi) / 2], a[hi - 1])
-            // Partition around the pivot value (keys are unique: one element equals it).
+            work += hi - lo
+            // Hoare partition around the pivot value (which occurs in the range).
             var i = lo, j = hi - 1
             while i <= j {
                 while a[i] < pivot { i += 1 }
@@ -191,11 +220,7 @@ public enum Selection {
             }
             // Now a[lo...j] ≤ pivot ≤ a[i..<hi], and j < i.
             if nth <= j { hi = j + 1 } else if nth >= i { lo = i } else { return }
-            round += 1
-            if !guaranteed && round % 2 == 0 {
-                if hi - lo > sizeTwoRoundsAgo / 2 { guaranteed = true }
-                sizeTwoRoundsAgo = hi - lo
-            }
+            if !guaranteed && work > budget { guaranteed = true }
         }
         // Small range: insertion sort.
         if hi - lo > 1 {
@@ -209,12 +234,12 @@ public enum Selection {
     }
 
     @inline(__always)
-    static func medianOf3(_ x: UInt64, _ y: UInt64, _ z: UInt64) -> UInt64 {
+    static func medianOf3<T: Comparable>(_ x: T, _ y: T, _ z: T) -> T {
         max(min(x, y), min(max(x, y), z))
     }
 
     /// BFPRT pivot: medians of groups of 5 moved to the front, then their median (recursively).
-    static func medianOfMedians(_ a: UnsafeMutablePointer<UInt64>, _ lo: Int, _ hi: Int) -> UInt64 {
+    static func medianOfMedians<T: FixedWidthInteger & UnsignedInteger>(_ a: UnsafeMutablePointer<T>, _ lo: Int, _ hi: Int) -> T {
         var m = lo
         var g = lo
         while g < hi {
