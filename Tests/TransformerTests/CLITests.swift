@@ -36,7 +36,8 @@ enum WorkbenchCLI {
             var isDir: ObjCBool = false
             if fm.fileExists(atPath: p.path, isDirectory: &isDir), !isDir.boolValue, fm.isExecutableFile(atPath: p.path) { return p }
         }
-        throw XCTSkip("workbench executable not found next to the test bundle (looked in \(dirs.map(\.path)))")
+        // A build product, not an asset: `swift test` always builds it, so its absence is a failure, not a skip.
+        throw CLIError.executableNotFound(dirs.map(\.path))
     }
 
     /// Runs `workbench args…` with stdout/stderr captured in temporary files (no pipe deadlocks).
@@ -98,6 +99,13 @@ enum WorkbenchCLI {
 }
 
 private final class BundleToken {}
+
+enum CLIError: Error, CustomStringConvertible {
+    case executableNotFound([String])
+    var description: String {
+        switch self { case .executableNotFound(let d): return "workbench executable not found next to the test bundle (looked in \(d))" }
+    }
+}
 
 // MARK: - CLI behaviour
 
