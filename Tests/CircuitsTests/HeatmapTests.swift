@@ -55,6 +55,21 @@ final class HeatmapTests: XCTestCase {
         XCTAssertTrue(zero.contains("normalised 0.0000"), "all-zero relevance does not divide by zero")
     }
 
+    func testOPTInputRelevanceIncludesPositionEmbeddings() throws {
+        let model = try F.tiny("tiny-opt")
+        let ids = [2, 17, 99, 5, 140]
+        let r = try model.lrp(tokens: ids, explain: .groups([[ExplainTerm(position: 4, token: 7), ExplainTerm(position: 4, token: 8, coefficient: -1)]]),
+                              rules: .attnLRP, sink: nil)
+        let pos = try XCTUnwrap(r.positionRelevance)
+        let rep = HeatmapReport.from(tokens: ids, result: r, tokenizer: nil, model: "tiny-opt", rule: "attnlrp", seedValue: .logit)
+        XCTAssertEqual(rep.tokens.map(\.relevance), zip(r.tokenRelevance, pos).map { $0 + $1 })
+        XCTAssertEqual(rep.tokens.map(\.text), ids.map { "#\($0)" }, "no tokenizer: ids shown")
+        XCTAssertEqual(rep.tokens.map(\.relevance).reduce(0.0) { $0 + Double($1) }, r.inputTotal, accuracy: 1e-4 * max(1, abs(r.inputTotal)))
+        XCTAssertTrue(rep.notes.contains { $0.contains("position-embedding") })
+        XCTAssertEqual(rep.targets.count, 2)
+        XCTAssertTrue(rep.targets[1].hasPrefix("− logit of"), rep.targets[1])
+    }
+
     func testReportFromAnLRPPass() throws {
         let m = try F.stories()
         let tok = try m.requireTokenizer()
