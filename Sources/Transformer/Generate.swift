@@ -82,7 +82,11 @@ extension Model {
         for t in prompt where t < 0 || t >= config.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: config.vocabSize) }
         let limit = config.maxSeqLen
         guard prompt.count < limit else { throw ModelError.promptTooLong(tokens: prompt.count, limit: limit) }
-        let total = min(prompt.count + maxNewTokens, limit)
+        guard maxNewTokens >= 0 else {
+            throw ModelError.badConfig(file: "generate", key: "max-new-tokens", reason: "must not be negative")
+        }
+        // Clamp before adding: a huge request must not overflow (it stops at the context).
+        let total = prompt.count + min(maxNewTokens, limit - prompt.count)
         let cache = KVCache(config: config, capacity: total)
         var stats = GenerationStats(promptTokens: prompt.count)
         var out: [Int] = []

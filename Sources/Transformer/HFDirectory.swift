@@ -32,7 +32,7 @@ extension ModelLoader {
             for name in st.names {
                 guard let e = st.entries[name] else { continue }
                 if name == "model.decoder.embed_positions.weight" || name.hasSuffix(".weight") || name.hasSuffix(".bias") {
-                    if e.dtype == .U8 || e.dtype == .I64 || e.dtype == .I32 { continue }
+                    // An integer `.weight`/`.bias` is a wrong dtype: tensor() reports it by name.
                     tensors[name] = try st.tensor(name)
                     dtypes[e.dtype.rawValue, default: 0] += 1
                 }

@@ -53,8 +53,11 @@ public struct LlamaHFConfig: Codable {
         if let rs = ropeScaling, !rs.isEmpty {
             throw ModelError.badConfig(file: file, key: "rope_scaling", reason: "RoPE scaling is not supported yet")
         }
+        try requirePositive(file: file, [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                                         ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+                                         ("vocab_size", vocabSize), ("max_position_embeddings", maxPositionEmbeddings ?? 1)])
         let kv = numKeyValueHeads ?? numAttentionHeads
-        guard numAttentionHeads > 0, hiddenSize > 0, kv > 0, numAttentionHeads % kv == 0 else {
+        guard kv > 0, numAttentionHeads % kv == 0 else {
             throw ModelError.badConfig(file: file, key: "num_key_value_heads",
                                        reason: "\(numAttentionHeads) heads are not a multiple of \(kv) kv heads")
         }

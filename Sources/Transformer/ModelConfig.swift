@@ -71,3 +71,11 @@ public struct Checkpoint {
         self.format = format; self.sourceDType = sourceDType; self.path = path
     }
 }
+
+/// Every size in a config.json must be positive (a zero would build an empty or
+/// degenerate model and fail later far from the cause).
+func requirePositive(file: String, _ values: [(String, Int)]) throws {
+    for (key, v) in values where v <= 0 {
+        throw ModelError.badConfig(file: file, key: key, reason: "must be positive, found \(v)")
+    }
+}

@@ -57,7 +57,10 @@ public struct OPTHFConfig: Codable {
             throw ModelError.badConfig(file: file, key: enableBias == false ? "enable_bias" : "layer_norm_elementwise_affine",
                                        reason: "bias-free OPT variants are not supported")
         }
-        guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+        try requirePositive(file: file, [("hidden_size", hiddenSize), ("ffn_dim", ffnDim), ("num_hidden_layers", numHiddenLayers),
+                                         ("num_attention_heads", numAttentionHeads), ("vocab_size", vocabSize),
+                                         ("max_position_embeddings", maxPositionEmbeddings)])
+        guard hiddenSize % numAttentionHeads == 0 else {
             throw ModelError.badConfig(file: file, key: "num_attention_heads", reason: "must divide hidden_size")
         }
         return ModelConfig(family: .opt, vocabSize: vocabSize, dModel: hiddenSize, nLayers: numHiddenLayers,

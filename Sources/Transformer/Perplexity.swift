@@ -65,6 +65,9 @@ extension Model {
                            bos: Int? = nil, progress: Bool = false) throws -> PerplexityResult {
         guard seqlen >= 2 else { throw ModelError.badConfig(file: "--seqlen", key: "seqlen", reason: "must be at least 2") }
         guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen) }
+        // A tokenizer that does not belong to the model yields ids past the embedding.
+        for t in tokens where t < 0 || t >= config.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: config.vocabSize) }
+        if let bos, bos < 0 || bos >= config.vocabSize { throw ModelError.invalidToken(id: bos, vocabSize: config.vocabSize) }
         var windows = tokens.count / seqlen
         if let maxWindows { windows = min(windows, maxWindows) }
         guard windows > 0 else {

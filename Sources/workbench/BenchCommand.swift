@@ -92,7 +92,7 @@ enum BenchCommand: Command {
         report["prefill"] = prefill
         // Decode: greedy, one token at a time with the KV cache.
         var sampler = Sampler()
-        let (_, stats) = try model.generate(prompt: tokens(16), maxNewTokens: decodeTokens + 1, sampler: &sampler)
+        let (_, stats) = try model.generate(prompt: tokens(16), maxNewTokens: min(decodeTokens, c.maxSeqLen) + 1, sampler: &sampler)
         let bound = bw * 1e9 / Double(model.weightBytes)
         report["decode"] = ["tokens_per_s": stats.decodeTokensPerSecond, "bound_tokens_per_s": bound,
                             "fraction_of_bandwidth_bound": stats.decodeTokensPerSecond / bound, "weight_bytes": model.weightBytes]
