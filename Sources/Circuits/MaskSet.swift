@@ -89,8 +89,12 @@ public struct PruneMask: Sendable {
                         for i in 0..<k.count where k[i] == 0 { b[i] = 0 }
                     }
                 } else {
+                    // Branch-free: AND the bits with 0 or all-ones, so pruned entries become exactly +0.
                     l.weight.withUnsafeMutableBufferPointer { w in
-                        for i in 0..<k.count where k[i] == 0 { w[i] = 0 }
+                        for i in 0..<k.count {
+                            let m: UInt32 = k[i] == 0 ? 0 : .max
+                            w[i] = Float(bitPattern: w[i].bitPattern & m)
+                        }
                     }
                 }
             }

@@ -114,21 +114,30 @@ public enum Pruner {
         return TensorMask(name: l.name, shape: [rows, cols], keep: keep)
     }
 
-    /// In every group of `m` consecutive input columns of each row, prunes the `n` lowest.
+    /// In every group of `m` consecutive input columns of each row, prunes the `n` lowest
+    /// (insertion sort of the group's composite keys; rows split over 2 workers).
     static func nmMask(_ l: Linear, _ scores: [Float], n: Int, m: Int, rank: RankMode) -> TensorMask {
         let rows = l.outDim, cols = l.inDim
         var keep = [UInt8](repeating: 1, count: rows * cols)
         keep.withUnsafeMutableBufferPointer { kp in
             scores.withUnsafeBufferPointer { sp in
-                var g = [UInt64](repeating: 0, count: m)
-                for r in 0..<rows {
-                    var c0 = 0
-                    while c0 < cols {
-                        let base = r * cols + c0
-                        for i in 0..<m { g[i] = Selection.composite(sp[base + i], index: i, rank) }
-                        g.sort()                                  // m ≤ 256: a tiny sort per group
-                        for i in 0..<n { kp[base + Int(g[i] & 0xFFFF_FFFF)] = 0 }
-                        c0 += m
+                let workers = rows * cols >= 1 << 15 ? 2 : 1
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let g = UnsafeMutablePointer<UInt64>.allocate(capacity: m)
+                    defer { g.deallocate() }
+                    for r in (rows * w / workers)..<(rows * (w + 1) / workers) {
+                        var c0 = 0
+                        while c0 < cols {
+                            let base = r * cols + c0
+                            for i in 0..<m {                      // insertion sort, m ≤ 256
+                                let v = Selection.composite(sp[base + i], index: i, rank)
+                                var j = i - 1
+                                while j >= 0 && g[j] > v { g[j + 1] = g[j]; j -= 1 }
+                                g[j + 1] = v
+                            }
+                            for i in 0..<n { kp[base + Int(g[i] & 0xFFFF_FFFF)] = 0 }
+                            c0 += m
+                        }
                     }
                 }
             }

@@ -36,11 +36,20 @@ public enum Selection {
     /// ±0 map to the same key; NaN must be rejected by the caller (it maps above +∞).
     @inline(__always)
     public static func key(_ x: Float, _ rank: RankMode) -> UInt32 {
-        let bits = x == 0 ? 0 : x.bitPattern                    // -0 → +0
         switch rank {
-        case .abs: return bits & 0x7FFF_FFFF                     // |x|: IEEE bits of non-negatives are ordered
-        case .signed: return bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000
+        case .abs: return absKey(x)
+        case .signed: return signedKey(x)
         }
+    }
+
+    /// |x| order: the IEEE bits of a non-negative float are ordered like its value (−0 → 0).
+    @inline(__always) static func absKey(_ x: Float) -> UInt32 { x.bitPattern & 0x7FFF_FFFF }
+
+    /// Signed order without branches: negatives get all bits flipped, non-negatives the sign bit set.
+    @inline(__always) static func signedKey(_ x: Float) -> UInt32 {
+        let b = x == 0 ? 0 : x.bitPattern                                   // −0 → +0
+        let neg = UInt32(bitPattern: Int32(bitPattern: b) >> 31)             // all ones when negative
+        return b ^ (neg | 0x8000_0000)
     }
 
     // MARK: - Radix select across many buffers
@@ -167,15 +176,25 @@ public enum Selection {
                                   scratch: UnsafeMutablePointer<UInt32>) {
         guard k > 0 else { return }
         if k >= n { for i in 0..<n { keep[i] = 0 }; return }
-        for i in 0..<n { let kx = key(values[i], rank); keys[i] = kx; scratch[i] = kx }
+        switch rank {                                   // rank hoisted out of the loop
+        case .abs: for i in 0..<n { let kx = absKey(values[i]); keys[i] = kx; scratch[i] = kx }
+        case .signed: for i in 0..<n { let kx = signedKey(values[i]); keys[i] = kx; scratch[i] = kx }
+        }
         nthElement(scratch, 0, n, k - 1)
         let t = scratch[k - 1]
+        // Branch-free: prune everything strictly below the k-th key (≈ half the row, so a
+        // branch here would mispredict constantly), then the first ties in index order.
         var below = 0
-        for i in 0..<n where keys[i] < t { below += 1 }
-        var ties = k - below
         for i in 0..<n {
-            if keys[i] < t { keep[i] = 0 }
-            else if keys[i] == t && ties > 0 { keep[i] = 0; ties -= 1 }
+            let lt = keys[i] < t
+            keep[i] = lt ? 0 : keep[i]
+            below += lt ? 1 : 0
+        }
+        var ties = k - below
+        var i = 0
+        while ties > 0 && i < n {
+            if keys[i] == t && keep[i] != 0 { keep[i] = 0; ties -= 1 }
+            i += 1
         }
     }
 
@@ -189,7 +208,7 @@ public enum Selection {
     }
 
     /// Rearranges a[0..<n] so that a[0..<k] hold the k smallest keys (in no particular order).
-    /// Quickselect with median-of-3 pivots; once the partitioning work exceeds 8·n it switches
+    /// Quickselect with median-of-3 pivots; once the partitioning work exceeds 12·n it switches
     /// to median-of-medians pivots, which bounds the worst case at O(n).
     public static func partitionLowest(_ a: UnsafeMutablePointer<UInt64>, count n: Int, k: Int) {
         precondition(k >= 0 && k <= n)
@@ -204,22 +223,27 @@ public enum Selection {
                                                                    medianOfMediansOnly: Bool = false) {
         var lo = lo0, hi = hi0
         var guaranteed = medianOfMediansOnly   // true once median-of-medians pivots are in use
-        // Work budget: quickselect touches ~2–3.4·n elements on average; past 8·n the pivots
+        // Work budget: quickselect touches ~3–4·n elements on average; past 12·n the pivots
         // are going badly and the remaining rounds use median-of-medians (worst case O(n)).
-        let budget = 8 * (hi - lo)
+        let budget = 12 * (hi - lo)
         var work = 0
         while hi - lo > 16 {
             let pivot = guaranteed ? medianOfMedians(a, lo, hi) : medianOf3(a[lo], a[(lo + hi) / 2], a[hi - 1])
             work += hi - lo
-            // Hoare partition around the pivot value (which occurs in the range).
-            var i = lo, j = hi - 1
-            while i <= j {
-                while a[i] < pivot { i += 1 }
-                while a[j] > pivot { j -= 1 }
-                if i <= j { let t = a[i]; a[i] = a[j]; a[j] = t; i += 1; j -= 1 }
+            // Three-way partition in two branch-free Lomuto passes (a data-dependent branch per
+            // element mispredicts about half the time on random keys):
+            // [lo, s1) < pivot, then [s1, s2) == pivot, [s2, hi) > pivot.
+            var s1 = lo
+            for i in lo..<hi { let v = a[i]; a[i] = a[s1]; a[s1] = v; s1 += v < pivot ? 1 : 0 }
+            if nth < s1 {
+                hi = s1
+            } else {
+                var s2 = s1
+                for i in s1..<hi { let v = a[i]; a[i] = a[s2]; a[s2] = v; s2 += v == pivot ? 1 : 0 }
+                work += hi - s1
+                if nth < s2 { return }
+                lo = s2
             }
-            // Now a[lo...j] ≤ pivot ≤ a[i..<hi], and j < i.
-            if nth <= j { hi = j + 1 } else if nth >= i { lo = i } else { return }
             if !guaranteed && work > budget { guaranteed = true }
         }
         // Small range: insertion sort.

@@ -36,7 +36,8 @@ enum SparsityCommand: Command {
         }
         Out.print("\(path) (\(m.format), \(m.sourceDType)), \(DiskUsage.human(bytes)) on disk")
         if let pruning {
-            Out.print("pruning.json: method \(pruning["method"] ?? "?"), scheme \(pruning["scheme"] ?? "?"), target \(pruning["target"] ?? "?")")
+            let target = (pruning["target"] as? [String: Any])?.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            Out.print("pruning.json: method \(pruning["method"] ?? "?"), scheme \(pruning["scheme"] ?? "?"), rank \(pruning["rank"] ?? "?"), target \(target ?? "?")")
         }
         Out.write(report.table())
     }
