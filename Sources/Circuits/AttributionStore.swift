@@ -41,103 +41,35 @@ public struct OutTensor {
 }
 
 public enum StreamingSafetensors {
-    static let chunk = 1 << 20   // elements per write
+    static let chunk = 1 << 20   // elements per computed piece
 
-    /// Writes `tensors` atomically to `path` (temp sibling → fsync → rename).
+    /// Writes `tensors` atomically to `path` (temp sibling → fsync → rename) via
+    /// `Safetensors.writeStreaming`: same bytes as `Safetensors.serialize`.
     public static func write(_ tensors: [OutTensor], metadata: [String: String]?, to path: String) throws {
         for t in tensors { precondition(t.count == t.shape.reduce(1, *), "\(t.name): shape \(t.shape) vs \(t.count) values") }
-        let sorted = tensors.sorted { a, b in a.dtype.size != b.dtype.size ? a.dtype.size > b.dtype.size : a.name < b.name }
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        guard FileManager.default.createFile(atPath: tmp, contents: nil), let fh = FileHandle(forWritingAtPath: tmp) else {
-            throw ModelError.cannotWrite(path: path, reason: "cannot create a temporary file next to it")
-        }
-        do {
-            try fh.write(contentsOf: header(sorted, metadata: metadata))
-            var buf = [Float](repeating: 0, count: chunk)
-            for t in sorted {
-                switch t.payload {
-                case .f32(let v):
-                    try v.withUnsafeBytes { try writeChunks($0, fh) }
-                case .f64(let v):
-                    try v.withUnsafeBytes { try writeChunks($0, fh) }
-                case .computed(let n, let fill):
-                    var lo = 0
-                    while lo < n {
-                        let hi = min(n, lo + chunk)
-                        try buf.withUnsafeMutableBufferPointer { b in
-                            fill(lo..<hi, b.baseAddress!)
-                            try fh.write(contentsOf: Data(bytes: b.baseAddress!, count: (hi - lo) * 4))
-                        }
-                        lo = hi
+        try Safetensors.writeStreaming(tensors.map(\.streamed), metadata: metadata, to: path)
+    }
+}
+
+extension OutTensor {
+    var streamed: StreamedTensor {
+        switch payload {
+        case .f32(let v): return StreamedTensor(name: name, floats: v, shape: shape)
+        case .f64(let v): return StreamedTensor(name: name, doubles: v, shape: shape)
+        case .computed(let n, let fill):
+            return StreamedTensor(name: name, dtype: .F32, shape: shape, byteCount: n * 4) { fh in
+                var buf = [Float](repeating: 0, count: StreamingSafetensors.chunk)
+                var lo = 0
+                while lo < n {
+                    let hi = min(n, lo + StreamingSafetensors.chunk)
+                    try buf.withUnsafeMutableBufferPointer { b in
+                        fill(lo..<hi, b.baseAddress!)
+                        try StreamedTensor.write(UnsafeRawBufferPointer(start: b.baseAddress, count: (hi - lo) * 4), fh)
                     }
+                    lo = hi
                 }
             }
-            try fh.synchronize()
-            try fh.close()
-        } catch {
-            try? fh.close()
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw ModelError.cannotWrite(path: path, reason: error.localizedDescription)
         }
-        if rename(tmp, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw ModelError.cannotWrite(path: path, reason: reason)
-        }
-    }
-
-    static func writeChunks(_ raw: UnsafeRawBufferPointer, _ fh: FileHandle) throws {
-        let step = chunk * 4
-        var lo = 0
-        while lo < raw.count {
-            let hi = min(raw.count, lo + step)
-            try fh.write(contentsOf: Data(bytes: raw.baseAddress! + lo, count: hi - lo))
-            lo = hi
-        }
-    }
-
-    /// The 8-byte length + JSON header exactly as `Safetensors.serialize` lays it out.
-    static func header(_ sorted: [OutTensor], metadata: [String: String]?) -> Data {
-        var h = "{"
-        var first = true
-        if let metadata {
-            h += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(json($0)):\(json(metadata[$0] ?? ""))" }.joined(separator: ",") + "}"
-            first = false
-        }
-        var offset = 0
-        for t in sorted {
-            if !first { h += "," }
-            first = false
-            h += "\(json(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
-                + "\"data_offsets\":[\(offset),\(offset + t.byteCount)]}"
-            offset += t.byteCount
-        }
-        h += "}"
-        var bytes = Array(h.utf8)
-        while bytes.count % 8 != 0 { bytes.append(0x20) }
-        var out = Data()
-        withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: bytes)
-        return out
-    }
-
-    /// JSON string literal with the same escapes as the Transformer writer.
-    static func json(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
     }
 }
 
