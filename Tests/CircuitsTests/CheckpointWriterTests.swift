@@ -59,6 +59,12 @@ final class CheckpointWriterTests: XCTestCase {
                     XCTAssertNil(st.entries[loaded.model.linears[0].name])
                 }
             }
+            // A sparse-bitmask input re-written dense must lose its compressed-tensors block.
+            let again = tmp.appendingPathComponent("\(name)-again").path
+            try prune(tmp.appendingPathComponent("\(name)-\(WeightFormat.sparseBitmask.rawValue)").path, to: again, amount: .fraction(0))
+            let cfg = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: again + "/config.json"))) as? [String: Any])
+            XCTAssertNil(cfg["quantization_config"], "stale compression block dropped")
+            XCTAssertEqual(try ModelLoader.load(again, needTokenizer: false).model.forward(tokens), expected)
             let dense = try XCTUnwrap(sizes[.dense]), bitmask = try XCTUnwrap(sizes[.sparseBitmask])
             print("\(name): model.safetensors dense \(dense) B, sparse-bitmask \(bitmask) B at 50%")
             XCTAssertLessThan(bitmask, dense, "sparse-bitmask is smaller at 50%")
