@@ -186,8 +186,7 @@ public struct CheckpointWriter {
         try writeWeights(model, to: dir + "/model.safetensors")
         for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) { try writeFile(data, dir + "/" + name) }
         for (name, records) in extraSafetensors.sorted(by: { $0.key < $1.key }) {
-            try HFTensorStream.write(records.map { HFTensorStream.Item(record: $0) },
-                                           metadata: ["format": "pt"], to: dir + "/" + name)
+            try Safetensors.writeStreaming(records.map { StreamedTensor(record: $0) }, metadata: ["format": "pt"], to: dir + "/" + name)
         }
     }
 
@@ -200,80 +199,15 @@ public struct CheckpointWriter {
     /// model.safetensors: every parameter F32 (`__metadata__ {"format":"pt"}`); with sparse-bitmask,
     /// the `compress` weights as `.shape/.compressed/.bitmask/.row_offsets`.
     func writeWeights(_ model: Model, to path: String) throws {
-        var items: [HFTensorStream.Item] = []
+        var items: [StreamedTensor] = []
         for (name, t) in model.namedTensors() {
             if format == .sparseBitmask, compress.contains(name), t.shape.count == 2 {
                 items += SparseBitmask.encode(name: name, weight: t.data, rows: t.shape[0], cols: t.shape[1])
-                    .map { HFTensorStream.Item(record: $0) }
+                    .map { StreamedTensor(record: $0) }
             } else {
-                items.append(HFTensorStream.Item(name: name, floats: t.data, shape: t.shape))
+                items.append(StreamedTensor(name: name, floats: t.data, shape: t.shape))
             }
         }
-        try HFTensorStream.write(items, metadata: ["format": "pt"], to: path)
+        try Safetensors.writeStreaming(items, metadata: ["format": "pt"], to: path)
     }
-}
-
-// MARK: - Streaming safetensors writer
-//
-// Same layout as `Safetensors.serialize` (sorted by descending dtype size, then
-// name; header padded to 8 bytes) but tensors are written straight from their
-// arrays: no second copy of a 0.5 GB model in memory.
-
-enum HFTensorStream {
-    struct Item {
-        let name: String
-        let dtype: SafetensorsDType
-        let shape: [Int]
-        let byteCount: Int
-        let emit: (FileHandle) throws -> Void
-
-        init(record r: SafetensorsRecord) {
-            name = r.name; dtype = r.dtype; shape = r.shape; byteCount = r.bytes.count
-            let bytes = r.bytes
-            emit = { fh in
-                try bytes.withUnsafeBytes { raw in
-                    guard let base = raw.baseAddress, raw.count > 0 else { return }
-                    try fh.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: raw.count, deallocator: .none))
-                }
-            }
-        }
-
-        init(name: String, floats: [Float], shape: [Int]) {
-            self.name = name; dtype = .F32; self.shape = shape; byteCount = floats.count * 4
-            emit = { fh in
-                try floats.withUnsafeBytes { raw in
-                    guard let base = raw.baseAddress, raw.count > 0 else { return }
-                    try fh.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: raw.count, deallocator: .none))
-                }
-            }
-        }
-    }
-
-    static func write(_ items: [Item], metadata: [String: String], to path: String) throws {
-        let sorted = items.sorted { $0.dtype.size != $1.dtype.size ? $0.dtype.size > $1.dtype.size : $0.name < $1.name }
-        var header = "{\"__metadata__\":{" + metadata.keys.sorted().map { "\(json($0)):\(json(metadata[$0] ?? ""))" }.joined(separator: ",") + "}"
-        var offset = 0
-        for it in sorted {
-            header += ",\(json(it.name)):{\"dtype\":\"\(it.dtype.rawValue)\",\"shape\":[\(it.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + it.byteCount)]}"
-            offset += it.byteCount
-        }
-        header += "}"
-        var h = Array(header.utf8)
-        while h.count % 8 != 0 { h.append(0x20) }
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-              let fh = FileHandle(forWritingAtPath: path) else {
-            throw CheckpointWriteError.cannotWrite(path: path, reason: "cannot create the file")
-        }
-        defer { try? fh.close() }
-        do {
-            var len = UInt64(h.count).littleEndian
-            try fh.write(contentsOf: Data(bytes: &len, count: 8))
-            try fh.write(contentsOf: h)
-            for it in sorted { try it.emit(fh) }
-        } catch {
-            throw CheckpointWriteError.cannotWrite(path: path, reason: error.localizedDescription)
-        }
-    }
-
-    static func json(_ s: String) -> String { JSONText.quote(s) }
 }
