@@ -14,7 +14,7 @@ enum PruneCommand: Command {
                   OptionSpec(name: "prompts", value: "file", help: "Calibration prompts for --method (as in `attribute`)."),
                   OptionSpec(name: "text", value: "file", help: "Calibration corpus for --method (as in `attribute`)."),
                   OptionSpec(name: "seqlen", value: "n", help: "Calibration window length (with --text)."),
-                  OptionSpec(name: "samples", value: "k", help: "Calibration samples (with --text)."),
+                  OptionSpec(name: "samples", value: "k", help: "Calibration windows (--text) or the first k prompts (--prompts)."),
                   OptionSpec(name: "seed", value: "s", help: "Calibration sampling seed (with --text)."),
                   OptionSpec(name: "scheme", value: "s", help: "row | layer | global | nm:N:M | neurons | heads."),
                   OptionSpec(name: "sparsity", value: "f", help: "Fraction to prune, in [0, 1)."),
@@ -37,6 +37,10 @@ enum PruneCommand: Command {
           heads      whole attention heads ranked by the file's head scores, else by the signed sum of their
                      o_proj/out_proj input columns; zeroes those columns.
         --count is a number of weights (row/layer schemes convert it to the fraction count/total) or of units.
+        --layers picks weights by HF name; for neurons/heads a layer takes part if the regex matches any of its
+        MLP (attention) weight names or its unit score name (….mlp.neurons / ….fc1.neurons / ….self_attn.heads).
+        --method wanda|gradient|lrp runs the attribution engine with `workbench attribute`'s defaults (AttnLRP,
+        target auto, seed value logit, signed mean over samples); for other settings run `attribute` and use --scores.
         Writes config.json, tokenizer files, model.safetensors, pruning.json (provenance) and mask.safetensors
         (U8, 1 = kept). The output is a valid --model for every command. Bad input writes nothing.
         """)
