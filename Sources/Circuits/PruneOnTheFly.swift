@@ -87,17 +87,7 @@ enum OnTheFlyScores {
         return map
     }
 
-    /// The tokenizer's BOS/EOS rules per input format. Mirrors ModelLoader's internal
-    /// `tokenizerHints(for:)` (not public): OPT prepends `</s>` = 2; GGUF byte-level BPE adds BOS
-    /// only when the file says so; otherwise the checkpoint's add_bos_token, if stated.
     static func hints(_ s: CheckpointSourceInfo) -> TokenizerHints {
-        switch s.config.family {
-        case .opt: return TokenizerHints(bosId: s.config.bosTokenId ?? 2, eosId: s.config.eosTokenId ?? 2, addBOS: true)
-        case .llama:
-            if case .ggufBPE? = s.tokenizer {
-                return TokenizerHints(bosId: s.config.bosTokenId, eosId: s.config.eosTokenId, addBOS: s.addBOS ?? false)
-            }
-            return TokenizerHints(bosId: s.config.bosTokenId, eosId: s.config.eosTokenId, addBOS: s.addBOS)
-        }
+        ModelLoader.tokenizerHints(config: s.config, tokenizer: s.tokenizer, addBOS: s.addBOS)
     }
 }

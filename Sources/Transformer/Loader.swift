@@ -51,13 +51,20 @@ public enum ModelLoader {
     }
 
     static func tokenizerHints(for ck: Checkpoint) -> TokenizerHints {
-        switch ck.config.family {
-        case .opt: return TokenizerHints(bosId: ck.config.bosTokenId ?? 2, eosId: ck.config.eosTokenId ?? 2, addBOS: true)
+        tokenizerHints(config: ck.config, tokenizer: ck.tokenizer, addBOS: ck.addBOS)
+    }
+
+    /// BOS/EOS rules per family and tokenizer source: OPT prepends `</s>` = 2;
+    /// GGUF byte-level BPE adds BOS only when the file says so (SmolLM2: no);
+    /// otherwise the checkpoint's `add_bos_token`, when stated.
+    public static func tokenizerHints(config: ModelConfig, tokenizer: TokenizerSource?, addBOS: Bool?) -> TokenizerHints {
+        switch config.family {
+        case .opt: return TokenizerHints(bosId: config.bosTokenId ?? 2, eosId: config.eosTokenId ?? 2, addBOS: true)
         case .llama:
-            if case .ggufBPE = ck.tokenizer {
-                return TokenizerHints(bosId: ck.config.bosTokenId, eosId: ck.config.eosTokenId, addBOS: ck.addBOS ?? false)
+            if case .ggufBPE? = tokenizer {
+                return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS ?? false)
             }
-            return TokenizerHints(bosId: ck.config.bosTokenId, eosId: ck.config.eosTokenId, addBOS: ck.addBOS)
+            return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS)
         }
     }
 }
