@@ -10,41 +10,11 @@ import Transformer
 // reason when it is absent. The tiny fixtures (no tokenizer) are in the repo.
 
 enum AttributionFixtures {
-    static var repoRoot: URL? {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
-            dir.deleteLastPathComponent()
-        }
-        return nil
-    }
-
-    static var sharedAssets: URL? {
-        let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"], !env.isEmpty {
-            return fm.fileExists(atPath: env) ? URL(fileURLWithPath: env) : nil
-        }
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            let c = dir.appendingPathComponent("shared/assets")
-            if fm.fileExists(atPath: c.path) { return c }
-            dir.deleteLastPathComponent()
-        }
-        return nil
-    }
-
-    static func skip(_ reason: String) -> XCTSkip {
-        print("SKIP: \(reason)")
-        return XCTSkip(reason)
-    }
-
+    // Locating the repo, shared/assets and skips: shared with the pruning tests (PruneAssets).
+    static var repoRoot: URL? { PruneAssets.repoRoot }
+    static func skip(_ reason: String) -> XCTSkip { PruneAssets.skip(reason) }
     /// A file under shared/assets, or XCTSkip.
-    static func asset(_ relative: String) throws -> String {
-        guard let base = sharedAssets else { throw skip("shared/assets not found (set WORKBENCH_ASSETS)") }
-        let p = base.appendingPathComponent(relative).path
-        guard FileManager.default.fileExists(atPath: p) else { throw skip("asset \(relative) not found under \(base.path)") }
-        return p
-    }
+    static func asset(_ relative: String) throws -> String { try PruneAssets.asset(relative) }
 
     /// stories260K (HF copy, with its SentencePiece tokenizer).
     static func stories() throws -> LoadedModel {
@@ -64,18 +34,10 @@ enum AttributionFixtures {
         return try ModelLoader.load(p, needTokenizer: false).model
     }
 
-    static func tinyPath(_ name: String) throws -> String {
-        guard let root = repoRoot else { throw skip("package root not found") }
-        return root.appendingPathComponent("Tests/Fixtures/\(name)").path
-    }
+    static func tinyPath(_ name: String) throws -> String { try PruneAssets.fixture(name) }
 
     /// A fresh temporary directory removed after the test.
-    static func tempDir(_ test: XCTestCase) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("attr-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
+    static func tempDir(_ test: XCTestCase) throws -> URL { try PruneAssets.tempDir(test) }
 
     /// Deterministic pseudo-random token ids in 0..<vocab.
     static func tokens(_ n: Int, vocab: Int, seed: UInt64) -> [Int] {
