@@ -7,6 +7,18 @@ enum Fixture {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures").path
     static func path(_ rel: String) -> String { root + "/" + rel }
+    /// stories260K's HF copy in shared/assets ($WORKBENCH_ASSETS, else beside the checkout), or XCTSkip.
+    static func stories260KHF() throws -> String {
+        let assets = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"]
+            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/assets").path
+        let p = assets + "/stories260K/hf"
+        guard FileManager.default.fileExists(atPath: p) else {
+            print("skipping: \(p) not found (set WORKBENCH_ASSETS)")
+            throw XCTSkip("shared assets not found")
+        }
+        return p
+    }
     static func json(_ rel: String) throws -> [String: Any] {
         let d = try Data(contentsOf: URL(fileURLWithPath: path(rel)))
         return try XCTUnwrap(JSONSerialization.jsonObject(with: d) as? [String: Any])
@@ -18,17 +30,7 @@ enum Fixture {
 /// `tools/hf_goldens.py` (recipe in the file and in tools/README.md).
 final class HFLogitsTests: XCTestCase {
     func modelDir(_ name: String, _ rel: String) throws -> String {
-        if name == "stories260K" {
-            let assets = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"]
-                ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/assets").path
-            let p = assets + "/stories260K/hf"
-            guard FileManager.default.fileExists(atPath: p) else {
-                print("skipping: \(p) not found (set WORKBENCH_ASSETS)")
-                throw XCTSkip("shared assets not found")
-            }
-            return p
-        }
+        if name == "stories260K" { return try Fixture.stories260KHF() }
         return Fixture.path(rel.replacingOccurrences(of: "Tests/Fixtures/", with: ""))
     }
 

@@ -31,14 +31,7 @@ func cosineAndRelErr(_ a: [Float], _ b: [Float]) -> (cos: Double, rel: Double) {
 /// tools/lxt_goldens.py (recipe in tools/README.md).
 final class LRPAgreementTests: XCTestCase {
     func stories260K() throws -> Model {
-        let assets = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"]
-            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/assets").path
-        let p = assets + "/stories260K/hf"
-        guard FileManager.default.fileExists(atPath: p) else {
-            print("skipping: \(p) not found (set WORKBENCH_ASSETS)")
-            throw XCTSkip("shared assets not found")
-        }
+        let p = try Fixture.stories260KHF()
         return try Model.build(from: ModelLoader.loadHFDirectory(p))
     }
 

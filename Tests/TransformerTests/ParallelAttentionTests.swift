@@ -8,14 +8,7 @@ import XCTest
 /// (whose δK/δV are gathered from per-worker buffers) is bitwise deterministic.
 final class ParallelAttentionTests: XCTestCase {
     func stories260K() throws -> Model {
-        let assets = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"]
-            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/assets").path
-        let p = assets + "/stories260K/hf"
-        guard FileManager.default.fileExists(atPath: p) else {
-            print("skipping: \(p) not found (set WORKBENCH_ASSETS)")
-            throw XCTSkip("shared assets not found")
-        }
+        let p = try Fixture.stories260KHF()
         return try Model.build(from: ModelLoader.loadHFDirectory(p))
     }
 
