@@ -124,7 +124,7 @@ public enum AttributionRunner {
     static func makeScorer(_ model: Model, _ s: AttributionSettings) -> AttributionScorer {
         switch s.method {
         case .lrp, .gradient:
-            return LRPScorer(model: model, rules: s.effectiveRules, seed: s.seedValue, absPerSample: s.absPerSample,
+            return LRPScorer(model: model, rules: s.effectiveRules, seed: s.seedValue, aggregation: s.aggregationMode,
                              memoryBudget: s.memoryBudget)
         case .wanda: return WandaScorer(model: model)
         case .magnitude: return MagnitudeScorer(model: model)

@@ -47,9 +47,9 @@ final class LRPScorer: AttributionScorer {
     let seed: SeedValue
     let memoryBudget: Int
 
-    init(model: Model, rules: LRPRules, seed: SeedValue, absPerSample: Bool, memoryBudget: Int) {
+    init(model: Model, rules: LRPRules, seed: SeedValue, aggregation: RelevanceAccumulator.Aggregation, memoryBudget: Int) {
         self.model = model; self.rules = rules; self.seed = seed; self.memoryBudget = memoryBudget
-        accumulator = RelevanceAccumulator(model: model, absPerSample: absPerSample)
+        accumulator = RelevanceAccumulator(model: model, aggregation: aggregation)
     }
 
     func process(_ s: AttributionSample) throws -> Double? {

@@ -13,6 +13,8 @@ public struct AttributionSettings: Equatable, Sendable {
     public var target: TargetMode = .auto
     public var seedValue: SeedValue = .logit
     public var absPerSample = false
+    /// Σ_t |R_t| per weight (no cancellation between positions); exclusive with `absPerSample`.
+    public var absPerToken = false
     /// Greedy continuation length for `--target continuation` prompts without one.
     public var maxNewTokens = 20
     /// Bytes of stored activations the LRP pass may keep (does not change results).
@@ -32,6 +34,11 @@ public struct AttributionSettings: Equatable, Sendable {
 
     public init() {}
 
+    /// The accumulator mode these settings ask for.
+    public var aggregationMode: RelevanceAccumulator.Aggregation {
+        absPerToken ? .absPerToken : absPerSample ? .absPerSample : .signed
+    }
+
     /// The rules actually used by the pass.
     public var effectiveRules: LRPRules { method == .gradient ? .gradient : rules }
 
@@ -47,6 +54,7 @@ public struct AttributionSettings: Equatable, Sendable {
             ("target", ex ? target.description : na),
             ("seed_value", ex ? seedValue.rawValue : na),
             ("abs_per_sample", ex ? String(absPerSample) : na),
+            ("abs_per_token", ex ? String(absPerToken) : na),
             ("seqlen", dataKind == .corpus ? "\(seqlen ?? 0)" : dataKind == .prompts ? "per-prompt" : na),
             ("samples", "\(samples)"),
             ("seed", dataKind == .corpus ? "\(corpusSeed ?? 0)" : na),
@@ -64,7 +72,8 @@ public struct AttributionSettings: Equatable, Sendable {
         switch method {
         case .lrp, .gradient:
             return "R_W = W ⊙ \(method == .lrp ? "modified" : "plain") ∂y/∂W summed over positions"
-                + (absPerSample ? ", |·| per sample" : "") + ", mean over samples (SparC³ Eq. 1)"
+                + (absPerSample ? ", |·| per sample" : "") + (absPerToken ? ", |·| per position (|W| ⊙ Σ_t |δ_t||x_t|ᵀ)" : "")
+                + ", mean over samples (SparC³ Eq. 1)"
         case .wanda: return "|W_ij| · ‖X_j‖₂ over all calibration tokens (dense-model activations)"
         case .magnitude: return "|W_ij|"
         case .activation: return "mean |activation| over all tokens: neurons = MLP post activation, heads = mean |z| over head dims"

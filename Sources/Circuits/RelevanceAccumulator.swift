@@ -21,7 +21,19 @@ public enum ScoreNames {
 }
 
 public final class RelevanceAccumulator: RelevanceSink {
-    public let absPerSample: Bool
+    /// How per-sample relevance is aggregated before the mean over samples.
+    public enum Aggregation: String, Sendable {
+        /// Signed R_W = W ⊙ δW (positions summed with sign; SparC³ Eq. 1/8).
+        case signed
+        /// |W ⊙ δW| per sample (PXP's abs_flag).
+        case absPerSample = "abs-per-sample"
+        /// Σ_t |W ⊙ x_t δ_tᵀ| = |W| ⊙ Σ_t |δ_t||x_t|ᵀ: no cancellation between positions
+        /// (one extra GEMM per linear in the backward).
+        case absPerToken = "abs-per-token"
+    }
+    public let aggregation: Aggregation
+    public var absPerSample: Bool { aggregation == .absPerSample }
+    public var wantsAbsPerToken: Bool { aggregation == .absPerToken }
     /// Σ over samples of R_W per HF weight name [out·in].
     public private(set) var weights: [String: [Float]] = [:]
     /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`.
@@ -29,9 +41,13 @@ public final class RelevanceAccumulator: RelevanceSink {
     public internal(set) var samples = 0
     let model: Model
 
-    public init(model: Model, absPerSample: Bool = false) {
+    public convenience init(model: Model, absPerSample: Bool = false) {
+        self.init(model: model, aggregation: absPerSample ? .absPerSample : .signed)
+    }
+
+    public init(model: Model, aggregation: Aggregation) {
         self.model = model
-        self.absPerSample = absPerSample
+        self.aggregation = aggregation
         for l in model.linears { weights[l.name] = [Float](repeating: 0, count: l.weight.count) }
         for b in model.blocks {
             units[ScoreNames.neurons(model, layer: b.index)] = [Float](repeating: 0, count: model.config.dFF)
@@ -46,7 +62,20 @@ public final class RelevanceAccumulator: RelevanceSink {
         samples = n
     }
 
+    public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {
+        let n = linear.weight.count
+        linear.weight.withUnsafeBufferPointer { w in
+            weights[linear.name]!.withUnsafeMutableBufferPointer { acc in
+                let a = acc.baseAddress!, wp = w.baseAddress!
+                parallelRows(2, work: n) { part in
+                    for i in (n * part.lowerBound / 2)..<(n * part.upperBound / 2) { a[i] += Swift.abs(wp[i]) * g[i] }
+                }
+            }
+        }
+    }
+
     public func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>) {
+        if aggregation == .absPerToken { return }                     // weightAbsGradient carries it
         let n = linear.weight.count, abs = absPerSample
         linear.weight.withUnsafeBufferPointer { w in
             weights[linear.name]!.withUnsafeMutableBufferPointer { acc in

@@ -36,11 +36,22 @@ public protocol RelevanceSink: AnyObject {
     func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>)
     /// Relevance of each MLP intermediate neuron (Σ_t act ⊙ δact) [dFF].
     func neurons(layer: Int, _ relevance: [Float])
+    /// Asks for per-token absolute aggregation: Σ_t |δy_t|ᵀ|x_t| per linear
+    /// (`weightAbsGradient`) and Σ_t |·| for neurons and heads. Default false.
+    var wantsAbsPerToken: Bool { get }
+    /// Σ_t |δy_t| |x_t|ᵀ [out, in] of one linear layer (only when `wantsAbsPerToken`):
+    /// |W| ⊙ this is Σ_t |R_W,t|, the weight relevance with no cancellation between positions.
+    func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>)
     /// Relevance passing through each head's output z_h (Σ_t z_h ⊙ δz_h) [nHeads].
     /// Under AttnLRP's uniform rule on A·V the softmax output A receives half of
     /// it (V the other half), so head rankings equal PXP's softmax-output
     /// relevance summed over keys; for the plain gradient it equals Σ A ⊙ δA.
     func heads(layer: Int, _ relevance: [Float])
+}
+
+extension RelevanceSink {
+    public var wantsAbsPerToken: Bool { false }
+    public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {}
 }
 
 public struct LRPResult {
@@ -99,6 +110,16 @@ extension Model {
                     BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, dy, lda: lin.outDim,
                               x, ldb: lin.inDim, dw, ldc: lin.inDim)
                     sink.weightGradient(lin, dw)
+                    if sink.wantsAbsPerToken {
+                        // Σ_t |δy_t,i| |x_t,j|: one more GEMM on absolute values.
+                        let ady = (0..<(n * lin.outDim)).map { Swift.abs(dy[$0]) }
+                        let ax = (0..<(n * lin.inDim)).map { Swift.abs(x[$0]) }
+                        ady.cptr { a in ax.cptr { b in
+                            BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, a, lda: lin.outDim,
+                                      b, ldb: lin.inDim, dw, ldc: lin.inDim)
+                        } }
+                        sink.weightAbsGradient(lin, dw)
+                    }
                 }
             }
         }
@@ -167,22 +188,25 @@ extension Model {
     }
 
     /// Σ_t z_h ⊙ δz_h per head: the relevance that passes through each head.
-    func headRelevance(z: UnsafePointer<Float>, dz: UnsafePointer<Float>, rows n: Int) -> [Float] {
+    func headRelevance(z: UnsafePointer<Float>, dz: UnsafePointer<Float>, rows n: Int, abs: Bool = false) -> [Float] {
         let c = config
         var r = [Float](repeating: 0, count: c.nHeads)
         for t in 0..<n { for h in 0..<c.nHeads {
             let o = t * c.qDim + h * c.headDim
             var s: Float = 0
             for i in 0..<c.headDim { s += z[o + i] * dz[o + i] }
-            r[h] += s
+            r[h] += abs ? Swift.abs(s) : s
         } }
         return r
     }
 
     /// Σ_t a ⊙ δa per column j of an [N, m] activation.
-    func columnRelevance(_ a: UnsafePointer<Float>, _ da: UnsafePointer<Float>, rows n: Int, cols m: Int) -> [Float] {
+    func columnRelevance(_ a: UnsafePointer<Float>, _ da: UnsafePointer<Float>, rows n: Int, cols m: Int, abs: Bool = false) -> [Float] {
         var r = [Float](repeating: 0, count: m)
-        r.ptr { rp in for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += a[o + j] * da[o + j] } } }
+        r.ptr { rp in
+            if abs { for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += Swift.abs(a[o + j] * da[o + j]) } } }
+            else { for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += a[o + j] * da[o + j] } } }
+        }
         return r
     }
 }

@@ -64,7 +64,7 @@ extension Model {
         let c = config, n = b.rows
         b.z.cptr { z in b.attnOut.cptr { out in g.dz.ptr { dz in
             linearBackward(blk.o, x: z, dy: dx, z: out, dx: dz, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.heads(layer: blk.index, headRelevance(z: z, dz: dz, rows: n))
+            sink?.heads(layer: blk.index, headRelevance(z: z, dz: dz, rows: n, abs: sink?.wantsAbsPerToken ?? false))
         } } }
         g.dz.cptr { dz in g.dq.ptr { dq in g.dk.ptr { dk in g.dv.ptr { dv in
             attentionBackward(b, dz: dz, dq: dq, dk: dk, dv: dv, rules: rules, scratch: scratch)

@@ -202,7 +202,7 @@ extension Model {
         // MLP half: out = mid + down(silu(gate) ⊙ up).
         b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
             linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF))
+            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
         } } }
         let (fg, fu) = rules.gateUpFactors
         let plain = rules.variant == .gradient

@@ -156,7 +156,7 @@ extension Model {
         // MLP half: out = mid + fc2(relu(fc1(LN(mid)))).
         b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
             linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF))
+            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
         } } }
         // ReLU: the identity rule's f(x)/x equals ReLU's gradient, so no change.
         b.pre.cptr { pre in g.dPost.cptr { dPost in g.dGate.ptr { dPre in

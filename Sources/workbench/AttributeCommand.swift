@@ -39,6 +39,7 @@ enum AttributeCommand: Command {
                   OptionSpec(name: "target", value: "spec", help: "What is explained (lrp/gradient; default auto, see below)."),
                   OptionSpec(name: "seed-value", value: "v", help: "Seed the explained output with its logit (default) or one."),
                   OptionSpec(name: "abs-per-sample", value: nil, help: "Average |R| per sample instead of signed R (PXP)."),
+                  OptionSpec(name: "abs-per-token", value: nil, help: "Sum |R| over positions: |W|⊙Σ_t|δ_t||x_t|ᵀ (no cancellation; +1 GEMM)."),
                   OptionSpec(name: "rule", value: "r", help: "attnlrp (default) or cp-lrp (lrp only)."),
                   OptionSpec(name: "epsilon", value: "e", help: "LRP-ε on linear layers (lrp only; default 0)."),
                   OptionSpec(name: "max-new-tokens", value: "n", help: "Greedy continuation length for --target continuation (default 20)."),
@@ -88,7 +89,7 @@ enum AttributeCommand: Command {
             throw UsageError(message: "'--seqlen' and '--seed' apply to '--text' corpora only")
         }
         if !method.explains {
-            for o in ["target", "seed-value", "abs-per-sample", "rule", "epsilon", "max-new-tokens"]
+            for o in ["target", "seed-value", "abs-per-sample", "abs-per-token", "rule", "epsilon", "max-new-tokens"]
             where args.string(o) != nil || args.flag(o) {
                 throw UsageError(message: "'--\(o)' applies to --method lrp and gradient only")
             }
@@ -121,6 +122,10 @@ enum AttributeCommand: Command {
         settings.target = text != nil && target == .auto ? .nextToken : target
         settings.seedValue = seedValue
         settings.absPerSample = args.flag("abs-per-sample")
+        settings.absPerToken = args.flag("abs-per-token")
+        if settings.absPerSample && settings.absPerToken {
+            throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
+        }
         settings.maxNewTokens = maxNew
         settings.memoryBudget = budgetMB << 20
         settings.modelPath = modelPath
@@ -178,7 +183,7 @@ enum AttributeCommand: Command {
     static func printSummary(_ s: AttributionSummary, _ st: AttributionSettings) {
         let f = st.fingerprintFields.reduce(into: [String: String]()) { $0[$1.key] = $1.value }
         Out.print("method: \(st.method.rawValue)" + (st.method.explains
-            ? " (rule \(f["rule"] ?? ""), ε \(f["epsilon"] ?? "n/a"), target \(st.target), seed value \(st.seedValue.rawValue)\(st.absPerSample ? ", |R| per sample" : ""))"
+            ? " (rule \(f["rule"] ?? ""), ε \(f["epsilon"] ?? "n/a"), target \(st.target), seed value \(st.seedValue.rawValue)\(st.absPerSample ? ", |R| per sample" : "")\(st.absPerToken ? ", |R| per position" : ""))"
             : ""))
         Out.print("samples: \(s.samples)" + (s.resumedAt > 0 ? " (resumed at \(s.resumedAt))" : ""))
         Out.print("tokens: \(s.tokens)")
