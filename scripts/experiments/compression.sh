@@ -21,7 +21,9 @@
 #   OUT=out/experiments/compression             RESULTS=docs/results    KEEP=0 (1 keeps relevance files)
 #   CHECKPOINT_EVERY=32                          attribute --checkpoint-every (each checkpoint writes ~425 MB)
 #   REPORT=1                                     run compression_report.py at the end
-#   PROBES="lrp-abs gradient-abs"               extra: LRP/gradient with --abs-per-sample (mean of |R|), seeds
+#   PROBES="lrp-abs gradient-abs lrp-apt gradient-apt"
+#                                                extra: LRP/gradient with --abs-per-sample ("-abs", mean of |R| per
+#                                                sample) and --abs-per-token ("-apt", Σ_t |R_t|), seeds
 #   PROBE_SEEDS="$SEEDS"                         PROBE_SEEDS, 50% row and 2:4 (an aggregation check, not Table 1)
 #
 # Run the long job in the background:
@@ -52,7 +54,7 @@ RESULTS="${RESULTS:-docs/results}"
 KEEP="${KEEP:-0}"
 CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-32}"
 REPORT="${REPORT:-1}"
-PROBES="${PROBES:-lrp-abs gradient-abs}"
+PROBES="${PROBES:-lrp-abs gradient-abs lrp-apt gradient-apt}"
 PROBE_SEEDS="${PROBE_SEEDS:-$SEEDS}"
 
 C4="$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl"
@@ -120,10 +122,12 @@ attribute() {  # METHOD SEED N
     local resume=(); [[ -f "$f.partial" ]] && resume=(--resume)
     log "attribute $m seed=$s samples=$n seqlen=$SEQLEN ${resume[*]}"
     local t0; t0=$(now)
-    local variant=()   # "<method>-abs": the same method with --abs-per-sample (PXP: mean of |R| per sample)
+    local variant=()   # "<method>-abs": --abs-per-sample (PXP: mean of |R| per sample); "-apt": --abs-per-token
     [[ "$m" == *-abs ]] && variant=(--abs-per-sample)
+    [[ "$m" == *-apt ]] && variant=(--abs-per-token)
+    local base="${m%-abs}"; base="${base%-apt}"
     "$B" attribute --model "$MODEL" --text "$C4" --seqlen "$SEQLEN" --samples "$n" --seed "$s" \
-        --method "${m%-abs}" "${variant[@]}" --checkpoint-every "$CHECKPOINT_EVERY" --quiet --out "$f" "${resume[@]}" \
+        --method "$base" "${variant[@]}" --checkpoint-every "$CHECKPOINT_EVERY" --quiet --out "$f" "${resume[@]}" \
         > "$OUT/scores/$(basename "$f" .safetensors).log" 2>&1 \
         || { cat "$OUT/scores/$(basename "$f" .safetensors).log" >&2; return 1; }
     tail -n 3 "$OUT/scores/$(basename "$f" .safetensors).log"
@@ -214,8 +218,9 @@ for sp in $SPARSITIES; do
     done
 done
 
-# 5. aggregation probe (not part of SparC³ Table 1): the same method with |R| averaged per sample
-#    (--abs-per-sample, the PXP convention) instead of the signed mean, seeds PROBE_SEEDS, SAMPLES samples
+# 5. aggregation probes (not part of SparC³ Table 1): the same method with |R| averaged per sample
+#    (--abs-per-sample, the PXP convention) or summed per position (--abs-per-token) instead of the
+#    signed mean, seeds PROBE_SEEDS, SAMPLES samples
 for s in $PROBE_SEEDS; do
     for m in $PROBES; do
         evaluate "${m}_seed${s}_n${SAMPLES}_row0.5" "$m" "$s" "$SAMPLES" row 0.5

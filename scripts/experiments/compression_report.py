@@ -16,9 +16,11 @@ import re
 import statistics
 import sys
 
-METHODS = ["magnitude", "wanda", "gradient", "lrp"]
-LABEL = {"dense": "dense", "magnitude": "magnitude", "wanda": "Wanda", "gradient": "gradient", "lrp": "LRP"}
-COLOR = {"magnitude": "#7f7f7f", "wanda": "#1f77b4", "gradient": "#2ca02c", "lrp": "#d62728", "dense": "#000000"}
+METHODS = ["magnitude", "wanda", "gradient", "lrp", "lrp-apt"]
+LABEL = {"dense": "dense", "magnitude": "magnitude", "wanda": "Wanda", "gradient": "gradient", "lrp": "LRP",
+         "lrp-apt": "LRP, |R| per position"}
+COLOR = {"magnitude": "#7f7f7f", "wanda": "#1f77b4", "gradient": "#2ca02c", "lrp": "#d62728", "lrp-apt": "#9467bd",
+         "dense": "#000000"}
 MARK_BEGIN, MARK_END = "<!-- discussion:begin -->", "<!-- discussion:end -->"
 
 
@@ -338,6 +340,9 @@ def main():
               f"abs per sample `{md.get('abs_per_sample')}`, ε = {md.get('epsilon')}.")
     if any(k.endswith("-abs") for k in meta_by_method):
         w("  - Probes `gradient-abs` / `lrp-abs`: the same with `--abs-per-sample` (|R| per sample, then the mean).")
+    if any(k.endswith("-apt") for k in meta_by_method):
+        w("  - Probes `gradient-apt` / `lrp-apt`: the same with `--abs-per-token` (Σ_t |R_t| = |W| ⊙ Σ_t |δ_t||x_t|ᵀ: "
+          "no cancellation between positions, then the mean over samples).")
     w("  - Pruning ranks |score| (`--rank abs`), ties: lower flat index first.")
     w("- **Schemes:** `row` — every output row of every decoder linear loses exactly ⌊cols·s⌋ weights "
       "(Wanda/SparC³; magnitude also row-wise here, whereas Wanda's magnitude baseline is per-layer); "
@@ -416,30 +421,37 @@ def main():
             d = dict(sweep[m])
             w(f"| {LABEL[m]} | " + " | ".join(fmt(d.get(s)) for s in sps) + " |")
     w("")
-    probes = sorted((r for r in results if r["method"].endswith("-abs")), key=lambda r: (r["method"], r["scheme"]))
+    # Probe rows are the 50% row and 2:4 runs only (lrp-apt also has sweep runs at other sparsities).
+    probes = sorted((r for r in results if r["method"].endswith(("-abs", "-apt"))
+                     and (r["scheme"] != "row" or float(r["sparsity"]) == 0.5)), key=lambda r: (r["method"], r["scheme"]))
     blob["probes"] = [{"method": r["method"], "seed": r["seed"], "samples": int(r["samples"]), "scheme": r["scheme"],
                        "perplexity": ppl(r), "achieved_sparsity": ach(r)} for r in probes]
     if probes:
         pseeds = sorted({r["seed"] for r in probes})
-        w(f"### Aggregation probe: mean of |R| per sample instead of the signed mean ({samples} samples, seeds {', '.join(pseeds)})")
+        w(f"### Aggregation probes: |R| per sample or per position instead of the signed mean ({samples} samples, seeds {', '.join(pseeds)})")
         w("")
-        w("Not part of SparC³ Table 1. Same attribution with `--abs-per-sample` (PXP's convention: |R| of each sample, "
-          "then the mean over samples), everything else unchanged; mean ± SEM over the same calibration seeds. "
-          "The signed-mean column repeats the Table-1 rows.")
+        w("Not part of SparC³ Table 1. The same attribution aggregated three ways, everything else unchanged: the "
+          "signed mean of R_W over samples (Table 1 rows above), `--abs-per-sample` (PXP's convention: |R| of each "
+          "sample, then the mean) and `--abs-per-token` (Σ_t |R_t| per weight, so contributions of different "
+          "positions cannot cancel; computed as |W| ⊙ Σ_t |δ_t||x_t|ᵀ with one extra GEMM per layer). Mean ± SEM "
+          "over the same calibration seeds.")
         w("")
-        w("| method | 50% row: signed mean | 50% row: mean of abs | 2:4: signed mean | 2:4: mean of abs | mean-of-abs per seed (row; 2:4) |")
-        w("|---|---|---|---|---|---|")
+        w("| method | aggregation | 50% row | 2:4 | per seed (row; 2:4) |")
+        w("|---|---|---|---|---|")
         for base in ("gradient", "lrp"):
-            rr = [r for r in probes if r["method"] == base + "-abs"]
-            if not rr:
-                continue
-            ar = mean_sem([ppl(r) for r in rr if r["scheme"] == "row"])
-            an = mean_sem([ppl(r) for r in rr if r["scheme"] == "nm:2:4"])
             sr, sn = table["row"].get(base), table["nm:2:4"].get(base)
-            per = "; ".join(", ".join(f"s{r['seed']} {fmt(ppl(r))}" for r in rr if r["scheme"] == sc) for sc in ("row", "nm:2:4"))
-            w(f"| {LABEL[base]} | {fmt_ms(sr['mean'], sr['sem'], sr['n']) if sr else '—'} | {fmt_ms(*ar)} | "
-              f"{fmt_ms(sn['mean'], sn['sem'], sn['n']) if sn else '—'} | {fmt_ms(*an)} | {per} |")
-            blob.setdefault("probe_summary", {})[base + "-abs"] = {"row": ar, "nm:2:4": an}
+            if sr or sn:
+                w(f"| {LABEL[base]} | signed mean | {fmt_ms(sr['mean'], sr['sem'], sr['n']) if sr else '—'} | "
+                  f"{fmt_ms(sn['mean'], sn['sem'], sn['n']) if sn else '—'} | (Table 1) |")
+            for suffix, label in (("-abs", "mean of \\|R\\| per sample"), ("-apt", "\\|R\\| per position")):
+                rr = [r for r in probes if r["method"] == base + suffix]
+                if not rr:
+                    continue
+                ar = mean_sem([ppl(r) for r in rr if r["scheme"] == "row"])
+                an = mean_sem([ppl(r) for r in rr if r["scheme"] == "nm:2:4"])
+                per = "; ".join(", ".join(f"s{r['seed']} {fmt(ppl(r))}" for r in rr if r["scheme"] == sc) for sc in ("row", "nm:2:4"))
+                w(f"| {LABEL[base]} | {label} | {fmt_ms(*ar)} | {fmt_ms(*an)} | {per} |")
+                blob.setdefault("probe_summary", {})[base + suffix] = {"row": ar, "nm:2:4": an}
         w("")
     w("## Wall time")
     w("")
