@@ -118,10 +118,12 @@ extension Model {
     /// HF scales q by 1/√hd inside the projection; we scale the scores instead (same product).
     func optBlock(_ blk: Block, _ x: inout [Float], segments: [Segment], _ b: BlockBuffers) {
         let c = config, n = b.rows
+        // buildOPT always loads both LayerNorm biases; the fallback only keeps this total.
+        let beta1 = blk.attnNorm.bias ?? zeros(c.dModel), beta2 = blk.mlpNorm.bias ?? zeros(c.dModel)
         x.cptr { xp in b.resid.ptr { $0.update(from: xp, count: n * c.dModel) } }
         // Attention half.
         x.cptr { xp in b.normed1.ptr { y in b.inv1.ptr {
-            layerNorm(xp, blk.attnNorm.weight, blk.attnNorm.bias!, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
+            layerNorm(xp, blk.attnNorm.weight, beta1, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
         } } }
         b.normed1.cptr { h in                                            // [N, d]
             b.q.ptr { blk.q.forward(h, $0, rows: n) }                    // [N, d]
@@ -134,7 +136,7 @@ extension Model {
         x.cptr { xp in b.mid.ptr { $0.update(from: xp, count: n * c.dModel) } }
         // MLP half.
         x.cptr { xp in b.normed2.ptr { y in b.inv2.ptr {
-            layerNorm(xp, blk.mlpNorm.weight, blk.mlpNorm.bias!, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
+            layerNorm(xp, blk.mlpNorm.weight, beta2, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
         } } }
         b.normed2.cptr { h in b.pre.ptr { blk.up.forward(h, $0, rows: n) } }   // [N, dFF] fc1
         let m = n * c.dFF
