@@ -44,6 +44,10 @@ enum OnTheFlyScores {
         let tokenizer = try makeTokenizer(tokSource, hints: hints(source))
         var settings = AttributionSettings()
         settings.method = method
+        if method.explains {
+            settings.absPerSample = c.aggregation == .absPerSample
+            settings.absPerToken = c.aggregation == .absPerToken
+        }
         settings.modelPath = source.path
         var samples: [AttributionSample]
         if let p = c.prompts {

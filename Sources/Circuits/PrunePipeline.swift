@@ -23,8 +23,14 @@ public struct PruneCalibration: Equatable, Sendable {
     public var seqlen: Int?
     public var samples: Int?
     public var seed: UInt64?
-    public init(prompts: String? = nil, text: String? = nil, seqlen: Int? = nil, samples: Int? = nil, seed: UInt64? = nil) {
+    /// How gradient/lrp relevance is aggregated. Pruning defaults to |R| per position:
+    /// the signed mean (attribute's default, SparC³ Eq. 1 as written) lets positions
+    /// cancel and measured far worse than magnitude (docs/results/compression.md).
+    public var aggregation: RelevanceAccumulator.Aggregation
+    public init(prompts: String? = nil, text: String? = nil, seqlen: Int? = nil, samples: Int? = nil, seed: UInt64? = nil,
+                aggregation: RelevanceAccumulator.Aggregation = .absPerToken) {
         self.prompts = prompts; self.text = text; self.seqlen = seqlen; self.samples = samples; self.seed = seed
+        self.aggregation = aggregation
     }
 }
 

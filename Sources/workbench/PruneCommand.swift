@@ -16,6 +16,7 @@ enum PruneCommand: Command {
                   OptionSpec(name: "seqlen", value: "n", help: "Calibration window length (with --text)."),
                   OptionSpec(name: "samples", value: "k", help: "Calibration windows (--text) or the first k prompts (--prompts)."),
                   OptionSpec(name: "seed", value: "s", help: "Calibration sampling seed (with --text)."),
+                  OptionSpec(name: "aggregation", value: "a", help: "gradient/lrp on the fly: abs-per-token (default) | abs-per-sample | signed."),
                   OptionSpec(name: "scheme", value: "s", help: "row | layer | global | nm:N:M | neurons | heads."),
                   OptionSpec(name: "sparsity", value: "f", help: "Fraction to prune, in [0, 1)."),
                   OptionSpec(name: "count", value: "n", help: "Number to prune: weights (unstructured) or neurons/heads (structured)."),
@@ -40,7 +41,9 @@ enum PruneCommand: Command {
         --layers picks weights by HF name; for neurons/heads a layer takes part if the regex matches any of its
         MLP (attention) weight names or its unit score name (….mlp.neurons / ….fc1.neurons / ….self_attn.heads).
         --method wanda|gradient|lrp runs the attribution engine with `workbench attribute`'s defaults (AttnLRP,
-        target auto, seed value logit, signed mean over samples); for other settings run `attribute` and use --scores.
+        target auto, seed value logit) except the aggregation: --aggregation abs-per-token (default; Σ_t |R_t|,
+        no cancellation between positions), abs-per-sample or signed (the published mean, which measured far worse
+        than magnitude for compression). For other settings run `attribute` and use --scores.
         Writes config.json, tokenizer files, model.safetensors, pruning.json (provenance) and mask.safetensors
         (U8, 1 = kept). The output is a valid --model for every command. Bad input writes nothing.
         """)
@@ -76,7 +79,7 @@ enum PruneCommand: Command {
             let scores: ScoreSource
             switch (args.string("scores"), args.string("method")) {
             case (let f?, nil):
-                for o in ["prompts", "text", "seqlen", "samples", "seed"] where args.string(o) != nil {
+                for o in ["prompts", "text", "seqlen", "samples", "seed", "aggregation"] where args.string(o) != nil {
                     throw UsageError(message: "--\(o) applies only with --method")
                 }
                 scores = .file(f)
@@ -85,9 +88,13 @@ enum PruneCommand: Command {
                     throw UsageError(message: "The value '\(m)' is invalid for '--method': expected magnitude, wanda, gradient or lrp")
                 }
                 let seed = try args.int("seed", min: 0)
+                let aggregation: RelevanceAccumulator.Aggregation = try args.choice("aggregation", default: .absPerToken)
+                if args.string("aggregation") != nil, !["gradient", "lrp"].contains(m) {
+                    throw UsageError(message: "--aggregation applies only with --method gradient or lrp")
+                }
                 let calibration = PruneCalibration(prompts: args.string("prompts"), text: args.string("text"),
                                                    seqlen: try args.int("seqlen", min: 2), samples: try args.int("samples", min: 1),
-                                                   seed: seed.map { UInt64($0) })
+                                                   seed: seed.map { UInt64($0) }, aggregation: aggregation)
                 try calibration.validate(for: m)
                 scores = .method(m, calibration)
             case (nil, nil): throw UsageError(message: "Missing expected argument '--scores <file>' or '--method <m>'")

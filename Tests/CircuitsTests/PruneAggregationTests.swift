@@ -1,0 +1,40 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Transformer
+
+/// `prune --method gradient|lrp` aggregation: |R| per position by default (the
+/// signed mean measured far worse than magnitude for compression), selectable.
+final class PruneAggregationTests: XCTestCase {
+    func corpus() throws -> String {
+        let dir = try PruneAssets.tempDir(self)
+        let path = dir.appendingPathComponent("corpus.txt").path
+        let text = String(repeating: "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ", count: 6)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func scores(_ agg: RelevanceAccumulator.Aggregation?) throws -> ScoreMap {
+        let (model, info) = try CheckpointSourceInfo.load(try PruneAssets.asset("stories260K/hf"))
+        var cal = PruneCalibration(text: try corpus(), seqlen: 24, samples: 2, seed: 0)
+        if let agg { cal.aggregation = agg }
+        return try OnTheFlyScores.compute(method: "lrp", calibration: cal, model: model, source: info, log: { _ in })
+    }
+
+    func testDefaultIsAbsPerTokenAndRecorded() throws {
+        XCTAssertEqual(PruneCalibration().aggregation, .absPerToken)
+        let map = try scores(nil)
+        XCTAssertEqual(map.metadata["abs_per_token"], "true")
+        XCTAssertEqual(map.metadata["abs_per_sample"], "false")
+        let w = try XCTUnwrap(map.tensors["model.layers.0.mlp.up_proj.weight"]).data
+        XCTAssertTrue(w.allSatisfy { $0 >= 0 }, "Σ_t |R_t| cannot be negative")
+        XCTAssertGreaterThan(w.reduce(0, +), 0)
+    }
+
+    func testSignedStaysAvailable() throws {
+        let map = try scores(.signed)
+        XCTAssertEqual(map.metadata["abs_per_token"], "false")
+        let w = try XCTUnwrap(map.tensors["model.layers.0.mlp.up_proj.weight"]).data
+        XCTAssertTrue(w.contains { $0 < 0 }, "the signed mean has negative scores")
+    }
+}
