@@ -55,20 +55,10 @@ def weight_names():
 # ----------------------------------------------------------------------------- lxt job (subprocess)
 
 def import_lxt():
-    import torch
-    import transformers  # noqa: F401  -- must be imported BEFORE the torchvision stub
-    tv = types.ModuleType("torchvision")
-    tvm = types.ModuleType("torchvision.models")
-    vit = types.ModuleType("torchvision.models.vision_transformer")
-    vit.nn = torch.nn
-    tv.models = tvm
-    tvm.vision_transformer = vit
-    sys.modules.update({"torchvision": tv, "torchvision.models": tvm,
-                        "torchvision.models.vision_transformer": vit})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import lxt.efficient  # noqa: F401
-    return torch
+    # Same import order and torchvision stub as the golden generator (see its comments).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from lxt_goldens import import_stack
+    return import_stack(with_lxt=True)
 
 
 def job_lxt(gguf, seqs, rule, out_path):

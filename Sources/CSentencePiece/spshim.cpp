@@ -30,18 +30,18 @@ bool valid_id(const spm_processor *p, int32_t id) {
 
 extern "C" {
 
-spm_processor *spm_load(const char *path, char *err, size_t err_cap) {
-    if (path == nullptr) { write_err(err, err_cap, "null path"); return nullptr; }
+}  // extern "C"
+
+// Creates a processor and runs `load` on it; every failure (status or C++
+// exception) becomes a message in `err` and a null result.
+template <typename Load>
+static spm_processor *load_guarded(char *err, size_t err_cap, Load load) {
     spm_processor *p = nullptr;
     try {
         p = new spm_processor();
-        auto status = p->sp.Load(path);
-        if (!status.ok()) {
-            write_err(err, err_cap, status.ToString());
-            delete p;
-            return nullptr;
-        }
-        return p;
+        auto status = load(p->sp);
+        if (status.ok()) return p;
+        write_err(err, err_cap, status.ToString());
     } catch (const std::exception &e) {
         write_err(err, err_cap, e.what());
     } catch (...) {
@@ -51,26 +51,18 @@ spm_processor *spm_load(const char *path, char *err, size_t err_cap) {
     return nullptr;
 }
 
+extern "C" {
+
+spm_processor *spm_load(const char *path, char *err, size_t err_cap) {
+    if (path == nullptr) { write_err(err, err_cap, "null path"); return nullptr; }
+    return load_guarded(err, err_cap, [&](sentencepiece::SentencePieceProcessor &sp) { return sp.Load(path); });
+}
+
 spm_processor *spm_load_from_bytes(const void *data, size_t len, char *err, size_t err_cap) {
     if (data == nullptr && len > 0) { write_err(err, err_cap, "null data"); return nullptr; }
-    spm_processor *p = nullptr;
-    try {
-        p = new spm_processor();
-        std::string bytes(static_cast<const char *>(data), len);
-        auto status = p->sp.LoadFromSerializedProto(bytes);
-        if (!status.ok()) {
-            write_err(err, err_cap, status.ToString());
-            delete p;
-            return nullptr;
-        }
-        return p;
-    } catch (const std::exception &e) {
-        write_err(err, err_cap, e.what());
-    } catch (...) {
-        write_err(err, err_cap, "unknown C++ exception");
-    }
-    delete p;
-    return nullptr;
+    return load_guarded(err, err_cap, [&](sentencepiece::SentencePieceProcessor &sp) {
+        return sp.LoadFromSerializedProto(std::string(static_cast<const char *>(data), len));
+    });
 }
 
 void spm_free(spm_processor *p) {

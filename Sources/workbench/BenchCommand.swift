@@ -64,12 +64,10 @@ enum BenchCommand: Command {
         let peak = sgemmPeak(), bw = bandwidth()
         report["sgemm_peak_gflops"] = peak; report["bandwidth_gbs"] = bw
         Out.err(String(format: "machine: sgemm peak %.1f GFLOP/s, sgemv bandwidth %.1f GB/s (%d BLAS threads)", peak, bw, BLAS.threads))
-        let rss0 = peakRSSMB()
         let m = try Common.load(args, tokenizer: false)
         let model = m.model, c = model.config
         report["load_seconds"] = m.loadSeconds
         report["rss_after_load_mb"] = peakRSSMB()
-        _ = rss0
         var rng = SeededRNG(seed: 1)
         func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(c.vocabSize)) } }
         // Prefill: hidden states + last-position logits, no [T, vocab] matrix.
