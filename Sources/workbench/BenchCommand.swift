@@ -20,9 +20,13 @@ enum BenchCommand: Command {
         bandwidth / weight bytes; LRP FLOPs are 3× the forward's (forward + δX + δW), plus attention backward.
         """)
 
-    static func time(_ reps: Int, _ body: () -> Void) -> Double {
+    /// Best wall time of `reps` runs (the first one not counted with `skipFirst`).
+    static func time(_ reps: Int, skipFirst: Bool = false, _ body: () -> Void) -> Double {
         var best = Double.infinity
-        for _ in 0..<reps { let t = Date(); body(); best = min(best, Date().timeIntervalSince(t)) }
+        for i in 0..<reps {
+            let t = Date(); body()
+            if !(skipFirst && i == 0) || reps == 1 { best = min(best, Date().timeIntervalSince(t)) }
+        }
         return best
     }
 
@@ -74,7 +78,7 @@ enum BenchCommand: Command {
         var prefill: [[String: Any]] = []
         for t in lengths where t <= c.maxSeqLen {
             let ids = tokens(t)
-            let secs = time(t >= 2048 ? 1 : 2) {
+            let secs = time(3) {
                 let cache = KVCache(config: c, capacity: t)
                 _ = model.step(ids, cache: cache)
             }
@@ -101,7 +105,10 @@ enum BenchCommand: Command {
             let acc = RelevanceAccumulator(model: model)
             for t in lengths where t <= c.maxSeqLen {
                 let ids = tokens(t)
-                let secs = time(1) { _ = try? model.lrp(tokens: ids, explain: ExplainSpec.nextToken(from: 0), sink: acc) }
+                // One untimed warm-up pass first: a long run's steady state, not its first sample's page faults.
+                let secs = time(t >= 2048 ? 2 : 3, skipFirst: true) {
+                    _ = try? model.lrp(tokens: ids, explain: ExplainSpec.nextToken(from: 0), sink: acc)
+                }
                 let f = forwardFlops(model, t)
                 // forward + recomputed QKᵀ/softmax + 4 backward attention matmuls (= 2× forward attention)
                 let attentionFlops: Double = f.attention * 3.5

@@ -21,6 +21,7 @@ func usageFail(_ message: String, _ usage: String, _ cmd: String?) -> Never {
     exit(64)
 }
 
+Allocator.retainFreedBuffers()
 var argv = Array(CommandLine.arguments.dropFirst())
 guard let name = argv.first else { usageFail("Missing subcommand", "workbench <subcommand> [options]", nil) }
 if name == "--help" || name == "-h" || name == "help" { Out.write(topHelp()); exit(0) }
