@@ -9,19 +9,28 @@ public final class KVCache {
     public let capacity: Int
     public let kvDim: Int
     public let nLayers: Int
+    /// Layer slots held: nLayers, or 1 for a single forward pass that never
+    /// reads an earlier layer's keys again (the LRP pass keeps k/v in its
+    /// block buffers; a full cache would duplicate them, 94 MB at T=2048).
+    let slots: Int
     public internal(set) var length = 0
     var k: [Float]
     var v: [Float]
 
-    public init(config: ModelConfig, capacity: Int) {
+    public convenience init(config: ModelConfig, capacity: Int) {
+        self.init(config: config, capacity: capacity, singleLayer: false)
+    }
+
+    init(config: ModelConfig, capacity: Int, singleLayer: Bool) {
         self.capacity = capacity; self.kvDim = config.kvDim; self.nLayers = config.nLayers
-        k = zeros(config.nLayers * capacity * config.kvDim)
+        slots = singleLayer ? 1 : config.nLayers
+        k = zeros(slots * capacity * config.kvDim)
         v = k
     }
 
     public func reset() { length = 0 }
 
-    @inline(__always) func offset(layer: Int, pos: Int) -> Int { (layer * capacity + pos) * kvDim }
+    @inline(__always) func offset(layer: Int, pos: Int) -> Int { ((slots == 1 ? 0 : layer) * capacity + pos) * kvDim }
 }
 
 // MARK: - Causal attention

@@ -7,7 +7,24 @@ import Foundation
 // activations stay addressable under TransformerLens-style names.
 
 public final class BlockBuffers {
+    /// Which optional copies a block keeps. The plain forward needs none of
+    /// them: skipping the residual copies and adding o_proj/down straight into
+    /// the stream (GEMM with β = 1) saves four [N, d] passes per block.
+    public struct Hooks: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// resid, mid: the block's residual inputs (norm backward when the normaliser is differentiated).
+        public static let residuals = Hooks(rawValue: 1)
+        /// attnOut, mlpOut: the sub-layer outputs (LRP-ε on o_proj/down).
+        public static let sublayerOutputs = Hooks(rawValue: 2)
+        /// post: the MLP activation. Without it the block writes post to `sharedPost`
+        /// and the LRP backward recomputes it from pre (and up), one element-wise pass.
+        public static let mlpPost = Hooks(rawValue: 4)
+        public static let all: Hooks = [.residuals, .sublayerOutputs, .mlpPost]
+    }
+
     public let rows: Int
+    public let hooks: Hooks
     public var resid: [Float]      // [N, d]     hook_resid_pre (copy of block input)
     public var normed1: [Float]    // [N, d]     ln1 output (attention input)
     public var inv1: [Float]       // [N]        ln1 1/rms or 1/σ (held constant by LRP)
@@ -23,17 +40,50 @@ public final class BlockBuffers {
     public var up: [Float]         // [N, dFF]   up_proj out (Llama only): hook_pre_linear
     public var post: [Float]       // [N, dFF]   silu(gate)⊙up / relu(fc1): hook_post
     public var mlpOut: [Float]     // [N, d]     hook_mlp_out
+    /// Where post goes when `hooks` lacks `.mlpPost` (shared by the kept blocks of one pass).
+    let sharedPost: SharedBuffer?
     var scratch: [Float] = []
 
-    public init(config c: ModelConfig, rows n: Int) {
+    public convenience init(config c: ModelConfig, rows n: Int) {
+        self.init(config: c, rows: n, hooks: .all, sharedPost: nil)
+    }
+
+    init(config c: ModelConfig, rows n: Int, hooks: Hooks, sharedPost: SharedBuffer?) {
+        precondition(hooks.contains(.mlpPost) || sharedPost != nil, "a block without post needs a shared buffer")
         rows = n
-        resid = zeros(n * c.dModel); normed1 = resid; attnOut = resid; mid = resid; normed2 = resid; mlpOut = resid
+        self.hooks = hooks
+        self.sharedPost = hooks.contains(.mlpPost) ? nil : sharedPost
+        let nd = zeros(n * c.dModel)
+        normed1 = nd; normed2 = nd
+        resid = hooks.contains(.residuals) ? nd : []; mid = resid
+        attnOut = hooks.contains(.sublayerOutputs) ? nd : []; mlpOut = attnOut
         inv1 = zeros(n); inv2 = inv1
         q = zeros(n * c.qDim); z = q
         k = zeros(n * c.kvDim); v = k
-        pre = zeros(n * c.dFF); post = pre
+        pre = zeros(n * c.dFF)
+        post = hooks.contains(.mlpPost) ? pre : []
         up = c.family == .llama ? pre : []
     }
+
+    /// The MLP activation buffer [N, dFF]: own, or the shared one.
+    @inline(__always)
+    func withPost<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        if let sharedPost { return sharedPost.data.ptr(body) }
+        return post.ptr(body)
+    }
+
+    /// Copies x into `into` when that hook is kept (an empty buffer means not kept).
+    @inline(__always)
+    func keep(_ x: [Float], _ into: inout [Float]) {
+        guard !into.isEmpty else { return }
+        x.cptr { xp in into.ptr { copyParallel($0, xp, x.count) } }
+    }
+}
+
+/// A buffer several `BlockBuffers` write in turn.
+final class SharedBuffer {
+    var data: [Float]
+    init(count: Int) { data = zeros(count) }
 }
 
 /// A run of consecutive rows belonging to one sequence, at positions pos0..<pos0+count.
@@ -111,7 +161,7 @@ extension Model {
     /// Final-normed hidden states [N, d] for packed segments; fills each segment's cache.
     public func hidden(tokens: [Int], segments: [Segment]) -> [Float] {
         var x = embedRows(tokens, segments: segments)                 // [N, d]
-        let buffers = BlockBuffers(config: config, rows: tokens.count)
+        let buffers = BlockBuffers(config: config, rows: tokens.count, hooks: .mlpPost, sharedPost: nil)
         for l in 0..<config.nLayers { runBlock(l, &x, segments: segments, buffers: buffers) }
         for s in segments { s.cache.length = s.pos0 + s.count }
         return finalNormRows(x, rows: tokens.count)
@@ -146,6 +196,42 @@ extension Model {
         let seg = Segment(rowStart: 0, count: tokens.count, pos0: cache.length, cache: cache)
         let h = hidden(tokens: tokens, segments: [seg])
         return h.cptr { logits($0 + (tokens.count - 1) * config.dModel, rows: 1) }
+    }
+
+    /// x += lin(input) [N, d]. With the sub-layer output hook kept, the output is
+    /// written to `out` first (hook_attn_out / hook_mlp_out); otherwise the GEMM
+    /// accumulates straight into the residual stream (β = 1).
+    func addSublayer(_ lin: Linear, input: UnsafePointer<Float>, to x: inout [Float], keep out: inout [Float], rows n: Int) {
+        if out.isEmpty {
+            x.ptr { lin.forward(input, $0, rows: n, accumulate: true) }
+        } else {
+            out.ptr { lin.forward(input, $0, rows: n) }
+            x.ptr { xp in out.cptr { addParallel(xp, $0, n * config.dModel) } }
+        }
+    }
+
+    /// The MLP activation from b.pre (and b.up) into `p` [N, dFF]: silu(gate) ⊙ up
+    /// for Llama, relu(fc1) for OPT. The LRP backward calls it again to
+    /// recompute post instead of keeping it.
+    func mlpActivation(_ b: BlockBuffers, into p: UnsafeMutablePointer<Float>) {
+        let c = config, n = b.rows, f = c.dFF
+        b.pre.cptr { g in
+            switch c.family {
+            case .llama:
+                b.up.cptr { u in
+                    parallelRows(n, work: n * f) { r in
+                        let lo = r.lowerBound * f, cnt = r.count * f
+                        (p + lo).update(from: g + lo, count: cnt)
+                        siluInPlace(p + lo, cnt)
+                        for i in lo..<(lo + cnt) { p[i] *= u[i] }
+                    }
+                }
+            case .opt:
+                parallelRows(n, work: n * f) { r in
+                    for i in (r.lowerBound * f)..<(r.upperBound * f) { p[i] = max(g[i], 0) }
+                }
+            }
+        }
     }
 
     /// Shared attention sub-step: rope (Llama), write k/v to each segment's cache,

@@ -40,6 +40,18 @@ func addInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n
     for i in 0..<n { x[i] += y[i] }
 }
 
+/// x += y over n values, split over the cores when large.
+@inline(__always)
+func addParallel(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
+    parallelRows(n, work: n) { r in addInPlace(x + r.lowerBound, y + r.lowerBound, r.count) }
+}
+
+/// dst = src over n values, split over the cores when large.
+@inline(__always)
+func copyParallel(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    parallelRows(n, work: n) { r in (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count) }
+}
+
 /// RMSNorm: y = x / sqrt(mean(x²) + eps) ⊙ g. Writes the per-row inverse
 /// RMS into `inv` (kept for the LRP backward, which treats it as a constant).
 func rmsNorm(_ x: UnsafePointer<Float>, _ g: [Float], _ y: UnsafeMutablePointer<Float>, inv: UnsafeMutablePointer<Float>?,

@@ -19,22 +19,40 @@ final class GradBuffers {
     }
 }
 
+extension LRPRules {
+    /// The optional block copies the backward with these rules reads: the norm
+    /// inputs only when the normaliser is differentiated (plain gradient), the
+    /// sub-layer outputs only for LRP-ε. The MLP activation is never kept: it is
+    /// recomputed from pre (and up) in one element-wise pass.
+    var hooks: BlockBuffers.Hooks {
+        var h: BlockBuffers.Hooks = []
+        if !normIsConstant { h.insert(.residuals) }
+        if epsilon > 0 { h.insert(.sublayerOutputs) }
+        return h
+    }
+}
+
 extension BlockBuffers {
-    /// Bytes one block's activations take for `rows` tokens while kept for the
-    /// backward (after `trim`).
+    /// Bytes one block's activations take for `rows` tokens when kept for the
+    /// backward with `rules` (see `LRPRules.hooks`).
     static func bytes(_ c: ModelConfig, rows n: Int, rules: LRPRules = .attnLRP) -> Int {
-        var floats = 2 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 3 : 2) * c.dFF + 2
-        if !rules.normIsConstant { floats += 2 * c.dModel }   // resid, mid
-        if rules.epsilon > 0 { floats += 2 * c.dModel }       // attnOut, mlpOut
+        let hooks = rules.hooks
+        var floats = 2 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 2 : 1) * c.dFF + 2
+        if hooks.contains(.residuals) { floats += 2 * c.dModel }        // resid, mid
+        if hooks.contains(.sublayerOutputs) { floats += 2 * c.dModel }  // attnOut, mlpOut
         return n * floats * 4
     }
 
-    /// Frees what the backward with `rules` does not read: the norm inputs are
-    /// needed only when the normaliser is differentiated (plain gradient), the
-    /// layer outputs only for LRP-ε. Saves 4·d floats per token and layer.
-    func trim(for rules: LRPRules) {
-        if rules.normIsConstant { resid = []; mid = [] }
-        if rules.epsilon == 0 { attnOut = []; mlpOut = [] }
+}
+
+extension Model {
+    /// The MLP activation of `b` for the backward: the kept one, or recomputed
+    /// into the shared buffer.
+    func postForBackward<R>(_ b: BlockBuffers, _ body: (UnsafePointer<Float>) -> R) -> R {
+        b.withPost { p in
+            if b.sharedPost != nil { mlpActivation(b, into: p) }
+            return body(p)
+        }
     }
 }
 
@@ -123,18 +141,18 @@ extension Model {
         guard n >= 1 else { throw ModelError.emptyPrompt }
         guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen) }
         for t in tokens where t < 0 || t >= c.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: c.vocabSize) }
-        let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n))]
+        let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n, singleLayer: true))]
         // Forward, keeping what the backward needs.
         var x = embedRows(tokens, segments: seg)                         // [N, d]
         let storable = min(c.nLayers, memoryBudget / max(BlockBuffers.bytes(c, rows: n, rules: rules), 1))
         var kept: [BlockBuffers?] = Array(repeating: nil, count: c.nLayers)
         var inputs: [[Float]?] = Array(repeating: nil, count: c.nLayers)
-        let shared = storable < c.nLayers ? BlockBuffers(config: c, rows: n) : nil
+        let post = SharedBuffer(count: n * c.dFF)                        // [N, dFF] for every block in turn
+        let shared = storable < c.nLayers ? BlockBuffers(config: c, rows: n, hooks: rules.hooks, sharedPost: post) : nil
         for l in 0..<c.nLayers {
             if l >= c.nLayers - storable {
-                let bb = BlockBuffers(config: c, rows: n)
+                let bb = BlockBuffers(config: c, rows: n, hooks: rules.hooks, sharedPost: post)
                 runBlock(l, &x, segments: seg, buffers: bb)
-                bb.trim(for: rules)
                 kept[l] = bb
             } else {
                 inputs[l] = x

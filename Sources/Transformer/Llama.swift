@@ -118,7 +118,7 @@ extension Model {
     /// x += o_proj(attn(rope(q), rope(k), v)) on RMSNorm(x); x += down(silu(gate)⊙up) on RMSNorm(x).
     func llamaBlock(_ blk: Block, _ x: inout [Float], segments: [Segment], _ b: BlockBuffers) {
         let c = config, n = b.rows
-        x.cptr { xp in b.resid.ptr { $0.update(from: xp, count: n * c.dModel) } }
+        b.keep(x, &b.resid)                                              // [N, d] hook_resid_pre
         // Attention half.
         x.cptr { xp in b.normed1.ptr { y in b.inv1.ptr { rmsNorm(xp, blk.attnNorm.weight, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps) } } }
         b.normed1.cptr { h in                                            // [N, d]
@@ -127,28 +127,18 @@ extension Model {
             b.v.ptr { blk.v.forward(h, $0, rows: n) }                    // [N, kvDim]
         }
         attend(b, layer: blk.index, segments: segments, rope: rope)      // b.z [N, qDim]
-        b.z.cptr { z in b.attnOut.ptr { blk.o.forward(z, $0, rows: n) } } // [N, d]
-        x.ptr { xp in b.attnOut.cptr { addInPlace(xp, $0, n * c.dModel) } }
-        x.cptr { xp in b.mid.ptr { $0.update(from: xp, count: n * c.dModel) } }
+        addSublayer(blk.o, input: b.z, to: &x, keep: &b.attnOut, rows: n) // x += o_proj(z)
+        b.keep(x, &b.mid)                                                // [N, d] hook_resid_mid
         // MLP half.
         x.cptr { xp in b.normed2.ptr { y in b.inv2.ptr { rmsNorm(xp, blk.mlpNorm.weight, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps) } } }
         b.normed2.cptr { h in
             b.pre.ptr { blk.gate!.forward(h, $0, rows: n) }              // [N, dFF] gate
             b.up.ptr { blk.up.forward(h, $0, rows: n) }                  // [N, dFF] up
         }
-        let m = n * c.dFF
-        b.post.ptr { p in
-            b.pre.cptr { g in b.up.cptr { u in
-                p.update(from: g, count: m)
-                parallelRows(n, work: m) { r in
-                    let lo = r.lowerBound * c.dFF, cnt = r.count * c.dFF
-                    siluInPlace(p + lo, cnt)
-                    for i in lo..<(lo + cnt) { p[i] *= u[i] }
-                }
-            } }
+        b.withPost { post in                                             // [N, dFF] silu(gate) ⊙ up
+            mlpActivation(b, into: post)
+            addSublayer(blk.down, input: post, to: &x, keep: &b.mlpOut, rows: n) // x += down(post)
         }
-        b.post.cptr { h in b.mlpOut.ptr { blk.down.forward(h, $0, rows: n) } } // [N, d]
-        x.ptr { xp in b.mlpOut.cptr { addInPlace(xp, $0, n * c.dModel) } }
     }
 }
 
@@ -200,7 +190,7 @@ extension Model {
                             rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
         let c = config, n = b.rows, m = n * c.dFF
         // MLP half: out = mid + down(silu(gate) ⊙ up).
-        b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
+        postForBackward(b) { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
             linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
             sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
         } } }

@@ -24,8 +24,9 @@ public final class Linear {
     }
 
     /// y[T, out] = x[T, in] · Wᵀ + b — the hot spot: all time goes here.
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int) {
-        weight.cptr { w in BLAS.linear(x, w, y, m: rows, k: inDim, n: outDim) }
+    /// y [rows, out] = x·Wᵀ + b, or y += x·Wᵀ + b with `accumulate` (a residual add fused into the GEMM).
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool = false) {
+        weight.cptr { w in BLAS.linear(x, w, y, m: rows, k: inDim, n: outDim, accumulate: accumulate) }
         if let bias { addRowBias(y, bias, rows: rows, cols: outDim) }
     }
 }

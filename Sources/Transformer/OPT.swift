@@ -120,7 +120,7 @@ extension Model {
         let c = config, n = b.rows
         // buildOPT always loads both LayerNorm biases; the fallback only keeps this total.
         let beta1 = blk.attnNorm.bias ?? zeros(c.dModel), beta2 = blk.mlpNorm.bias ?? zeros(c.dModel)
-        x.cptr { xp in b.resid.ptr { $0.update(from: xp, count: n * c.dModel) } }
+        b.keep(x, &b.resid)                                              // [N, d] hook_resid_pre
         // Attention half.
         x.cptr { xp in b.normed1.ptr { y in b.inv1.ptr {
             layerNorm(xp, blk.attnNorm.weight, beta1, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
@@ -131,18 +131,17 @@ extension Model {
             b.v.ptr { blk.v.forward(h, $0, rows: n) }                    // [N, d]
         }
         attend(b, layer: blk.index, segments: segments, rope: nil)       // b.z [N, d]
-        b.z.cptr { z in b.attnOut.ptr { blk.o.forward(z, $0, rows: n) } }
-        x.ptr { xp in b.attnOut.cptr { addInPlace(xp, $0, n * c.dModel) } }
-        x.cptr { xp in b.mid.ptr { $0.update(from: xp, count: n * c.dModel) } }
+        addSublayer(blk.o, input: b.z, to: &x, keep: &b.attnOut, rows: n) // x += out_proj(z)
+        b.keep(x, &b.mid)                                                // [N, d] hook_resid_mid
         // MLP half.
         x.cptr { xp in b.normed2.ptr { y in b.inv2.ptr {
             layerNorm(xp, blk.mlpNorm.weight, beta2, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
         } } }
         b.normed2.cptr { h in b.pre.ptr { blk.up.forward(h, $0, rows: n) } }   // [N, dFF] fc1
-        let m = n * c.dFF
-        b.post.ptr { p in b.pre.cptr { f in for i in 0..<m { p[i] = max(f[i], 0) } } }
-        b.post.cptr { h in b.mlpOut.ptr { blk.down.forward(h, $0, rows: n) } } // [N, d] fc2
-        x.ptr { xp in b.mlpOut.cptr { addInPlace(xp, $0, n * c.dModel) } }
+        b.withPost { post in                                             // [N, dFF] relu(fc1)
+            mlpActivation(b, into: post)
+            addSublayer(blk.down, input: post, to: &x, keep: &b.mlpOut, rows: n) // x += fc2(post)
+        }
     }
 }
 
@@ -156,7 +155,7 @@ extension Model {
                           rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
         let c = config, n = b.rows, m = n * c.dFF
         // MLP half: out = mid + fc2(relu(fc1(LN(mid)))).
-        b.post.cptr { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
+        postForBackward(b) { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
             linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
             sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
         } } }
