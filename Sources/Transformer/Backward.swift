@@ -169,8 +169,7 @@ extension Model {
                 parallelRows(rows, work: parallel ? 0 : rows * keys) { range in
                     for r in range {
                         let pr = s + r * keys, dr = dP + r * keys, visible = i0 + r + 1
-                        var dot: Float = 0
-                        for j in 0..<visible { dot += pr[j] * dr[j] }
+                        let dot = dotSIMD(pr, dr, visible)
                         for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
                         for j in visible..<keys { dr[j] = 0 }
                     }
@@ -193,8 +192,7 @@ extension Model {
         var r = [Float](repeating: 0, count: c.nHeads)
         for t in 0..<n { for h in 0..<c.nHeads {
             let o = t * c.qDim + h * c.headDim
-            var s: Float = 0
-            for i in 0..<c.headDim { s += z[o + i] * dz[o + i] }
+            let s = dotSIMD(z + o, dz + o, c.headDim)
             r[h] += abs ? Swift.abs(s) : s
         } }
         return r
@@ -204,8 +202,11 @@ extension Model {
     func columnRelevance(_ a: UnsafePointer<Float>, _ da: UnsafePointer<Float>, rows n: Int, cols m: Int, abs: Bool = false) -> [Float] {
         var r = [Float](repeating: 0, count: m)
         r.ptr { rp in
-            if abs { for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += Swift.abs(a[o + j] * da[o + j]) } } }
-            else { for t in 0..<n { let o = t * m; for j in 0..<m { rp[j] += a[o + j] * da[o + j] } } }
+            // Columns split over the cores: each half walks every row.
+            parallelRows(m, work: n * m) { cols in
+                if abs { for t in 0..<n { let o = t * m; for j in cols { rp[j] += Swift.abs(a[o + j] * da[o + j]) } } }
+                else { for t in 0..<n { let o = t * m; for j in cols { rp[j] += a[o + j] * da[o + j] } } }
+            }
         }
         return r
     }

@@ -247,13 +247,13 @@ extension Model {
                         rope.apply(ks, rows: s.count, nHeads: c.nKVHeads, pos0: s.pos0)
                     }
                     s.cache.k.ptr { (ck: UnsafeMutablePointer<Float>) in
-                        (ck + s.cache.offset(layer: layer, pos: s.pos0)).update(from: ks, count: s.count * c.kvDim)
+                        copyParallel(ck + s.cache.offset(layer: layer, pos: s.pos0), ks, s.count * c.kvDim)
                     }
                 }
             }
             b.v.cptr { v in
                 s.cache.v.ptr { cv in
-                    (cv + s.cache.offset(layer: layer, pos: s.pos0)).update(from: v + s.rowStart * c.kvDim, count: s.count * c.kvDim)
+                    copyParallel(cv + s.cache.offset(layer: layer, pos: s.pos0), v + s.rowStart * c.kvDim, s.count * c.kvDim)
                 }
             }
             b.q.cptr { q in

@@ -18,7 +18,7 @@ public func parallelRows(_ rows: Int, work: Int, _ body: (Range<Int>) -> Void) {
         return
     }
     let chunks = 2
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    WorkerTeam.shared.run(parts: chunks) { c in
         let lo = rows * c / chunks, hi = rows * (c + 1) / chunks
         if lo < hi { body(lo..<hi) }
     }
@@ -60,8 +60,7 @@ func rmsNorm(_ x: UnsafePointer<Float>, _ g: [Float], _ y: UnsafeMutablePointer<
         parallelRows(rows, work: rows * d) { range in
             for r in range {
                 let xr = x + r * d, yr = y + r * d
-                var ss: Float = 0
-                for j in 0..<d { ss += xr[j] * xr[j] }
+                let ss = dotSIMD(xr, xr, d)
                 let s = 1 / (ss / Float(d) + eps).squareRoot()
                 inv?[r] = s
                 for j in 0..<d { yr[j] = xr[j] * s * gp[j] }
@@ -121,7 +120,7 @@ public struct RopeTable {
         let sgn: Float = inverse ? -1 : 1
         cos.withUnsafeBufferPointer { cp in
             sin.withUnsafeBufferPointer { sp in
-                for r in 0..<rows {
+                parallelRows(rows, work: rows * width) { range in for r in range {
                     let c = cp.baseAddress! + (pos0 + r) * half, s = sp.baseAddress! + (pos0 + r) * half
                     for h in 0..<nHeads {
                         let v = x + r * width + h * hd
@@ -131,7 +130,7 @@ public struct RopeTable {
                             v[i + half] = b * c[i] + a * si
                         }
                     }
-                }
+                } }
             }
         }
     }
@@ -175,11 +174,52 @@ func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 public func fastExp(_ x: Float) -> Float { expSIMD(SIMD8(repeating: x))[0] }
 
+// MARK: - Vectorised reductions
+//
+// Swift does not reassociate Float sums, so a plain `for` reduction runs one
+// scalar add per element. These keep 16 lanes in flight; the summation order
+// differs from a serial loop by rounding only.
+
+/// Σ a[i]·b[i] over n values.
+@inline(__always)
+func dotSIMD(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc0 = SIMD8<Float>(repeating: 0), acc1 = acc0
+    var j = 0
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+    while j + 16 <= n {
+        acc0 += ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * rb.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+        acc1 += ra.loadUnaligned(fromByteOffset: j * 4 + 32, as: SIMD8<Float>.self) * rb.loadUnaligned(fromByteOffset: j * 4 + 32, as: SIMD8<Float>.self)
+        j += 16
+    }
+    var s = (acc0 + acc1).sum()
+    while j < n { s += a[j] * b[j]; j += 1 }
+    return s
+}
+
+/// max a[i] over n values (−inf for n = 0). Eight independent scalar maxima:
+/// `pointwiseMax` on SIMD8 compiled to a generic per-lane call here (measured
+/// 0.59 ns/value, 5% of an LRP pass at T=2048); this runs at 0.06 ns/value.
+@inline(__always)
+func maxSIMD(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0
+    var j = 0
+    while j + 8 <= n {
+        m0 = a[j] > m0 ? a[j] : m0; m1 = a[j + 1] > m1 ? a[j + 1] : m1
+        m2 = a[j + 2] > m2 ? a[j + 2] : m2; m3 = a[j + 3] > m3 ? a[j + 3] : m3
+        m4 = a[j + 4] > m4 ? a[j + 4] : m4; m5 = a[j + 5] > m5 ? a[j + 5] : m5
+        m6 = a[j + 6] > m6 ? a[j + 6] : m6; m7 = a[j + 7] > m7 ? a[j + 7] : m7
+        j += 8
+    }
+    while j < n { m0 = a[j] > m0 ? a[j] : m0; j += 1 }
+    m0 = m1 > m0 ? m1 : m0; m2 = m3 > m2 ? m3 : m2; m4 = m5 > m4 ? m5 : m4; m6 = m7 > m6 ? m7 : m6
+    m0 = m2 > m0 ? m2 : m0; m4 = m6 > m4 ? m6 : m4
+    return m4 > m0 ? m4 : m0
+}
+
 /// In-place softmax of one row of length n; returns nothing. Stable (max-subtracted).
 @inline(__always)
 func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n where p[j] > m { m = p[j] }
+    let m = maxSIMD(p, n)
     var sum: Float = 0
     var j = 0
     let mv = SIMD8<Float>(repeating: m)

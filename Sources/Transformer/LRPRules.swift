@@ -91,7 +91,7 @@ func rmsNormBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, inv: Uns
                     continue
                 }
                 var dot: Float = 0
-                for j in 0..<d { dot += dyr[j] * gp[j] * xr[j] }
+                for j in 0..<d { dot += dyr[j] * gp[j] * xr[j] }         // plain gradient only (tests)
                 let corr = dot * s * s * s / Float(d)
                 for j in 0..<d {
                     let v = dyr[j] * gp[j] * s - xr[j] * corr

@@ -80,10 +80,8 @@ public enum BLAS {
             body(0..<n)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: 2) { i in
-            let mid = (n / 2 + 7) & ~7                       // keep halves 32-byte aligned
-            body(i == 0 ? 0..<mid : mid..<n)
-        }
+        let mid = (n / 2 + 7) & ~7                           // keep halves 32-byte aligned
+        WorkerTeam.shared.run(parts: 2) { i in body(i == 0 ? 0..<mid : mid..<n) }
     }
 
     /// Y[m, n] (+)= X[m, k] · W[n, k]ᵀ. For m == 1 this calls sgemv: OpenBLAS
@@ -146,7 +144,7 @@ public enum BLAS {
             let k = load.indices.min { load[$0] < load[$1] }!
             plan[k].append(i); load[k] += costs[i]
         }
-        DispatchQueue.concurrentPerform(iterations: w) { k in for i in plan[k] { body(k, i) } }
+        WorkerTeam.shared.run(parts: w) { k in for i in plan[k] { body(k, i) } }
     }
 
     /// y[n] = alpha · A[n, k] · x[k] + beta · y (row-major, A with leading dimension lda).

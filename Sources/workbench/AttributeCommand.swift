@@ -106,7 +106,7 @@ enum AttributeCommand: Command {
         let seedValue: SeedValue = try args.choice("seed-value", default: .logit)
         let maxNew = try args.int("max-new-tokens", default: 20, min: 0)!
         let every = try args.int("checkpoint-every", default: 8, min: 0)!
-        let budgetMB = try args.int("memory-budget-mb", default: 1024, min: 1)!
+        let budgetMB = try args.int("memory-budget-mb", default: AttributionSettings().memoryBudget >> 20, min: 1)!
         let out = args.string("out") ?? "relevance.safetensors"
         let resume = args.flag("resume")
         let modelPath = try args.required("model")

@@ -13,6 +13,7 @@ enum BenchCommand: Command {
                   OptionSpec(name: "tokens", value: "n", help: "Decode tokens to time (default 64)."),
                   OptionSpec(name: "lengths", value: "list", help: "Prefill lengths, comma-separated (default 512,2048)."),
                   OptionSpec(name: "lrp", value: nil, help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)."),
+                  OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default: as attribute)."),
                   OptionSpec(name: "json", value: nil, help: "Print one JSON object.")],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
@@ -60,6 +61,7 @@ enum BenchCommand: Command {
 
     static func run(_ args: Args) throws {
         let decodeTokens = try args.int("tokens", default: 64, min: 1)!
+        let budget = try args.int("memory-budget-mb", default: AttributionSettings().memoryBudget >> 20, min: 1)! << 20
         let lengths = try (args.string("lengths") ?? "512,2048").split(separator: ",").map { s -> Int in
             guard let v = Int(s), v > 1 else { throw UsageError(message: "The value '\(s)' is invalid for '--lengths'") }
             return v
@@ -107,7 +109,7 @@ enum BenchCommand: Command {
                 let ids = tokens(t)
                 // One untimed warm-up pass first: a long run's steady state, not its first sample's page faults.
                 let secs = time(t >= 2048 ? 2 : 3, skipFirst: true) {
-                    _ = try? model.lrp(tokens: ids, explain: ExplainSpec.nextToken(from: 0), sink: acc)
+                    _ = try? model.lrp(tokens: ids, explain: ExplainSpec.nextToken(from: 0), sink: acc, memoryBudget: budget)
                 }
                 let f = forwardFlops(model, t)
                 // forward + recomputed QKᵀ/softmax + 4 backward attention matmuls (= 2× forward attention)

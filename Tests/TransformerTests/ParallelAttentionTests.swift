@@ -54,3 +54,92 @@ final class ParallelAttentionTests: XCTestCase {
         XCTAssertNotEqual(ra.tokenRelevance.reduce(0, +), 0)
     }
 }
+
+/// The fork-join team behind every split: each part runs exactly once, nested
+/// or concurrent regions fall back to inline execution instead of deadlocking,
+/// and parked helpers wake up for the next region.
+final class WorkerTeamTests: XCTestCase {
+    func testEveryPartRunsOnceAndHelpersWakeAfterParking() {
+        let team = WorkerTeam(helpers: 1)
+        for round in 0..<200 {
+            var hits = [Int](repeating: 0, count: 2)
+            hits.withUnsafeMutableBufferPointer { h in
+                let p = h.baseAddress!
+                team.run(parts: 2) { i in p[i] += 1 }
+            }
+            XCTAssertEqual(hits, [1, 1], "round \(round)")
+            // Every 50 rounds let the helper pass its spin window and park.
+            if round % 50 == 49 { Thread.sleep(forTimeInterval: 0.05) }
+        }
+    }
+
+    func testNestedAndOversizedRegionsRunInline() {
+        let team = WorkerTeam(helpers: 1)
+        var inner = [Int](repeating: 0, count: 4)
+        inner.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress!
+            team.run(parts: 2) { i in
+                team.run(parts: 2) { j in p[2 * i + j] += 1 }           // nested: inline on this thread
+            }
+        }
+        XCTAssertEqual(inner, [1, 1, 1, 1])
+        var wide = [Int](repeating: 0, count: 5)
+        wide.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress!
+            team.run(parts: 5) { i in p[i] += i + 1 }                     // more parts than workers
+        }
+        XCTAssertEqual(wide, [1, 2, 3, 4, 5])
+    }
+
+    func testConcurrentCallersGetCorrectResults() {
+        let team = WorkerTeam(helpers: 1)
+        let callers = 4, rounds = 300
+        var totals = [Int](repeating: 0, count: callers)
+        totals.withUnsafeMutableBufferPointer { t in
+            let tp = t.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: callers) { c in
+                var sum = [Int](repeating: 0, count: 2)
+                for _ in 0..<rounds {
+                    sum.withUnsafeMutableBufferPointer { s in
+                        let sp = s.baseAddress!
+                        team.run(parts: 2) { i in sp[i] += 1 }
+                    }
+                }
+                tp[c] = sum[0] + sum[1]
+            }
+        }
+        XCTAssertEqual(totals, [Int](repeating: 2 * rounds, count: callers))
+    }
+}
+
+/// The plain forward keeps no residual copies and adds o_proj/down straight
+/// into the stream; keeping every hook must give the same hidden states, and
+/// the kept hooks must hold what their names say.
+final class BlockHooksTests: XCTestCase {
+    func testForwardWithoutHooksEqualsForwardWithAllHooks() throws {
+        for m in [try LRPTestKit.randomLlama(seed: 5, layers: 2, bias: true), try LRPTestKit.randomOPT(seed: 6, layers: 2)] {
+            let c = m.config, n = 9
+            let ids = LRPTestKit.distinctTokens(n, vocab: c.vocabSize, seed: 4)
+            let seg = { [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n))] }
+            var lean = m.embedRows(ids, segments: seg())
+            var full = lean
+            let blockInput = full
+            let leanB = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: n * c.dFF))
+            let fullB = BlockBuffers(config: c, rows: n)
+            m.runBlock(0, &lean, segments: seg(), buffers: leanB)
+            m.runBlock(0, &full, segments: seg(), buffers: fullB)
+            XCTAssertTrue(leanB.resid.isEmpty && leanB.mid.isEmpty && leanB.attnOut.isEmpty && leanB.post.isEmpty)
+            for i in lean.indices { XCTAssertEqual(lean[i], full[i], accuracy: 1e-5, "\(c.family) x[\(i)]") }
+            XCTAssertEqual(fullB.resid, blockInput)
+            for i in full.indices {                                       // out = mid + mlpOut, mid = resid + attnOut
+                XCTAssertEqual(fullB.mid[i], blockInput[i] + fullB.attnOut[i], accuracy: 1e-5)
+                XCTAssertEqual(full[i], fullB.mid[i] + fullB.mlpOut[i], accuracy: 1e-5)
+            }
+            // post recomputed for the backward equals the kept one.
+            let again: [Float] = m.postForBackward(fullB) { Array(UnsafeBufferPointer(start: $0, count: n * c.dFF)) }
+            XCTAssertEqual(again, fullB.post)
+            let shared: [Float] = m.postForBackward(leanB) { Array(UnsafeBufferPointer(start: $0, count: n * c.dFF)) }
+            for i in shared.indices { XCTAssertEqual(shared[i], fullB.post[i], accuracy: 1e-5) }
+        }
+    }
+}
