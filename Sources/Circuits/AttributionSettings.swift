@@ -18,7 +18,7 @@ public struct AttributionSettings: Equatable, Sendable {
     /// Greedy continuation length for `--target continuation` prompts without one.
     public var maxNewTokens = 20
     /// Bytes of stored activations the LRP pass may keep (does not change results).
-    public var memoryBudget = 1 << 30
+    public var memoryBudget = Model.defaultLRPMemoryBudget
 
     public var modelPath = ""
     public var modelSHA256 = ""

@@ -34,6 +34,8 @@ public final class RelevanceAccumulator: RelevanceSink {
     public let aggregation: Aggregation
     public var absPerSample: Bool { aggregation == .absPerSample }
     public var wantsAbsPerToken: Bool { aggregation == .absPerToken }
+    /// Per-token absolute aggregation never reads the signed δW.
+    public var wantsSignedGradient: Bool { aggregation != .absPerToken }
     /// Σ over samples of R_W per HF weight name [out·in].
     public private(set) var weights: [String: [Float]] = [:]
     /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`.

@@ -36,6 +36,9 @@ public protocol RelevanceSink: AnyObject {
     func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>)
     /// Relevance of each MLP intermediate neuron (Σ_t act ⊙ δact) [dFF].
     func neurons(layer: Int, _ relevance: [Float])
+    /// Asks for the signed δW (`weightGradient`). Default true; a sink that only
+    /// aggregates per-token absolute values says false and saves one GEMM per linear.
+    var wantsSignedGradient: Bool { get }
     /// Asks for per-token absolute aggregation: Σ_t |δy_t|ᵀ|x_t| per linear
     /// (`weightAbsGradient`) and Σ_t |·| for neurons and heads. Default false.
     var wantsAbsPerToken: Bool { get }
@@ -50,6 +53,7 @@ public protocol RelevanceSink: AnyObject {
 }
 
 extension RelevanceSink {
+    public var wantsSignedGradient: Bool { true }
     public var wantsAbsPerToken: Bool { false }
     public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {}
 }
@@ -75,6 +79,8 @@ final class BackwardScratch {
     var dW: [Float]
     var s: [Float] = []
     var dP: [Float] = []
+    var absDy: [Float] = []     // |δy| [N, out] for per-token absolute aggregation
+    var absX: [Float] = []      // |x|  [N, in]
     var biasRelevance = 0.0
     init(maxWeight: Int) { dW = zeros(maxWeight) }
 }
@@ -107,14 +113,16 @@ extension Model {
             }
             if let sink {
                 scratch.dW.ptr { dw in
-                    BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, dy, lda: lin.outDim,
-                              x, ldb: lin.inDim, dw, ldc: lin.inDim)
-                    sink.weightGradient(lin, dw)
+                    if sink.wantsSignedGradient {
+                        BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, dy, lda: lin.outDim,
+                                  x, ldb: lin.inDim, dw, ldc: lin.inDim)
+                        sink.weightGradient(lin, dw)
+                    }
                     if sink.wantsAbsPerToken {
-                        // Σ_t |δy_t,i| |x_t,j|: one more GEMM on absolute values.
-                        let ady = (0..<(n * lin.outDim)).map { Swift.abs(dy[$0]) }
-                        let ax = (0..<(n * lin.inDim)).map { Swift.abs(x[$0]) }
-                        ady.cptr { a in ax.cptr { b in
+                        // Σ_t |δy_t,i| |x_t,j|: the same GEMM on absolute values.
+                        absCopy(dy, into: &scratch.absDy, n * lin.outDim)
+                        absCopy(x, into: &scratch.absX, n * lin.inDim)
+                        scratch.absDy.cptr { a in scratch.absX.cptr { b in
                             BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, a, lda: lin.outDim,
                                       b, ldb: lin.inDim, dw, ldc: lin.inDim)
                         } }
@@ -123,6 +131,12 @@ extension Model {
                 }
             }
         }
+    }
+
+    /// buffer[0..<count] = |src|, growing the buffer when needed.
+    private func absCopy(_ src: UnsafePointer<Float>, into buffer: inout [Float], _ count: Int) {
+        if buffer.count < count { buffer = zeros(count) }
+        buffer.ptr { d in parallelRows(count, work: count) { r in for i in r { d[i] = Swift.abs(src[i]) } } }
     }
 
     /// Backward through causal attention for one sequence (pos0 = 0) with the

@@ -53,16 +53,19 @@ public final class BlockBuffers {
         rows = n
         self.hooks = hooks
         self.sharedPost = hooks.contains(.mlpPost) ? nil : sharedPost
-        let nd = zeros(n * c.dModel)
-        normed1 = nd; normed2 = nd
-        resid = hooks.contains(.residuals) ? nd : []; mid = resid
-        attnOut = hooks.contains(.sublayerOutputs) ? nd : []; mlpOut = attnOut
-        inv1 = zeros(n); inv2 = inv1
-        q = zeros(n * c.qDim); z = q
-        k = zeros(n * c.kvDim); v = k
-        pre = zeros(n * c.dFF)
-        post = hooks.contains(.mlpPost) ? pre : []
-        up = c.family == .llama ? pre : []
+        // Every buffer is written in full by the block forward before it is read.
+        let nd = n * c.dModel
+        normed1 = uninitialized(nd); normed2 = uninitialized(nd)
+        resid = hooks.contains(.residuals) ? uninitialized(nd) : []
+        mid = hooks.contains(.residuals) ? uninitialized(nd) : []
+        attnOut = hooks.contains(.sublayerOutputs) ? uninitialized(nd) : []
+        mlpOut = hooks.contains(.sublayerOutputs) ? uninitialized(nd) : []
+        inv1 = uninitialized(n); inv2 = uninitialized(n)
+        q = uninitialized(n * c.qDim); z = uninitialized(n * c.qDim)
+        k = uninitialized(n * c.kvDim); v = uninitialized(n * c.kvDim)
+        pre = uninitialized(n * c.dFF)
+        post = hooks.contains(.mlpPost) ? uninitialized(n * c.dFF) : []
+        up = c.family == .llama ? uninitialized(n * c.dFF) : []
     }
 
     /// The MLP activation buffer [N, dFF]: own, or the shared one.

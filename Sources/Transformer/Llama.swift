@@ -196,22 +196,23 @@ extension Model {
         } } }
         let (fg, fu) = rules.gateUpFactors
         let plain = rules.variant == .gradient
-        b.pre.cptr { gate in b.up.cptr { up in g.dPost.cptr { dPost in g.dGate.ptr { dGate in g.dUp.ptr { dUp in
+        // δ(up) overwrites δ(post) element by element: each δpost_i is read once, here.
+        b.pre.cptr { gate in b.up.cptr { up in g.dPost.ptr { dPost in g.dGate.ptr { dGate in
             parallelRows(n, work: m) { range in
                 for i in (range.lowerBound * c.dFF)..<(range.upperBound * c.dFF) {
                     let act = gate[i] / (1 + fastExp(-gate[i]))               // silu(gate)
                     let dAct = fg * up[i] * dPost[i]                          // uniform rule on gate ⊙ up
                     dGate[i] = plain ? dAct * siluDerivative(gate[i])
                                      : identityRuleGradient(dy: dAct, x: gate[i], y: act, slopeAtZero: 0.5)
-                    dUp[i] = fu * act * dPost[i]
+                    dPost[i] = fu * act * dPost[i]                            // now δ(up)
                 }
             }
-        } } } } }
+        } } } }
         b.normed2.cptr { h in g.dn.ptr { dn in
             g.dGate.cptr { dGate in b.pre.cptr { z in
                 linearBackward(blk.gate!, x: h, dy: dGate, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
             } }
-            g.dUp.cptr { dUp in b.up.cptr { z in
+            g.dPost.cptr { dUp in b.up.cptr { z in
                 linearBackward(blk.up, x: h, dy: dUp, z: z, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
             } }
         } }

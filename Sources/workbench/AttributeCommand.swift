@@ -46,7 +46,7 @@ enum AttributeCommand: Command {
                   OptionSpec(name: "out", value: "file", help: "Output safetensors (default relevance.safetensors)."),
                   OptionSpec(name: "resume", value: nil, help: "Continue an interrupted run from <out>.partial."),
                   OptionSpec(name: "checkpoint-every", value: "n", help: "Checkpoint every n samples (default 8; 0 = only on stop)."),
-                  OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default 1024)."),
+                  OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default 1536; beyond it lower blocks are recomputed)."),
                   OptionSpec(name: "quiet", value: nil, help: "No progress line.")],
         discussion: """
         TARGETS (--target, lrp and gradient):
