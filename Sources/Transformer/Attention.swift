@@ -83,13 +83,31 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                     let gemm = parallel ? BLAS.gemmSerial : BLAS.gemm
                     // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ
                     gemm(false, true, rows, keys, hd, scale, q + i0 * qDim + h * hd, qDim, kBase + g * hd, kvDim, 0, s, keys)
-                    maskedSoftmax(s, rows: rows, keys: keys, firstPos: pos0 + i0, parallel: !parallel)
-                    // out[i0..<i1, h] = P · V_g[0..<keys]
-                    gemm(false, false, rows, hd, keys, 1, s, keys, vBase + g * hd, kvDim, 0, out + i0 * qDim + h * hd, qDim)
+                    // E = exp(S − rowmax) under the causal mask; out[i0..<i1, h] = (E · V_g) / rowsum(E).
+                    var sums = [Float](repeating: 0, count: rows)
+                    sums.ptr { maskedExp(s, rows: rows, keys: keys, firstPos: pos0 + i0, sums: $0) }
+                    let o = out + i0 * qDim + h * hd
+                    gemm(false, false, rows, hd, keys, 1, s, keys, vBase + g * hd, kvDim, 0, o, qDim)
+                    for r in 0..<rows {
+                        let inv = 1 / sums[r]
+                        for e in 0..<hd { o[r * qDim + e] *= inv }
+                    }
                 }
                 BLAS.workers(costs: costs, run)
             }
         }
+    }
+}
+
+/// Unnormalised masked softmax: row r gets exp(s − max) over keys 0...firstPos + r,
+/// exact zeros after; `sums[r]` receives the row's sum.
+@inline(__always)
+func maskedExp(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int, sums: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let row = s + r * keys
+        let visible = firstPos + r + 1
+        sums[r] = expRow(row, visible)
+        for j in visible..<keys { row[j] = 0 }
     }
 }
 

@@ -223,10 +223,8 @@ extension Model {
             case .llama:
                 b.up.cptr { u in
                     parallelRows(n, work: n * f) { r in
-                        let lo = r.lowerBound * f, cnt = r.count * f
-                        (p + lo).update(from: g + lo, count: cnt)
-                        siluInPlace(p + lo, cnt)
-                        for i in lo..<(lo + cnt) { p[i] *= u[i] }
+                        let lo = r.lowerBound * f
+                        swiGLU(g + lo, u + lo, p + lo, r.count * f)
                     }
                 }
             case .opt:

@@ -219,6 +219,15 @@ func maxSIMD(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
 /// In-place softmax of one row of length n; returns nothing. Stable (max-subtracted).
 @inline(__always)
 func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    let inv = 1 / expRow(p, n)
+    for j in 0..<n { p[j] *= inv }
+}
+
+/// In place p[j] = exp(p[j] − max p) over a row of length n; returns Σ_j p[j].
+/// The forward divides the attention output by the sum instead of normalising
+/// the [rows, keys] scores (hd = 64 values per row instead of `keys`).
+@inline(__always)
+func expRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
     let m = maxSIMD(p, n)
     var sum: Float = 0
     var j = 0
@@ -233,19 +242,19 @@ func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
     }
     sum = acc.sum()
     while j < n { let e = fastExp(p[j] - m); p[j] = e; sum += e; j += 1 }
-    let inv = 1 / sum
-    for j in 0..<n { p[j] *= inv }
+    return sum
 }
 
-/// SiLU(x) = x·σ(x), vectorised.
+/// out = silu(gate) ⊙ up in one pass (the SwiGLU activation), vectorised.
 @inline(__always)
-func siluInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+func swiGLU(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
+    let g = UnsafeRawPointer(gate), u = UnsafeRawPointer(up), o = UnsafeMutableRawPointer(out)
     while i + 8 <= n {
-        let raw = UnsafeMutableRawPointer(x + i)
-        let v = raw.loadUnaligned(as: SIMD8<Float>.self)
-        raw.storeBytes(of: v / (1 + expSIMD(-v)), as: SIMD8<Float>.self)
+        let v = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let w = u.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        o.storeBytes(of: v / (1 + expSIMD(-v)) * w, toByteOffset: i * 4, as: SIMD8<Float>.self)
         i += 8
     }
-    while i < n { x[i] = x[i] / (1 + fastExp(-x[i])); i += 1 }
+    while i < n { out[i] = gate[i] / (1 + fastExp(-gate[i])) * up[i]; i += 1 }
 }
