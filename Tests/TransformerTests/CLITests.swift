@@ -393,4 +393,35 @@ final class CLITests: XCTestCase {
         // 134,515,008 parameters (HF's SmolLM2-135M count, tied embeddings).
         XCTAssertTrue(lines.contains("parameters: 134515008 (134.5M)"), r.summary)
     }
+
+    /// `bench --json --lrp`: every timed row reports a rate and a fraction of the
+    /// larger of the two peak measurements, and the FLOP accounting matches the
+    /// documented formula (prefill: 2·P·T + causal attention; LRP: 3× linear + 3.5× attention).
+    func testBenchJSONReportsFractionsOfTheLargerPeak() throws {
+        let hf = try TestAssets.asset("stories260K/hf")
+        let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "64,200", "--tokens", "8", "--lrp", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        let peak = try XCTUnwrap(obj["sgemm_peak_gflops"] as? Double)
+        let peaks = try XCTUnwrap(obj["sgemm_peak_measurements_gflops"] as? [Double])
+        XCTAssertEqual(peaks.count, 2)
+        XCTAssertEqual(peak, peaks.max()!)
+        let m = try Model.build(from: ModelLoader.loadHFDirectory(hf))
+        let c = m.config, params = Double(m.linears.reduce(0) { $0 + $1.weight.count })
+        for (kind, linearK, attnK) in [("prefill", 1.0, 1.0), ("lrp", 3.0, 3.5)] {
+            let rows = try XCTUnwrap(obj[kind] as? [[String: Any]], kind)
+            XCTAssertEqual(rows.compactMap { $0["tokens"] as? Int }, [64, 200], kind)
+            for row in rows {
+                let t = Double(row["tokens"] as! Int), secs = try XCTUnwrap(row["seconds"] as? Double)
+                let attn = Double(c.nLayers * c.nHeads * c.headDim) * 4 * t * (t + 1) / 2
+                let flops = linearK * 2 * params * t + attnK * attn
+                XCTAssertEqual(try XCTUnwrap(row["gflops"] as? Double), flops / secs / 1e9, accuracy: 1e-9 * flops / secs, kind)
+                XCTAssertEqual(try XCTUnwrap(row["fraction_of_sgemm_peak"] as? Double), flops / secs / 1e9 / peak, accuracy: 1e-9, kind)
+                XCTAssertEqual(try XCTUnwrap(row["tokens_per_s"] as? Double), t / secs, accuracy: 1e-6 * t / secs, kind)
+            }
+        }
+        let decode = try XCTUnwrap(obj["decode"] as? [String: Any])
+        XCTAssertGreaterThan(try XCTUnwrap(decode["tokens_per_s"] as? Double), 0)
+        XCTAssertTrue(r.stderr.contains("machine (after)"), r.stderr)
+    }
 }
