@@ -56,11 +56,37 @@ func identityRuleGradient(dy: Float, x: Float, y: Float, slopeAtZero: Float) -> 
     abs(x) < 1e-12 ? dy * slopeAtZero : dy * (y / x)
 }
 
-/// Exact SiLU derivative σ(x)(1 + x(1 − σ(x))) for the plain-gradient variant.
+/// SwiGLU backward, post = silu(gate) ⊙ up, vectorised:
+/// - the gate ⊙ up product takes the uniform rule (AttnLRP Prop. 3.3 on an
+///   element-wise product): δsilu = fg·up·δpost, δup = fu·silu(gate)·δpost;
+/// - SiLU takes the identity rule (Eq. 9 / Prop. 3.2): δgate = δsilu·f(x)/x, and
+///   for SiLU f(x)/x = σ(x) exactly, so no guard at x = 0 is needed (σ(0) = ½ is
+///   `identityRuleGradient`'s slope at zero);
+/// - `plainGradient`: δgate = δsilu·σ(x)(1 + x(1 − σ(x))).
+/// δup overwrites `dPost` element by element (each δpost is read once).
 @inline(__always)
-func siluDerivative(_ x: Float) -> Float {
-    let s = 1 / (1 + fastExp(-x))
-    return s * (1 + x * (1 - s))
+func swiGLUBackward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, dPost: UnsafeMutablePointer<Float>,
+                    dGate: UnsafeMutablePointer<Float>, count n: Int, gateFactor fg: Float, upFactor fu: Float,
+                    plainGradient: Bool) {
+    let g = UnsafeRawPointer(gate), u = UnsafeRawPointer(up), dp = UnsafeMutableRawPointer(dPost), dg = UnsafeMutableRawPointer(dGate)
+    var i = 0
+    while i + 8 <= n {
+        let x = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let y = u.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let d = dp.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let sig = 1 / (1 + expSIMD(-x))
+        let dAct = fg * y * d
+        let dx = plainGradient ? dAct * sig * (1 + x * (1 - sig)) : dAct * sig
+        dg.storeBytes(of: dx, toByteOffset: i * 4, as: SIMD8<Float>.self)
+        dp.storeBytes(of: fu * x * sig * d, toByteOffset: i * 4, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n {
+        let x = gate[i], sig = 1 / (1 + fastExp(-x)), dAct = fg * up[i] * dPost[i]
+        dGate[i] = plainGradient ? dAct * sig * (1 + x * (1 - sig)) : dAct * sig
+        dPost[i] = fu * x * sig * dPost[i]
+        i += 1
+    }
 }
 
 /// LRP-ε on a linear layer z = Wx + b (SparC³ Eq. 9): R_{i←j} = z_ij/(z_j + ε·sign(z_j)) · R_j.

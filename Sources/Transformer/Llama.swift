@@ -196,16 +196,12 @@ extension Model {
         } } }
         let (fg, fu) = rules.gateUpFactors
         let plain = rules.variant == .gradient
-        // δ(up) overwrites δ(post) element by element: each δpost_i is read once, here.
+        // δ(up) overwrites δ(post) in place.
         b.pre.cptr { gate in b.up.cptr { up in g.dPost.ptr { dPost in g.dGate.ptr { dGate in
             parallelRows(n, work: m) { range in
-                for i in (range.lowerBound * c.dFF)..<(range.upperBound * c.dFF) {
-                    let act = gate[i] / (1 + fastExp(-gate[i]))               // silu(gate)
-                    let dAct = fg * up[i] * dPost[i]                          // uniform rule on gate ⊙ up
-                    dGate[i] = plain ? dAct * siluDerivative(gate[i])
-                                     : identityRuleGradient(dy: dAct, x: gate[i], y: act, slopeAtZero: 0.5)
-                    dPost[i] = fu * act * dPost[i]                            // now δ(up)
-                }
+                let lo = range.lowerBound * c.dFF
+                swiGLUBackward(gate: gate + lo, up: up + lo, dPost: dPost + lo, dGate: dGate + lo, count: range.count * c.dFF,
+                               gateFactor: fg, upFactor: fu, plainGradient: plain)
             }
         } } } }
         b.normed2.cptr { h in g.dn.ptr { dn in

@@ -161,7 +161,7 @@ extension Model {
         } } }
         // ReLU: the identity rule's f(x)/x equals ReLU's gradient, so no change.
         b.pre.cptr { pre in g.dPost.cptr { dPost in g.dGate.ptr { dPre in
-            for i in 0..<m { dPre[i] = pre[i] > 0 ? dPost[i] : 0 }
+            parallelRows(m, work: m) { r in for i in r { dPre[i] = pre[i] > 0 ? dPost[i] : 0 } }
         } } }
         b.normed2.cptr { h in g.dn.ptr { dn in g.dGate.cptr { dPre in b.pre.cptr { z in
             linearBackward(blk.up, x: h, dy: dPre, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)

@@ -583,10 +583,29 @@ final class LRPRuleTests: XCTestCase {
         XCTAssertEqual(identityRuleGradient(dy: 3, x: 0, y: 0, slopeAtZero: 0.5), 1.5)
         XCTAssertEqual(identityRuleGradient(dy: 3, x: 1e-13, y: 5e-14, slopeAtZero: 0.5), 1.5)
         XCTAssertEqual(identityRuleGradient(dy: 2, x: 1e-3, y: 0.0005, slopeAtZero: 0.5), 1, accuracy: 1e-6)
-        // Plain SiLU derivative (gradient variant) against the Double formula.
-        for v: Float in [-8, -2, -0.5, 0, 0.3, 1, 4, 9] {
-            let s = 1 / (1 + Foundation.exp(-Double(v)))
-            XCTAssertEqual(Double(siluDerivative(v)), s * (1 + Double(v) * (1 - s)), accuracy: 1e-6, "silu'(\(v))")
+        // The vectorised SwiGLU backward (up = 1): the identity rule gives R_gate = R_silu
+        // per element, including x = 0; the plain gradient equals SiLU' in Double.
+        let n = x.count                                             // 64: eight SIMD blocks, no tail
+        for count in [n, n - 3] {                                   // and with a scalar tail
+            var dUp = dy, dGate = zeros(n)
+            x.cptr { xp in ones.cptr { op in dUp.ptr { dp in dGate.ptr {
+                swiGLUBackward(gate: xp, up: op, dPost: dp, dGate: $0, count: count, gateFactor: 1, upFactor: 1, plainGradient: false)
+            } } } }
+            for i in 0..<count {
+                XCTAssertEqual(Double(x[i]) * Double(dGate[i]), Double(y[i]) * Double(dy[i]),
+                               accuracy: 1e-6 * max(abs(Double(y[i]) * Double(dy[i])), 1e-6), "x = \(x[i])")
+                XCTAssertEqual(dUp[i], y[i] * dy[i], accuracy: 1e-5 * (1 + abs(y[i] * dy[i])), "δup = silu(x)·δpost")
+            }
+            XCTAssertEqual(dGate[0], 0.5 * dy[0], accuracy: 1e-7, "slope ½ at x = 0")
+            var dPlain = dy, dGradient = zeros(n)
+            x.cptr { xp in ones.cptr { op in dPlain.ptr { dp in dGradient.ptr {
+                swiGLUBackward(gate: xp, up: op, dPost: dp, dGate: $0, count: count, gateFactor: 1, upFactor: 1, plainGradient: true)
+            } } } }
+            for i in 0..<count {
+                let sg = 1 / (1 + Foundation.exp(-Double(x[i])))
+                XCTAssertEqual(Double(dGradient[i]), Double(dy[i]) * sg * (1 + Double(x[i]) * (1 - sg)),
+                               accuracy: 1e-5 * (1 + abs(Double(dy[i]))), "silu'(\(x[i]))")
+            }
         }
     }
 
