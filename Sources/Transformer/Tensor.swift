@@ -35,7 +35,7 @@ public struct Tensor: Equatable, Sendable {
 public enum BLAS {
     // Parallelism policy: one level only (toolchain.md §5). By default OpenBLAS
     // runs single-threaded and each large call is split in two halves (output
-    // columns or rows) that run on both cores via concurrentPerform. Measured
+    // columns or rows) that run on both cores through the WorkerTeam. Measured
     // here, OpenBLAS's own pthread pool spin-yields between calls and costs
     // ~15% of a prefill in sched_yield while Swift element-wise code runs.
     // WORKBENCH_BLAS_THREADS=N hands threading back to OpenBLAS instead.
@@ -49,23 +49,8 @@ public enum BLAS {
         return max(1, min(2, ProcessInfo.processInfo.activeProcessorCount))
     }()
 
-    nonisolated(unsafe) static var waysOverride: Int? = nil
-    /// Workers our own splitting uses right now (1 = leave threading to OpenBLAS).
-    public static var ways: Int { waysOverride ?? defaultWays }
-
-    /// Runs `body` with OpenBLAS's own thread pool and no splitting of ours.
-    /// Decode makes ~240 tiny gemv calls per token: OpenBLAS's spinning workers
-    /// pick each up at once, while GCD workers sleep between calls and cost
-    /// ~40 µs each to wake (measured: 40 vs 30 tok/s on SmolLM2). Prefill and
-    /// LRP keep the split policy, which measured faster for large matmuls.
-    public static func withOpenBLASThreading<R>(_ body: () throws -> R) rethrows -> R {
-        let w = defaultWays
-        guard w > 1, waysOverride == nil else { return try body() }
-        openblas_set_num_threads(Int32(w))
-        waysOverride = 1
-        defer { waysOverride = nil; openblas_set_num_threads(1) }
-        return try body()
-    }
+    /// Workers our own splitting uses (1 = threading left to OpenBLAS).
+    public static var ways: Int { defaultWays }
 
     /// Below this many multiply-adds a call is not worth splitting. gemv is
     /// bandwidth-bound, and one core alone reaches only ~60% of the bandwidth,
