@@ -156,6 +156,10 @@ extension Model {
     /// logits[rows, vocab] for `rows` final-normed hidden rows starting at `h`.
     public func logits(_ h: UnsafePointer<Float>, rows: Int) -> [Float] {
         var out = zeros(rows * config.vocabSize)
+        if rows == 1, let wt = unembeddingT {   // decode layout: [dModel, vocab]
+            wt.cptr { wp in out.ptr { BLAS.gemvTRows(n: config.dModel, k: config.vocabSize, wp, lda: config.vocabSize, h, $0) } }
+            return out
+        }
         let w = lmHead ?? embed
         w.cptr { wp in out.ptr { BLAS.linear(h, wp, $0, m: rows, k: config.dModel, n: config.vocabSize) } }
         return out

@@ -145,6 +145,7 @@ extension Model {
         guard n >= 1 else { throw ModelError.emptyPrompt }
         guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen) }
         for t in tokens where t < 0 || t >= c.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: c.vocabSize) }
+        releaseDecodeLayout()   // the pass never reads the decode copies; their memory is better spent here
         let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n, singleLayer: true))]
         // Forward, keeping what the backward needs.
         var x = embedRows(tokens, segments: seg)                         // [N, d]

@@ -10,8 +10,11 @@ public final class Linear {
     public let name: String          // HF weight name, e.g. "model.layers.0.mlp.up_proj.weight"
     public let outDim: Int
     public let inDim: Int
-    public var weight: [Float]       // [outDim, inDim]
+    /// [outDim, inDim]. Any change drops the decode copy (see `Model.prepareDecodeLayout`).
+    public var weight: [Float] { didSet { decodeT = nil } }
     public var bias: [Float]?        // [outDim]
+    /// Wᵀ [inDim, outDim] for single-row products, or nil (see `Model.prepareDecodeLayout`).
+    var decodeT: [Float]?
 
     public init(name: String, outDim: Int, inDim: Int, weight: [Float], bias: [Float]?) {
         precondition(weight.count == outDim * inDim)
@@ -26,7 +29,11 @@ public final class Linear {
     /// y[T, out] = x[T, in] · Wᵀ + b — the hot spot: all time goes here.
     /// y [rows, out] = x·Wᵀ + b, or y += x·Wᵀ + b with `accumulate` (a residual add fused into the GEMM).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool = false) {
-        weight.cptr { w in BLAS.linear(x, w, y, m: rows, k: inDim, n: outDim, accumulate: accumulate) }
+        if rows == 1, let decodeT {
+            decodeT.cptr { wt in BLAS.gemvTRows(n: inDim, k: outDim, wt, lda: outDim, x, beta: accumulate ? 1 : 0, y) }
+        } else {
+            weight.cptr { w in BLAS.linear(x, w, y, m: rows, k: inDim, n: outDim, accumulate: accumulate) }
+        }
         if let bias { addRowBias(y, bias, rows: rows, cols: outDim) }
     }
 }
@@ -62,12 +69,14 @@ public final class Block {
 
 public final class Model {
     public let config: ModelConfig
-    public var embed: [Float]                 // [vocab, dModel]
+    public var embed: [Float] { didSet { unembeddingT = nil } }       // [vocab, dModel]
     public let embedName: String
     public var positions: [Float]?            // OPT: [maxSeqLen + 2, dModel]
     public let blocks: [Block]
     public var finalNorm: Norm
-    public var lmHead: [Float]?               // [vocab, dModel]; nil when tied to `embed`
+    public var lmHead: [Float]? { didSet { unembeddingT = nil } }     // [vocab, dModel]; nil when tied to `embed`
+    /// (lm_head or embed)ᵀ [dModel, vocab] for decode, or nil (see `prepareDecodeLayout`).
+    var unembeddingT: [Float]?
     var rope: RopeTable?                      // Llama only
 
     init(config: ModelConfig, embed: [Float], embedName: String, positions: [Float]?, blocks: [Block],

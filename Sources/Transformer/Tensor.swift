@@ -152,6 +152,32 @@ public enum BLAS {
         }
     }
 
+    /// y[k] = A[n, k]ᵀ · x[n] + beta · y, split over the rows of A instead of
+    /// its columns: each core streams one contiguous half of A into its own
+    /// partial y, and the halves are added at the end. For decode's transposed
+    /// weights this measured 53 vs 48 tok/s over the column split, whose two
+    /// cores each read short strided pieces of every row.
+    public static func gemvTRows(n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
+                                 _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
+        guard ways >= 2, n * k >= gemvSplitThreshold, n >= 16 else {
+            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(k), 1, a, Int32(lda), x, 1, beta, y, 1)
+            return
+        }
+        let mid = (n / 2 + 7) & ~7
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { part in
+            let p = part.baseAddress!
+            WorkerTeam.shared.run(parts: 2) { i in
+                if i == 0 {
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(mid), Int32(k), 1, a, Int32(lda), x, 1, beta, y, 1)
+                } else {
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n - mid), Int32(k), 1, a + mid * lda, Int32(lda),
+                                x + mid, 1, 0, p, 1)
+                }
+            }
+            addInPlace(y, p, k)
+        }
+    }
+
     /// The machine's sgemm peak as OpenBLAS itself reaches it with all cores
     /// (its own thread pool), for honest "fraction of peak" reports.
     public static func measurePeakGFLOPS(size n: Int = 1536, reps: Int = 5) -> Double {
