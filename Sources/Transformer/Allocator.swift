@@ -17,12 +17,4 @@ public enum Allocator {
         _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
         #endif
     }
-
-    /// Hands freed heap pages back to the kernel now (glibc `malloc_trim`):
-    /// for caches dropped on purpose, which `retainFreedBuffers` would keep.
-    public static func returnFreedPages() {
-        #if os(Linux)
-        _ = malloc_trim(0)
-        #endif
-    }
 }

@@ -157,7 +157,7 @@ extension Model {
     public func logits(_ h: UnsafePointer<Float>, rows: Int) -> [Float] {
         var out = zeros(rows * config.vocabSize)
         if rows == 1, let wt = unembeddingT {   // decode layout: [dModel, vocab]
-            wt.cptr { wp in out.ptr { BLAS.gemvTRows(n: config.dModel, k: config.vocabSize, wp, lda: config.vocabSize, h, $0) } }
+            out.ptr { BLAS.gemvTRows(n: config.dModel, k: config.vocabSize, wt.pointer, lda: config.vocabSize, h, $0) }
             return out
         }
         let w = lmHead ?? embed

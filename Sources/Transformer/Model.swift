@@ -14,7 +14,7 @@ public final class Linear {
     public var weight: [Float] { didSet { decodeT = nil } }
     public var bias: [Float]?        // [outDim]
     /// Wᵀ [inDim, outDim] for single-row products, or nil (see `Model.prepareDecodeLayout`).
-    var decodeT: [Float]?
+    var decodeT: DecodeCopy?
 
     public init(name: String, outDim: Int, inDim: Int, weight: [Float], bias: [Float]?) {
         precondition(weight.count == outDim * inDim)
@@ -30,7 +30,7 @@ public final class Linear {
     /// y [rows, out] = x·Wᵀ + b, or y += x·Wᵀ + b with `accumulate` (a residual add fused into the GEMM).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool = false) {
         if rows == 1, let decodeT {
-            decodeT.cptr { wt in BLAS.gemvTRows(n: inDim, k: outDim, wt, lda: outDim, x, beta: accumulate ? 1 : 0, y) }
+            BLAS.gemvTRows(n: inDim, k: outDim, decodeT.pointer, lda: outDim, x, beta: accumulate ? 1 : 0, y)
         } else {
             weight.cptr { w in BLAS.linear(x, w, y, m: rows, k: inDim, n: outDim, accumulate: accumulate) }
         }
@@ -76,7 +76,7 @@ public final class Model {
     public var finalNorm: Norm
     public var lmHead: [Float]? { didSet { unembeddingT = nil } }     // [vocab, dModel]; nil when tied to `embed`
     /// (lm_head or embed)ᵀ [dModel, vocab] for decode, or nil (see `prepareDecodeLayout`).
-    var unembeddingT: [Float]?
+    var unembeddingT: DecodeCopy?
     var rope: RopeTable?                      // Llama only
 
     init(config: ModelConfig, embed: [Float], embedName: String, positions: [Float]?, blocks: [Block],

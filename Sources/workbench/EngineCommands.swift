@@ -79,7 +79,12 @@ enum GenerateCommand: Command {
                   OptionSpec(name: "max-new-tokens", value: "n", help: "Tokens to generate (default 64)."),
                   OptionSpec(name: "temperature", value: "t", help: "0 = greedy (default 0)."),
                   OptionSpec(name: "top-p", value: "p", help: "Nucleus sampling mass (default 1)."),
-                  OptionSpec(name: "seed", value: "s", help: "Sampling seed (default 0).")])
+                  OptionSpec(name: "seed", value: "s", help: "Sampling seed (default 0).")],
+        discussion: """
+        For 16 or more new tokens, decode first makes transposed copies of the weights with out ≥ in (q, o, gate,
+        up, fc1, lm_head; at most 1 GiB, else it decodes from the plain weights): OpenBLAS streams them ~1.4× faster
+        one token at a time. SmolLM2-135M: 37 → 47–53 tok/s for +400 MB of memory.
+        """)
 
     static func run(_ args: Args) throws {
         let prompt = try args.required("prompt")
@@ -109,9 +114,10 @@ enum GenerateCommand: Command {
         let final = tok.decode(generated)
         if final.hasPrefix(printed) { Out.write(String(final.dropFirst(printed.count))) }
         Out.write("\n")
-        Out.err(String(format: "prompt: %d tokens, prefill %.1f tok/s; generated %d tokens, decode %.1f tok/s",
+        Out.err(String(format: "prompt: %d tokens, prefill %.1f tok/s; generated %d tokens, decode %.1f tok/s%@",
                        stats.promptTokens, Double(stats.promptTokens) / max(stats.prefillSeconds, 1e-9),
-                       stats.newTokens, stats.decodeTokensPerSecond))
+                       stats.newTokens, stats.decodeTokensPerSecond,
+                       stats.layoutSeconds > 0 ? String(format: " (after %.2f s making the decode layout)", stats.layoutSeconds) : ""))
     }
 }
 
