@@ -110,6 +110,9 @@ public enum PromptSamples {
             let eos = tokenizer?.eosId ?? c.eosTokenId
             let line = ProgressLine("generating continuations", total: toGenerate.count, unit: "prompts", enabled: progress)
             var produced = 0
+            // All continuations first, so the decode layout is made once (≈ 7 ms saved per token) and freed before LRP.
+            if toGenerate.count * maxNewTokens >= 128 { model.prepareDecodeLayout() }
+            defer { model.releaseDecodeLayout() }
             for (k, i) in toGenerate.enumerated() {
                 samples[i].tokens = try greedyContinuation(model, prompt: samples[i].tokens, maxNewTokens: maxNewTokens, eos: eos)
                 produced += samples[i].tokens.count - samples[i].promptLength

@@ -70,14 +70,14 @@ public struct GenerationStats {
     public var newTokens = 0
     public var prefillSeconds = 0.0
     public var decodeSeconds = 0.0
-    /// Time spent making the decode layout's transposed copies (0 when reused or skipped).
-    public var layoutSeconds = 0.0
     public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(max(newTokens - 1, 0)) / decodeSeconds : 0 }
 }
 
 extension Model {
     /// Generates up to `maxNewTokens` after `prompt` with a KV cache. Stops at
     /// `stop` ids (EOS). `onToken` receives each new id as it is produced.
+    /// Decode reads the transposed copies when the caller made them first
+    /// (`prepareDecodeLayout`, worth it for ≳ 100 tokens in all).
     public func generate(prompt: [Int], maxNewTokens: Int, sampler: inout Sampler, stop: Set<Int> = [],
                          onToken: (Int) -> Void = { _ in }) throws -> (tokens: [Int], stats: GenerationStats) {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
@@ -95,14 +95,6 @@ extension Model {
         let t0 = Date()
         var logits = step(prompt, cache: cache)
         stats.prefillSeconds = Date().timeIntervalSince(t0)
-        // Making the copies (~0.17 s for SmolLM2) pays for itself after ~25 tokens
-        // (≈ 7 ms saved per token); they are kept for later calls, so only very
-        // short one-off runs skip it.
-        if total - prompt.count >= 16 && !hasDecodeLayout {
-            let tl = Date()
-            prepareDecodeLayout()
-            stats.layoutSeconds = Date().timeIntervalSince(tl)
-        }
         let t1 = Date()
         // Decode: ~240 small gemv calls per token, each split over both cores by
         // the spinning WorkerTeam (measured as fast as OpenBLAS's own pool).
@@ -197,23 +189,21 @@ struct DecodeCopy {
     subscript(i: Int) -> Float { store.base[offset + i] }
 }
 
-/// An anonymous mapping of `count` floats, backed by 2 MB pages where the
-/// kernel allows (THP "madvise" mode here): the first write into 400 MB of fresh
-/// 4 KB pages cost ~100 000 page faults. SmolLM2's layout took 0.3–0.8 s as
-/// separate arrays written by OpenBLAS's somatcopy, ~0.17 s here (tiled copy
-/// into one huge-page mapping). Unmapped when the last copy inside it goes, so
-/// RSS drops at once.
+/// An anonymous mapping of `count` floats holding every copy one
+/// `prepareDecodeLayout` call makes. Unmapped when the last copy inside it
+/// goes, so RSS drops at once (glibc keeps freed heap blocks under 32 MB, see
+/// `Allocator`, which would have left most copies resident). Making SmolLM2's
+/// layout takes 0.2–0.9 s here, mostly first-touch page faults on this VM;
+/// asking for 2 MB pages (MADV_HUGEPAGE) measured no better.
 final class PageBuffer {
     let base: UnsafeMutablePointer<Float>
     let bytes: Int
 
     init?(count: Int) {
-        let huge = 2 << 20
-        bytes = (count * MemoryLayout<Float>.stride + huge - 1) / huge * huge
+        bytes = count * MemoryLayout<Float>.stride
         guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
             return nil
         }
-        _ = madvise(p, bytes, Int32(MADV_HUGEPAGE))    // advice only: fine if refused
         base = p.bindMemory(to: Float.self, capacity: count)
     }
 

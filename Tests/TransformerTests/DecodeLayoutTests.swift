@@ -113,17 +113,15 @@ final class DecodeLayoutTests: XCTestCase {
         XCTAssertTrue(m.linears.allSatisfy { $0.decodeT == nil } && m.unembeddingT == nil, "LRP frees the copies")
     }
 
-    func testGenerationBuildsTheLayoutOnlyForLongerRuns() throws {
+    func testGenerateUsesTheLayoutOnlyWhenTheCallerMadeIt() throws {
         let m = try llama()
         var s = Sampler()
-        _ = try m.generate(prompt: [1, 2, 3], maxNewTokens: 4, sampler: &s)
-        XCTAssertFalse(m.hasDecodeLayout, "a 4-token run is not worth the transposition")
-        let (short, _) = try m.generate(prompt: [1, 2, 3], maxNewTokens: 20, sampler: &s)
-        XCTAssertTrue(m.hasDecodeLayout)
-        m.releaseDecodeLayout()
-        let cache = KVCache(config: m.config, capacity: 23)
-        var logits = m.step([1, 2, 3], cache: cache), plain: [Int] = []
-        for _ in 0..<20 { let t = argmax(logits); plain.append(t); logits = m.step([t], cache: cache) }
-        XCTAssertEqual(short, plain, "greedy tokens are the same with and without the layout")
+        let (plain, _) = try m.generate(prompt: [1, 2, 3], maxNewTokens: 20, sampler: &s)
+        XCTAssertFalse(m.hasDecodeLayout, "generate never spends memory on its own")
+        XCTAssertTrue(m.prepareDecodeLayout())
+        let (fast, _) = try m.generate(prompt: [1, 2, 3], maxNewTokens: 20, sampler: &s)
+        XCTAssertTrue(m.hasDecodeLayout, "and keeps what the caller made")
+        XCTAssertEqual(fast, plain, "greedy tokens are the same with and without the layout")
+        XCTAssertEqual(plain.count, 20)
     }
 }
