@@ -134,18 +134,19 @@ extension Model {
     /// Whether the decode layout transposes this [out, in] weight.
     static func prefersTransposedDecode(out: Int, in inDim: Int) -> Bool { out >= inDim }
 
+    /// The decoder linears the layout covers.
+    private var layoutLinears: [Linear] { linears.filter { Model.prefersTransposedDecode(out: $0.outDim, in: $0.inDim) } }
+    /// Whether the layout covers the unembedding (lm_head or the tied embedding).
+    private var layoutCoversHead: Bool { Model.prefersTransposedDecode(out: config.vocabSize, in: config.dModel) }
+
     /// Bytes the decode layout takes (or would take) for this model.
     public var decodeLayoutBytes: Int {
-        var n = Model.prefersTransposedDecode(out: config.vocabSize, in: config.dModel) ? unembedding.count : 0
-        for l in linears where Model.prefersTransposedDecode(out: l.outDim, in: l.inDim) { n += l.weight.count }
-        return n * 4
+        4 * layoutLinears.reduce(layoutCoversHead ? unembedding.count : 0) { $0 + $1.weight.count }
     }
 
     /// Whether every weight the layout covers currently has its transposed copy.
     public var hasDecodeLayout: Bool {
-        let c = config
-        if Model.prefersTransposedDecode(out: c.vocabSize, in: c.dModel) && unembeddingT == nil { return false }
-        return linears.allSatisfy { !Model.prefersTransposedDecode(out: $0.outDim, in: $0.inDim) || $0.decodeT != nil }
+        (!layoutCoversHead || unembeddingT != nil) && layoutLinears.allSatisfy { $0.decodeT != nil }
     }
 
     /// Builds the transposed copies single-token steps use, unless they would
@@ -155,8 +156,8 @@ extension Model {
     public func prepareDecodeLayout(budget: Int = Model.defaultDecodeLayoutBudget) -> Bool {
         guard decodeLayoutBytes <= budget else { return false }
         let c = config
-        let missing = linears.filter { $0.decodeT == nil && Model.prefersTransposedDecode(out: $0.outDim, in: $0.inDim) }
-        let head = unembeddingT == nil && Model.prefersTransposedDecode(out: c.vocabSize, in: c.dModel)
+        let missing = layoutLinears.filter { $0.decodeT == nil }
+        let head = layoutCoversHead && unembeddingT == nil
         let count = missing.reduce(head ? c.vocabSize * c.dModel : 0) { $0 + $1.weight.count }
         guard count > 0 else { return true }
         guard let store = PageBuffer(count: count) else { return false }   // no memory: decode from W as before

@@ -155,8 +155,8 @@ public enum BLAS {
     /// y[k] = A[n, k]ᵀ · x[n] + beta · y, split over the rows of A instead of
     /// its columns: each core streams one contiguous half of A into its own
     /// partial y, and the halves are added at the end. For decode's transposed
-    /// weights this measured 53 vs 48 tok/s over the column split, whose two
-    /// cores each read short strided pieces of every row.
+    /// weights: 47–53 tok/s against 42–45 for the column split (`gemvT`), whose
+    /// two cores each read short strided pieces of every row.
     public static func gemvTRows(n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
                                  _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
         guard ways >= 2, n * k >= gemvSplitThreshold, n >= 16 else {
