@@ -8,12 +8,13 @@ import Transformer
 enum BenchCommand: Command {
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lrp] [--json]",
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--runs <n>] [--json]",
         options: [Common.model,
                   OptionSpec(name: "tokens", value: "n", help: "Decode tokens to time (default 64)."),
                   OptionSpec(name: "lengths", value: "list", help: "Prefill lengths, comma-separated (default 512,2048)."),
                   OptionSpec(name: "lrp", value: nil, help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)."),
                   OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default: as attribute)."),
+                  OptionSpec(name: "runs", value: "n", help: "Repeat the whole measurement, bounds included (default 1); prints min–max (median)."),
                   OptionSpec(name: "json", value: nil, help: "Print one JSON object.")],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
@@ -22,6 +23,9 @@ enum BenchCommand: Command {
         Prefill: best of 5, like the peak. LRP: one untimed warm-up pass, then best of 2 (T ≥ 2048) or 4.
         Prefill GFLOP/s counts linear + attention matmul FLOPs (causal half); decode's bound is bandwidth / weight
         bytes; LRP FLOPs are 3× the linear FLOPs (forward + δX + δW) plus 3.5× the forward's attention FLOPs.
+        On a shared 2-core VM one run moves by several percent: --runs N reports each measure's spread, every
+        fraction taken against its own run's bounds; --json then holds every run under "runs" and the spreads
+        under "summary".
         """)
 
     /// Best wall time of `reps` runs (the first one not counted with `skipFirst`).
@@ -80,21 +84,37 @@ enum BenchCommand: Command {
 
     static func run(_ args: Args) throws {
         let decodeTokens = try args.int("tokens", default: 64, min: 1)!
+        let runs = try args.int("runs", default: 1, min: 1)!
         let budget = try args.int("memory-budget-mb", default: AttributionSettings().memoryBudget >> 20, min: 1)! << 20
         let lengths = try (args.string("lengths") ?? "512,2048").split(separator: ",").map { s -> Int in
             guard let v = Int(s), v > 1 else { throw UsageError(message: "The value '\(s)' is invalid for '--lengths'") }
             return v
         }
-        var report: [String: Any] = ["blas": BLAS.configDescription, "threads": BLAS.threads]
+        let m = try Common.load(args, tokenizer: false)
+        var reports: [[String: Any]] = []
+        for r in 1...runs {
+            if runs > 1 { Out.err("run \(r) of \(runs)") }
+            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args.flag("lrp"), budget: budget))
+        }
+        var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": summary(reports)]
+        report["blas"] = BLAS.configDescription
+        report["threads"] = BLAS.threads
+        report["load_seconds"] = m.loadSeconds
+        report["peak_rss_mb"] = peakRSSMB()
+        if runs > 1 { printSummary(report["summary"] as! [String: Any], runs: runs) }
+        if args.flag("json") { Out.print(Out.json(report)) }
+    }
+
+    /// One complete measurement: the machine's bounds, then prefill, decode and
+    /// (with `lrp`) the LRP pass, then the bounds again.
+    static func measure(_ model: Model, lengths: [Int], decodeTokens: Int, lrp: Bool, budget: Int) throws -> [String: Any] {
+        let c = model.config
+        var report: [String: Any] = [:]
         // The machine's bounds are measured before and after the model runs; the
         // larger of each pair is the denominator (a VM's noise only ever lowers a
         // measured peak, so the max is the conservative choice).
         let peak0 = sgemmPeak(), bw0 = bandwidth()
         Out.err(String(format: "machine (before): sgemm peak %.1f GFLOP/s, sgemv bandwidth %.1f GB/s (%d BLAS threads)", peak0, bw0, BLAS.threads))
-        let m = try Common.load(args, tokenizer: false)
-        let model = m.model, c = model.config
-        report["load_seconds"] = m.loadSeconds
-        report["rss_after_load_mb"] = peakRSSMB()
         var rng = SeededRNG(seed: 1)
         func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(c.vocabSize)) } }
         var timings: [Timing] = []
@@ -116,7 +136,7 @@ enum BenchCommand: Command {
         let layoutSeconds = Date().timeIntervalSince(tl)
         let (_, stats) = try model.generate(prompt: tokens(16), maxNewTokens: min(decodeTokens, c.maxSeqLen) + 1, sampler: &sampler)
         Out.err(String(format: "decode: %.1f tok/s (decode layout made in %.2f s, not counted)", stats.decodeTokensPerSecond, layoutSeconds))
-        if args.flag("lrp") {
+        if lrp {
             let acc = RelevanceAccumulator(model: model)
             for t in lengths where t <= c.maxSeqLen {
                 let ids = tokens(t)
@@ -153,11 +173,54 @@ enum BenchCommand: Command {
         Out.err(String(format: "decode: %.1f tok/s; bandwidth bound %.1f tok/s (%.0f MB of weights) → %.0f%%",
                        stats.decodeTokensPerSecond, bound, Double(model.weightBytes) / 1e6, 100 * stats.decodeTokensPerSecond / bound))
         report["prefill"] = rows("prefill")
-        if args.flag("lrp") { report["lrp"] = rows("lrp") }
+        if lrp { report["lrp"] = rows("lrp") }
         report["decode"] = ["tokens_per_s": stats.decodeTokensPerSecond, "bound_tokens_per_s": bound,
                             "fraction_of_bandwidth_bound": stats.decodeTokensPerSecond / bound, "weight_bytes": model.weightBytes,
                             "layout_seconds": layoutSeconds, "layout_bytes": model.decodeLayoutBytes]
-        report["peak_rss_mb"] = peakRSSMB()
-        if args.flag("json") { Out.print(Out.json(report)) }
+        return report
+    }
+
+    // MARK: - Several runs
+
+    /// min / median / max of values (the median of an even count is the mean of the middle two).
+    static func spread(_ v: [Double]) -> [String: Double] {
+        let s = v.sorted(), n = s.count
+        return ["min": s[0], "median": n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, "max": s[n - 1]]
+    }
+
+    /// Per measure, the spread over runs of its rate and of its fraction of the run's own bound.
+    static func summary(_ reports: [[String: Any]]) -> [String: Any] {
+        var out: [String: Any] = [:]
+        for kind in ["prefill", "lrp"] {
+            let perRun = reports.compactMap { $0[kind] as? [[String: Any]] }
+            guard let first = perRun.first else { continue }
+            out[kind] = first.indices.map { i -> [String: Any] in
+                ["tokens": first[i]["tokens"] as? Int ?? 0,
+                 "tokens_per_s": spread(perRun.map { $0[i]["tokens_per_s"] as? Double ?? 0 }),
+                 "fraction_of_sgemm_peak": spread(perRun.map { $0[i]["fraction_of_sgemm_peak"] as? Double ?? 0 })]
+            }
+        }
+        let decode = reports.compactMap { $0["decode"] as? [String: Any] }
+        out["decode"] = ["tokens_per_s": spread(decode.map { $0["tokens_per_s"] as? Double ?? 0 }),
+                         "fraction_of_bandwidth_bound": spread(decode.map { $0["fraction_of_bandwidth_bound"] as? Double ?? 0 })]
+        out["sgemm_peak_gflops"] = spread(reports.map { $0["sgemm_peak_gflops"] as? Double ?? 0 })
+        out["bandwidth_gbs"] = spread(reports.map { $0["bandwidth_gbs"] as? Double ?? 0 })
+        return out
+    }
+
+    static func printSummary(_ s: [String: Any], runs: Int) {
+        func range(_ d: Any?, scale: Double = 1, _ fmt: String = "%.0f") -> String {
+            guard let d = d as? [String: Double] else { return "?" }
+            return String(format: "\(fmt)–\(fmt) (median \(fmt))", scale * d["min"]!, scale * d["max"]!, scale * d["median"]!)
+        }
+        Out.err("over \(runs) runs: sgemm peak \(range(s["sgemm_peak_gflops"])) GFLOP/s, bandwidth \(range(s["bandwidth_gbs"], "%.1f")) GB/s")
+        for kind in ["prefill", "lrp"] {
+            for row in s[kind] as? [[String: Any]] ?? [] {
+                Out.err("\(kind) T=\(row["tokens"] ?? 0): \(range(row["tokens_per_s"])) tok/s = \(range(row["fraction_of_sgemm_peak"], scale: 100)) % of sgemm peak")
+            }
+        }
+        if let d = s["decode"] as? [String: Any] {
+            Out.err("decode: \(range(d["tokens_per_s"], "%.1f")) tok/s = \(range(d["fraction_of_bandwidth_bound"], scale: 100)) % of the bandwidth bound")
+        }
     }
 }

@@ -424,4 +424,31 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(decode["tokens_per_s"] as? Double), 0)
         XCTAssertTrue(r.stderr.contains("machine (after)"), r.stderr)
     }
+
+    func testBenchRunsReportEveryRunAndTheirSpread() throws {
+        let hf = try TestAssets.asset("stories260K/hf")
+        let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "32", "--tokens", "4", "--runs", "3", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        let runs = try XCTUnwrap(obj["runs"] as? [[String: Any]])
+        XCTAssertEqual(runs.count, 3)
+        let fractions = try runs.map { run -> Double in
+            let row = try XCTUnwrap((run["prefill"] as? [[String: Any]])?.first)
+            return try XCTUnwrap(row["fraction_of_sgemm_peak"] as? Double)
+        }
+        let summary = try XCTUnwrap(obj["summary"] as? [String: Any])
+        let prefill = try XCTUnwrap((summary["prefill"] as? [[String: Any]])?.first)
+        XCTAssertEqual(prefill["tokens"] as? Int, 32)
+        let spread = try XCTUnwrap(prefill["fraction_of_sgemm_peak"] as? [String: Double])
+        XCTAssertEqual(spread["min"], fractions.min())
+        XCTAssertEqual(spread["max"], fractions.max())
+        XCTAssertEqual(spread["median"], fractions.sorted()[1])
+        let decodeRates = runs.compactMap { ($0["decode"] as? [String: Any])?["tokens_per_s"] as? Double }
+        let decode = try XCTUnwrap((summary["decode"] as? [String: Any])?["tokens_per_s"] as? [String: Double])
+        XCTAssertEqual(decode["median"], decodeRates.sorted()[1])
+        XCTAssertTrue(r.stderr.contains("over 3 runs:"), r.stderr)
+        XCTAssertNotNil(obj["load_seconds"] as? Double)
+        let bad = try WorkbenchCLI.run(["bench", "--model", hf, "--runs", "0"])
+        XCTAssertEqual(bad.status, 64, bad.summary)
+    }
 }
