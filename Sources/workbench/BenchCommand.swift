@@ -23,6 +23,9 @@ enum BenchCommand: Command {
         Prefill: best of 5, like the peak. LRP: one untimed warm-up pass, then best of 2 (T ≥ 2048) or 4.
         Prefill GFLOP/s counts linear + attention matmul FLOPs (causal half); decode's bound is bandwidth / weight
         bytes; LRP FLOPs are 3× the linear FLOPs (forward + δX + δW) plus 3.5× the forward's attention FLOPs.
+        Peak RSS of a phase: the resident set's peak while that phase ran, weights included (the count restarts
+        before each phase; the bounds' 256 MB test matrix is not in it). With --runs, later runs start with the
+        heap the LRP pass keeps for its next sample (see Allocator.retainFreedBuffers): run 1 has the cold figures.
         On a shared 2-core VM one run moves by several percent: --runs N reports each measure's spread, every
         fraction taken against its own run's bounds; --json then holds every run under "runs" and the spreads
         under "summary".
@@ -57,6 +60,16 @@ enum BenchCommand: Command {
             } } } })
         }
         return Double(rows * cols * 4) / t / 1e9
+    }
+
+    /// Restarts the peak-RSS count at the current resident set (Linux ≥ 4.0:
+    /// "5" to /proc/self/clear_refs), so each phase reports its own peak
+    /// rather than the bounds' 256 MB test matrix or an earlier phase's.
+    /// Without it (older kernels) the peak is the process's so far.
+    static func resetPeakRSS() {
+        guard let f = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return }
+        try? f.write(contentsOf: Data("5".utf8))
+        try? f.close()
     }
 
     /// Peak resident set (VmHWM) in MB, from /proc/self/status.
@@ -100,7 +113,7 @@ enum BenchCommand: Command {
         report["blas"] = BLAS.configDescription
         report["threads"] = BLAS.threads
         report["load_seconds"] = m.loadSeconds
-        report["peak_rss_mb"] = peakRSSMB()
+        report["peak_rss_mb"] = reports.compactMap { $0["peak_rss_mb"] as? Double }.max() ?? peakRSSMB()
         if runs > 1 { printSummary(report["summary"] as! [String: Any], runs: runs) }
         if args.flag("json") { Out.print(Out.json(report)) }
     }
@@ -121,6 +134,7 @@ enum BenchCommand: Command {
         // Prefill: hidden states + last-position logits, no [T, vocab] matrix.
         for t in lengths where t <= c.maxSeqLen {
             let ids = tokens(t)
+            resetPeakRSS()
             let secs = time(5) {
                 let cache = KVCache(config: c, capacity: t)
                 _ = model.step(ids, cache: cache)
@@ -136,11 +150,14 @@ enum BenchCommand: Command {
         let layoutSeconds = Date().timeIntervalSince(tl)
         let (_, stats) = try model.generate(prompt: tokens(16), maxNewTokens: min(decodeTokens, c.maxSeqLen) + 1, sampler: &sampler)
         Out.err(String(format: "decode: %.1f tok/s (decode layout made in %.2f s, not counted)", stats.decodeTokensPerSecond, layoutSeconds))
+        let layoutBytes = model.decodeLayoutBytes
+        model.releaseDecodeLayout()   // made here, freed here: no later phase's RSS carries it
         if lrp {
             let acc = RelevanceAccumulator(model: model)
             for t in lengths where t <= c.maxSeqLen {
                 let ids = tokens(t)
                 // One untimed warm-up pass first: a long run's steady state, not its first sample's page faults.
+                resetPeakRSS()
                 let secs = time(t >= 2048 ? 3 : 5, skipFirst: true) {
                     _ = try? model.lrp(tokens: ids, explain: ExplainSpec.nextToken(from: 0), sink: acc, memoryBudget: budget)
                 }
@@ -174,9 +191,10 @@ enum BenchCommand: Command {
                        stats.decodeTokensPerSecond, bound, Double(model.weightBytes) / 1e6, 100 * stats.decodeTokensPerSecond / bound))
         report["prefill"] = rows("prefill")
         if lrp { report["lrp"] = rows("lrp") }
+        report["peak_rss_mb"] = timings.map(\.rssMB).max() ?? peakRSSMB()   // the largest phase peak
         report["decode"] = ["tokens_per_s": stats.decodeTokensPerSecond, "bound_tokens_per_s": bound,
                             "fraction_of_bandwidth_bound": stats.decodeTokensPerSecond / bound, "weight_bytes": model.weightBytes,
-                            "layout_seconds": layoutSeconds, "layout_bytes": model.decodeLayoutBytes]
+                            "layout_seconds": layoutSeconds, "layout_bytes": layoutBytes]
         return report
     }
 
