@@ -109,12 +109,13 @@ enum BenchCommand: Command {
             if runs > 1 { Out.err("run \(r) of \(runs)") }
             reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args.flag("lrp"), budget: budget))
         }
-        var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": summary(reports)]
+        let spreads = summary(reports)
+        var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
         report["blas"] = BLAS.configDescription
         report["threads"] = BLAS.threads
         report["load_seconds"] = m.loadSeconds
         report["peak_rss_mb"] = reports.compactMap { $0["peak_rss_mb"] as? Double }.max() ?? peakRSSMB()
-        if runs > 1 { printSummary(report["summary"] as! [String: Any], runs: runs) }
+        if runs > 1 { printSummary(spreads, runs: runs) }
         if args.flag("json") { Out.print(Out.json(report)) }
     }
 
@@ -228,8 +229,8 @@ enum BenchCommand: Command {
 
     static func printSummary(_ s: [String: Any], runs: Int) {
         func range(_ d: Any?, scale: Double = 1, _ fmt: String = "%.0f") -> String {
-            guard let d = d as? [String: Double] else { return "?" }
-            return String(format: "\(fmt)–\(fmt) (median \(fmt))", scale * d["min"]!, scale * d["max"]!, scale * d["median"]!)
+            guard let d = d as? [String: Double], let lo = d["min"], let hi = d["max"], let mid = d["median"] else { return "?" }
+            return String(format: "\(fmt)–\(fmt) (median \(fmt))", scale * lo, scale * hi, scale * mid)
         }
         Out.err("over \(runs) runs: sgemm peak \(range(s["sgemm_peak_gflops"])) GFLOP/s, bandwidth \(range(s["bandwidth_gbs"], "%.1f")) GB/s")
         for kind in ["prefill", "lrp"] {
