@@ -111,7 +111,7 @@ public enum PromptSamples {
             let line = ProgressLine("generating continuations", total: toGenerate.count, unit: "prompts", enabled: progress)
             var produced = 0
             // All continuations first, so the decode layout is made once (≈ 7 ms saved per token) and freed before LRP.
-            if toGenerate.count * maxNewTokens >= 128 { model.prepareDecodeLayout() }
+            if toGenerate.count * maxNewTokens >= Model.decodeLayoutMinTokens { model.prepareDecodeLayout() }
             defer { model.releaseDecodeLayout() }
             for (k, i) in toGenerate.enumerated() {
                 samples[i].tokens = try greedyContinuation(model, prompt: samples[i].tokens, maxNewTokens: maxNewTokens, eos: eos)

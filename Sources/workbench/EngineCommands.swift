@@ -102,9 +102,8 @@ enum GenerateCommand: Command {
         if let e = tok.eosId ?? m.model.config.eosTokenId { stop.insert(e) }
         if let b = tok.bosId ?? m.model.config.bosTokenId { stop.insert(b) }   // llama2.c stops at BOS
         var generated: [Int] = [], printed = ""
-        // The decode layout costs 0.2–0.9 s for SmolLM2 and saves ≈ 7 ms per token.
         var layoutSeconds = 0.0
-        if maxNew >= 128 {
+        if maxNew >= Model.decodeLayoutMinTokens {
             let t = Date()
             m.model.prepareDecodeLayout()
             layoutSeconds = Date().timeIntervalSince(t)
