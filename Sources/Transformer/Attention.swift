@@ -66,7 +66,8 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                 return
             }
             // Prefill: (query block × head) work items spread over the cores,
-            // each with single-threaded BLAS and its own score buffer.
+            // each with single-threaded BLAS and its own score buffer; items
+            // write disjoint slices of `out`, so they are dealt out dynamically.
             let blocks = (tq + queryBlock - 1) / queryBlock
             let ways = max(BLAS.ways, 1)
             let need = min(queryBlock, tq) * (pos0 + tq)
@@ -81,33 +82,63 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                     let keys = pos0 + i1                       // keys visible to the last row of the block
                     let g = h / group
                     let gemm = parallel ? BLAS.gemmSerial : BLAS.gemm
-                    // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ
-                    gemm(false, true, rows, keys, hd, scale, q + i0 * qDim + h * hd, qDim, kBase + g * hd, kvDim, 0, s, keys)
+                    // S[rows, keys] = scale · Q_h[i0..<i1] · K_g[0..<keys]ᵀ, in row strips that
+                    // stop at their own last key (the block's diagonal square is half masked).
+                    diagonalStrips(rows: rows, keys: keys, height: scoreStripRows) { r0, r1, kEnd in
+                        gemm(false, true, r1 - r0, kEnd, hd, scale, q + (i0 + r0) * qDim + h * hd, qDim, kBase + g * hd, kvDim,
+                             0, s + r0 * keys, keys)
+                    }
                     // E = exp(S − rowmax) under the causal mask; out[i0..<i1, h] = (E · V_g) / rowsum(E).
                     var sums = [Float](repeating: 0, count: rows)
-                    sums.ptr { maskedExp(s, rows: rows, keys: keys, firstPos: pos0 + i0, sums: $0) }
+                    sums.ptr { maskedExp(s, rows: rows, keys: keys, firstPos: pos0 + i0, stripRows: valueStripRows, sums: $0) }
                     let o = out + i0 * qDim + h * hd
-                    gemm(false, false, rows, hd, keys, 1, s, keys, vBase + g * hd, kvDim, 0, o, qDim)
+                    diagonalStrips(rows: rows, keys: keys, height: valueStripRows) { r0, r1, kEnd in
+                        gemm(false, false, r1 - r0, hd, kEnd, 1, s + r0 * keys, keys, vBase + g * hd, kvDim, 0, o + r0 * qDim, qDim)
+                    }
                     for r in 0..<rows {
                         let inv = 1 / sums[r]
                         for e in 0..<hd { o[r * qDim + e] *= inv }
                     }
                 }
-                BLAS.workers(costs: costs, run)
+                BLAS.dynamicWorkers(costs: costs, run)
             }
         }
     }
 }
 
-/// Unnormalised masked softmax: row r gets exp(s − max) over keys 0...firstPos + r,
-/// exact zeros after; `sums[r]` receives the row's sum.
+/// Calls `body(r0, r1, keyEnd)` for strips of at most `height` rows of a query
+/// block of `rows` rows whose last row sees `keys` keys: each strip's product
+/// stops at its own last visible key, so the masked upper half of the block's
+/// diagonal square is mostly skipped (a strip wastes only its own small triangle).
+/// Measured at T=512 (one core, C model of SmolLM2's heads): QKᵀ (K = 64) in
+/// 64-row strips 4% faster than whole blocks, 32-row strips slower again; E·V in
+/// 16-row strips 30% faster (the saved products, and no loss at small M there).
 @inline(__always)
-func maskedExp(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int, sums: UnsafeMutablePointer<Float>) {
+func diagonalStrips(rows: Int, keys: Int, height: Int, _ body: (Int, Int, Int) -> Void) {
+    var r0 = 0
+    while r0 < rows {
+        let r1 = min(r0 + height, rows)
+        body(r0, r1, keys - (rows - r1))
+        r0 = r1
+    }
+}
+
+/// Strip heights of the two attention products (see `diagonalStrips`).
+let scoreStripRows = 64, valueStripRows = 16
+
+/// Unnormalised masked softmax: row r gets exp(s − max) over keys 0...firstPos + r
+/// and `sums[r]` their sum. The masked entries are set to exact zeros up to the
+/// last key the row's E·V strip reads (`diagonalStrips` with `stripRows`);
+/// entries past that are never read and left as they are.
+@inline(__always)
+func maskedExp(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int, stripRows: Int,
+               sums: UnsafeMutablePointer<Float>) {
     for r in 0..<rows {
         let row = s + r * keys
         let visible = firstPos + r + 1
         sums[r] = expRow(row, visible)
-        for j in visible..<keys { row[j] = 0 }
+        let stripEnd = keys - (rows - min((r / stripRows + 1) * stripRows, rows))
+        if visible < stripEnd { (row + visible).update(repeating: 0, count: stripEnd - visible) }
     }
 }
 

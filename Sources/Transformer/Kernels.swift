@@ -146,12 +146,38 @@ public struct RopeTable {
 /// compile to per-lane generic calls here (measured: 10–15% of a prefill).
 @inline(__always)
 func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let (p, n) = expReduced(x)
+    // Clamp n to [−127, 128] branch-free: 2⁻¹²⁷ encodes as 0 (underflow), 2¹²⁸ as +inf.
+    let lo = SIMD8<Int32>(repeating: -127), hi = SIMD8<Int32>(repeating: 128)
+    var ni = n, d = ni &- lo
+    ni = ni &- (d & (d &>> 31))                     // max(ni, lo)
+    d = hi &- ni
+    ni = ni &+ (d & (d &>> 31))                     // min(ni, hi)
+    return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+}
+
+/// exp(x) for x ≤ 0 (softmax after the row maximum is subtracted): the same
+/// polynomial as `expSIMD`, but n ≤ 0 needs no upper clamp, three integer ops
+/// fewer per vector (the masked exp is ~20% of causal attention).
+@inline(__always)
+func expNonPositiveSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let (p, n) = expReduced(x)
+    let lo = SIMD8<Int32>(repeating: -127)
+    let d = n &- lo
+    let ni = n &- (d & (d &>> 31))                  // max(n, −127): 2⁻¹²⁷ encodes as 0
+    return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+}
+
+/// Range reduction x = n·ln2 + r, |r| ≤ ln2/2, and e^r by a degree-6 polynomial:
+/// returns (e^r, n); e^x = e^r · 2ⁿ.
+@inline(__always)
+func expReduced(_ x: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Int32>) {
     // n = round(x·log2 e) via the 1.5·2²³ magic number: the integer lands in
     // the low mantissa bits, so float→int is a bit cast.
     let magic = SIMD8<Float>(repeating: 12_582_912)
     let shifted = x * 1.442_695_04 + magic
     let n = shifted - magic
-    var ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
     var r = x - n * 0.693_359_375
     r = r + n * 2.121_944_4e-4
     var p = SIMD8<Float>(repeating: 1.987_569_1e-4)
@@ -161,14 +187,7 @@ func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 1.666_666_5e-1
     p = p * r + 5.000_000_1e-1
     p = p * r * r + r + 1
-    // Clamp n to [−127, 128] branch-free: 2⁻¹²⁷ encodes as 0 (underflow), 2¹²⁸ as +inf.
-    let lo = SIMD8<Int32>(repeating: -127), hi = SIMD8<Int32>(repeating: 128)
-    var d = ni &- lo
-    ni = ni &- (d & (d &>> 31))                     // max(ni, lo)
-    d = hi &- ni
-    ni = ni &+ (d & (d &>> 31))                     // min(ni, hi)
-    let bits = (ni &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
+    return (p, ni)
 }
 
 @inline(__always)
@@ -229,18 +248,27 @@ func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
 @inline(__always)
 func expRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
     let m = maxSIMD(p, n)
-    var sum: Float = 0
     var j = 0
     let mv = SIMD8<Float>(repeating: m)
-    var acc = SIMD8<Float>(repeating: 0)
-    while j + 8 <= n {
-        let raw = UnsafeMutableRawPointer(p + j)
-        let e = expSIMD(raw.loadUnaligned(as: SIMD8<Float>.self) - mv)
-        raw.storeBytes(of: e, as: SIMD8<Float>.self)
-        acc += e
+    // Two vectors per step with their own sums: each exp is a chain of ~10
+    // dependent FMAs, and two independent chains keep both FMA pipes busy.
+    var acc0 = SIMD8<Float>(repeating: 0), acc1 = acc0
+    let raw = UnsafeMutableRawPointer(p)
+    while j + 16 <= n {
+        let e0 = expNonPositiveSIMD(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - mv)
+        let e1 = expNonPositiveSIMD(raw.loadUnaligned(fromByteOffset: j * 4 + 32, as: SIMD8<Float>.self) - mv)
+        raw.storeBytes(of: e0, toByteOffset: j * 4, as: SIMD8<Float>.self)
+        raw.storeBytes(of: e1, toByteOffset: j * 4 + 32, as: SIMD8<Float>.self)
+        acc0 += e0; acc1 += e1
+        j += 16
+    }
+    if j + 8 <= n {
+        let e = expNonPositiveSIMD(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - mv)
+        raw.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
+        acc0 += e
         j += 8
     }
-    sum = acc.sum()
+    var sum = (acc0 + acc1).sum()
     while j < n { let e = fastExp(p[j] - m); p[j] = e; sum += e; j += 1 }
     return sum
 }
