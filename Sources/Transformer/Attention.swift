@@ -123,6 +123,22 @@ func diagonalStrips(rows: Int, keys: Int, height: Int, _ body: (Int, Int, Int) -
     }
 }
 
+/// The transposed products (Pᵀ·δz, δSᵀ·Q; key rows out): `body(k0, k1, rStart)`
+/// for key strips of at most `height` keys. Keys before the block's diagonal
+/// square are seen by every row; a diagonal key strip only by the rows from
+/// `rStart` on, so its product sums over rows rStart..<rows.
+@inline(__always)
+func diagonalKeyStrips(rows: Int, keys: Int, height: Int, _ body: (Int, Int, Int) -> Void) {
+    let first = keys - rows                          // the diagonal square's first key
+    if first > 0 { body(0, first, 0) }
+    var k0 = first
+    while k0 < keys {
+        let k1 = min(k0 + height, keys)
+        body(k0, k1, k0 - first)
+        k0 = k1
+    }
+}
+
 /// Strip heights of the two attention products (see `diagonalStrips`).
 let scoreStripRows = 64, valueStripRows = 16
 

@@ -173,13 +173,22 @@ extension Model {
                 let i1 = min(i0 + queryBlock, n), rows = i1 - i0, keys = i1
                 let g = h / group
                 let qh = q + i0 * qDim + h * hd, kg = k + g * hd, vg = v + g * hd, dzh = dz + i0 * qDim + h * hd
-                gemm(false, true, rows, keys, hd, scale, qh, qDim, kg, kvDim, 0, s, keys)
+                // Row strips stop at their own last key, as in the forward (`diagonalStrips`);
+                // maskedSoftmax zeroes every masked entry, so P is exact for the transposed products.
+                diagonalStrips(rows: rows, keys: keys, height: scoreStripRows) { r0, r1, kEnd in
+                    gemm(false, true, r1 - r0, kEnd, hd, scale, qh + r0 * qDim, qDim, kg, kvDim, 0, s + r0 * keys, keys)
+                }
                 maskedSoftmax(s, rows: rows, keys: keys, firstPos: i0, parallel: !parallel)
                 // δv_g += vF · Pᵀ δz_h
-                gemm(true, false, keys, hd, rows, vF, s, keys, dzh, qDim, 1, dvW + g * hd, kvDim)
+                diagonalKeyStrips(rows: rows, keys: keys, height: scoreStripRows) { k0, k1, rStart in
+                    gemm(true, false, k1 - k0, hd, rows - rStart, vF, s + rStart * keys + k0, keys, dzh + rStart * qDim, qDim,
+                         1, dvW + k0 * kvDim + g * hd, kvDim)
+                }
                 guard qkF != 0 else { return }
                 // δP = δz_h V_gᵀ, then δS = P ⊙ (δP − Σ_j δP·P) in place in dP.
-                gemm(false, true, rows, keys, hd, 1, dzh, qDim, vg, kvDim, 0, dP, keys)
+                diagonalStrips(rows: rows, keys: keys, height: scoreStripRows) { r0, r1, kEnd in
+                    gemm(false, true, r1 - r0, kEnd, hd, 1, dzh + r0 * qDim, qDim, vg, kvDim, 0, dP + r0 * keys, keys)
+                }
                 parallelRows(rows, work: parallel ? 0 : rows * keys) { range in
                     for r in range {
                         let pr = s + r * keys, dr = dP + r * keys, visible = i0 + r + 1
@@ -188,8 +197,14 @@ extension Model {
                         for j in visible..<keys { dr[j] = 0 }
                     }
                 }
-                gemm(false, false, rows, hd, keys, qkF * scale, dP, keys, kg, kvDim, 0, dq + i0 * qDim + h * hd, qDim)
-                gemm(true, false, keys, hd, rows, qkF * scale, dP, keys, qh, qDim, 1, dkW + g * hd, kvDim)
+                diagonalStrips(rows: rows, keys: keys, height: valueStripRows) { r0, r1, kEnd in
+                    gemm(false, false, r1 - r0, hd, kEnd, qkF * scale, dP + r0 * keys, keys, kg, kvDim, 0,
+                         dq + (i0 + r0) * qDim + h * hd, qDim)
+                }
+                diagonalKeyStrips(rows: rows, keys: keys, height: scoreStripRows) { k0, k1, rStart in
+                    gemm(true, false, k1 - k0, hd, rows - rStart, qkF * scale, dP + rStart * keys + k0, keys, qh + rStart * qDim, qDim,
+                         1, dkW + k0 * kvDim + g * hd, kvDim)
+                }
             }
             for w in 1..<ways {
                 let base = ex + (w - 1) * 2 * n * kvDim

@@ -41,6 +41,26 @@ final class AttentionKernelTests: XCTestCase {
         }
     }
 
+    /// Key strips for the transposed products: together they cover every key once,
+    /// and a strip's row range starts at the first row that sees its first key.
+    func testDiagonalKeyStripsCoverEveryKeyFromItsFirstRow() {
+        for (rows, keys, height) in [(128, 512, 64), (128, 128, 64), (72, 222, 64), (5, 5, 64), (130, 300, 16)] {
+            var next = 0, strips = 0
+            diagonalKeyStrips(rows: rows, keys: keys, height: height) { k0, k1, rStart in
+                XCTAssertEqual(k0, next, "key strips are contiguous")
+                XCTAssertGreaterThan(k1, k0)
+                strips += 1
+                // Row r (absolute position keys − rows + r) sees key k iff k ≤ keys − rows + r.
+                let firstRowSeeingK0 = max(0, k0 - (keys - rows))
+                XCTAssertEqual(rStart, firstRowSeeingK0, "rows \(rows) keys \(keys) strip \(k0)..<\(k1)")
+                if k0 >= keys - rows { XCTAssertLessThanOrEqual(k1 - k0, height) }
+                next = k1
+            }
+            XCTAssertEqual(next, keys)
+            XCTAssertEqual(strips, (keys > rows ? 1 : 0) + (rows + height - 1) / height)
+        }
+    }
+
     func testMaskedExpZeroesWhatItsStripReadsAndNothingElse() {
         let rows = 40, firstPos = 20, keys = firstPos + rows, strip = 16
         var rng = SeededRNG(seed: 9)
