@@ -147,13 +147,18 @@ public struct RopeTable {
 @inline(__always)
 func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let (p, n) = expReduced(x)
-    // Clamp n to [−127, 128] branch-free: 2⁻¹²⁷ encodes as 0 (underflow), 2¹²⁸ as +inf.
-    let lo = SIMD8<Int32>(repeating: -127), hi = SIMD8<Int32>(repeating: 128)
-    var ni = n, d = ni &- lo
-    ni = ni &- (d & (d &>> 31))                     // max(ni, lo)
-    d = hi &- ni
-    ni = ni &+ (d & (d &>> 31))                     // min(ni, hi)
+    // Clamp n to [−127, 128] branch-free: 2¹²⁸ encodes as +inf.
+    var ni = atLeastMinus127(n)
+    let d = SIMD8<Int32>(repeating: 128) &- ni
+    ni = ni &+ (d & (d &>> 31))                     // min(ni, 128)
     return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+}
+
+/// max(n, −127), branch-free: 2⁻¹²⁷ encodes as 0 (underflow).
+@inline(__always)
+func atLeastMinus127(_ n: SIMD8<Int32>) -> SIMD8<Int32> {
+    let d = n &- SIMD8<Int32>(repeating: -127)
+    return n &- (d & (d &>> 31))
 }
 
 /// exp(x) for x ≤ 0 (softmax after the row maximum is subtracted): the same
@@ -162,10 +167,7 @@ func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 func expNonPositiveSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let (p, n) = expReduced(x)
-    let lo = SIMD8<Int32>(repeating: -127)
-    let d = n &- lo
-    let ni = n &- (d & (d &>> 31))                  // max(n, −127): 2⁻¹²⁷ encodes as 0
-    return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+    return p * unsafeBitCast((atLeastMinus127(n) &+ 127) &<< 23, to: SIMD8<Float>.self)
 }
 
 /// Range reduction x = n·ln2 + r, |r| ≤ ln2/2, and e^r by a degree-6 polynomial:
