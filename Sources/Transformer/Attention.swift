@@ -149,12 +149,13 @@ let scoreStripRows = 64, valueStripRows = 16
 @inline(__always)
 func maskedExp(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstPos: Int, stripRows: Int,
                sums: UnsafeMutablePointer<Float>) {
-    for r in 0..<rows {
-        let row = s + r * keys
-        let visible = firstPos + r + 1
-        sums[r] = expRow(row, visible)
-        let stripEnd = keys - (rows - min((r / stripRows + 1) * stripRows, rows))
-        if visible < stripEnd { (row + visible).update(repeating: 0, count: stripEnd - visible) }
+    diagonalStrips(rows: rows, keys: keys, height: stripRows) { r0, r1, stripEnd in
+        for r in r0..<r1 {
+            let row = s + r * keys
+            let visible = firstPos + r + 1
+            sums[r] = expRow(row, visible)
+            if visible < stripEnd { (row + visible).update(repeating: 0, count: stripEnd - visible) }
+        }
     }
 }
 

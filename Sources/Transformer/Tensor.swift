@@ -126,22 +126,27 @@ public enum BLAS {
         }
         var load = [Int](repeating: 0, count: w)
         var plan = [[Int]](repeating: [], count: w)
-        for i in costs.indices.sorted(by: { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }) {
+        for i in expensiveFirst(costs) {
             let k = load.indices.min { load[$0] < load[$1] }!
             plan[k].append(i); load[k] += costs[i]
         }
         WorkerTeam.shared.run(parts: w) { k in for i in plan[k] { body(k, i) } }
     }
 
+    /// Item indices by decreasing cost, ties in index order.
+    static func expensiveFirst(_ costs: [Int]) -> [Int] {
+        costs.indices.sorted { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }
+    }
+
     /// Like `workers`, but each worker takes the next item (most expensive
-    /// first) when it finishes its last, so a core slowed by the host does less
-    /// of the work instead of holding the other up: measured on this VM, one
-    /// core at times runs 10–15% slower than the other for seconds. Only for
-    /// items with disjoint outputs: which worker runs an item then changes
-    /// nothing in the result (each item's BLAS calls are single-threaded).
+    /// first) when it finishes its last, so a worker slowed by the host does
+    /// less of the work instead of holding the other up (measured in situ on
+    /// this VM: at times one worker's attention items took 10–15% longer than
+    /// the other's). Only for items with disjoint outputs: which worker runs an
+    /// item then changes nothing in the result (its BLAS calls are single-threaded).
     public static func dynamicWorkers(costs: [Int], _ body: (Int, Int) -> Void) {
         let w = ways
-        let order = costs.indices.sorted { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }
+        let order = expensiveFirst(costs)
         if w < 2 || costs.count < 2 {
             for i in order { body(0, i) }
             return
