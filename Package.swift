@@ -26,9 +26,13 @@ let package = Package(
         .target(name: "Transformer", dependencies: ["COpenBLAS", "Tokenize"], swiftSettings: fast),
         .target(name: "Circuits", dependencies: ["Transformer", "Tokenize"], swiftSettings: fast),
         .executableTarget(name: "workbench", dependencies: ["Transformer", "Tokenize", "Circuits"], swiftSettings: fast),
-        .testTarget(name: "TokenizeTests", dependencies: ["Tokenize"]),
-        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenize"]),
-        .testTarget(name: "CircuitsTests", dependencies: ["Circuits", "Transformer"]),
+        // Test plumbing shared by every test target: Assets, Fixtures, Scratch, WorkbenchCLI.
+        .target(name: "TestSupport", dependencies: ["Transformer"], path: "Tests/TestSupport"),
+        .testTarget(name: "TokenizeTests", dependencies: ["Tokenize", "TestSupport"]),
+        .testTarget(name: "TransformerTests", dependencies: ["Transformer", "Tokenize", "TestSupport"]),
+        .testTarget(name: "CircuitsTests", dependencies: ["Circuits", "Transformer", "TestSupport"]),
+        // The CLI as a user runs it; depending on the executable makes `swift test` build it first.
+        .testTarget(name: "WorkbenchTests", dependencies: ["workbench", "Circuits", "Transformer", "Tokenize", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

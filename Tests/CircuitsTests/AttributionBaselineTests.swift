@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// magnitude = |W|; wanda = |W_ij|·‖X_j‖₂ with ‖X_j‖ computed here independently from BlockBuffers;
 /// activation = mean |post| per neuron and mean |z| per head.
@@ -28,7 +29,7 @@ final class AttributionBaselineTests: XCTestCase {
     }
 
     func run(_ method: AttributionMethod, _ model: Model, _ ss: [AttributionSample]) throws -> SafetensorsFile {
-        let out = try F.tempDir(self).appendingPathComponent("\(method).safetensors").path
+        let out = try Scratch.dir(self).appendingPathComponent("\(method).safetensors").path
         _ = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(method, samples: ss.count), out: out)
         return try SafetensorsFile(path: out)
     }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// `--text` corpus windows: reproducible per seed, exact length, BOS in front, short documents
 /// joined with EOS, long documents cropped, clear errors.
@@ -9,7 +10,7 @@ final class AttributionCorpusTests: XCTestCase {
     typealias F = AttributionFixtures
 
     func write(_ s: String, _ name: String) throws -> String {
-        let p = try F.tempDir(self).appendingPathComponent(name).path
+        let p = try Scratch.dir(self).appendingPathComponent(name).path
         try s.write(toFile: p, atomically: true, encoding: .utf8)
         return p
     }
@@ -90,7 +91,7 @@ final class AttributionCorpusTests: XCTestCase {
     }
 
     func testSharedC4WindowsOf512() throws {
-        let c4 = try F.asset("eval/c4/c4_pfdecoding_1480.jsonl")
+        let c4 = try Assets.path("eval/c4/c4_pfdecoding_1480.jsonl")
         let m = try F.stories()
         let tok = try m.requireTokenizer()
         let corpus = try TextCorpus.load(c4)

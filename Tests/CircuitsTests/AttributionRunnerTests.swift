@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// The driver: Eq. 1 averaging, |R| per sample, gradient, checkpoint/resume bit-identity,
 /// settings checks, output format and metadata.
@@ -38,7 +39,7 @@ final class AttributionRunnerTests: XCTestCase {
         for name in ["tiny-llama-bias", "tiny-opt"] {
             let model = try F.tiny(name)
             let ss = samples(model, count: 2)
-            let out = try F.tempDir(self).appendingPathComponent("r.safetensors").path
+            let out = try Scratch.dir(self).appendingPathComponent("r.safetensors").path
             let summary = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(.lrp, samples: 2), out: out)
             XCTAssertEqual(summary.samples, 2)
             XCTAssertEqual(summary.tokens, 12 + 13)
@@ -64,7 +65,7 @@ final class AttributionRunnerTests: XCTestCase {
     func testAbsPerSampleIsMeanOfAbsoluteMapsAndDiffersFromSigned() throws {
         let model = try F.tiny("tiny-llama-bias")
         let ss = samples(model, count: 2)
-        let dir = try F.tempDir(self)
+        let dir = try Scratch.dir(self)
         let signed = dir.appendingPathComponent("s.safetensors").path, absolute = dir.appendingPathComponent("a.safetensors").path
         _ = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(.lrp, samples: 2), out: signed)
         _ = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(.lrp, samples: 2, abs: true), out: absolute)
@@ -86,7 +87,7 @@ final class AttributionRunnerTests: XCTestCase {
     func testGradientMethodIsPlainGradientTimesWeight() throws {
         let model = try F.tiny("tiny-llama-bias")
         let ss = samples(model, count: 1)
-        let dir = try F.tempDir(self)
+        let dir = try Scratch.dir(self)
         let g = dir.appendingPathComponent("g.safetensors").path, l = dir.appendingPathComponent("l.safetensors").path
         _ = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(.gradient, samples: 1), out: g)
         _ = try AttributionRunner.run(model: model, samples: ss, settings: F.settings(.lrp, samples: 1), out: l)
@@ -103,7 +104,7 @@ final class AttributionRunnerTests: XCTestCase {
         for method in [AttributionMethod.lrp, .wanda, .activation] {
             let model = try F.tiny("tiny-opt")
             let ss = samples(model, count: 5)
-            let dir = try F.tempDir(self)
+            let dir = try Scratch.dir(self)
             let oneGo = dir.appendingPathComponent("one.safetensors").path
             let resumed = dir.appendingPathComponent("two.safetensors").path
             var s = F.settings(method, samples: 5, abs: false)
@@ -132,7 +133,7 @@ final class AttributionRunnerTests: XCTestCase {
             XCTAssertEqual(sum.resumedAt, 3)
             XCTAssertEqual(sum.samples, 5)
             XCTAssertFalse(FileManager.default.fileExists(atPath: resumed + ".partial"))
-            XCTAssertEqual(try F.rawTensors(resumed), try F.rawTensors(oneGo), "\(method): bit-identical tensors")
+            XCTAssertEqual(try TensorBytes.read(resumed), try TensorBytes.read(oneGo), "\(method): bit-identical tensors")
             XCTAssertEqual(try SafetensorsFile(path: resumed).metadata, try SafetensorsFile(path: oneGo).metadata)
         }
     }
@@ -140,7 +141,7 @@ final class AttributionRunnerTests: XCTestCase {
     func testResumeWithOtherSettingsIsAnErrorNamingTheFieldAndWritesNothing() throws {
         let model = try F.tiny("tiny-llama-bias")
         let ss = samples(model, count: 4)
-        let out = try F.tempDir(self).appendingPathComponent("r.safetensors").path
+        let out = try Scratch.dir(self).appendingPathComponent("r.safetensors").path
         let s = F.settings(.lrp, samples: 4)
         var o = AttributionRunOptions()
         o.stopAfter = 2
@@ -189,7 +190,7 @@ final class AttributionRunnerTests: XCTestCase {
     func testResumeFromPeriodicCheckpointAfterHardKill() throws {
         let model = try F.tiny("tiny-llama-bias")
         let ss = samples(model, count: 5)
-        let dir = try F.tempDir(self)
+        let dir = try Scratch.dir(self)
         let out = dir.appendingPathComponent("r.safetensors").path, backup = dir.appendingPathComponent("saved.partial").path
         let s = F.settings(.lrp, samples: 5)
         var o = AttributionRunOptions()
@@ -204,20 +205,20 @@ final class AttributionRunnerTests: XCTestCase {
         }
         _ = try AttributionRunner.run(model: model, samples: ss, settings: s, out: out, options: o)
         XCTAssertEqual(seen, ["2", "4"], "checkpoints after samples 2 and 4")
-        let full = try F.rawTensors(out)
+        let full = try TensorBytes.read(out)
         try FileManager.default.removeItem(atPath: out)
         try FileManager.default.moveItem(atPath: backup, toPath: out + ".partial")
         var r = AttributionRunOptions()
         r.resume = true
         let sum = try AttributionRunner.run(model: model, samples: ss, settings: s, out: out, options: r)
         XCTAssertEqual(sum.resumedAt, 4)
-        XCTAssertEqual(try F.rawTensors(out), full)
+        XCTAssertEqual(try TensorBytes.read(out), full)
     }
 
     func testShouldStopHookCheckpointsBetweenSamples() throws {
         let model = try F.tiny("tiny-opt")
         let ss = samples(model, count: 3)
-        let out = try F.tempDir(self).appendingPathComponent("r.safetensors").path
+        let out = try Scratch.dir(self).appendingPathComponent("r.safetensors").path
         var calls = 0
         var o = AttributionRunOptions()
         o.checkpointEvery = 0
@@ -232,7 +233,7 @@ final class AttributionRunnerTests: XCTestCase {
 
     func testMetadataAndLayout() throws {
         let model = try F.tiny("tiny-llama-bias")
-        let out = try F.tempDir(self).appendingPathComponent("r.safetensors").path
+        let out = try Scratch.dir(self).appendingPathComponent("r.safetensors").path
         var s = F.settings(.lrp, samples: 2)
         s.modelPath = "tiny"
         s.modelFiles = ["config.json", "model.safetensors"]
@@ -257,7 +258,7 @@ final class AttributionRunnerTests: XCTestCase {
     }
 
     func testStreamingWriterMatchesSafetensorsSerialize() throws {
-        let out = try F.tempDir(self).appendingPathComponent("w.safetensors").path
+        let out = try Scratch.dir(self).appendingPathComponent("w.safetensors").path
         let a: [Float] = (0..<37).map { Float($0) * 0.5 - 3 }, b: [Float] = [1, -2, 3]
         let meta = ["z": "last", "a": "quote \" and \\ and \n newline", "m": "ünïcødé"]
         try StreamingSafetensors.write([OutTensor(name: "b.weight", shape: [3], payload: .f32(b)),

@@ -2,11 +2,12 @@ import XCTest
 @testable import Circuits
 import Tokenize
 import Transformer
+import TestSupport
 
 // MARK: - Written checkpoints: round trip, formats, tokenizer export, safety
 
 final class CheckpointWriterTests: XCTestCase {
-    let tokens = PruneAssets.tokens
+    let tokens = Fixtures.tokens
 
     /// Prunes `fixture` with magnitude row 50% into `out` and returns the in-memory pruned model.
     @discardableResult
@@ -17,15 +18,15 @@ final class CheckpointWriterTests: XCTestCase {
     }
 
     func prunedInMemory(_ input: String) throws -> Model {
-        let m = try PruneAssets.load(input)
+        let m = try PruneTestKit.load(input)
         try Pruner.mask(m, scores: ScoreMap.magnitude(m), spec: try PruneSpec(scheme: .row, amount: .fraction(0.5))).apply(to: m)
         return m
     }
 
     func testDenseAndBitmaskRoundTripGiveIdenticalLogits() throws {
-        let tmp = try PruneAssets.tempDir(self)
+        let tmp = try Scratch.dir(self)
         for name in ["tiny-llama-bias", "tiny-opt"] {
-            let input = try PruneAssets.fixture(name)
+            let input = try Fixtures.path(name)
             let expected = try prunedInMemory(input).forward(tokens)
             var sizes: [WeightFormat: Int] = [:]
             for format in WeightFormat.allCases {
@@ -34,7 +35,7 @@ final class CheckpointWriterTests: XCTestCase {
                 let loaded = try ModelLoader.load(out, needTokenizer: false)
                 XCTAssertEqual(loaded.model.forward(tokens), expected, "\(name) \(format.rawValue): save → load → identical logits")
                 XCTAssertEqual(SparsityReport.measure(loaded.model).sparsity, 0.5, accuracy: 1e-12)
-                XCTAssertEqual(o.written.modelBytes, PruneAssets.fileSize(out + "/model.safetensors"))
+                XCTAssertEqual(o.written.modelBytes, PruneTestKit.fileSize(out + "/model.safetensors"))
                 sizes[format] = o.written.modelBytes
                 let st = try SafetensorsFile(path: out + "/model.safetensors")
                 XCTAssertEqual(st.metadata["format"], "pt")
@@ -72,14 +73,14 @@ final class CheckpointWriterTests: XCTestCase {
     }
 
     func testSidecarsMaskAndPruningJSON() throws {
-        let tmp = try PruneAssets.tempDir(self)
-        let input = try PruneAssets.fixture("tiny-opt"), out = tmp.appendingPathComponent("opt").path
+        let tmp = try Scratch.dir(self)
+        let input = try Fixtures.path("tiny-opt"), out = tmp.appendingPathComponent("opt").path
         try prune(input, to: out, scheme: .global, amount: .count(1234))
         let mask = try PruneMask.load(path: out + "/mask.safetensors")
         XCTAssertEqual(mask.pruned, 1234)
-        let fresh = try PruneAssets.load(input)
+        let fresh = try PruneTestKit.load(input)
         try mask.apply(to: fresh)
-        XCTAssertEqual(fresh.forward(tokens), try PruneAssets.load(out).forward(tokens), "mask.safetensors reproduces the checkpoint")
+        XCTAssertEqual(fresh.forward(tokens), try PruneTestKit.load(out).forward(tokens), "mask.safetensors reproduces the checkpoint")
         let st = try SafetensorsFile(path: out + "/mask.safetensors")
         XCTAssertTrue(st.entries.values.allSatisfy { $0.dtype == .U8 })
         let j = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/pruning.json"))) as? [String: Any])
@@ -95,12 +96,12 @@ final class CheckpointWriterTests: XCTestCase {
     }
 
     func testGGUFTokenizerExportTokenizesLikeTheGGUF() throws {
-        let path = try PruneAssets.smolLM2()
+        let path = try Assets.smolLM2()
         let g = try GGUFFile(path: path)
         let toks = try XCTUnwrap(g.strings("tokenizer.ggml.tokens")), merges = try XCTUnwrap(g.strings("tokenizer.ggml.merges"))
         guard case .intArray(let a)? = g.metadata["tokenizer.ggml.token_type"] else { return XCTFail("no token types") }
         let types = a.map { Int32(truncatingIfNeeded: $0) }
-        let tmp = try PruneAssets.tempDir(self)
+        let tmp = try Scratch.dir(self)
         let file = tmp.appendingPathComponent("tokenizer.json").path
         try CheckpointWriter.tokenizerJSON(tokens: toks, merges: merges, tokenTypes: types, pre: g.string("tokenizer.ggml.pre"))
             .write(to: URL(fileURLWithPath: file))
@@ -114,8 +115,8 @@ final class CheckpointWriterTests: XCTestCase {
     }
 
     func testLlama2CInputBecomesAnHFDirectoryWithItsTokenizer() throws {
-        let bin = try PruneAssets.asset("stories260K/stories260K.bin")
-        let tmp = try PruneAssets.tempDir(self)
+        let bin = try Assets.path("stories260K/stories260K.bin")
+        let tmp = try Scratch.dir(self)
         let out = tmp.appendingPathComponent("s260").path
         try prune(bin, to: out, amount: .fraction(0))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/tokenizer.bin"))
@@ -123,13 +124,13 @@ final class CheckpointWriterTests: XCTestCase {
         let text = "Once upon a time, there was a little girl."
         let ids = try a.requireTokenizer().encode(text)
         XCTAssertEqual(try b.requireTokenizer().encode(text), ids)
-        XCTAssertLessThanOrEqual(PruneAssets.maxAbsDiff(a.model.forward(ids), b.model.forward(ids)), 1e-5, "sparsity 0 round trip")
+        XCTAssertLessThanOrEqual(PruneTestKit.maxAbsDiff(a.model.forward(ids), b.model.forward(ids)), 1e-5, "sparsity 0 round trip")
         XCTAssertEqual(b.model.config, a.model.config)
     }
 
     func testExistingOutputNeedsForceAndOnlyReplacesCheckpoints() throws {
-        let tmp = try PruneAssets.tempDir(self)
-        let input = try PruneAssets.fixture("tiny-opt"), out = tmp.appendingPathComponent("o").path
+        let tmp = try Scratch.dir(self)
+        let input = try Fixtures.path("tiny-opt"), out = tmp.appendingPathComponent("o").path
         try prune(input, to: out)
         let before = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
         XCTAssertThrowsError(try prune(input, to: out, amount: .fraction(0.25))) {
@@ -137,7 +138,7 @@ final class CheckpointWriterTests: XCTestCase {
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), before, "untouched without --force")
         try prune(input, to: out, amount: .fraction(0.25), force: true)
-        XCTAssertEqual(SparsityReport.measure(try PruneAssets.load(out)).sparsity, 0.25, accuracy: 1e-9)
+        XCTAssertEqual(SparsityReport.measure(try PruneTestKit.load(out)).sparsity, 0.25, accuracy: 1e-9)
         // A non-empty directory that is not a checkpoint is never replaced, even with --force.
         let precious = tmp.appendingPathComponent("precious")
         try FileManager.default.createDirectory(at: precious, withIntermediateDirectories: true)
@@ -150,9 +151,9 @@ final class CheckpointWriterTests: XCTestCase {
     }
 
     func testOutputInsideOrContainingTheInputIsRefused() throws {
-        let tmp = try PruneAssets.tempDir(self)
+        let tmp = try Scratch.dir(self)
         let input = tmp.appendingPathComponent("model")
-        try FileManager.default.copyItem(atPath: try PruneAssets.fixture("tiny-opt"), toPath: input.path)
+        try FileManager.default.copyItem(atPath: try Fixtures.path("tiny-opt"), toPath: input.path)
         let listing = try FileManager.default.contentsOfDirectory(atPath: input.path).sorted()
         XCTAssertThrowsError(try prune(input.path, to: input.appendingPathComponent("pruned").path)) {
             guard case .outputInsideInput? = $0 as? CheckpointWriteError else { return XCTFail("\($0)") }
@@ -169,19 +170,19 @@ final class CheckpointWriterTests: XCTestCase {
 
     func testGeneratedConfigForEveryFamilyLoadsBack() throws {
         for name in ["tiny-llama-bias", "tiny-opt"] {
-            let c = try PruneAssets.load(try PruneAssets.fixture(name)).config
+            let c = try PruneTestKit.load(try Fixtures.path(name)).config
             let data = try JSONSerialization.data(withJSONObject: CheckpointWriter.hfConfig(c))
-            let tmp = try PruneAssets.tempDir(self)
+            let tmp = try Scratch.dir(self)
             try data.write(to: tmp.appendingPathComponent("config.json"))
             // Reuse the fixture's weights under the generated config.
-            try FileManager.default.copyItem(atPath: try PruneAssets.fixture(name) + "/model.safetensors",
+            try FileManager.default.copyItem(atPath: try Fixtures.path(name) + "/model.safetensors",
                                              toPath: tmp.appendingPathComponent("model.safetensors").path)
-            XCTAssertEqual(try PruneAssets.load(tmp.path).config, c, name)
+            XCTAssertEqual(try PruneTestKit.load(tmp.path).config, c, name)
         }
     }
 }
 
-extension PruneAssets {
+extension PruneTestKit {
     static func fileSize(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? -1
     }

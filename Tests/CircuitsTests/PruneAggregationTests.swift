@@ -2,12 +2,13 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// `prune --method gradient|lrp` aggregation: |R| per position by default (the
 /// signed mean measured far worse than magnitude for compression), selectable.
 final class PruneAggregationTests: XCTestCase {
     func corpus() throws -> String {
-        let dir = try PruneAssets.tempDir(self)
+        let dir = try Scratch.dir(self)
         let path = dir.appendingPathComponent("corpus.txt").path
         let text = String(repeating: "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ", count: 6)
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -15,7 +16,7 @@ final class PruneAggregationTests: XCTestCase {
     }
 
     func scores(_ agg: RelevanceAccumulator.Aggregation?) throws -> ScoreMap {
-        let (model, info) = try CheckpointSourceInfo.load(try PruneAssets.asset("stories260K/hf"))
+        let (model, info) = try CheckpointSourceInfo.load(try Assets.path("stories260K/hf"))
         var cal = PruneCalibration(text: try corpus(), seqlen: 24, samples: 2, seed: 0)
         if let agg { cal.aggregation = agg }
         return try OnTheFlyScores.compute(method: "lrp", calibration: cal, model: model, source: info, log: { _ in })

@@ -2,6 +2,7 @@ import XCTest
 @testable import Circuits
 import Tokenize
 import Transformer
+import TestSupport
 
 // MARK: - End to end: scores files, on-the-fly Wanda, perplexity, bad input writes nothing
 
@@ -23,11 +24,11 @@ final class PrunePipelineTests: XCTestCase {
     }
 
     func testScoresFileRoundTripAndProvenance() throws {
-        let tmp = try PruneAssets.tempDir(self)
-        let input = try PruneAssets.fixture("tiny-llama-bias")
-        let model = try PruneAssets.load(input)
+        let tmp = try Scratch.dir(self)
+        let input = try Fixtures.path("tiny-llama-bias")
+        let model = try PruneTestKit.load(input)
         let scoresPath = tmp.appendingPathComponent("relevance.safetensors").path
-        try PruneAssets.writeScores(PruneAssets.scores(model, seed: 4), to: scoresPath,
+        try PruneTestKit.writeScores(PruneTestKit.scores(model, seed: 4), to: scoresPath,
                                     metadata: ["method": "lrp", "prompts_sha256": "abc123", "samples": "8"])
         let out = tmp.appendingPathComponent("pruned").path
         let o = try PrunePipeline.run(try options(input, .file(scoresPath), out: out, scheme: .global, amount: .fraction(0.3)))
@@ -41,10 +42,10 @@ final class PrunePipelineTests: XCTestCase {
     }
 
     func testBadInputsFailClearlyAndWriteNothing() throws {
-        let tmp = try PruneAssets.tempDir(self)
-        let llama = try PruneAssets.fixture("tiny-llama-bias"), opt = try PruneAssets.fixture("tiny-opt")
+        let tmp = try Scratch.dir(self)
+        let llama = try Fixtures.path("tiny-llama-bias"), opt = try Fixtures.path("tiny-opt")
         let optScores = tmp.appendingPathComponent("opt-scores.safetensors").path
-        try PruneAssets.writeScores(PruneAssets.scores(try PruneAssets.load(opt), seed: 1), to: optScores)
+        try PruneTestKit.writeScores(PruneTestKit.scores(try PruneTestKit.load(opt), seed: 1), to: optScores)
         let out = tmp.appendingPathComponent("out").path
         // Scores written for another model: the error names the tensor.
         assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .file(optScores), out: out)) }) {
@@ -74,8 +75,8 @@ final class PrunePipelineTests: XCTestCase {
     }
 
     func testOnTheFlyWandaEqualsHandComputation() throws {
-        let dir = try PruneAssets.asset("stories260K/hf")
-        let tmp = try PruneAssets.tempDir(self)
+        let dir = try Assets.path("stories260K/hf")
+        let tmp = try Scratch.dir(self)
         let prompts = tmp.appendingPathComponent("p.txt")
         let texts = ["Once upon a time there was a cat.", "The little dog ran to the park and played."]
         try texts.joined(separator: "\n").write(to: prompts, atomically: true, encoding: .utf8)
@@ -114,9 +115,9 @@ final class PrunePipelineTests: XCTestCase {
     }
 
     func testMagnitudeRowPruningRaisesStories260KPerplexity() throws {
-        let dir = try PruneAssets.asset("stories260K/hf")
-        let wiki = try PruneAssets.asset("eval/wikitext-2-raw/wiki.test.raw")
-        let tmp = try PruneAssets.tempDir(self)
+        let dir = try Assets.path("stories260K/hf")
+        let wiki = try Assets.path("eval/wikitext-2-raw/wiki.test.raw")
+        let tmp = try Scratch.dir(self)
         let out = tmp.appendingPathComponent("s260-mag50").path
         try PrunePipeline.run(try options(dir, .method("magnitude", PruneCalibration()), out: out))
         let raw = String(decoding: try Data(contentsOf: URL(fileURLWithPath: wiki)).prefix(20_000), as: UTF8.self)

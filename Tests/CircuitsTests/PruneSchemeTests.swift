@@ -1,13 +1,14 @@
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 // MARK: - Unstructured schemes: exact counts, lowest scores, ties, N:M pattern
 
 final class PruneSchemeTests: XCTestCase {
 
     func fixtureModel(_ name: String = "tiny-llama-bias") throws -> Model {
-        try PruneAssets.load(try PruneAssets.fixture(name))
+        try PruneTestKit.load(try Fixtures.path(name))
     }
 
     /// Within a set, every pruned score ranks at or below every kept one, and among equal
@@ -26,7 +27,7 @@ final class PruneSchemeTests: XCTestCase {
     func testRowSchemePrunesExactlyFloorColsTimesSInEveryRow() throws {
         let model = try fixtureModel()
         for (levels, s) in [(nil as Int?, 0.5), (2, 0.5), (5, 0.3), (nil, 0.29), (3, 0.0), (7, 0.99)] {
-            let scores = PruneAssets.scores(model, seed: 11, levels: levels)
+            let scores = PruneTestKit.scores(model, seed: 11, levels: levels)
             let spec = try PruneSpec(scheme: .row, amount: .fraction(s))
             let mask = try Pruner.mask(model, scores: scores, spec: spec)
             XCTAssertEqual(mask.tensors.count, model.linears.count)
@@ -52,7 +53,7 @@ final class PruneSchemeTests: XCTestCase {
 
     func testLayerSchemeIsExactPerMatrix() throws {
         let model = try fixtureModel()
-        let scores = PruneAssets.scores(model, seed: 5, levels: 3)
+        let scores = PruneTestKit.scores(model, seed: 5, levels: 3)
         let mask = try Pruner.mask(model, scores: scores, spec: try PruneSpec(scheme: .layer, amount: .fraction(0.37)))
         for l in model.linears {
             let m = try XCTUnwrap(mask[l.name])
@@ -63,7 +64,7 @@ final class PruneSchemeTests: XCTestCase {
 
     func testGlobalSchemeIsExactWithHeavyTies() throws {
         let model = try fixtureModel()
-        let scores = PruneAssets.scores(model, seed: 3, levels: 2)       // only 5 distinct values
+        let scores = PruneTestKit.scores(model, seed: 3, levels: 2)       // only 5 distinct values
         let total = model.linears.reduce(0) { $0 + $1.weight.count }
         for amount in [PruneAmount.fraction(0.5), .count(1), .count(4321), .count(total), .fraction(0)] {
             for rank in RankMode.allCases {
@@ -82,7 +83,7 @@ final class PruneSchemeTests: XCTestCase {
 
     func testSignedRankPrunesMostNegativeFirst() throws {
         let model = try fixtureModel()
-        let scores = PruneAssets.scores(model, seed: 8)
+        let scores = PruneTestKit.scores(model, seed: 8)
         let mask = try Pruner.mask(model, scores: scores, spec: try PruneSpec(scheme: .global, amount: .count(10), rank: .signed))
         let flat = try model.linears.flatMap { try scores.weightScores($0) }
         let tenLowest = Set(flat.indices.sorted { flat[$0] < flat[$1] }.prefix(10))
@@ -92,7 +93,7 @@ final class PruneSchemeTests: XCTestCase {
 
     func testNMPatternHoldsInEveryGroup() throws {
         let model = try fixtureModel()
-        let scores = PruneAssets.scores(model, seed: 21, levels: 3)
+        let scores = PruneTestKit.scores(model, seed: 21, levels: 3)
         for (n, m) in [(2, 4), (4, 8), (1, 4)] {
             let mask = try Pruner.mask(model, scores: scores, spec: try PruneSpec(scheme: .nm(n: n, m: m), amount: nil))
             for l in model.linears {
@@ -122,7 +123,7 @@ final class PruneSchemeTests: XCTestCase {
         XCTAssertThrowsError(try PruneSpec(scheme: .nm(n: 2, m: 4), amount: .count(3)))
         // tiny-llama-bias has 48 MLP columns: 48 % 32 ≠ 0 for down_proj.
         let model = try fixtureModel()
-        XCTAssertThrowsError(try Pruner.mask(model, scores: PruneAssets.scores(model, seed: 1),
+        XCTAssertThrowsError(try Pruner.mask(model, scores: PruneTestKit.scores(model, seed: 1),
                                              spec: try PruneSpec(scheme: .nm(n: 2, m: 32), amount: nil))) {
             XCTAssertEqual($0 as? PruneError, .columnsNotMultiple(tensor: "model.layers.0.mlp.down_proj.weight", cols: 48, m: 32))
         }
@@ -145,14 +146,14 @@ final class PruneSchemeTests: XCTestCase {
     func testLayersRegexSelectsByHFName() throws {
         let model = try fixtureModel()
         let spec = try PruneSpec(scheme: .row, amount: .fraction(0.5), layers: #"mlp\.up_proj"#)
-        let mask = try Pruner.mask(model, scores: PruneAssets.scores(model, seed: 2), spec: spec)
+        let mask = try Pruner.mask(model, scores: PruneTestKit.scores(model, seed: 2), spec: spec)
         XCTAssertEqual(mask.tensors.map(\.name), ["model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.up_proj.weight"])
         let opt = try fixtureModel("tiny-opt")
-        let m2 = try Pruner.mask(opt, scores: PruneAssets.scores(opt, seed: 2),
+        let m2 = try Pruner.mask(opt, scores: PruneTestKit.scores(opt, seed: 2),
                                  spec: try PruneSpec(scheme: .global, amount: .count(100), layers: "fc1"))
         XCTAssertEqual(m2.tensors.map(\.name), ["model.decoder.layers.0.fc1.weight", "model.decoder.layers.1.fc1.weight"])
         XCTAssertEqual(m2.pruned, 100)
-        XCTAssertThrowsError(try Pruner.mask(model, scores: PruneAssets.scores(model, seed: 2),
+        XCTAssertThrowsError(try Pruner.mask(model, scores: PruneTestKit.scores(model, seed: 2),
                                              spec: try PruneSpec(scheme: .row, amount: .fraction(0.5), layers: "fc1"))) {
             guard case .noLayersMatched(let p, let ex)? = $0 as? PruneError else { return XCTFail("\($0)") }
             XCTAssertEqual(p, "fc1"); XCTAssertFalse(ex.isEmpty)
@@ -162,22 +163,22 @@ final class PruneSchemeTests: XCTestCase {
     func testScoresFromAnotherModelAreRejectedByName() throws {
         let llama = try fixtureModel(), opt = try fixtureModel("tiny-opt")
         let spec = try PruneSpec(scheme: .row, amount: .fraction(0.5))
-        XCTAssertThrowsError(try Pruner.mask(llama, scores: PruneAssets.scores(opt, seed: 1), spec: spec)) {
+        XCTAssertThrowsError(try Pruner.mask(llama, scores: PruneTestKit.scores(opt, seed: 1), spec: spec)) {
             guard case .unknownScoreTensor(let t, _)? = $0 as? PruneError else { return XCTFail("\($0)") }
             XCTAssertTrue(t.hasPrefix("model.decoder.layers."), t)
         }
-        var wrong = PruneAssets.scores(llama, seed: 1)
+        var wrong = PruneTestKit.scores(llama, seed: 1)
         wrong.tensors["model.layers.1.mlp.up_proj.weight"] = Tensor(zeros: [48, 16])
         XCTAssertThrowsError(try Pruner.mask(llama, scores: wrong, spec: spec)) {
             XCTAssertEqual($0 as? PruneError, .scoreShapeMismatch(tensor: "model.layers.1.mlp.up_proj.weight", file: "synthetic",
                                                                   expected: [48, 32], found: [48, 16]))
         }
-        var missing = PruneAssets.scores(llama, seed: 1)
+        var missing = PruneTestKit.scores(llama, seed: 1)
         missing.tensors["model.layers.0.self_attn.k_proj.weight"] = nil
         XCTAssertThrowsError(try Pruner.mask(llama, scores: missing, spec: spec)) {
             XCTAssertEqual($0 as? PruneError, .missingScore(tensor: "model.layers.0.self_attn.k_proj.weight", file: "synthetic"))
         }
-        var nan = PruneAssets.scores(llama, seed: 1)
+        var nan = PruneTestKit.scores(llama, seed: 1)
         nan.tensors["model.layers.0.mlp.gate_proj.weight"]?.data[5] = .nan
         XCTAssertThrowsError(try Pruner.mask(llama, scores: nan, spec: spec)) {
             XCTAssertEqual($0 as? PruneError, .nonFiniteScore(tensor: "model.layers.0.mlp.gate_proj.weight", file: "synthetic", index: 5))

@@ -1,6 +1,7 @@
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 // MARK: - Structured removal: neurons and heads remove the unit exactly
 //
@@ -10,9 +11,9 @@ import Transformer
 // slice of z is zero). Identical logits mean the pruner removed exactly that unit.
 
 final class PruneStructuredTests: XCTestCase {
-    let tokens = PruneAssets.tokens
+    let tokens = Fixtures.tokens
 
-    func load(_ name: String) throws -> Model { try PruneAssets.load(try PruneAssets.fixture(name)) }
+    func load(_ name: String) throws -> Model { try PruneTestKit.load(try Fixtures.path(name)) }
 
     /// Unit scores making `lowest` the lowest-scored units (all others score 1).
     func unitScores(_ model: Model, kind: PrunedUnit.Kind, lowest: [(layer: Int, index: Int)]) -> ScoreMap {
@@ -28,7 +29,7 @@ final class PruneStructuredTests: XCTestCase {
     }
 
     func assertSameLogits(_ a: Model, _ b: Model, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertLessThanOrEqual(PruneAssets.maxAbsDiff(a.forward(tokens), b.forward(tokens)), 1e-6, what, file: file, line: line)
+        XCTAssertLessThanOrEqual(PruneTestKit.maxAbsDiff(a.forward(tokens), b.forward(tokens)), 1e-6, what, file: file, line: line)
     }
 
     func testLlamaNeuronRemovalEqualsZeroingOnlyTheDownColumn() throws {
@@ -47,7 +48,7 @@ final class PruneStructuredTests: XCTestCase {
         u.bias?[j] = 0
         assertSameLogits(pruned, downOnly, "prune == down column only")
         assertSameLogits(pruned, upOnly, "prune == up row + bias only")
-        XCTAssertGreaterThan(PruneAssets.maxAbsDiff(pruned.forward(tokens), dense.forward(tokens)), 1e-5, "the neuron mattered")
+        XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(pruned.forward(tokens), dense.forward(tokens)), 1e-5, "the neuron mattered")
         // Exactly the neuron's parameters are zero.
         XCTAssertTrue((0..<b.gate!.inDim).allSatisfy { b.gate!.weight[j * b.gate!.inDim + $0] == 0 })
         XCTAssertTrue((0..<b.up.inDim).allSatisfy { b.up.weight[j * b.up.inDim + $0] == 0 })
@@ -112,7 +113,7 @@ final class PruneStructuredTests: XCTestCase {
     func testAggregatedUnitScoresFromPerWeightScores() throws {
         // No unit tensors: neuron j = Σ gate row j + Σ up row j + Σ down column j; head h = Σ o_proj columns of h.
         let model = try load("tiny-llama-bias")
-        let scores = PruneAssets.scores(model, seed: 77)
+        let scores = PruneTestKit.scores(model, seed: 77)
         let b = model.blocks[1]
         let agg = try scores.neuronScores(model, block: b, source: .aggregated)
         let g = try scores.weightScores(b.gate!), u = try scores.weightScores(b.up), d = try scores.weightScores(b.down)

@@ -23,7 +23,7 @@ final class SelectionTests: XCTestCase {
 
     func testRadixThresholdMatchesSortWithAndWithoutTies() {
         for (seed, levels) in [(1 as UInt64, nil as Int?), (2, 3), (3, 1), (4, 50)] {
-            let v = PruneAssets.values(5000, seed: seed, levels: levels)
+            let v = PruneTestKit.values(5000, seed: seed, levels: levels)
             for rank in RankMode.allCases {
                 for k in [0, 1, 2, 777, 2500, 4999, 5000] {
                     let mask = v.withUnsafeBufferPointer { Selection.lowestMasks([$0], k: k, rank: rank)[0] }
@@ -49,7 +49,7 @@ final class SelectionTests: XCTestCase {
     }
 
     func testGlobalSelectionOverManyChunksEqualsSort() {
-        let chunks = (0..<9).map { PruneAssets.values(100 + 37 * $0, seed: 100 + UInt64($0), levels: 20) }
+        let chunks = (0..<9).map { PruneTestKit.values(100 + 37 * $0, seed: 100 + UInt64($0), levels: 20) }
         let flat = chunks.flatMap { $0 }
         let k = flat.count / 3
         let masks = Pruner.withBuffers(chunks) { Selection.lowestMasks($0, k: k, rank: .signed) }
@@ -59,7 +59,7 @@ final class SelectionTests: XCTestCase {
 
     func testIntroselectPartitionsExactly() {
         for n in [1, 2, 5, 17, 100, 1000, 4097] {
-            let v = PruneAssets.values(n, seed: UInt64(n), levels: 4)
+            let v = PruneTestKit.values(n, seed: UInt64(n), levels: 4)
             for k in Set([0, 1, n / 2, n - 1, n]) where k <= n {
                 var keys = v.enumerated().map { Selection.composite($1, index: $0, .abs) }
                 keys.withUnsafeMutableBufferPointer { Selection.partitionLowest($0.baseAddress!, count: n, k: k) }
@@ -92,7 +92,7 @@ final class SelectionTests: XCTestCase {
 
     func testMedianOfMediansPivotsAloneAreExact() {
         for n in [6, 50, 1001, 9999] {
-            let v = PruneAssets.values(n, seed: 40 + UInt64(n), levels: 9)
+            let v = PruneTestKit.values(n, seed: 40 + UInt64(n), levels: 9)
             for nth in Set([0, n / 3, n - 1]) {
                 var keys = v.enumerated().map { Selection.composite($1, index: $0, .signed) }
                 let sorted = keys.sorted()
@@ -111,7 +111,7 @@ final class SelectionTests: XCTestCase {
 
     func testRadixSelectIsLinearNotASort() {
         // 1M values: the radix path must be far cheaper than sorting (two histogram passes).
-        let v = PruneAssets.values(1 << 20, seed: 9)
+        let v = PruneTestKit.values(1 << 20, seed: 9)
         let t0 = Date()
         let t = v.withUnsafeBufferPointer { Selection.threshold([$0], k: 1 << 19, rank: .abs) }
         let radix = Date().timeIntervalSince(t0)

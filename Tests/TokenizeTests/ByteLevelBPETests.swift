@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tokenize
+import TestSupport
 
 final class ByteLevelBPETests: XCTestCase {
     private func gpt2(_ pre: ByteLevelBPETokenizer.PreTokenizer = .gpt2) throws -> ByteLevelBPETokenizer {
@@ -140,7 +141,7 @@ final class ByteLevelBPETests: XCTestCase {
     // MARK: - Helpers
 
     private func loadGoldens() throws -> [String: Any] {
-        let url = Assets.fixtures.appendingPathComponent("tokenizer_goldens.json")
+        let url = Fixtures.root.appendingPathComponent("tokenizer_goldens.json")
         let obj = try JSONSerialization.jsonObject(with: try Data(contentsOf: url))
         return try XCTUnwrap(obj as? [String: Any])
     }

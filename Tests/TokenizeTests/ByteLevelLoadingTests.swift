@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tokenize
+import TestSupport
 
 /// tokenizer.json / GGUF constructors and bad inputs for the byte-level BPE.
 final class ByteLevelLoadingTests: XCTestCase {
@@ -44,7 +45,7 @@ final class ByteLevelLoadingTests: XCTestCase {
     // MARK: - tokenizer.json
 
     func testTokenizerJSONMatchesVocabMerges() throws {
-        let f = try gpt2Files(), dir = try Assets.tempDir(self)
+        let f = try gpt2Files(), dir = try Scratch.dir(self)
         let reference = try ByteLevelBPETokenizer(vocabPath: f.vocabPath, mergesPath: f.mergesPath)
         for arrays in [false, true] {
             let path = try writeTokenizerJSON(f, mergesAsArrays: arrays, preTokenizer: byteLevel, to: dir)
@@ -60,7 +61,7 @@ final class ByteLevelLoadingTests: XCTestCase {
     }
 
     func testTokenizerJSONDigitsSelectsSmolLMAndTemplateBOS() throws {
-        let f = try gpt2Files(), dir = try Assets.tempDir(self)
+        let f = try gpt2Files(), dir = try Scratch.dir(self)
         let pre: [String: Any] = ["type": "Sequence", "pretokenizers": [
             ["type": "Digits", "individual_digits": true], byteLevel]]
         let post: [String: Any] = [
@@ -76,7 +77,7 @@ final class ByteLevelLoadingTests: XCTestCase {
     }
 
     func testTokenizerJSONBadInputs() throws {
-        let dir = try Assets.tempDir(self)
+        let dir = try Scratch.dir(self)
         let cases: [(String, String)] = [
             ("notjson.json", "this is not json"),
             ("nomodel.json", "{\"added_tokens\": []}"),
@@ -137,7 +138,7 @@ final class ByteLevelLoadingTests: XCTestCase {
     // MARK: - vocab.json + merges.txt bad inputs
 
     func testVocabMergesBadInputs() throws {
-        let f = try gpt2Files(), dir = try Assets.tempDir(self)
+        let f = try gpt2Files(), dir = try Scratch.dir(self)
         XCTAssertThrowsError(try ByteLevelBPETokenizer(vocabPath: "/nonexistent/vocab.json", mergesPath: f.mergesPath)) {
             XCTAssertEqual($0 as? TokenizerError, .fileNotFound(path: "/nonexistent/vocab.json"))
         }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tokenize
+import TestSupport
 
 final class FactoryTests: XCTestCase {
     func testSentencePieceDefaultsAndHints() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tokenize
+import TestSupport
 
 final class Llama2CTokenizerTests: XCTestCase {
     /// Single-spaced texts: where llama2.c's encoder and SentencePiece agree.
@@ -113,7 +114,7 @@ final class Llama2CTokenizerTests: XCTestCase {
 
     func testTruncatedAndCorruptFiles() throws {
         let good = try Data(contentsOf: URL(fileURLWithPath: try Assets.path("stories260K/tok512.bin")))
-        let dir = try Assets.tempDir(self)
+        let dir = try Scratch.dir(self)
         let cases: [(String, Data)] = [
             ("truncated.bin", good.prefix(good.count - 3)),
             ("garbage.bin", Data((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) })),

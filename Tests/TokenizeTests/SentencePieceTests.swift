@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tokenize
+import TestSupport
 
 final class SentencePieceTests: XCTestCase {
     // MARK: - Goldens
@@ -76,7 +77,7 @@ final class SentencePieceTests: XCTestCase {
     }
 
     func testCorruptModel() throws {
-        let dir = try Assets.tempDir(self)
+        let dir = try Scratch.dir(self)
         let bad = dir.appendingPathComponent("corrupt.model")
         try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }).write(to: bad)
         XCTAssertThrowsError(try SentencePieceTokenizer(path: bad.path)) { error in

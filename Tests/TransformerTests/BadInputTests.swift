@@ -2,13 +2,14 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import TestSupport
 
 // MARK: - Helpers: corrupting copies of committed fixtures
 
 /// Copies Tests/Fixtures/<name> into a fresh temporary directory and returns the copy's path.
 private func copyFixture(_ name: String, _ test: XCTestCase) throws -> String {
-    let dst = try TestAssets.tempDir(test).appendingPathComponent(name)
-    try FileManager.default.copyItem(atPath: Fixture.path(name), toPath: dst.path)
+    let dst = try Scratch.dir(test).appendingPathComponent(name)
+    try FileManager.default.copyItem(atPath: try Fixtures.path(name), toPath: dst.path)
     return dst.path
 }
 
@@ -111,14 +112,14 @@ final class BadInputTests: XCTestCase {
     // MARK: files
 
     func testMissingModelFile() throws {
-        let path = try TestAssets.tempDir(self).appendingPathComponent("no-such-model.bin").path
+        let path = try Scratch.dir(self).appendingPathComponent("no-such-model.bin").path
         try assertLoadFails(path, ModelError.fileNotFound(path: path), names: [path])
         let r = try WorkbenchCLI.run(["generate", "--model", path, "--prompt", "hi"])
         WorkbenchCLI.assertRuntimeError(r, mentions: [path])
     }
 
     func testUnknownFormat() throws {
-        let url = try TestAssets.tempDir(self).appendingPathComponent("weights.pt")
+        let url = try Scratch.dir(self).appendingPathComponent("weights.pt")
         try Data("not a model".utf8).write(to: url)
         try assertLoadFails(url.path, ModelError.unknownFormat(path: url.path), names: [url.path])
     }
@@ -136,7 +137,7 @@ final class BadInputTests: XCTestCase {
         let f = dir + "/model.safetensors"
         let data = try Data(contentsOf: URL(fileURLWithPath: f))
         try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: f))
-        let st = try XCTUnwrap(try? SafetensorsFile(path: Fixture.path("tiny-opt/model.safetensors")))
+        let st = try XCTUnwrap(try? SafetensorsFile(path: try Fixtures.path("tiny-opt/model.safetensors")))
         let dataEnd = st.dataStart + (st.entries.values.map(\.end).max() ?? 0)
         XCTAssertEqual(dataEnd, data.count)
         try assertLoadFails(dir, SafetensorsError.incompleteBuffer(file: f, dataEnd: data.count, fileSize: data.count - 100), names: [f])
@@ -240,7 +241,7 @@ final class BadInputTests: XCTestCase {
     // MARK: GGUF
 
     private func writeGGUF(_ g: TinyGGUF) throws -> String {
-        let url = try TestAssets.tempDir(self).appendingPathComponent("tiny.gguf")
+        let url = try Scratch.dir(self).appendingPathComponent("tiny.gguf")
         try g.build().write(to: url)
         return url.path
     }
@@ -283,8 +284,8 @@ final class BadInputTests: XCTestCase {
     // MARK: llama2.c
 
     func testTruncatedLlama2CBin() throws {
-        let src = try TestAssets.asset("stories260K/stories260K.bin")
-        let dir = try TestAssets.tempDir(self)
+        let src = try Assets.path("stories260K/stories260K.bin")
+        let dir = try Scratch.dir(self)
         let bin = dir.appendingPathComponent("stories260K.bin").path
         let data = try Data(contentsOf: URL(fileURLWithPath: src))
         try data.prefix(data.count - 4).write(to: URL(fileURLWithPath: bin))
@@ -294,7 +295,7 @@ final class BadInputTests: XCTestCase {
     // MARK: tokenizer and prompt
 
     func testMissingTokenizer() throws {
-        let dir = Fixture.path("tiny-opt")
+        let dir = try Fixtures.path("tiny-opt")
         let m = try ModelLoader.load(dir)                 // loads: the tokenizer is only needed to encode text
         XCTAssertNil(m.tokenizer)
         XCTAssertThrowsError(try m.requireTokenizer()) { e in
@@ -307,7 +308,7 @@ final class BadInputTests: XCTestCase {
     }
 
     func testEmptyPrompt() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
+        let bin = try Assets.path("stories260K/stories260K.bin")
         let m = try ModelLoader.load(bin, needTokenizer: false).model
         var s = Sampler()
         XCTAssertThrowsError(try m.generate(prompt: [], maxNewTokens: 4, sampler: &s)) { e in
@@ -320,7 +321,7 @@ final class BadInputTests: XCTestCase {
     }
 
     func testPromptLongerThanContext() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
+        let bin = try Assets.path("stories260K/stories260K.bin")
         let lm = try ModelLoader.load(bin)
         let tok = try lm.requireTokenizer()
         let prompt = Array(repeating: "Lily saw a big red ball in the park.", count: 43).joined(separator: " ")
@@ -342,15 +343,15 @@ final class BadInputTests: XCTestCase {
     }
 
     func testPerplexityTextFileMissing() throws {
-        let hf = try TestAssets.asset("stories260K/hf")
-        let missing = try TestAssets.tempDir(self).appendingPathComponent("wiki.missing.raw").path
+        let hf = try Assets.path("stories260K/hf")
+        let missing = try Scratch.dir(self).appendingPathComponent("wiki.missing.raw").path
         let r = try WorkbenchCLI.run(["perplexity", "--model", hf, "--text", missing])
         WorkbenchCLI.assertRuntimeError(r, mentions: [missing])
     }
 
     func testPerplexityTextTooShort() throws {
-        let hf = try TestAssets.asset("stories260K/hf")
-        let url = try TestAssets.tempDir(self).appendingPathComponent("short.txt")
+        let hf = try Assets.path("stories260K/hf")
+        let url = try Scratch.dir(self).appendingPathComponent("short.txt")
         try Data("Once upon a time.\r\n".utf8).write(to: url)
         let r = try WorkbenchCLI.run(["perplexity", "--model", hf, "--text", url.path, "--seqlen", "64"])
         WorkbenchCLI.assertRuntimeError(r, mentions: ["fewer than one window of 64"])
@@ -362,7 +363,7 @@ final class BadInputTests: XCTestCase {
     /// SIGILL (overflow trap) in debug, SIGSEGV in release (-Ounchecked wraps to a negative KV-cache capacity).
     /// Expected: generation simply stops at the context limit.
     func testHugeMaxNewTokensStopsAtContext() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
+        let bin = try Assets.path("stories260K/stories260K.bin")
         let r = try WorkbenchCLI.run(["generate", "--model", bin, "--prompt", "Once upon a time", "--max-new-tokens", "\(Int.max)"])
         XCTAssertFalse(r.crashed, "CRASH (signal) on --max-new-tokens Int.max\n" + r.summary)
         XCTAssertEqual(r.status, 0, r.summary)
@@ -372,7 +373,7 @@ final class BadInputTests: XCTestCase {
     /// BUG (BenchCommand.swift:95): `decodeTokens + 1` overflows for `--tokens` = Int.max (SIGILL in debug).
     /// Expected: a clean run (capped at the context) or a usage error, never a signal.
     func testBenchHugeTokensDoesNotCrash() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
+        let bin = try Assets.path("stories260K/stories260K.bin")
         let r = try WorkbenchCLI.run(["bench", "--model", bin, "--tokens", "\(Int.max)", "--lengths", "8"])
         XCTAssertFalse(r.crashed, "CRASH (signal) on bench --tokens Int.max\n" + r.summary)
         XCTAssertTrue([0, 64].contains(r.status), r.summary)
@@ -383,9 +384,9 @@ final class BadInputTests: XCTestCase {
     /// exit 0 with a garbage perplexity that differs between debug and release builds.
     /// Expected: ModelError.invalidToken → exit 1, like generate.
     func testPerplexityTokenOutsideVocabulary() throws {
-        let hf = try TestAssets.asset("stories260K/hf")
-        let llama2Tok = try TestAssets.asset("tokenizers/llama2/tokenizer.model")
-        let dir = try TestAssets.tempDir(self).appendingPathComponent("stories-bigtok").path
+        let hf = try Assets.path("stories260K/hf")
+        let llama2Tok = try Assets.path("tokenizers/llama2/tokenizer.model")
+        let dir = try Scratch.dir(self).appendingPathComponent("stories-bigtok").path
         try FileManager.default.copyItem(atPath: hf, toPath: dir)
         try FileManager.default.removeItem(atPath: dir + "/tokenizer.model")
         try FileManager.default.copyItem(atPath: llama2Tok, toPath: dir + "/tokenizer.model")   // 32,000 pieces vs vocab 512
@@ -393,7 +394,7 @@ final class BadInputTests: XCTestCase {
         let g = try WorkbenchCLI.run(["generate", "--model", dir, "--prompt", "Hello world", "--max-new-tokens", "2"])
         WorkbenchCLI.assertRuntimeError(g, mentions: ["15043", "outside the vocabulary"])
         // … perplexity must too.
-        let text = try TestAssets.tempDir(self).appendingPathComponent("t.raw")
+        let text = try Scratch.dir(self).appendingPathComponent("t.raw")
         try Data(String(repeating: "Hello world, this is a test of the tokenizer.\r\n", count: 20).utf8).write(to: text)
         let r = try WorkbenchCLI.run(["perplexity", "--model", dir, "--text", text.path, "--seqlen", "32", "--json"])
         WorkbenchCLI.assertRuntimeError(r, mentions: ["outside the vocabulary"])

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import TestSupport
 
 // MARK: - A minimal GGUF writer for hand-built files
 
@@ -46,7 +47,7 @@ private struct GGUFBuilder {
 private func h(_ v: UInt16) -> Data { GGUFBuilder.le(v) }
 
 private func write(_ data: Data, in test: XCTestCase, name: String = "t.gguf") throws -> String {
-    let url = try TestAssets.tempDir(test).appendingPathComponent(name)
+    let url = try Scratch.dir(test).appendingPathComponent(name)
     try data.write(to: url)
     return url.path
 }
@@ -219,7 +220,7 @@ final class GGUFTests: XCTestCase {
 
     func testTruncatedAnywhereIsTypedError() throws {
         let data = tinyLlama().0.build()
-        let dir = try TestAssets.tempDir(self)
+        let dir = try Scratch.dir(self)
         for cut in stride(from: 4, to: data.count, by: 13) {
             let url = dir.appendingPathComponent("cut\(cut).gguf")
             try data.prefix(cut).write(to: url)
@@ -254,7 +255,7 @@ final class GGUFTests: XCTestCase {
     // MARK: - Real SmolLM2-135M-Instruct (Q4_1)
 
     func testSmolLM2() throws {
-        let path = try TestAssets.smolLM2()
+        let path = try Assets.smolLM2()
         let t0 = Date()
         let g = try GGUFFile(path: path)
         let s = g.summary
@@ -284,7 +285,7 @@ final class GGUFTests: XCTestCase {
 
     /// Dequantized, un-permuted values sampled by tools/gguf_goldens.py from transformers' own GGUF loader.
     private func compareToGoldens(_ ck: Checkpoint) throws {
-        let url = URL(fileURLWithPath: try TestAssets.fixture("smollm2_goldens.json"))
+        let url = URL(fileURLWithPath: try Fixtures.path("smollm2_goldens.json"))
         guard let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
               let samples = json["tensor_samples"] as? [[String: Any]], !samples.isEmpty else { return XCTFail("no tensor_samples") }
         for s in samples {

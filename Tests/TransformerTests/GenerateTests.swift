@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import TestSupport
 
 /// Sampling (seed, temperature 0, top-p nucleus) and KV-cache decoding.
 final class GenerateTests: XCTestCase {
@@ -95,7 +96,7 @@ final class GenerateTests: XCTestCase {
     // MARK: - Generation on stories260K
 
     private func stories() throws -> Model {
-        try ModelLoader.load(try TestAssets.asset("stories260K/stories260K.bin"), needTokenizer: false).model
+        try ModelLoader.load(try Assets.path("stories260K/stories260K.bin"), needTokenizer: false).model
     }
 
     func testGenerateSeededReproducible() throws {
@@ -194,7 +195,7 @@ final class GenerateTests: XCTestCase {
     }
 
     func testKVCacheTinyLlamaBias() throws {
-        let m = try ModelLoader.load(Fixture.path("tiny-llama-bias"), needTokenizer: false).model
+        let m = try ModelLoader.load(try Fixtures.path("tiny-llama-bias"), needTokenizer: false).model
         XCTAssertTrue(m.config.attentionBias)
         let t = pseudoTokens(20, vocab: m.config.vocabSize, seed: 3)
         checkIncremental(m, tokens: t, prefill: 1, name: "tiny-llama-bias prefill 1")
@@ -202,7 +203,7 @@ final class GenerateTests: XCTestCase {
     }
 
     func testKVCacheTinyOPT() throws {
-        let m = try ModelLoader.load(Fixture.path("tiny-opt"), needTokenizer: false).model
+        let m = try ModelLoader.load(try Fixtures.path("tiny-opt"), needTokenizer: false).model
         XCTAssertEqual(m.config.family, .opt)
         let t = pseudoTokens(20, vocab: m.config.vocabSize, seed: 4)
         checkIncremental(m, tokens: t, prefill: 1, name: "tiny-opt prefill 1")
@@ -215,7 +216,7 @@ final class GenerateTests: XCTestCase {
     }
 
     func testKVCacheTinyLlamaBF16() throws {
-        let m = try ModelLoader.load(Fixture.path("tiny-llama-bias-bf16"), needTokenizer: false).model
+        let m = try ModelLoader.load(try Fixtures.path("tiny-llama-bias-bf16"), needTokenizer: false).model
         checkIncremental(m, tokens: pseudoTokens(16, vocab: m.config.vocabSize, seed: 8), prefill: 5, name: "tiny-llama-bias-bf16")
     }
 }

@@ -1,41 +1,19 @@
 import Foundation
 import XCTest
 @testable import Transformer
-
-/// Committed fixtures under Tests/Fixtures (tiny random-weight checkpoints and goldens).
-enum Fixture {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures").path
-    static func path(_ rel: String) -> String { root + "/" + rel }
-    /// stories260K's HF copy in shared/assets ($WORKBENCH_ASSETS, else beside the checkout), or XCTSkip.
-    static func stories260KHF() throws -> String {
-        let assets = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"]
-            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/assets").path
-        let p = assets + "/stories260K/hf"
-        guard FileManager.default.fileExists(atPath: p) else {
-            print("skipping: \(p) not found (set WORKBENCH_ASSETS)")
-            throw XCTSkip("shared assets not found")
-        }
-        return p
-    }
-    static func json(_ rel: String) throws -> [String: Any] {
-        let d = try Data(contentsOf: URL(fileURLWithPath: path(rel)))
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: d) as? [String: Any])
-    }
-}
+import TestSupport
 
 /// Logits equal HF transformers' (fp32, eager attention) to 1e-4 on every
 /// supported family. Goldens: Tests/Fixtures/goldens/hf_logits.json, made by
 /// `tools/hf_goldens.py` (recipe in the file and in tools/README.md).
 final class HFLogitsTests: XCTestCase {
     func modelDir(_ name: String, _ rel: String) throws -> String {
-        if name == "stories260K" { return try Fixture.stories260KHF() }
-        return Fixture.path(rel.replacingOccurrences(of: "Tests/Fixtures/", with: ""))
+        if name == "stories260K" { return try Assets.path("stories260K/hf") }
+        return try Fixtures.path(rel.replacingOccurrences(of: "Tests/Fixtures/", with: ""))
     }
 
     func check(_ name: String) throws {
-        let goldens = try Fixture.json("goldens/hf_logits.json")
+        let goldens = try Fixtures.json("goldens/hf_logits.json")
         let m = try XCTUnwrap((goldens["models"] as? [String: Any])?[name] as? [String: Any])
         let dir = try modelDir(name, try XCTUnwrap(m["path"] as? String))
         let model = try Model.build(from: try ModelLoader.loadHFDirectory(dir))

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Transformer
+import TestSupport
 
 /// Sums R_W = W ⊙ δW over calls (signed), plus neuron/head relevance.
 final class SumSink: RelevanceSink {
@@ -31,15 +32,15 @@ func cosineAndRelErr(_ a: [Float], _ b: [Float]) -> (cos: Double, rel: Double) {
 /// tools/lxt_goldens.py (recipe in tools/README.md).
 final class LRPAgreementTests: XCTestCase {
     func stories260K() throws -> Model {
-        let p = try Fixture.stories260KHF()
+        let p = try Assets.path("stories260K/hf")
         return try Model.build(from: ModelLoader.loadHFDirectory(p))
     }
 
     func compare(model: Model, job: String, seed: SeedValue, rules: LRPRules = .attnLRP, file: String) throws {
-        let goldens = try Fixture.json("goldens/lrp_goldens.json")
+        let goldens = try Fixtures.json("goldens/lrp_goldens.json")
         let j = try XCTUnwrap((goldens["jobs"] as? [String: Any])?[job] as? [String: Any])
         let seqs = try XCTUnwrap(j["sequences"] as? [[String: Any]])
-        let st = try SafetensorsFile(path: Fixture.path("goldens/" + file))
+        let st = try SafetensorsFile(path: try Fixtures.path("goldens/" + file))
         let sink = SumSink()
         var inputSum = 0.0, explainedSum = 0.0
         for (k, s) in seqs.enumerated() {
@@ -87,11 +88,11 @@ final class LRPAgreementTests: XCTestCase {
                     file: "grad_stories260K_logit.safetensors")
     }
     func testTinyLlamaWithBiases() throws {
-        let m = try Model.build(from: ModelLoader.loadHFDirectory(Fixture.path("tiny-llama-bias")))
+        let m = try Model.build(from: ModelLoader.loadHFDirectory(try Fixtures.path("tiny-llama-bias")))
         try compare(model: m, job: "lrp_tiny_llama_bias_logit", seed: .logit, file: "lrp_tiny_llama_bias_logit.safetensors")
     }
     func testTinyOPT() throws {
-        let m = try Model.build(from: ModelLoader.loadHFDirectory(Fixture.path("tiny-opt")))
+        let m = try Model.build(from: ModelLoader.loadHFDirectory(try Fixtures.path("tiny-opt")))
         try compare(model: m, job: "lrp_tiny_opt_logit", seed: .logit, file: "lrp_tiny_opt_logit.safetensors")
     }
 }

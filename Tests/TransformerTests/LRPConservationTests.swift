@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Transformer
+import TestSupport
 
 /// Conservation identities of the AttnLRP pass (Gradient×Input form), per layer and for the
 /// whole model, plus the memory-budget recompute path and input validation.
@@ -25,8 +26,8 @@ import XCTest
 final class LRPConservationTests: XCTestCase {
     typealias K = LRPTestKit
 
-    func tinyOPT() throws -> Model { try Model.build(from: ModelLoader.loadHFDirectory(Fixture.path("tiny-opt"))) }
-    func tinyLlamaBias() throws -> Model { try Model.build(from: ModelLoader.loadHFDirectory(Fixture.path("tiny-llama-bias"))) }
+    func tinyOPT() throws -> Model { try Model.build(from: ModelLoader.loadHFDirectory(try Fixtures.path("tiny-opt"))) }
+    func tinyLlamaBias() throws -> Model { try Model.build(from: ModelLoader.loadHFDirectory(try Fixtures.path("tiny-llama-bias"))) }
 
     /// a ≈ b to `rel` of the larger magnitude, with a floor at `rel` · 1e-3 · scale (scale = Σ|R_W| of
     /// the layers involved: signed relevance cancels a lot, and Float32 sums carry ≈1e-7 · Σ|R| of noise).

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import TestSupport
 
 // MARK: - Minimal safetensors reader (test-local on purpose)
 //
@@ -31,8 +32,8 @@ private func floats(_ v: [Float]) -> Data { v.reduce(Data()) { $0 + withUnsafeBy
 
 final class Llama2CTests: XCTestCase {
     func testStories260KMatchesHFSafetensors() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
-        let st = try TestAssets.asset("stories260K/hf/model.safetensors")
+        let bin = try Assets.path("stories260K/stories260K.bin")
+        let st = try Assets.path("stories260K/hf/model.safetensors")
         let ck = try loadLlama2C(path: bin)
         let c = ck.config
         XCTAssertEqual([c.dModel, c.dFF, c.nLayers, c.nHeads, c.nKVHeads, c.headDim, c.vocabSize, c.maxSeqLen], [64, 172, 5, 8, 4, 8, 512, 512])
@@ -51,9 +52,9 @@ final class Llama2CTests: XCTestCase {
     }
 
     func testTruncatedAndPaddedFilesAreTypedErrors() throws {
-        let bin = try TestAssets.asset("stories260K/stories260K.bin")
+        let bin = try Assets.path("stories260K/stories260K.bin")
         let full = try Data(contentsOf: URL(fileURLWithPath: bin))
-        let dir = try TestAssets.tempDir(self)
+        let dir = try Scratch.dir(self)
         for (name, data) in [("cut.bin", full.prefix(full.count - 100)), ("pad.bin", full + Data([0])), ("hdr.bin", full.prefix(20))] {
             let p = dir.appendingPathComponent(name).path
             try data.write(to: URL(fileURLWithPath: p))
@@ -76,7 +77,7 @@ final class Llama2CTests: XCTestCase {
         let header = Llama2CHeader(dim: dim, hiddenDim: hidden, nLayers: layers, nHeads: heads, nKVHeads: kv,
                                    vocabSize: vocab, seqLen: seq, sharedClassifier: false)
         let total = (header.expectedFileSize - 28) / 4
-        let dir = try TestAssets.tempDir(self)
+        let dir = try Scratch.dir(self)
         let path = dir.appendingPathComponent("model.bin").path
         try (int32s([8, 4, 2, 2, 1, -3, 2]) + floats((0..<total).map(Float.init))).write(to: URL(fileURLWithPath: path))
 

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Transformer
+import TestSupport
 
 /// The prefill attention runs as (query block × head) work items on both cores;
 /// the decode path runs one query row at a time through sgemv. Checks that the
@@ -8,7 +9,7 @@ import XCTest
 /// (whose δK/δV are gathered from per-worker buffers) is bitwise deterministic.
 final class ParallelAttentionTests: XCTestCase {
     func stories260K() throws -> Model {
-        let p = try Fixture.stories260KHF()
+        let p = try Assets.path("stories260K/hf")
         return try Model.build(from: ModelLoader.loadHFDirectory(p))
     }
 

@@ -2,10 +2,11 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import TestSupport
 
 /// Perplexity protocols checked against sums computed by hand from `Model.forward` logits.
 final class PerplexityTests: XCTestCase {
-    private func storiesHF() throws -> LoadedModel { try ModelLoader.load(try TestAssets.asset("stories260K/hf")) }
+    private func storiesHF() throws -> LoadedModel { try ModelLoader.load(try Assets.path("stories260K/hf")) }
 
     /// A deterministic token stream: real text through the model's tokenizer, then pseudo-random
     /// in-vocabulary ids, so windows hold both likely and unlikely continuations. 2 × 32 + 7 tokens.
@@ -122,7 +123,7 @@ final class PerplexityTests: XCTestCase {
     }
 
     func testJoinRawTextRowsOnWikiText() throws {
-        let path = try TestAssets.asset("eval/wikitext-2-raw/wiki.test.raw")
+        let path = try Assets.path("eval/wikitext-2-raw/wiki.test.raw")
         let raw = String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
         let joined = joinRawTextRows(raw)
         XCTAssertFalse(joined.contains("\r"))

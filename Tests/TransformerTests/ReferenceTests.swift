@@ -2,45 +2,7 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
-
-// MARK: - shared/assets/reference/reference_outputs.json (fp64 numpy forward of stories260K)
-
-struct ReferenceData {
-    struct Top5 { let prompt: String; let inputIds: [Int]; let ids: [Int]; let logits: [Double]; let logprobs: [Double] }
-    let greedyFromBOS: [Int]
-    let greedyText: String
-    let greedy256: [Int]
-    let greedy256Text: String
-    let logitsAfterBOS: [Double]
-    let argmaxAfterBOS: Int
-    let top5: [Top5]
-    let nllSentence: String
-    let nllInputIds: [Int]
-    let meanNLL: Double
-    let perplexity: Double
-    let perTokenNLL: [Double]
-
-    static func load() throws -> ReferenceData {
-        let path = try TestAssets.asset("reference/reference_outputs.json")
-        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        func obj(_ k: String) throws -> [String: Any] { try XCTUnwrap(root[k] as? [String: Any], k) }
-        let g = try obj("greedy_from_bos"), g256 = try obj("greedy_256_karpathy_doc"), bos = try obj("logits_after_bos")
-        let nll = try obj("nll")
-        let top = try XCTUnwrap(root["top5_next_token"] as? [[String: Any]])
-        return ReferenceData(
-            greedyFromBOS: try XCTUnwrap(g["ids"] as? [Int]), greedyText: try XCTUnwrap(g["text"] as? String),
-            greedy256: try XCTUnwrap(g256["ids"] as? [Int]), greedy256Text: try XCTUnwrap(g256["text"] as? String),
-            logitsAfterBOS: try XCTUnwrap(bos["logits"] as? [Double]), argmaxAfterBOS: try XCTUnwrap(bos["argmax"] as? Int),
-            top5: try top.map {
-                Top5(prompt: try XCTUnwrap($0["prompt"] as? String), inputIds: try XCTUnwrap($0["input_ids"] as? [Int]),
-                     ids: try XCTUnwrap($0["top5_ids"] as? [Int]), logits: try XCTUnwrap($0["top5_logits"] as? [Double]),
-                     logprobs: try XCTUnwrap($0["top5_logprobs"] as? [Double]))
-            },
-            nllSentence: try XCTUnwrap(nll["sentence"] as? String), nllInputIds: try XCTUnwrap(nll["input_ids"] as? [Int]),
-            meanNLL: try XCTUnwrap(nll["mean_nll_nats"] as? Double), perplexity: try XCTUnwrap(nll["perplexity"] as? Double),
-            perTokenNLL: try XCTUnwrap(nll["per_token_nll"] as? [Double]))
-    }
-}
+import TestSupport
 
 /// log-softmax of one logits row, in Double.
 func logSoftmax(_ row: ArraySlice<Float>) -> [Double] {
@@ -60,8 +22,8 @@ func topK(_ row: ArraySlice<Float>, _ k: Int) -> [Int] {
 final class ReferenceTests: XCTestCase {
     /// The two stories260K copies: llama2.c `.bin` (interleaved RoPE, q/k un-permuted on load) and the HF directory.
     private func stories() throws -> [(String, LoadedModel)] {
-        [("bin", try ModelLoader.load(try TestAssets.asset("stories260K/stories260K.bin"))),
-         ("hf", try ModelLoader.load(try TestAssets.asset("stories260K/hf")))]
+        [("bin", try ModelLoader.load(try Assets.path("stories260K/stories260K.bin"))),
+         ("hf", try ModelLoader.load(try Assets.path("stories260K/hf")))]
     }
 
     func testGreedyFromBOS() throws {
@@ -165,7 +127,7 @@ final class ReferenceTests: XCTestCase {
     private static var smolCache: LoadedModel?
     private func smol() throws -> LoadedModel {
         if let m = Self.smolCache { return m }
-        let m = try ModelLoader.load(try TestAssets.smolLM2())
+        let m = try ModelLoader.load(try Assets.smolLM2())
         Self.smolCache = m
         return m
     }
@@ -199,7 +161,7 @@ final class ReferenceTests: XCTestCase {
     }
 
     private func smolGoldens() throws -> [String: Any] {
-        let url = URL(fileURLWithPath: try TestAssets.fixture("smollm2_goldens.json"))
+        let url = URL(fileURLWithPath: try Fixtures.path("smollm2_goldens.json"))
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
     }
 

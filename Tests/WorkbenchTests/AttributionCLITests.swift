@@ -2,54 +2,20 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// `workbench attribute` / `workbench heatmap` end to end: exit codes, errors naming file:line,
 /// no output (final or partial) after a validation error, SIGINT → checkpoint → exit 130 → --resume.
 final class AttributionCLITests: XCTestCase {
-    typealias F = AttributionFixtures
-
-    struct Run { let status: Int32; let stdout: String; let stderr: String }
-
-    static func executable() throws -> URL {
-        var dirs = [Bundle(for: AttributionCLITests.self).bundleURL, Bundle(for: AttributionCLITests.self).bundleURL.deletingLastPathComponent()]
-        if let root = F.repoRoot { dirs.append(root.appendingPathComponent(".build/debug")) }
-        for d in dirs {
-            let p = d.appendingPathComponent("workbench")
-            if FileManager.default.isExecutableFile(atPath: p.path) { return p }
-        }
-        throw F.skip("workbench executable not found next to the test bundle")
-    }
-
-    /// Runs workbench; `interruptAfter` sends SIGINT after that many seconds.
-    func workbench(_ args: [String], interruptAfter: Double? = nil) throws -> Run {
-        let dir = try F.tempDir(self)
-        let o = dir.appendingPathComponent("out"), e = dir.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: o.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: e.path, contents: nil)
-        let p = Process()
-        p.executableURL = try Self.executable()
-        p.arguments = args
-        p.standardOutput = try FileHandle(forWritingTo: o)
-        p.standardError = try FileHandle(forWritingTo: e)
-        try p.run()
-        if let t = interruptAfter {
-            Thread.sleep(forTimeInterval: t)
-            if p.isRunning { kill(p.processIdentifier, SIGINT) }
-        }
-        p.waitUntilExit()
-        return Run(status: p.terminationStatus, stdout: String(decoding: try Data(contentsOf: o), as: UTF8.self),
-                   stderr: String(decoding: try Data(contentsOf: e), as: UTF8.self))
-    }
-
     func file(_ name: String, _ contents: String) throws -> String {
-        let p = try F.tempDir(self).appendingPathComponent(name).path
+        let p = try Scratch.dir(self).appendingPathComponent(name).path
         try contents.write(toFile: p, atomically: true, encoding: .utf8)
         return p
     }
 
     func testValidationErrorsNameFileAndLineAndLeaveNoOutput() throws {
-        let model = try F.asset("stories260K/hf")
-        let dir = try F.tempDir(self)
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
         let out = dir.appendingPathComponent("r.safetensors").path
         let cases: [(String, String, String)] = [
             ("oov.jsonl", #"{"text": "Once upon a time"}"# + "\n" + #"{"ids": [1, 2, 9999]}"#, "oov.jsonl:2: field 'ids[2]': token id 9999"),
@@ -60,7 +26,7 @@ final class AttributionCLITests: XCTestCase {
         ]
         for (name, contents, message) in cases {
             let p = try file(name, contents)
-            let r = try workbench(["attribute", "--model", model, "--prompts", p, "--out", out, "--quiet"])
+            let r = try WorkbenchCLI.run(["attribute", "--model", model, "--prompts", p, "--out", out, "--quiet"])
             XCTAssertEqual(r.status, 1, "\(name): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains("Error: ") && r.stderr.contains(message), "\(name): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), name)
@@ -70,7 +36,7 @@ final class AttributionCLITests: XCTestCase {
     }
 
     func testUsageErrorsExit64() throws {
-        let model = try F.asset("stories260K/hf")
+        let model = try Assets.path("stories260K/hf")
         let p = try file("p.txt", "Once upon a time\n")
         for args in [["attribute", "--model", model],
                      ["attribute", "--model", model, "--prompts", p, "--text", p],
@@ -80,26 +46,26 @@ final class AttributionCLITests: XCTestCase {
                      ["attribute", "--model", model, "--prompts", p, "--method", "nope"],
                      ["attribute", "--model", model, "--prompts", p, "--seqlen", "5"],
                      ["attribute", "--model", model, "--prompts", p, "--samples", "3"]] {
-            let r = try workbench(args)
+            let r = try WorkbenchCLI.run(args)
             XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains("Usage: workbench attribute"), r.stderr)
         }
     }
 
     func testOutputMustNotBeAnInput() throws {
-        let model = try F.asset("stories260K/hf")
+        let model = try Assets.path("stories260K/hf")
         let p = try file("p.txt", "Once upon a time\n")
-        let r = try workbench(["attribute", "--model", model, "--prompts", p, "--out", p])
+        let r = try WorkbenchCLI.run(["attribute", "--model", model, "--prompts", p, "--out", p])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("is also an input"), r.stderr)
         XCTAssertEqual(try String(contentsOfFile: p, encoding: .utf8), "Once upon a time\n", "input untouched")
     }
 
     func testAttributeWritesFileAndSummary() throws {
-        let model = try F.asset("stories260K/hf")
+        let model = try Assets.path("stories260K/hf")
         let p = try file("p.jsonl", #"{"text": "Once upon a time"}"# + "\n" + #"{"text": "Once upon a time", "target": " there"}"#)
-        let out = try F.tempDir(self).appendingPathComponent("r.safetensors").path
-        let r = try workbench(["attribute", "--model", model, "--prompts", p, "--out", out, "--abs-per-sample", "--seed-value", "one"])
+        let out = try Scratch.dir(self).appendingPathComponent("r.safetensors").path
+        let r = try WorkbenchCLI.run(["attribute", "--model", model, "--prompts", p, "--out", out, "--abs-per-sample", "--seed-value", "one"])
         XCTAssertEqual(r.status, 0, r.stderr)
         for s in ["samples: 2", "tokens:", "tok/s", "conservation", "output: \(out)"] { XCTAssertTrue(r.stdout.contains(s), r.stdout) }
         let f = try SafetensorsFile(path: out)
@@ -110,18 +76,18 @@ final class AttributionCLITests: XCTestCase {
     }
 
     func testSIGINTCheckpointsExits130AndResumeIsBitIdentical() throws {
-        let model = try F.asset("stories260K/hf")
-        let c4 = try F.asset("eval/c4/c4_pfdecoding_1480.jsonl")
-        let dir = try F.tempDir(self)
+        let model = try Assets.path("stories260K/hf")
+        let c4 = try Assets.path("eval/c4/c4_pfdecoding_1480.jsonl")
+        let dir = try Scratch.dir(self)
         let oneGo = dir.appendingPathComponent("one.safetensors").path, two = dir.appendingPathComponent("two.safetensors").path
         let common = ["attribute", "--model", model, "--text", c4, "--seqlen", "48", "--samples", "24", "--seed", "5",
                       "--checkpoint-every", "0", "--quiet"]
         // Time an uninterrupted run, then interrupt a second one a third of the way in.
         let t0 = Date()
-        let a = try workbench(common + ["--out", oneGo])
+        let a = try WorkbenchCLI.run(common + ["--out", oneGo])
         XCTAssertEqual(a.status, 0, a.stderr)
         let full = Date().timeIntervalSince(t0)
-        let b = try workbench(common + ["--out", two], interruptAfter: max(0.3, full / 2))
+        let b = try WorkbenchCLI.run(common + ["--out", two], interruptAfter: max(0.3, full / 2))
         guard b.status == 130 else {
             throw XCTSkip("the run finished before SIGINT arrived (status \(b.status), \(full) s); cannot test the signal path here")
         }
@@ -130,27 +96,27 @@ final class AttributionCLITests: XCTestCase {
         let done = Int(try SafetensorsFile(path: two + ".partial").metadata["samples_done"] ?? "") ?? -1
         XCTAssertTrue((0..<24).contains(done), "samples_done \(done)")
         // Different settings are refused, and nothing is written.
-        let bad = try workbench(common.map { $0 == "5" ? "6" : $0 } + ["--out", two, "--resume"])
+        let bad = try WorkbenchCLI.run(common.map { $0 == "5" ? "6" : $0 } + ["--out", two, "--resume"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("seed = 5") && bad.stderr.contains("seed = 6"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: two))
-        let c = try workbench(common + ["--out", two, "--resume"])
+        let c = try WorkbenchCLI.run(common + ["--out", two, "--resume"])
         XCTAssertEqual(c.status, 0, c.stderr)
         XCTAssertTrue(c.stdout.contains("resumed at \(done)"), c.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: two + ".partial"))
-        XCTAssertEqual(try F.rawTensors(two), try F.rawTensors(oneGo), "bit-identical tensors after SIGINT + --resume")
+        XCTAssertEqual(try TensorBytes.read(two), try TensorBytes.read(oneGo), "bit-identical tensors after SIGINT + --resume")
     }
 
     func testHeatmapCommandWritesSelfContainedHTML() throws {
-        let model = try F.asset("stories260K/hf")
-        let out = try F.tempDir(self).appendingPathComponent("heat.html").path
-        let r = try workbench(["heatmap", "--model", model, "--prompt", "Once upon a <time> & \"day\"", "--target", #"" there""#, "--out", out])
+        let model = try Assets.path("stories260K/hf")
+        let out = try Scratch.dir(self).appendingPathComponent("heat.html").path
+        let r = try WorkbenchCLI.run(["heatmap", "--model", model, "--prompt", "Once upon a <time> & \"day\"", "--target", #"" there""#, "--out", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         let html = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertTrue(html.contains("&lt;") && html.contains("&amp;") && html.contains("&quot;"))
         XCTAssertFalse(html.contains("src=") || html.contains("href="))
         XCTAssertTrue(html.contains("Conservation ratio"))
-        let bad = try workbench(["heatmap", "--model", model, "--prompt", "Once", "--target", "5:3", "--out", out + "2"])
+        let bad = try WorkbenchCLI.run(["heatmap", "--model", model, "--prompt", "Once", "--target", "5:3", "--out", out + "2"])
         XCTAssertEqual(bad.status, 1, bad.stderr)
         XCTAssertTrue(bad.stderr.contains("--prompt: field '--target': position 5"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "2"))

@@ -2,118 +2,15 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
-
-// MARK: - Running the `workbench` executable
-
-/// What one `workbench` run produced.
-struct WorkbenchRun {
-    let args: [String]
-    let stdout: String
-    let stderr: String
-    let status: Int32
-    /// true when the process died from a signal (a crash), not a clean exit.
-    let crashed: Bool
-
-    var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
-    var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
-    var summary: String { "workbench \(args.joined(separator: " ")) → status \(status)\(crashed ? " (SIGNAL)" : "")\nstdout: \(stdout)\nstderr: \(stderr)" }
-}
-
-/// Locates the `workbench` executable SwiftPM built next to the test bundle and runs it.
-enum WorkbenchCLI {
-    /// `workbench` in the build products directory of this test run (`.build/debug`, or `.build/release` with `-c release`).
-    static func executable() throws -> URL {
-        let fm = FileManager.default
-        var dirs: [URL] = []
-        let bundle = Bundle(for: BundleToken.self)
-        dirs.append(bundle.bundleURL)                                   // Linux: the products dir itself
-        dirs.append(bundle.bundleURL.deletingLastPathComponent())       // macOS: the dir holding the .xctest
-        if let exe = bundle.executableURL { dirs.append(exe.deletingLastPathComponent()) }
-        if let arg0 = CommandLine.arguments.first { dirs.append(URL(fileURLWithPath: arg0).deletingLastPathComponent()) }
-        if let root = TestAssets.repoRoot { dirs.append(root.appendingPathComponent(".build/debug")) }
-        for d in dirs {
-            let p = d.appendingPathComponent("workbench")
-            var isDir: ObjCBool = false
-            if fm.fileExists(atPath: p.path, isDirectory: &isDir), !isDir.boolValue, fm.isExecutableFile(atPath: p.path) { return p }
-        }
-        // A build product, not an asset: `swift test` always builds it, so its absence is a failure, not a skip.
-        throw CLIError.executableNotFound(dirs.map(\.path))
-    }
-
-    /// Runs `workbench args…` with stdout/stderr captured in temporary files (no pipe deadlocks).
-    static func run(_ args: [String], timeout: TimeInterval = 300, file: StaticString = #filePath, line: UInt = #line) throws -> WorkbenchRun {
-        let exe = try executable()
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("wbcli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let outURL = tmp.appendingPathComponent("stdout"), errURL = tmp.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        let done = DispatchSemaphore(value: 0)
-        p.terminationHandler = { _ in done.signal() }
-        try p.run()
-        if done.wait(timeout: .now() + timeout) == .timedOut {
-            p.terminate()
-            _ = done.wait(timeout: .now() + 5)
-            XCTFail("workbench \(args.joined(separator: " ")) timed out after \(timeout) s", file: file, line: line)
-        }
-        try out.close(); try err.close()
-        let so = String(decoding: try Data(contentsOf: outURL), as: UTF8.self)
-        let se = String(decoding: try Data(contentsOf: errURL), as: UTF8.self)
-        return WorkbenchRun(args: args, stdout: so, stderr: se, status: p.terminationStatus,
-                            crashed: p.terminationReason == .uncaughtSignal)
-    }
-
-    /// A usage error: exit 64, `Error:` and `Usage:` lines on stderr, nothing on stdout.
-    static func assertUsageError(_ r: WorkbenchRun, mentions: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(r.crashed, r.summary, file: file, line: line)
-        XCTAssertEqual(r.status, 64, r.summary, file: file, line: line)
-        XCTAssertTrue(r.stderrLines.contains { $0.hasPrefix("Error: ") }, "no Error: line\n" + r.summary, file: file, line: line)
-        XCTAssertTrue(r.stderrLines.contains { $0.hasPrefix("Usage: ") }, "no Usage: line\n" + r.summary, file: file, line: line)
-        XCTAssertEqual(r.stdout, "", "usage errors print nothing on stdout\n" + r.summary, file: file, line: line)
-        if let mentions {
-            let errLine = r.stderrLines.first { $0.hasPrefix("Error: ") } ?? ""
-            XCTAssertTrue(errLine.contains(mentions), "Error line should mention '\(mentions)'\n" + r.summary, file: file, line: line)
-        }
-    }
-
-    /// A runtime error: exit 1, an `Error:` line containing `mentions`, no crash.
-    static func assertRuntimeError(_ r: WorkbenchRun, mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(r.crashed, "CRASH (signal) instead of a clean error\n" + r.summary, file: file, line: line)
-        XCTAssertEqual(r.status, 1, r.summary, file: file, line: line)
-        let errLine = r.stderrLines.first { $0.hasPrefix("Error: ") }
-        XCTAssertNotNil(errLine, "no Error: line\n" + r.summary, file: file, line: line)
-        for m in mentions {
-            XCTAssertTrue(errLine?.contains(m) ?? false, "Error line should mention '\(m)'\n" + r.summary, file: file, line: line)
-        }
-        XCTAssertFalse(r.stderrLines.contains { $0.hasPrefix("Usage: ") }, "runtime errors are not usage errors\n" + r.summary,
-                       file: file, line: line)
-    }
-}
-
-private final class BundleToken {}
-
-enum CLIError: Error, CustomStringConvertible {
-    case executableNotFound([String])
-    var description: String {
-        switch self { case .executableNotFound(let d): return "workbench executable not found next to the test bundle (looked in \(d))" }
-    }
-}
+import TestSupport
 
 // MARK: - CLI behaviour
 
 final class CLITests: XCTestCase {
     static let subcommands = ["info", "tokenize", "generate", "perplexity", "bench"]
 
-    private var storiesBin: String { get throws { try TestAssets.asset("stories260K/stories260K.bin") } }
-    private var storiesHF: String { get throws { try TestAssets.asset("stories260K/hf") } }
+    private var storiesBin: String { get throws { try Assets.path("stories260K/stories260K.bin") } }
+    private var storiesHF: String { get throws { try Assets.path("stories260K/hf") } }
 
     // MARK: help
 
@@ -283,7 +180,7 @@ final class CLITests: XCTestCase {
     }
 
     func testTokenizeSmolLM2() throws {
-        let gguf = try TestAssets.smolLM2()
+        let gguf = try Assets.smolLM2()
         let r = try WorkbenchCLI.run(["tokenize", "--model", gguf, "--text", "The capital of France is"])
         XCTAssertEqual(r.status, 0, r.summary)
         XCTAssertEqual(r.stdout, "504 3575 282 4649 314\n", r.summary)
@@ -292,7 +189,7 @@ final class CLITests: XCTestCase {
     // MARK: perplexity
 
     private func writeText(_ rows: [String]) throws -> String {
-        let url = try TestAssets.tempDir(self).appendingPathComponent("text.raw")
+        let url = try Scratch.dir(self).appendingPathComponent("text.raw")
         try Data(rows.map { $0 + "\r\n" }.joined().utf8).write(to: url)
         return url.path
     }
@@ -372,17 +269,17 @@ final class CLITests: XCTestCase {
     }
 
     func testInfoTinyOPT() throws {
-        let r = try WorkbenchCLI.run(["info", "--model", Fixture.path("tiny-opt")])
+        let r = try WorkbenchCLI.run(["info", "--model", try Fixtures.path("tiny-opt")])
         XCTAssertEqual(r.status, 0, r.summary)
         XCTAssertTrue(r.stdoutLines.contains("family: opt"), r.summary)
         XCTAssertTrue(r.stdoutLines.contains("tokenizer: none"), r.summary)
         let params = try XCTUnwrap(r.stdoutLines.first { $0.hasPrefix("parameters: ") })
-        let m = try ModelLoader.load(Fixture.path("tiny-opt"), needTokenizer: false)
+        let m = try ModelLoader.load(try Fixtures.path("tiny-opt"), needTokenizer: false)
         XCTAssertTrue(params.hasPrefix("parameters: \(m.model.parameterCount) "), params)
     }
 
     func testInfoSmolLM2() throws {
-        let gguf = try TestAssets.smolLM2()
+        let gguf = try Assets.smolLM2()
         let r = try WorkbenchCLI.run(["info", "--model", gguf])
         XCTAssertEqual(r.status, 0, r.summary)
         let lines = Set(r.stdoutLines)
@@ -399,7 +296,7 @@ final class CLITests: XCTestCase {
     /// and the FLOP accounting matches the documented formula (prefill: 2·P·T +
     /// causal attention; LRP: 3× linear + 3.5× attention).
     func testBenchJSONReportsFractionsOfThePeakAroundEachPhase() throws {
-        let hf = try TestAssets.asset("stories260K/hf")
+        let hf = try Assets.path("stories260K/hf")
         let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "64,200", "--tokens", "8", "--lrp", "--json"])
         XCTAssertEqual(r.status, 0, r.summary)
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
@@ -440,7 +337,7 @@ final class CLITests: XCTestCase {
     }
 
     func testBenchRunsReportEveryRunAndTheirSpread() throws {
-        let hf = try TestAssets.asset("stories260K/hf")
+        let hf = try Assets.path("stories260K/hf")
         let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "32", "--tokens", "4", "--runs", "3", "--json"])
         XCTAssertEqual(r.status, 0, r.summary)
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
