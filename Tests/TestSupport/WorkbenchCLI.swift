@@ -30,6 +30,7 @@ public enum WorkbenchCLI {
         dirs.append(bundle.bundleURL.deletingLastPathComponent())       // macOS: the dir holding the .xctest
         if let exe = bundle.executableURL { dirs.append(exe.deletingLastPathComponent()) }
         if let arg0 = CommandLine.arguments.first { dirs.append(URL(fileURLWithPath: arg0).deletingLastPathComponent()) }
+        dirs = dirs.map(\.standardizedFileURL).reduce(into: []) { seen, d in if !seen.contains(d) { seen.append(d) } }
         for d in dirs {
             let p = d.appendingPathComponent("workbench")
             var isDir: ObjCBool = false
