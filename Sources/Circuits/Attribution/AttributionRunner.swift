@@ -57,13 +57,57 @@ public enum AttributionRunner {
     /// Runs `settings.method` over `samples` and writes `out` (see the file comment).
     public static func run(model: Model, samples: [AttributionSample], settings s: AttributionSettings, out: String,
                            options o: AttributionRunOptions = AttributionRunOptions()) throws -> AttributionSummary {
-        precondition(s.samples == samples.count, "settings.samples must equal the number of samples")
         try preflight(out: out, resume: o.resume)
+        let r = try stream(model: model, samples: samples, settings: s, checkpoint: checkpointPath(for: out), options: o)
+        // Final file, then drop the checkpoint.
+        let tensors = r.scorer.finalTensors(samples: r.done, tokens: r.tokens)
+        try StreamingSafetensors.write(tensors, metadata: r.metadata(s), to: out)
+        try? FileManager.default.removeItem(atPath: checkpointPath(for: out))
+        return r.summary(out: out, tensorCount: tensors.count)
+    }
+
+    /// Runs `settings.method` over `samples` and returns the final score tensors in memory with the
+    /// metadata a file would carry (no checkpoints, nothing written). The values are those `run`
+    /// writes, bit for bit. lrp/gradient sums are turned into means in place, so the peak memory is
+    /// one set of sums, as when streaming them to a file.
+    public static func scores(model: Model, samples: [AttributionSample], settings s: AttributionSettings,
+                              progress: Bool = false) throws -> (tensors: [String: Tensor], metadata: [String: String],
+                                                                 summary: AttributionSummary) {
+        var o = AttributionRunOptions()
+        o.progress = progress
+        let r = try stream(model: model, samples: samples, settings: s, checkpoint: nil, options: o)
+        var tensors: [String: Tensor] = [:]
+        for t in r.scorer.takeFinalTensors(samples: r.done, tokens: r.tokens) {
+            tensors[t.name] = Tensor(shape: t.shape, data: t.values)
+        }
+        return (tensors, r.metadata(s), r.summary(out: "", tensorCount: tensors.count))
+    }
+
+    /// Where a stream of samples ended.
+    struct Streamed {
+        let scorer: AttributionScorer
+        let done: Int, tokens: Int, consSum: Double, consCount: Int, resumedAt: Int, seconds: Double, sessionTokens: Int
+
+        func metadata(_ s: AttributionSettings) -> [String: String] {
+            s.metadata(samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: false)
+        }
+
+        func summary(out: String, tensorCount: Int) -> AttributionSummary {
+            AttributionSummary(samples: done, tokens: tokens, resumedAt: resumedAt, seconds: seconds, sessionTokens: sessionTokens,
+                               conservationMean: consCount > 0 ? consSum / Double(consCount) : nil, out: out,
+                               tensorCount: tensorCount)
+        }
+    }
+
+    /// Feeds every sample to a fresh scorer. With a `checkpoint` path: resumes from it (`o.resume`),
+    /// writes it every `o.checkpointEvery` samples and when stopped; without one, never stops early.
+    static func stream(model: Model, samples: [AttributionSample], settings s: AttributionSettings, checkpoint cp: String?,
+                       options o: AttributionRunOptions) throws -> Streamed {
+        precondition(s.samples == samples.count, "settings.samples must equal the number of samples")
         let scorer = makeScorer(model, s)
-        let cp = checkpointPath(for: out)
         var done = 0, tokens = 0, consSum = 0.0, consCount = 0
         // Resume.
-        if o.resume, FileManager.default.fileExists(atPath: cp) {
+        if let cp, o.resume, FileManager.default.fileExists(atPath: cp) {
             let f: SafetensorsFile
             do { f = try SafetensorsFile(path: cp) } catch { throw AttributionError.badCheckpoint(path: cp, reason: error.localizedDescription) }
             guard f.metadata["format"] == partialFormat else {
@@ -83,6 +127,7 @@ public enum AttributionRunner {
         let resumedAt = done
         var saved = done
         func checkpoint() throws {
+            guard let cp else { return }
             try StreamingSafetensors.write(scorer.checkpointTensors(), metadata: s.metadata(
                 samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: true), to: cp)
             saved = done
@@ -93,7 +138,7 @@ public enum AttributionRunner {
         let line = ProgressLine(resumedAt > 0 ? "attribute (resumed at \(resumedAt))" : "attribute", total: samples.count - resumedAt,
                                 unit: "samples", enabled: o.progress && samples.count > resumedAt)
         while done < samples.count {
-            if o.shouldStop() || o.stopAfter.map({ done >= $0 }) == true {
+            if let cp, o.shouldStop() || o.stopAfter.map({ done >= $0 }) == true {
                 try checkpoint()
                 throw AttributionError.interrupted(samplesDone: done, total: samples.count, checkpoint: cp)
             }
@@ -110,15 +155,8 @@ public enum AttributionRunner {
             line.update(done - resumedAt, tokens: sessionTokens)
             if o.checkpointEvery > 0, done % o.checkpointEvery == 0, done < samples.count { try checkpoint() }
         }
-        let seconds = Date().timeIntervalSince(start)
-        // Final file, then drop the checkpoint.
-        let tensors = scorer.finalTensors(samples: done, tokens: tokens)
-        try StreamingSafetensors.write(tensors, metadata: s.metadata(
-            samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: false), to: out)
-        try? FileManager.default.removeItem(atPath: cp)
-        return AttributionSummary(samples: done, tokens: tokens, resumedAt: resumedAt, seconds: seconds, sessionTokens: sessionTokens,
-                                  conservationMean: consCount > 0 ? consSum / Double(consCount) : nil, out: out,
-                                  tensorCount: tensors.count)
+        return Streamed(scorer: scorer, done: done, tokens: tokens, consSum: consSum, consCount: consCount, resumedAt: resumedAt,
+                        seconds: Date().timeIntervalSince(start), sessionTokens: sessionTokens)
     }
 
     static func makeScorer(_ model: Model, _ s: AttributionSettings) -> AttributionScorer {

@@ -85,7 +85,7 @@ public struct AttributionSettings: Equatable, Sendable {
         var m: [String: String] = [:]
         for (k, v) in fingerprintFields { m[k] = v }
         m["format"] = partial ? AttributionRunner.partialFormat : "sparc3-relevance"
-        m["version"] = "1 (workbench 0.1.0)"
+        m["version"] = "1 (\(Workbench.version))"
         m["fingerprint"] = fingerprint
         m["model"] = modelPath
         m["model_files"] = modelFiles.joined(separator: ",")

@@ -15,6 +15,15 @@ protocol AttributionScorer: AnyObject {
     func restore(_ f: SafetensorsFile) throws
     /// The final score tensors after `samples` samples of `tokens` tokens in total.
     func finalTensors(samples: Int, tokens: Int) -> [OutTensor]
+    /// The final score values in memory, the same numbers `finalTensors` writes; may consume the
+    /// scorer's state (call once, last).
+    func takeFinalTensors(samples: Int, tokens: Int) -> [(name: String, shape: [Int], values: [Float])]
+}
+
+extension AttributionScorer {
+    func takeFinalTensors(samples: Int, tokens: Int) -> [(name: String, shape: [Int], values: [Float])] {
+        finalTensors(samples: samples, tokens: tokens).map { ($0.name, $0.shape, $0.values()) }
+    }
 }
 
 /// The methods `workbench attribute` offers.
@@ -82,5 +91,26 @@ final class LRPScorer: AttributionScorer {
         return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: mean(accumulator.weights[$0.name] ?? [])) }
             + accumulator.units.keys.sorted().map { OutTensor(name: $0, shape: [accumulator.units[$0]?.count ?? 0],
                                                               payload: mean(accumulator.units[$0] ?? [])) }
+    }
+
+    /// The same means as `finalTensors`, computed in the accumulator's own arrays (which it
+    /// gives up): no second weight-sized copy while the pruner ranks them.
+    func takeFinalTensors(samples: Int, tokens: Int) -> [(name: String, shape: [Int], values: [Float])] {
+        let k = Float(max(samples, 1))
+        var (weights, units) = accumulator.takeSums()
+        func mean(_ v: inout [Float]) -> [Float] {
+            v.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = p[i] / k } }
+            return v
+        }
+        var out: [(name: String, shape: [Int], values: [Float])] = []
+        for l in model.linears {
+            var v = weights.removeValue(forKey: l.name) ?? []
+            out.append((l.name, [l.outDim, l.inDim], mean(&v)))
+        }
+        for name in units.keys.sorted() {
+            var v = units.removeValue(forKey: name) ?? []
+            out.append((name, [v.count], mean(&v)))
+        }
+        return out
     }
 }

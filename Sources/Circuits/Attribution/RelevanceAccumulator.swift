@@ -101,6 +101,13 @@ public final class RelevanceAccumulator: RelevanceSink {
         }
     }
 
+    /// Hands over the running sums, leaving the accumulator empty (so a caller can turn them
+    /// into means in place instead of copying a weight-sized set).
+    func takeSums() -> (weights: [String: [Float]], units: [String: [Float]]) {
+        defer { weights = [:]; units = [:] }
+        return (weights, units)
+    }
+
     /// Marks one sample done (callers call this after each `lrp` pass).
     public func finishSample() { samples += 1 }
 

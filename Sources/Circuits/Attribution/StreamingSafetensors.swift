@@ -38,6 +38,18 @@ public struct OutTensor {
         }
     }
     var byteCount: Int { count * dtype.size }
+
+    /// The values as F32, as the file would hold them after reading back (F64 narrowed).
+    func values() -> [Float] {
+        switch payload {
+        case .f32(let v): return v
+        case .f64(let v): return v.map { Float($0) }
+        case .computed(let n, let fill):
+            var out = [Float](repeating: 0, count: n)
+            out.withUnsafeMutableBufferPointer { if n > 0 { fill(0..<n, $0.baseAddress!) } }
+            return out
+        }
+    }
 }
 
 public enum StreamingSafetensors {
