@@ -25,29 +25,28 @@ func installStopHandlers() {
 // MARK: - attribute
 
 enum AttributeCommand: Command {
+    enum Options {
+        static let method = Option<AttributionMethod>("method", "name", default: .lrp,
+                                                      choices: [.lrp, .gradient, .wanda, .magnitude, .activation], help: "Scoring method")
+        static let target = Option<TargetMode>("target", "spec", default: .auto, help: "What is explained, lrp/gradient only; see TARGETS below")
+        static let absPerSample = Flag("abs-per-sample", help: "Average |R| per sample instead of signed R (PXP)")
+        static let absPerToken = Flag("abs-per-token", help: "Sum |R| over positions: |W|⊙Σ_t|δ_t||x_t|ᵀ (no cancellation; +1 GEMM)")
+        static let out = Option<String>("out", "file", default: "relevance.safetensors", help: "Output safetensors")
+        static let resume = Flag("resume", help: "Continue an interrupted run from <out>.partial")
+        static let checkpointEvery = Option<Int>("checkpoint-every", "n", default: 8, min: 0,
+                                                 help: "Checkpoint every n samples; 0 = only on stop")
+        /// Options that only mean something when an output is explained (lrp, gradient).
+        static let explainOnly: [any CLIOption] = [target, LRPOptions.seedValue, absPerSample, absPerToken, LRPOptions.rule,
+                                                   LRPOptions.epsilon, LRPOptions.maxNewTokens]
+    }
     static let spec = CommandSpec(
         name: "attribute", abstract: "Score every decoder weight (LRP, gradient, Wanda, magnitude) or unit (activation) over a reference set.",
         usage: "workbench attribute --model <path> (--prompts <file> | --text <file> --seqlen <n> --samples <k> [--seed <s>]) "
             + "[--method lrp|gradient|wanda|magnitude|activation] [--target <spec>] [--out <file>] [options]",
-        options: [Common.model,
-                  OptionSpec(name: "prompts", value: "file", help: "Prompt set: .txt (one per line) or .jsonl (see below)."),
-                  OptionSpec(name: "text", value: "file", help: "Corpus to draw random windows from (.jsonl or plain text)."),
-                  OptionSpec(name: "seqlen", value: "n", help: "Tokens per corpus window (with --text)."),
-                  OptionSpec(name: "samples", value: "k", help: "Windows to draw (with --text), or use only the first k prompts."),
-                  OptionSpec(name: "seed", value: "s", help: "Window sampling seed (default 0)."),
-                  OptionSpec(name: "method", value: "name", help: "lrp (default), gradient, wanda, magnitude, activation."),
-                  OptionSpec(name: "target", value: "spec", help: "What is explained (lrp/gradient; default auto, see below)."),
-                  OptionSpec(name: "seed-value", value: "v", help: "Seed the explained output with its logit (default) or one."),
-                  OptionSpec(name: "abs-per-sample", value: nil, help: "Average |R| per sample instead of signed R (PXP)."),
-                  OptionSpec(name: "abs-per-token", value: nil, help: "Sum |R| over positions: |W|⊙Σ_t|δ_t||x_t|ᵀ (no cancellation; +1 GEMM)."),
-                  OptionSpec(name: "rule", value: "r", help: "attnlrp (default) or cp-lrp (lrp only)."),
-                  OptionSpec(name: "epsilon", value: "e", help: "LRP-ε on linear layers (lrp only; default 0)."),
-                  OptionSpec(name: "max-new-tokens", value: "n", help: "Greedy continuation length for --target continuation (default 20)."),
-                  OptionSpec(name: "out", value: "file", help: "Output safetensors (default relevance.safetensors)."),
-                  OptionSpec(name: "resume", value: nil, help: "Continue an interrupted run from <out>.partial."),
-                  OptionSpec(name: "checkpoint-every", value: "n", help: "Checkpoint every n samples (default 8; 0 = only on stop)."),
-                  OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default 1536; beyond it lower blocks are recomputed)."),
-                  OptionSpec(name: "quiet", value: nil, help: "No progress line.")],
+        options: ModelOptions.all + CalibrationOptions.all
+            + [Options.method, Options.target, LRPOptions.seedValue, Options.absPerSample, Options.absPerToken, LRPOptions.rule,
+               LRPOptions.epsilon, LRPOptions.maxNewTokens, Options.out, Options.resume, Options.checkpointEvery,
+               MemoryOptions.budgetMB, OutputOptions.quiet],
         discussion: """
         TARGETS (--target, lrp and gradient):
           auto          per prompt: its own target fields, else its continuation, else next-token (default)
@@ -74,43 +73,29 @@ enum AttributeCommand: Command {
 
     static func run(_ args: Args) throws {
         // Usage checks (no I/O yet).
-        let method: AttributionMethod = try args.choice("method", default: .lrp)
-        let prompts = args.string("prompts"), text = args.string("text")
-        if method.needsData, (prompts == nil) == (text == nil) {
-            throw UsageError(message: "Give exactly one of '--prompts <file>' or '--text <file>'")
+        let method = try args[Options.method]
+        let calibration = try CalibrationOptions.calibration(args, needsData: method.needsData, method: method.rawValue)
+        if !method.explains, let o = Options.explainOnly.first(where: args.given) {
+            throw UsageError(message: "'--\(o.name)' applies to --method lrp and gradient only")
         }
-        if prompts != nil, text != nil { throw UsageError(message: "'--prompts' and '--text' cannot both be given") }
-        let seqlen = try args.int("seqlen", min: 2), samplesArg = try args.int("samples", min: 1)
-        let seed = try args.int("seed", default: 0, min: 0)!
-        if text != nil, seqlen == nil || samplesArg == nil {
-            throw UsageError(message: "'--text' needs '--seqlen <n>' and '--samples <k>'")
+        if method == .gradient, let o = [LRPOptions.rule, LRPOptions.epsilon].first(where: args.given) {
+            throw UsageError(message: "'--\(o.name)' applies to --method lrp only (gradient uses the plain gradient)")
         }
-        if prompts != nil, seqlen != nil || args.string("seed") != nil {
-            throw UsageError(message: "'--seqlen' and '--seed' apply to '--text' corpora only")
+        let target = try args[Options.target]
+        do { try calibration?.check(target: target) } catch { throw UsageError(message: error.localizedDescription) }
+        let variant = try args[LRPOptions.rule]
+        let epsilon = try args[LRPOptions.epsilon]
+        let seedValue = try args[LRPOptions.seedValue]
+        let maxNew = try args[LRPOptions.maxNewTokens]
+        let every = try args[Options.checkpointEvery]
+        let budgetMB = try args[MemoryOptions.budgetMB]
+        let out = try args[Options.out]
+        let resume = args[Options.resume]
+        let modelPath = try args[ModelOptions.model]
+        if args[Options.absPerSample] && args[Options.absPerToken] {
+            throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
         }
-        if !method.explains {
-            for o in ["target", "seed-value", "abs-per-sample", "abs-per-token", "rule", "epsilon", "max-new-tokens"]
-            where args.string(o) != nil || args.flag(o) {
-                throw UsageError(message: "'--\(o)' applies to --method lrp and gradient only")
-            }
-        }
-        if method == .gradient, args.string("rule") != nil || args.string("epsilon") != nil {
-            throw UsageError(message: "'--rule' and '--epsilon' apply to --method lrp only (gradient uses the plain gradient)")
-        }
-        let target: TargetMode
-        do { target = try TargetMode.parse(args.string("target") ?? "auto") } catch { throw UsageError(message: error.localizedDescription) }
-        if text != nil, target == .continuation { throw UsageError(message: "'--target continuation' needs a prompt file") }
-        let variant: LRPRules.Variant = try args.choice("rule", default: .attnLRP)
-        if variant == .gradient { throw UsageError(message: "The value 'gradient' is invalid for '--rule': use --method gradient") }
-        let epsilon = try args.double("epsilon", default: 0, range: 0...1)!
-        let seedValue: SeedValue = try args.choice("seed-value", default: .logit)
-        let maxNew = try args.int("max-new-tokens", default: 20, min: 0)!
-        let every = try args.int("checkpoint-every", default: 8, min: 0)!
-        let budgetMB = try args.int("memory-budget-mb", default: AttributionSettings().memoryBudget >> 20, min: 1)!
-        let out = args.string("out") ?? "relevance.safetensors"
-        let resume = args.flag("resume")
-        let modelPath = try args.required("model")
-        try checkOutput(out, inputs: [modelPath, prompts, text].compactMap { $0 }, modelPath: modelPath)
+        try checkOutput(out, inputs: [modelPath] + [calibration?.path].compactMap { $0 }, modelPath: modelPath)
         try AttributionRunner.preflight(out: out, resume: resume)
 
         // Load and validate everything before heavy work.
@@ -119,38 +104,22 @@ enum AttributeCommand: Command {
         settings.method = method
         settings.rules = LRPRules(variant, epsilon: Float(epsilon))
         // Corpus windows have no per-prompt targets: record what `auto` means for them.
-        settings.target = text != nil && target == .auto ? .nextToken : target
+        if case .corpus? = calibration, target == .auto { settings.target = .nextToken } else { settings.target = target }
         settings.seedValue = seedValue
-        settings.absPerSample = args.flag("abs-per-sample")
-        settings.absPerToken = args.flag("abs-per-token")
-        if settings.absPerSample && settings.absPerToken {
-            throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
-        }
+        settings.absPerSample = args[Options.absPerSample]
+        settings.absPerToken = args[Options.absPerToken]
         settings.maxNewTokens = maxNew
         settings.memoryBudget = budgetMB << 20
         settings.modelPath = modelPath
         var samples: [AttributionSample] = []
-        if !method.needsData, prompts != nil || text != nil { Out.err("note: --method magnitude reads no data; the data file is ignored") }
-        if method.needsData, let p = prompts {
-            var set = try PromptSet.load(p)
-            if let k = samplesArg {
-                guard k <= set.entries.count else {
-                    throw UsageError(message: "'--samples \(k)' but \(p) has \(set.entries.count) prompts")
-                }
-                set.entries = Array(set.entries.prefix(k))
+        if let calibration {
+            do {
+                samples = try calibration.samples(model: m.model, tokenizer: m.tokenizer, modelPath: m.path, target: target,
+                                                  maxNewTokens: maxNew, progress: !args[OutputOptions.quiet])
+            } catch let e as CalibrationError {
+                throw UsageError(message: e.localizedDescription)
             }
-            samples = try PromptSamples.prepare(set, model: m.model, tokenizer: m.tokenizer, target: target,
-                                                maxNewTokens: maxNew, progress: !args.flag("quiet"))
-            settings.dataKind = .prompts
-            settings.dataPath = p
-        } else if method.needsData, let t = text, let n = seqlen, let k = samplesArg {
-            let tok = try m.requireTokenizer()
-            samples = try TextCorpus.load(t).windows(tokenizer: tok, seqlen: n, count: k, seed: UInt64(seed),
-                                                     vocab: m.model.config.vocabSize, target: target)
-            settings.dataKind = .corpus
-            settings.dataPath = t
-            settings.seqlen = n
-            settings.corpusSeed = UInt64(seed)
+            calibration.record(into: &settings)
         }
         settings.samples = samples.count
         let t0 = Date()
@@ -164,7 +133,7 @@ enum AttributeCommand: Command {
         var options = AttributionRunOptions()
         options.resume = resume
         options.checkpointEvery = every
-        options.progress = !args.flag("quiet")
+        options.progress = !args[OutputOptions.quiet]
         options.shouldStop = { attributeStopRequested != 0 }
         if resume, !FileManager.default.fileExists(atPath: AttributionRunner.checkpointPath(for: out)) {
             Out.err("note: --resume: no checkpoint \(AttributionRunner.checkpointPath(for: out)); starting from the first sample")

@@ -6,16 +6,20 @@ import Transformer
 // MARK: - bench: throughput against this machine's own measured bounds
 
 enum BenchCommand: Command {
+    enum Options {
+        static let tokens = Option<Int>("tokens", "n", default: 64, min: 1, help: "Decode tokens to time")
+        static let lengths = Option<[Int]>("lengths", "list", default: [512, 2048], help: "Prefill lengths, comma-separated") { l in
+            l.allSatisfy { $0 > 1 } ? nil : "every length must be at least 2"
+        }
+        static let lrp = Flag("lrp", help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)")
+        static let runs = Option<Int>("runs", "n", default: 1, min: 1,
+                                      help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
+    }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
         usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--runs <n>] [--json]",
-        options: [Common.model,
-                  OptionSpec(name: "tokens", value: "n", help: "Decode tokens to time (default 64)."),
-                  OptionSpec(name: "lengths", value: "list", help: "Prefill lengths, comma-separated (default 512,2048)."),
-                  OptionSpec(name: "lrp", value: nil, help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)."),
-                  OptionSpec(name: "memory-budget-mb", value: "m", help: "Activations the LRP pass may keep (default: as attribute)."),
-                  OptionSpec(name: "runs", value: "n", help: "Repeat the whole measurement, bounds included (default 1); prints min–max (median)."),
-                  OptionSpec(name: "json", value: nil, help: "Print one JSON object.")],
+        options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, MemoryOptions.budgetMB, Options.runs,
+                                     OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
         (what decode does), with each of OpenBLAS's two sgemv kernels (y = Ax and y = Aᵀx), the faster counted.
@@ -115,18 +119,15 @@ enum BenchCommand: Command {
     }
 
     static func run(_ args: Args) throws {
-        let decodeTokens = try args.int("tokens", default: 64, min: 1)!
-        let runs = try args.int("runs", default: 1, min: 1)!
-        let budget = try args.int("memory-budget-mb", default: AttributionSettings().memoryBudget >> 20, min: 1)! << 20
-        let lengths = try (args.string("lengths") ?? "512,2048").split(separator: ",").map { s -> Int in
-            guard let v = Int(s), v > 1 else { throw UsageError(message: "The value '\(s)' is invalid for '--lengths'") }
-            return v
-        }
+        let decodeTokens = try args[Options.tokens]
+        let runs = try args[Options.runs]
+        let budget = try args[MemoryOptions.budgetMB] << 20
+        let lengths = try args[Options.lengths]
         let m = try Common.load(args, tokenizer: false)
         var reports: [[String: Any]] = []
         for r in 1...runs {
             if runs > 1 { Out.err("run \(r) of \(runs)") }
-            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args.flag("lrp"), budget: budget))
+            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args[Options.lrp], budget: budget))
         }
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
@@ -135,7 +136,7 @@ enum BenchCommand: Command {
         report["load_seconds"] = m.loadSeconds
         report["peak_rss_mb"] = reports.compactMap { $0["peak_rss_mb"] as? Double }.max() ?? peakRSSMB()
         if runs > 1 { printSummary(spreads, runs: runs) }
-        if args.flag("json") { Out.print(Out.json(report)) }
+        if args[OutputOptions.json] { Out.print(Out.json(report)) }
     }
 
     /// One complete measurement: prefill, decode and (with `lrp`) the LRP pass,

@@ -6,36 +6,34 @@ import Foundation
 // `Error: …`, `Usage: …` and a help hint on stderr and exit 64 (EX_USAGE);
 // runtime errors print `Error: …` and exit 1.
 
-struct OptionSpec {
-    let name: String          // without the leading dashes
-    let value: String?        // value placeholder; nil for a flag
-    let help: String
-    var isFlag: Bool { value == nil }
-}
-
 struct CommandSpec {
     let name: String
     let abstract: String
     let usage: String         // e.g. "workbench generate --model <path> --prompt <text> [options]"
-    let options: [OptionSpec]
+    /// In help order; shared groups are spliced in (`ModelOptions.all + …`).
+    let options: [any CLIOption]
     var discussion: String = ""
+
+    static let help = Flag("help", help: "Show help information")
 
     var helpText: String {
         var s = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n\nOPTIONS:\n"
-        for o in options + [OptionSpec(name: "help", value: nil, help: "Show help information.")] {
-            let left = "  --\(o.name)" + (o.value.map { " <\($0)>" } ?? "")
-            s += left.padding(toLength: max(30, left.count + 2), withPad: " ", startingAt: 0) + o.help + "\n"
+        for o in options + [Self.help] {
+            let left = "  --\(o.name)" + (o.valueName.map { " <\($0)>" } ?? "")
+            s += left.padding(toLength: max(30, left.count + 2), withPad: " ", startingAt: 0) + o.renderedHelp + "\n"
         }
         if !discussion.isEmpty { s += "\n" + discussion + "\n" }
         return s
     }
+
+    func declares(_ o: any CLIOption) -> Bool { options.contains { $0.name == o.name } }
 }
 
 struct UsageError: Error {
     let message: String
 }
 
-/// Parsed `--name value` pairs and flags for one command.
+/// The arguments of one command, read through the command's option declarations.
 struct Args {
     let spec: CommandSpec
     private var values: [String: String] = [:]
@@ -43,6 +41,7 @@ struct Args {
     let wantsHelp: Bool
 
     init(_ argv: [String], spec: CommandSpec) throws {
+        precondition(Set(spec.options.map(\.name)).count == spec.options.count, "\(spec.name): an option is declared twice")
         self.spec = spec
         var i = 0, help = false
         while i < argv.count {
@@ -57,48 +56,41 @@ struct Args {
             guard let opt = spec.options.first(where: { $0.name == name }) else {
                 throw UsageError(message: "Unknown option '--\(name)'")
             }
-            if opt.isFlag {
-                flags.insert(name); i += 1
-            } else {
+            if let valueName = opt.valueName {
                 if let inline { values[name] = inline; i += 1; continue }
-                guard i + 1 < argv.count else { throw UsageError(message: "Missing value for '--\(name) <\(opt.value!)>'") }
+                guard i + 1 < argv.count else { throw UsageError(message: "Missing value for '--\(name) <\(valueName)>'") }
                 values[name] = argv[i + 1]; i += 2
+            } else {
+                flags.insert(name); i += 1
             }
         }
         wantsHelp = help
     }
 
-    func string(_ name: String) -> String? { values[name] }
-    func flag(_ name: String) -> Bool { flags.contains(name) }
-
-    func required(_ name: String) throws -> String {
-        guard let v = values[name] else {
-            let o = spec.options.first { $0.name == name }
-            throw UsageError(message: "Missing expected argument '--\(name) <\(o?.value ?? "value")>'")
+    /// The option's value: as given, else its default, else a usage error (a required option).
+    subscript<V>(_ o: Option<V>) -> V {
+        get throws {
+            if let v = try ifGiven(o) ?? o.defaultValue { return v }
+            throw UsageError(message: "Missing expected argument '--\(o.name) <\(o.placeholder)>'")
         }
-        return v
     }
 
-    func int(_ name: String, default d: Int? = nil, min lo: Int? = nil) throws -> Int? {
-        guard let s = values[name] else { return d }
-        guard let v = Int(s) else { throw UsageError(message: "The value '\(s)' is invalid for '--\(name)': expected an integer") }
-        if let lo, v < lo { throw UsageError(message: "The value '\(s)' is invalid for '--\(name)': must be at least \(lo)") }
-        return v
+    /// The option's value only when given on the command line (its default is not used).
+    func ifGiven<V>(_ o: Option<V>) throws -> V? {
+        assert(spec.declares(o), "\(spec.name) reads --\(o.name) but does not declare it")
+        return try values[o.name].map(o.value(from:))
     }
 
-    func double(_ name: String, default d: Double? = nil, range: ClosedRange<Double>? = nil) throws -> Double? {
-        guard let s = values[name] else { return d }
-        guard let v = Double(s), v.isFinite else { throw UsageError(message: "The value '\(s)' is invalid for '--\(name)': expected a number") }
-        if let range, !range.contains(v) {
-            throw UsageError(message: "The value '\(s)' is invalid for '--\(name)': must be in [\(range.lowerBound), \(range.upperBound)]")
-        }
-        return v
+    /// Whether a flag is set.
+    subscript(_ f: Flag) -> Bool {
+        assert(spec.declares(f), "\(spec.name) reads --\(f.name) but does not declare it")
+        return flags.contains(f.name)
     }
 
-    func choice<T: RawRepresentable>(_ name: String, default d: T) throws -> T where T.RawValue == String {
-        guard let s = values[name] else { return d }
-        guard let v = T(rawValue: s) else { throw UsageError(message: "The value '\(s)' is invalid for '--\(name)'") }
-        return v
+    /// Whether an option or flag was given at all.
+    func given(_ o: any CLIOption) -> Bool {
+        assert(spec.declares(o), "\(spec.name) reads --\(o.name) but does not declare it")
+        return values[o.name] != nil || flags.contains(o.name)
     }
 }
 

@@ -5,10 +5,8 @@ import Transformer
 // MARK: - Shared model loading
 
 enum Common {
-    static let model = OptionSpec(name: "model", value: "path", help: "HF directory, .gguf file or llama2.c .bin.")
-
     static func load(_ args: Args, tokenizer: Bool = true) throws -> LoadedModel {
-        let path = try args.required("model")
+        let path = try args[ModelOptions.model]
         let m = try ModelLoader.load(path, needTokenizer: tokenizer)
         Out.err(String(format: "loaded %@ (%@, %@) in %.2f s", path, m.model.config.family.rawValue, m.sourceDType, m.loadSeconds))
         return m
@@ -28,7 +26,7 @@ enum Common {
 
 enum InfoCommand: Command {
     static let spec = CommandSpec(name: "info", abstract: "Describe a checkpoint: family, sizes, dtype, parameters, tokenizer.",
-                                  usage: "workbench info --model <path>", options: [Common.model])
+                                  usage: "workbench info --model <path>", options: ModelOptions.all)
 
     static func run(_ args: Args) throws {
         let m = try Common.load(args)
@@ -56,12 +54,15 @@ enum InfoCommand: Command {
 // MARK: - tokenize
 
 enum TokenizeCommand: Command {
+    enum Options {
+        static let text = Option<String>("text", "text", help: "Text to tokenize")
+    }
     static let spec = CommandSpec(name: "tokenize", abstract: "Print the token ids of a text, space-separated.",
                                   usage: "workbench tokenize --model <path> --text <text>",
-                                  options: [Common.model, OptionSpec(name: "text", value: "text", help: "Text to tokenize.")])
+                                  options: ModelOptions.all + [Options.text])
 
     static func run(_ args: Args) throws {
-        let text = try args.required("text")
+        let text = try args[Options.text]
         let m = try Common.load(args)
         let ids = try m.requireTokenizer().encode(text)
         Out.print(ids.map(String.init).joined(separator: " "))
@@ -71,27 +72,29 @@ enum TokenizeCommand: Command {
 // MARK: - generate
 
 enum GenerateCommand: Command {
+    enum Options {
+        static let prompt = Option<String>("prompt", "text", help: "Prompt text (BOS added per the tokenizer's rule)")
+        static let maxNewTokens = Option<Int>("max-new-tokens", "n", default: 64, min: 0, help: "Tokens to generate")
+        static let temperature = Option<Double>("temperature", "t", default: 0, range: 0...100, help: "Sampling temperature; 0 = greedy")
+        static let topP = Option<Double>("top-p", "p", default: 1, range: 0...1, help: "Nucleus sampling mass")
+        static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Sampling seed")
+    }
     static let spec = CommandSpec(
         name: "generate", abstract: "Continue a prompt; only the continuation is printed on stdout, stats on stderr.",
         usage: "workbench generate --model <path> --prompt <text> [--max-new-tokens <n>] [--temperature <t>] [--top-p <p>] [--seed <s>]",
-        options: [Common.model,
-                  OptionSpec(name: "prompt", value: "text", help: "Prompt text (BOS added per the tokenizer's rule)."),
-                  OptionSpec(name: "max-new-tokens", value: "n", help: "Tokens to generate (default 64)."),
-                  OptionSpec(name: "temperature", value: "t", help: "0 = greedy (default 0)."),
-                  OptionSpec(name: "top-p", value: "p", help: "Nucleus sampling mass (default 1)."),
-                  OptionSpec(name: "seed", value: "s", help: "Sampling seed (default 0).")],
+        options: ModelOptions.all + [Options.prompt, Options.maxNewTokens, Options.temperature, Options.topP, Options.seed],
         discussion: """
         For 128 or more new tokens, decode first makes transposed copies of the weights with out ≥ in (q, o, gate,
-        up, fc1, lm_head; at most 1 GiB, else it decodes from the plain weights): OpenBLAS streams them ~1.3× faster
-        one token at a time. SmolLM2-135M: 37 → 45–53 tok/s for +400 MB of memory and 0.2–0.9 s to make them.
+        up, fc1, lm_head; at most 1 GiB, else it decodes from the plain weights), which OpenBLAS streams faster one
+        token at a time, for extra memory (the copies) and a short set-up.
         """)
 
     static func run(_ args: Args) throws {
-        let prompt = try args.required("prompt")
-        let maxNew = try args.int("max-new-tokens", default: 64, min: 0)!
-        let temp = try args.double("temperature", default: 0, range: 0...100)!
-        let topP = try args.double("top-p", default: 1, range: 0...1)!
-        let seed = try args.int("seed", default: 0, min: 0)!
+        let prompt = try args[Options.prompt]
+        let maxNew = try args[Options.maxNewTokens]
+        let temp = try args[Options.temperature]
+        let topP = try args[Options.topP]
+        let seed = try args[Options.seed]
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         let m = try Common.load(args)
         let tok = try m.requireTokenizer()
@@ -130,25 +133,27 @@ enum GenerateCommand: Command {
 // MARK: - perplexity
 
 enum PerplexityCommand: Command {
+    enum Options {
+        static let text = Option<String>("text", "file", help: "Raw text (e.g. wiki.test.raw)")
+        static let seqlen = Option<Int>("seqlen", "n", defaultText: "min(2048, context)", min: 2, help: "Window length")
+        static let maxWindows = Option<Int>("max-windows", "k", min: 1, help: "Evaluate at most k windows")
+        static let proto = Option<PerplexityProtocol>("protocol", "name", default: .wanda, choices: [.wanda, .llamacpp],
+                                                      help: "Positions scored: wanda = every position, llamacpp = the second half of each window")
+    }
     static let spec = CommandSpec(
         name: "perplexity", abstract: "Perplexity of a raw text file (WikiText-2 protocol by default).",
         usage: "workbench perplexity --model <path> --text <file> [--seqlen <n>] [--max-windows <k>] [--protocol wanda|llamacpp] [--json]",
-        options: [Common.model,
-                  OptionSpec(name: "text", value: "file", help: "Raw text (e.g. wiki.test.raw)."),
-                  OptionSpec(name: "seqlen", value: "n", help: "Window length (default min(2048, context))."),
-                  OptionSpec(name: "max-windows", value: "k", help: "Evaluate at most k windows."),
-                  OptionSpec(name: "protocol", value: "name", help: "wanda (all positions, default) or llamacpp (second half)."),
-                  OptionSpec(name: "json", value: nil, help: "Print one JSON object.")],
+        options: ModelOptions.all + [Options.text, Options.seqlen, Options.maxWindows, Options.proto, OutputOptions.json],
         discussion: """
         Text preparation: CRLF → LF; non-empty lines joined with "\\n\\n" (Wanda's "\\n\\n".join(test["text"]));
         tokenized once with the tokenizer's BOS rule; non-overlapping windows of --seqlen tokens.
         """)
 
     static func run(_ args: Args) throws {
-        let file = try args.required("text")
-        let proto: PerplexityProtocol = try args.choice("protocol", default: .wanda)
-        let maxWindows = try args.int("max-windows", min: 1)
-        let seqlenArg = try args.int("seqlen", min: 2)
+        let file = try args[Options.text]
+        let proto = try args[Options.proto]
+        let maxWindows = try args.ifGiven(Options.maxWindows)
+        let seqlenArg = try args.ifGiven(Options.seqlen)
         let m = try Common.load(args)
         let tok = try m.requireTokenizer()
         let text = joinRawTextRows(try Common.readText(file))
@@ -158,7 +163,7 @@ enum PerplexityCommand: Command {
         let seqlen = seqlenArg ?? min(2048, m.model.config.maxSeqLen)
         let r = try m.model.perplexity(tokens: ids, seqlen: seqlen, protocol: proto, maxWindows: maxWindows,
                                        bos: tok.addsBOS ? tok.bosId : nil, progress: true)
-        if args.flag("json") {
+        if args[OutputOptions.json] {
             Out.print(Out.json(["perplexity": r.perplexity, "tokens": r.tokens, "windows": r.windows, "seqlen": r.seqlen,
                                 "protocol": r.protocol, "scored": r.scored, "mean_nll": r.meanNLL, "seconds": r.seconds,
                                 "text": file]))

@@ -6,17 +6,19 @@ import Transformer
 // MARK: - heatmap
 
 enum HeatmapCommand: Command {
+    enum Options {
+        static let prompt = GenerateCommand.Options.prompt
+        static let target = Option<TargetMode>("target", "spec", default: .lastMax, help: "What is explained, as in 'attribute'")
+        /// Unlike `attribute`, the plain gradient is a rule here (Gradient×Input).
+        static let rule = Option<LRPRules.Variant>("rule", "r", default: .attnLRP, choices: [.attnLRP, .cpLRP, .gradient],
+                                                   help: "LRP rule, or gradient for Gradient×Input")
+        static let out = Option<String>("out", "file", default: "heatmap.html", help: "Output HTML")
+    }
     static let spec = CommandSpec(
         name: "heatmap", abstract: "Write a self-contained HTML heatmap of per-token input relevance for one prompt.",
         usage: "workbench heatmap --model <path> --prompt <text> [--target <spec>] [--rule attnlrp|cp-lrp|gradient] [--out <file.html>]",
-        options: [Common.model,
-                  OptionSpec(name: "prompt", value: "text", help: "Prompt text (BOS added per the tokenizer's rule)."),
-                  OptionSpec(name: "target", value: "spec", help: "What is explained (default last-max; as in 'attribute')."),
-                  OptionSpec(name: "seed-value", value: "v", help: "logit (default) or one."),
-                  OptionSpec(name: "rule", value: "r", help: "attnlrp (default), cp-lrp, or gradient (Gradient×Input)."),
-                  OptionSpec(name: "epsilon", value: "e", help: "LRP-ε on linear layers (default 0)."),
-                  OptionSpec(name: "max-new-tokens", value: "n", help: "Continuation length for --target continuation (default 20)."),
-                  OptionSpec(name: "out", value: "file", help: "Output HTML (default heatmap.html).")],
+        options: ModelOptions.all + [Options.prompt, Options.target, LRPOptions.seedValue, Options.rule, LRPOptions.epsilon,
+                                     LRPOptions.maxNewTokens, Options.out],
         discussion: """
         Targets: last-max (default: the model's top prediction after the prompt), next-token, continuation
         (greedy continuation, then its tokens are explained and shown), or [POS:]REF[-REF],… e.g. '" Paris"' or
@@ -25,18 +27,15 @@ enum HeatmapCommand: Command {
         """)
 
     static func run(_ args: Args) throws {
-        let prompt = try args.required("prompt")
+        let prompt = try args[Options.prompt]
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
-        let target: TargetMode
-        do { target = try TargetMode.parse(args.string("target") ?? "last-max") } catch {
-            throw UsageError(message: error.localizedDescription)
-        }
-        let variant: LRPRules.Variant = try args.choice("rule", default: .attnLRP)
-        let epsilon = try args.double("epsilon", default: 0, range: 0...1)!
-        let seedValue: SeedValue = try args.choice("seed-value", default: .logit)
-        let maxNew = try args.int("max-new-tokens", default: 20, min: 0)!
-        let out = args.string("out") ?? "heatmap.html"
-        let modelPath = try args.required("model")
+        let target = try args[Options.target]
+        let variant = try args[Options.rule]
+        let epsilon = try args[LRPOptions.epsilon]
+        let seedValue = try args[LRPOptions.seedValue]
+        let maxNew = try args[LRPOptions.maxNewTokens]
+        let out = try args[Options.out]
+        let modelPath = try args[ModelOptions.model]
         func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
         guard canonical(out) != canonical(modelPath) else { throw AttributionError.outputIsInput(path: out) }
 

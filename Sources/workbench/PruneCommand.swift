@@ -5,26 +5,29 @@ import Transformer
 // MARK: - prune
 
 enum PruneCommand: Command {
+    enum Options {
+        static let scores = Option<String>("scores", "file", help: "Score file (relevance.safetensors from `workbench attribute`)")
+        static let method = Option<AttributionMethod>("method", "m", choices: [.magnitude, .wanda, .gradient, .lrp],
+                                                      help: "Compute scores on the fly")
+        static let aggregation = Option<RelevanceAccumulator.Aggregation>(
+            "aggregation", "a", default: .absPerToken, choices: [.absPerToken, .absPerSample, .signed], help: "How gradient/lrp relevance is aggregated on the fly")
+        static let scheme = Option<PruneScheme>("scheme", "s", help: "row | layer | global | nm:N:M | neurons | heads")
+        static let sparsity = Option<Double>("sparsity", "f", help: "Fraction to prune, in [0, 1)")
+        static let count = Option<Int>("count", "n", help: "Number to prune: weights (unstructured) or neurons/heads (structured)")
+        static let layers = Option<String>("layers", "regex", help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')")
+        static let rank = Option<RankMode>("rank", "mode", default: .abs, choices: [.abs, .signed],
+                                           help: "abs = lowest |score| first; signed = lowest score first")
+        static let out = Option<String>("out", "dir", help: "Output HF directory (must not exist unless --force; never inside the input)")
+        static let format = Option<WeightFormat>("format", "f", default: .dense, choices: [.dense, .sparseBitmask],
+                                                 help: "dense = F32 with exact zeros; sparse-bitmask = compressed-tensors")
+        static let force = Flag("force", help: "Replace an existing output directory")
+    }
     static let spec = CommandSpec(
         name: "prune", abstract: "Prune a model by scores (file or on the fly) and write a complete HF checkpoint directory.",
         usage: "workbench prune --model <path> (--scores <file> | --method <m>) --scheme <s> (--sparsity <f> | --count <n>) --out <dir> [options]",
-        options: [Common.model,
-                  OptionSpec(name: "scores", value: "file", help: "Score file (relevance.safetensors from `workbench attribute`)."),
-                  OptionSpec(name: "method", value: "m", help: "Compute scores on the fly: magnitude | wanda | gradient | lrp."),
-                  OptionSpec(name: "prompts", value: "file", help: "Calibration prompts for --method (as in `attribute`)."),
-                  OptionSpec(name: "text", value: "file", help: "Calibration corpus for --method (as in `attribute`)."),
-                  OptionSpec(name: "seqlen", value: "n", help: "Calibration window length (with --text)."),
-                  OptionSpec(name: "samples", value: "k", help: "Calibration windows (--text) or the first k prompts (--prompts)."),
-                  OptionSpec(name: "seed", value: "s", help: "Calibration sampling seed (with --text)."),
-                  OptionSpec(name: "aggregation", value: "a", help: "gradient/lrp on the fly: abs-per-token (default) | abs-per-sample | signed."),
-                  OptionSpec(name: "scheme", value: "s", help: "row | layer | global | nm:N:M | neurons | heads."),
-                  OptionSpec(name: "sparsity", value: "f", help: "Fraction to prune, in [0, 1)."),
-                  OptionSpec(name: "count", value: "n", help: "Number to prune: weights (unstructured) or neurons/heads (structured)."),
-                  OptionSpec(name: "layers", value: "regex", help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')."),
-                  OptionSpec(name: "rank", value: "mode", help: "abs (default: lowest |score| first) | signed (lowest score first)."),
-                  OptionSpec(name: "out", value: "dir", help: "Output HF directory (must not exist unless --force; never inside the input)."),
-                  OptionSpec(name: "format", value: "f", help: "dense (default: F32 with exact zeros) | sparse-bitmask (compressed-tensors)."),
-                  OptionSpec(name: "force", value: nil, help: "Replace an existing output directory.")],
+        options: ModelOptions.all + [Options.scores, Options.method] + CalibrationOptions.all
+            + [Options.aggregation, Options.scheme, Options.sparsity, Options.count, Options.layers, Options.rank, Options.out,
+               Options.format, Options.force],
         discussion: """
         Schemes (ties between equal scores: lower flat index pruned first, so counts are exact):
           row        every output row of every selected matrix loses exactly floor(cols·s) weights (Wanda/SparC³).
@@ -73,46 +76,36 @@ enum PruneCommand: Command {
     /// Parses and validates everything that needs no model; library argument errors become usage errors.
     static func parse(_ args: Args) throws -> PruneOptions {
         do {
-            let model = try args.required("model")
-            let out = try args.required("out")
-            let schemeText = try args.required("scheme")
+            let model = try args[ModelOptions.model]
+            let out = try args[Options.out]
+            let scheme = try args[Options.scheme]
             let scores: ScoreSource
-            switch (args.string("scores"), args.string("method")) {
+            switch (try args.ifGiven(Options.scores), try args.ifGiven(Options.method)) {
             case (let f?, nil):
-                for o in ["prompts", "text", "seqlen", "samples", "seed", "aggregation"] where args.string(o) != nil {
-                    throw UsageError(message: "--\(o) applies only with --method")
+                if let o = (CalibrationOptions.all + [Options.aggregation]).first(where: args.given) {
+                    throw UsageError(message: "--\(o.name) applies only with --method")
                 }
                 scores = .file(f)
             case (nil, let m?):
-                guard ["magnitude", "wanda", "gradient", "lrp"].contains(m) else {
-                    throw UsageError(message: "The value '\(m)' is invalid for '--method': expected magnitude, wanda, gradient or lrp")
-                }
-                let seed = try args.int("seed", min: 0)
-                let aggregation: RelevanceAccumulator.Aggregation = try args.choice("aggregation", default: .absPerToken)
-                if args.string("aggregation") != nil, !["gradient", "lrp"].contains(m) {
+                let aggregation = try args[Options.aggregation]
+                if args.given(Options.aggregation), !m.explains {
                     throw UsageError(message: "--aggregation applies only with --method gradient or lrp")
                 }
-                let calibration = PruneCalibration(prompts: args.string("prompts"), text: args.string("text"),
-                                                   seqlen: try args.int("seqlen", min: 2), samples: try args.int("samples", min: 1),
-                                                   seed: seed.map { UInt64($0) }, aggregation: aggregation)
-                try calibration.validate(for: m)
-                scores = .method(m, calibration)
+                let calibration = try CalibrationOptions.calibration(args, needsData: m.needsData, method: m.rawValue)
+                scores = .method(m, calibration, aggregation: aggregation)
             case (nil, nil): throw UsageError(message: "Missing expected argument '--scores <file>' or '--method <m>'")
             case (_?, _?): throw UsageError(message: "--scores and --method are mutually exclusive")
             }
             let amount: PruneAmount?
-            switch (args.string("sparsity"), args.string("count")) {
-            case (let s?, nil):
-                guard let v = Double(s), v.isFinite else { throw UsageError(message: "The value '\(s)' is invalid for '--sparsity': expected a number") }
-                amount = .fraction(v)
-            case (nil, _?): amount = .count(try args.int("count") ?? 0)
+            switch (try args.ifGiven(Options.sparsity), try args.ifGiven(Options.count)) {
+            case (let s?, nil): amount = .fraction(s)
+            case (nil, let c?): amount = .count(c)
             case (nil, nil): amount = nil
             case (_?, _?): throw UsageError(message: "--sparsity and --count are mutually exclusive")
             }
-            let rank: RankMode = try args.choice("rank", default: .abs)
-            let format: WeightFormat = try args.choice("format", default: .dense)
-            let spec = try PruneSpec(scheme: try PruneScheme(parsing: schemeText), amount: amount, rank: rank, layers: args.string("layers"))
-            return PruneOptions(model: model, scores: scores, spec: spec, out: out, format: format, force: args.flag("force"))
+            let spec = try PruneSpec(scheme: scheme, amount: amount, rank: try args[Options.rank], layers: try args.ifGiven(Options.layers))
+            return PruneOptions(model: model, scores: scores, spec: spec, out: out, format: try args[Options.format],
+                                force: args[Options.force])
         } catch let e as PruneError where e.isUsageError {
             throw UsageError(message: e.localizedDescription)
         }

@@ -8,15 +8,15 @@ enum SparsityCommand: Command {
     static let spec = CommandSpec(
         name: "sparsity", abstract: "Per-layer sparsity table (exact zeros) of any checkpoint, like Wanda's check_sparsity.",
         usage: "workbench sparsity --model <path> [--json]",
-        options: [Common.model, OptionSpec(name: "json", value: nil, help: "Print one JSON object (per tensor and totals).")],
+        options: ModelOptions.all + [OutputOptions.json],
         discussion: """
         Counts exact zeros in every decoder linear weight (q k v o gate up down / q k v out fc1 fc2); lm_head and
         embeddings appear only in the all-parameters line. sparse-bitmask checkpoints are decoded first. If the
-        directory holds a pruning.json, its scheme and target are shown.
+        directory holds a pruning.json, its scheme and target are shown. --json prints per-tensor rows and totals.
         """)
 
     static func run(_ args: Args) throws {
-        let path = try args.required("model")
+        let path = try args[ModelOptions.model]
         let m = try ModelLoader.load(path, needTokenizer: false)
         let report = SparsityReport.measure(m.model)
         let bytes = DiskUsage.bytes(path)
@@ -24,7 +24,7 @@ enum SparsityCommand: Command {
         if let d = FileManager.default.contents(atPath: path + "/pruning.json") {
             pruning = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
         }
-        if args.flag("json") {
+        if args[OutputOptions.json] {
             var obj = report.jsonObject
             obj["path"] = path
             obj["format"] = m.format

@@ -1,3 +1,4 @@
+import Circuits
 import Foundation
 import Transformer
 
@@ -25,7 +26,7 @@ Allocator.retainFreedBuffers()
 var argv = Array(CommandLine.arguments.dropFirst())
 guard let name = argv.first else { usageFail("Missing subcommand", "workbench <subcommand> [options]", nil) }
 if name == "--help" || name == "-h" || name == "help" { Out.write(topHelp()); exit(0) }
-if name == "--version" { Out.print("workbench 0.1.0"); exit(0) }
+if name == "--version" { Out.print(Workbench.version); exit(0) }
 guard let cmd = commands.first(where: { $0.spec.name == name }) else {
     usageFail("Unknown subcommand '\(name)'", "workbench <subcommand> [options]", nil)
 }

@@ -1,0 +1,83 @@
+import Circuits
+import Foundation
+import Transformer
+
+// MARK: - Option groups shared between commands
+//
+// Like swift-argument-parser's `@OptionGroup`: a set of options declared once
+// and listed by every command that takes them, so `attribute` and `prune`
+// cannot disagree about what `--seqlen` means.
+
+/// The checkpoint every command reads.
+enum ModelOptions {
+    static let model = Option<String>("model", "path", help: "HF directory, .gguf file or llama2.c .bin")
+    static let all: [any CLIOption] = [model]
+}
+
+/// Calibration data (`attribute`, `prune --method`): a prompt file or windows of a corpus.
+enum CalibrationOptions {
+    static let prompts = Option<String>("prompts", "file", help: "Prompt set: .txt (one per line) or .jsonl (fields: see 'workbench attribute --help')")
+    static let text = Option<String>("text", "file", help: "Corpus to draw random windows from (.jsonl or plain text)")
+    static let seqlen = Option<Int>("seqlen", "n", min: 2, help: "Tokens per corpus window (with --text)")
+    static let samples = Option<Int>("samples", "k", min: 1, help: "Windows to draw (with --text), or use only the first k prompts")
+    static let seed = Option<Int>("seed", "s", defaultText: "0", min: 0, help: "Window sampling seed, with --text")
+    static let all: [any CLIOption] = [prompts, text, seqlen, samples, seed]
+
+    /// The calibration these flags describe (nil when the method reads no data); flag errors are usage errors.
+    static func calibration(_ args: Args, needsData: Bool, method: String) throws -> Calibration? {
+        do {
+            return try Calibration.parse(prompts: args.ifGiven(prompts), text: args.ifGiven(text), seqlen: args.ifGiven(seqlen),
+                                         samples: args.ifGiven(samples), seed: args.ifGiven(seed).map { UInt64($0) },
+                                         needsData: needsData, method: method)
+        } catch let e as CalibrationError {
+            throw UsageError(message: e.localizedDescription)
+        }
+    }
+}
+
+/// How an explained output is backpropagated (`attribute`, `heatmap`).
+enum LRPOptions {
+    /// The LRP variant for `attribute --method lrp` (gradient is its own method there).
+    static let rule = Option<LRPRules.Variant>("rule", "r", default: .attnLRP, choices: [.attnLRP, .cpLRP], help: "LRP rule, lrp only")
+    static let epsilon = Option<Double>("epsilon", "e", default: 0, range: 0...1, help: "LRP-ε on linear layers")
+    static let seedValue = Option<SeedValue>("seed-value", "v", default: .logit, choices: [.logit, .one],
+                                             help: "Seed the explained output with its logit or one")
+    static let maxNewTokens = Option<Int>("max-new-tokens", "n", default: 20, min: 0,
+                                          help: "Greedy continuation length for --target continuation")
+}
+
+/// Output shape shared by reporting commands.
+enum OutputOptions {
+    static let json = Flag("json", help: "Print one JSON object")
+    static let quiet = Flag("quiet", help: "No progress line")
+}
+
+/// How much activation memory the LRP pass may keep (`attribute`, `bench --lrp`).
+enum MemoryOptions {
+    static let budgetMB = Option<Int>("memory-budget-mb", "m", default: AttributionSettings().memoryBudget >> 20, min: 1,
+                                      help: "Activations the LRP pass may keep, in MB; beyond it lower blocks are recomputed")
+}
+
+// MARK: - Value types of the options
+
+extension AttributionMethod: ChoiceValue {}
+extension LRPRules.Variant: ChoiceValue {}
+extension SeedValue: ChoiceValue {}
+extension PerplexityProtocol: ChoiceValue {}
+extension RankMode: ChoiceValue {}
+extension WeightFormat: ChoiceValue {}
+extension RelevanceAccumulator.Aggregation: ChoiceValue {}
+
+extension TargetMode: OptionValue {
+    static func parse(_ text: String, option: String) throws -> TargetMode {
+        do { return try TargetMode.parse(text) } catch { throw UsageError(message: error.localizedDescription) }
+    }
+    var optionText: String { description }
+}
+
+extension PruneScheme: OptionValue {
+    static func parse(_ text: String, option: String) throws -> PruneScheme {
+        do { return try PruneScheme(parsing: text) } catch { throw UsageError(message: error.localizedDescription) }
+    }
+    var optionText: String { description }
+}
