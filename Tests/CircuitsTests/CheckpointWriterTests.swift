@@ -13,7 +13,7 @@ final class CheckpointWriterTests: XCTestCase {
     @discardableResult
     func prune(_ input: String, to out: String, format: WeightFormat = .dense, scheme: PruneScheme = .row,
                amount: PruneAmount? = .fraction(0.5), force: Bool = false) throws -> PruneOutcome {
-        try PrunePipeline.run(PruneOptions(model: input, scores: .method("magnitude", PruneCalibration()),
+        try PrunePipeline.run(PruneOptions(model: input, scores: .method(.magnitude, nil),
                                            spec: try PruneSpec(scheme: scheme, amount: amount), out: out, format: format, force: force))
     }
 

@@ -17,13 +17,19 @@ final class PruneAggregationTests: XCTestCase {
 
     func scores(_ agg: RelevanceAccumulator.Aggregation?) throws -> ScoreMap {
         let (model, info) = try CheckpointSourceInfo.load(try Assets.path("stories260K/hf"))
-        var cal = PruneCalibration(text: try corpus(), seqlen: 24, samples: 2, seed: 0)
-        if let agg { cal.aggregation = agg }
-        return try OnTheFlyScores.compute(method: "lrp", calibration: cal, model: model, source: info, log: { _ in })
+        let cal = Calibration.corpus(path: try corpus(), seqlen: 24, samples: 2, seed: 0)
+        return try OnTheFlyScores.compute(method: .lrp, calibration: cal, aggregation: agg ?? defaultAggregation, model: model,
+                                          source: info, log: { _ in })
+    }
+
+    /// The aggregation `ScoreSource.method` gets when none is given.
+    var defaultAggregation: RelevanceAccumulator.Aggregation {
+        if case .method(_, _, let a) = ScoreSource.method(.lrp, nil) { return a }
+        return .signed
     }
 
     func testDefaultIsAbsPerTokenAndRecorded() throws {
-        XCTAssertEqual(PruneCalibration().aggregation, .absPerToken)
+        XCTAssertEqual(defaultAggregation, .absPerToken)
         let map = try scores(nil)
         XCTAssertEqual(map.metadata["abs_per_token"], "true")
         XCTAssertEqual(map.metadata["abs_per_sample"], "false")

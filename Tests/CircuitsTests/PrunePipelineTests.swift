@@ -54,7 +54,7 @@ final class PrunePipelineTests: XCTestCase {
             XCTAssertTrue($0.localizedDescription.contains(t))
         }
         // A regex that matches nothing.
-        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method("magnitude", PruneCalibration()), out: out, layers: "fc1")) }) {
+        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method(.magnitude, nil), out: out, layers: "fc1")) }) {
             guard case .noLayersMatched? = $0 as? PruneError else { return XCTFail("\($0)") }
         }
         // Missing score file.
@@ -62,15 +62,19 @@ final class PrunePipelineTests: XCTestCase {
             XCTAssertEqual($0 as? ModelError, .fileNotFound(path: tmp.path + "/nope.safetensors"))
         }
         // On-the-fly methods without calibration data are usage errors.
-        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method("wanda", PruneCalibration()), out: out)) }) {
+        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method(.wanda, nil), out: out)) }) {
             XCTAssertTrue(($0 as? PruneError)?.isUsageError == true, "\($0)")
         }
-        XCTAssertThrowsError(try PruneCalibration(text: "x.txt").validate(for: "lrp"))
-        XCTAssertThrowsError(try PruneCalibration(prompts: "p.txt").validate(for: "magnitude"))
-        XCTAssertNoThrow(try PruneCalibration(text: "x.txt", seqlen: 8, samples: 2).validate(for: "gradient"))
+        // Data for a method that reads none, and a method that scores no weights.
+        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method(.magnitude, .prompts(path: "p.txt", first: nil)), out: out)) }) {
+            XCTAssertTrue(($0 as? PruneError)?.isUsageError == true, "\($0)")
+        }
+        assertFailsWritingNothing(out, { try PrunePipeline.run(try options(llama, .method(.activation, .prompts(path: "p.txt", first: nil)), out: out)) }) {
+            XCTAssertTrue(($0 as? PruneError)?.isUsageError == true, "\($0)")
+        }
         // N:M on a matrix whose width is not a multiple of M.
         assertFailsWritingNothing(out, {
-            try PrunePipeline.run(try options(llama, .method("magnitude", PruneCalibration()), out: out, scheme: .nm(n: 4, m: 32), amount: nil))
+            try PrunePipeline.run(try options(llama, .method(.magnitude, nil), out: out, scheme: .nm(n: 4, m: 32), amount: nil))
         }) { XCTAssertNotNil($0 as? PruneError) }
     }
 
@@ -81,8 +85,8 @@ final class PrunePipelineTests: XCTestCase {
         let texts = ["Once upon a time there was a cat.", "The little dog ran to the park and played."]
         try texts.joined(separator: "\n").write(to: prompts, atomically: true, encoding: .utf8)
         let (model, source) = try CheckpointSourceInfo.load(dir)
-        let scores = try OnTheFlyScores.compute(method: "wanda", calibration: PruneCalibration(prompts: prompts.path),
-                                                model: model, source: source, log: { _ in })
+        let scores = try OnTheFlyScores.compute(method: .wanda, calibration: .prompts(path: prompts.path, first: nil),
+                                                aggregation: .absPerToken, model: model, source: source, log: { _ in })
         XCTAssertEqual(scores.metadata["method"], "wanda")
         XCTAssertNotNil(scores.promptsHash)
         // Hand computation: S_ij = |W_ij| · sqrt(Σ_t x_tj²) over every token of every prompt.
@@ -119,7 +123,7 @@ final class PrunePipelineTests: XCTestCase {
         let wiki = try Assets.path("eval/wikitext-2-raw/wiki.test.raw")
         let tmp = try Scratch.dir(self)
         let out = tmp.appendingPathComponent("s260-mag50").path
-        try PrunePipeline.run(try options(dir, .method("magnitude", PruneCalibration()), out: out))
+        try PrunePipeline.run(try options(dir, .method(.magnitude, nil), out: out))
         let raw = String(decoding: try Data(contentsOf: URL(fileURLWithPath: wiki)).prefix(20_000), as: UTF8.self)
         func ppl(_ path: String) throws -> Double {
             let m = try ModelLoader.load(path)

@@ -53,6 +53,31 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// Help lines are rendered from the option declarations: the default and the allowed values
+    /// come from the same values the parser uses, and shared groups read the same in every command.
+    func testHelpRenderedFromDeclarations() throws {
+        let generate = try WorkbenchCLI.run(["generate", "--help"])
+        XCTAssertTrue(generate.stdoutLines.contains("  --max-new-tokens <n>        Tokens to generate (default 64)."), generate.summary)
+        XCTAssertTrue(generate.stdoutLines.contains("  --top-p <p>                 Nucleus sampling mass (default 1)."), generate.summary)
+        XCTAssertFalse(generate.stdout.contains("tok/s"), "no measurements in help\n" + generate.summary)
+        let prune = try WorkbenchCLI.run(["prune", "--help"])
+        XCTAssertTrue(prune.stdoutLines.contains {
+            $0.hasPrefix("  --aggregation <a>") && $0.hasSuffix("(abs-per-token | abs-per-sample | signed; default abs-per-token).")
+        }, prune.summary)
+        // The calibration group: one declaration, the same line in attribute and prune.
+        let attribute = try WorkbenchCLI.run(["attribute", "--help"])
+        for flag in ["--prompts", "--text", "--seqlen", "--samples", "--seed "] {
+            let a = attribute.stdoutLines.filter { $0.hasPrefix("  " + flag) }, p = prune.stdoutLines.filter { $0.hasPrefix("  " + flag) }
+            XCTAssertEqual(a.count, 1, flag); XCTAssertEqual(a, p, flag)
+        }
+        // A value outside the declared choices names them.
+        WorkbenchCLI.assertUsageError(try WorkbenchCLI.run(["prune", "--model", "m", "--method", "activation", "--scheme", "row",
+                                                            "--sparsity", "0.5", "--out", "o"]),
+                                      mentions: "expected magnitude, wanda, gradient or lrp")
+        let version = try WorkbenchCLI.run(["--version"])
+        XCTAssertEqual(version.stdout, "workbench 0.1.0\n", version.summary)
+    }
+
     // MARK: usage errors (exit 64)
 
     func testNoSubcommand() throws {
