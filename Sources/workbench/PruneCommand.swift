@@ -14,7 +14,8 @@ enum PruneCommand: Command {
         static let scheme = Option<PruneScheme>("scheme", "s", help: "row | layer | global | nm:N:M | neurons | heads")
         static let sparsity = Option<Double>("sparsity", "f", help: "Fraction to prune, in [0, 1)")
         static let count = Option<Int>("count", "n", help: "Number to prune: weights (unstructured) or neurons/heads (structured)")
-        static let layers = Option<String>("layers", "regex", help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')")
+        static let layers = Option<String>("layers", "regex",
+                                           help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')")
         static let rank = Option<RankMode>("rank", "mode", default: .abs, choices: [.abs, .signed],
                                            help: "abs = lowest |score| first; signed = lowest score first")
         static let out = Option<String>("out", "dir", help: "Output HF directory (must not exist unless --force; never inside the input)")

@@ -18,11 +18,13 @@ enum OnTheFlyScores {
         guard method != .activation else {
             throw PruneError.invalidArgument(option: "method", reason: "activation scores units only; use magnitude, wanda, gradient or lrp")
         }
+        let problem: CalibrationError?
         switch (method.needsData, calibration) {
-        case (false, _?): throw PruneError.invalidArgument(option: "method", reason: CalibrationError.noDataNeeded(method: method.rawValue).localizedDescription)
-        case (true, nil): throw PruneError.invalidArgument(option: "method", reason: CalibrationError.missingData(method: method.rawValue).localizedDescription)
-        default: break
+        case (false, _?): problem = .noDataNeeded(method: method.rawValue)
+        case (true, nil): problem = .missingData(method: method.rawValue)
+        default: problem = nil
         }
+        if let problem { throw PruneError.invalidArgument(option: "method", reason: problem.localizedDescription) }
     }
 
     static func compute(method: AttributionMethod, calibration: Calibration?, aggregation: RelevanceAccumulator.Aggregation,
