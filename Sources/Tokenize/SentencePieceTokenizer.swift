@@ -35,16 +35,10 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// - Throws: `TokenizerError.fileNotFound` if the file is missing,
     ///   `TokenizerError.sentencePiece(path:message:)` if libsentencepiece rejects it.
     public convenience init(path: String, addsBOS: Bool = true) throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-            throw TokenizerError.fileNotFound(path: path)
-        }
-        var err = [CChar](repeating: 0, count: 1024)
-        let cap = err.count
-        guard let h = spm_load(path, &err, cap) else {
-            throw TokenizerError.sentencePiece(path: path, message: Self.message(err))
-        }
-        self.init(handle: h, path: path, addsBOS: addsBOS)
+        // Read here (not by libsentencepiece from the path) so a FIFO or device is refused
+        // instead of blocking, and the size is bounded (TokenizerFiles.read).
+        let data = try TokenizerFiles.read(path)
+        try self.init(modelData: data, name: path, addsBOS: addsBOS)
     }
 
     /// Loads a serialized SentencePiece ModelProto from memory (e.g. embedded in a checkpoint).

@@ -4,18 +4,17 @@ import Foundation
 
 enum TokenizerFiles {
     /// Reads a whole file, mapping failures to typed `TokenizerError`s that name the file.
+    /// A FIFO, device or directory is refused without reading (InputFile); 1 GB bounds
+    /// what a tokenizer file may be (the largest real ones are ~20 MB).
     static func read(_ path: String) throws -> Data {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw TokenizerError.fileNotFound(path: path)
-        }
-        if isDir.boolValue {
-            throw TokenizerError.invalidFile(path: path, reason: "is a directory")
-        }
         do {
-            return try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw TokenizerError.invalidFile(path: path, reason: "cannot read: \(error.localizedDescription)")
+            return try InputFile.read(path, limit: 1 << 30)
+        } catch InputFileError.notFound(let p) {
+            throw TokenizerError.fileNotFound(path: p)
+        } catch InputFileError.notRegular(_, let kind) {
+            throw TokenizerError.invalidFile(path: path, reason: kind == "directory" ? "is a directory" : "is a \(kind), not a regular file")
+        } catch let e as InputFileError {
+            throw TokenizerError.invalidFile(path: path, reason: "cannot read: \(e.localizedDescription)")
         }
     }
 

@@ -27,10 +27,12 @@ public struct CheckpointSourceInfo: Sendable {
     public var config: ModelConfig
     public var tokenizer: TokenizerSource?
     public var addBOS: Bool?
+    /// Where the config came from (file and key names), for errors about the tokenizer.
+    public var configSource: ConfigSource?
 
     public init(_ ck: Checkpoint) {
         path = ck.path; format = ck.format; sourceDType = ck.sourceDType; config = ck.config
-        tokenizer = ck.tokenizer; addBOS = ck.addBOS
+        tokenizer = ck.tokenizer; addBOS = ck.addBOS; configSource = ck.configSource
     }
 
     public var isHFDirectory: Bool { format == "hf-safetensors" }

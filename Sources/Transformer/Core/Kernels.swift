@@ -91,51 +91,6 @@ func layerNorm(_ x: UnsafePointer<Float>, _ g: [Float], _ b: [Float], _ y: Unsaf
     }
 }
 
-// MARK: - RoPE (HF rotate-half convention: pairs (i, i + hd/2))
-
-/// Cos/sin tables for positions [0, maxPos): [maxPos, hd/2] each.
-public struct RopeTable {
-    public let cos: [Float]
-    public let sin: [Float]
-    public let half: Int
-
-    public init(headDim: Int, maxPos: Int, theta: Float) {
-        let half = headDim / 2
-        var c = [Float](repeating: 0, count: maxPos * half), s = c
-        for p in 0..<maxPos {
-            for i in 0..<half {
-                // Frequencies in Double: at θ=1e5 and p≈2000, Float angles drift by 1e-4.
-                let freq = pow(Double(theta), -Double(2 * i) / Double(headDim))
-                let a = Double(p) * freq
-                c[p * half + i] = Float(Foundation.cos(a)); s[p * half + i] = Float(Foundation.sin(a))
-            }
-        }
-        self.cos = c; self.sin = s; self.half = half
-    }
-
-    /// Rotates every head of `x` [rows, nHeads·hd] in place; row r sits at position pos0 + r.
-    /// With `inverse`, applies the transpose (used by the backward pass).
-    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, pos0: Int, inverse: Bool = false) {
-        let half = self.half, hd = 2 * half, width = nHeads * hd
-        let sgn: Float = inverse ? -1 : 1
-        cos.withUnsafeBufferPointer { cp in
-            sin.withUnsafeBufferPointer { sp in
-                parallelRows(rows, work: rows * width) { range in for r in range {
-                    let c = cp.baseAddress! + (pos0 + r) * half, s = sp.baseAddress! + (pos0 + r) * half
-                    for h in 0..<nHeads {
-                        let v = x + r * width + h * hd
-                        for i in 0..<half {
-                            let a = v[i], b = v[i + half], si = sgn * s[i]
-                            v[i] = a * c[i] - b * si
-                            v[i + half] = b * c[i] + a * si
-                        }
-                    }
-                } }
-            }
-        }
-    }
-}
-
 // MARK: - exp, softmax, activations
 
 /// Vectorised exp (Cephes-style range reduction + degree-6 polynomial, rel. err ≈ 2e-7).

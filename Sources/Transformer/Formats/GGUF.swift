@@ -27,18 +27,18 @@ public enum GGUFError: LocalizedError, Equatable {
         switch self {
         case .badMagic(let p): return "\(p): not a GGUF file (bad magic)"
         case .unsupportedVersion(let p, let v): return "\(p): unsupported GGUF version \(v) (supported: 2, 3)"
-        case .truncated(let p, let w, let o): return "\(p): file is truncated while reading \(w) at byte \(o)"
-        case .absurdCount(let p, let w, let n): return "\(p): implausible \(w) \(n) for the file size"
-        case .badValueType(let p, let k, let t): return "\(p): metadata '\(k)' has unknown value type \(t)"
-        case .badKey(let p, let k, let r): return "\(p): metadata '\(k)': \(r)"
+        case .truncated(let p, let w, let o): return "\(p): file is truncated while reading \(QuotedName.safe(w)) at byte \(o)"
+        case .absurdCount(let p, let w, let n): return "\(p): implausible \(QuotedName.safe(w)) \(n) for the file size"
+        case .badValueType(let p, let k, let t): return "\(p): metadata '\(QuotedName.safe(k))' has unknown value type \(t)"
+        case .badKey(let p, let k, let r): return "\(p): metadata '\(QuotedName.safe(k))': \(r)"
         case .missingKey(let p, let k): return "\(p): required metadata '\(k)' is missing"
-        case .badTensorInfo(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
+        case .badTensorInfo(let p, let t, let r): return "\(p): tensor '\(QuotedName.safe(t))': \(r)"
         case .tensorOutOfRange(let p, let t, let e, let s):
-            return "\(p): tensor '\(t)' data ends at byte \(e) but the file has \(s) bytes"
+            return "\(p): tensor '\(QuotedName.safe(t))' data ends at byte \(e) but the file has \(s) bytes"
         case .unsupportedTensorType(let p, let t, let ty):
-            return "\(p): tensor '\(t)' has ggml type \(ty); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"
-        case .unsupportedArchitecture(let p, let a): return "\(p): unsupported GGUF architecture '\(a)' (supported: llama)"
-        case .unexpectedTensor(let p, let t): return "\(p): unexpected tensor '\(t)' for a llama model"
+            return "\(p): tensor '\(QuotedName.safe(t))' has ggml type \(ty); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"
+        case .unsupportedArchitecture(let p, let a): return "\(p): unsupported GGUF architecture '\(QuotedName.safe(a))' (supported: llama)"
+        case .unexpectedTensor(let p, let t): return "\(p): unexpected tensor '\(QuotedName.safe(t))' for a llama model"
         }
     }
 }
@@ -109,7 +109,7 @@ public enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
         case .intArray(let a): return list("int", a)
         case .floatArray(let a): return list("float", a)
         case .boolArray(let a): return list("bool", a)
-        case .stringArray(let a): return list("string", a.map { $0.debugDescription })
+        case .stringArray(let a): return list("string", a.map { GGUFValue.string($0).description })
         case .nestedArray(let a): return list("array", a)
         }
     }
@@ -255,10 +255,17 @@ public final class GGUFFile {
         // Real files have hundreds of each; a short file with a sane count reports `truncated` below.
         guard nKV <= 1 << 24 else { throw GGUFError.absurdCount(path: path, what: "metadata count", count: nKV) }
         guard nTensors <= 1 << 24 else { throw GGUFError.absurdCount(path: path, what: "tensor count", count: nTensors) }
+        // Declared counts against what the file can hold, before anything is sized by them:
+        // a metadata pair takes at least 13 bytes (u64 key length, u32 type, 1-byte value),
+        // a tensor info at least 32 (u64 name length, u32 n_dims, one u64 dim, u32 type, u64 offset).
+        guard nKV * 13 + nTensors * 32 <= UInt64(file.size - c.pos) else {
+            throw GGUFError.absurdCount(path: path, what: "metadata count \(nKV) / tensor count", count: nTensors)
+        }
 
         var meta = [String: GGUFValue](), keys = [String]()
         for i in 0..<Int(nKV) {
             let key = try c.string("metadata key #\(i)")
+            guard meta[key] == nil else { throw GGUFError.badKey(path: path, key: key, reason: "appears twice") }
             meta[key] = try c.value(try c.u32(key), key: key)
             keys.append(key)
         }

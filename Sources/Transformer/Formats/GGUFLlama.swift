@@ -33,18 +33,40 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
         throw ModelError.unsupported(file: p, feature: "RoPE scaling '\(s)'")
     }
     let tokens = g.strings("tokenizer.ggml.tokens")
+    let vocabKey = tokens != nil ? "tokenizer.ggml.tokens" : g.metadata["llama.vocab_size"] != nil ? "llama.vocab_size" : "token_embd.weight"
     guard let vocab = try tokens?.count ?? g.int("llama.vocab_size") ?? g.tensor(named: "token_embd.weight")?.dims.last else {
         throw GGUFError.missingKey(path: p, key: "tokenizer.ggml.tokens")
     }
     let hints = g.tokenizerHints
-    let config = ModelConfig(
+    var config = ModelConfig(
         family: .llama, vocabSize: vocab, dModel: dModel, nLayers: nLayers, nHeads: nHeads, nKVHeads: nKV,
         headDim: headDim, dFF: dFF, maxSeqLen: try g.int("llama.context_length") ?? 2048,
         normEps: Float(try g.double("llama.attention.layer_norm_rms_epsilon") ?? 1e-5),
         ropeTheta: Float(try g.double("llama.rope.freq_base") ?? 10000),
         tiedEmbeddings: g.tensor(named: "output.weight") == nil,
         attentionBias: g.tensor(named: "blk.0.attn_q.bias") != nil, mlpBias: g.tensor(named: "blk.0.ffn_gate.bias") != nil,
-        bosTokenId: hints.bosId, eosTokenId: hints.eosId)
+        bosTokenId: nil, eosTokenId: nil)
+    // A BOS/EOS key that is present but not an integer is as wrong as one out of range.
+    for (key, id) in [("tokenizer.ggml.bos_token_id", hints.bosId), ("tokenizer.ggml.eos_token_id", hints.eosId)] {
+        if let v = g.metadata[key], id == nil { throw GGUFError.badKey(path: p, key: key, reason: "expected a token id, found \(v)") }
+    }
+    config.bosTokenId = hints.bosId; config.eosTokenId = hints.eosId
+    let source = ConfigSource.gguf(file: p, explicitHeadDim: g.metadata["llama.attention.key_length"] != nil, vocabKey: vocabKey)
+    try config.validate(source: source)
+
+    // Declared layers against what the file holds, before anything is sized by the count:
+    // a llama layer is at least 9 tensors (H1: block_count 999,999 built a 9M-entry table first).
+    guard g.tensors.count >= 9 * nLayers + 2 else {
+        throw GGUFError.badKey(path: p, key: "llama.block_count",
+                               reason: "\(nLayers) layers need at least \(9 * nLayers + 2) tensors; the file holds \(g.tensors.count)")
+    }
+    // The config against the weights' shapes (names the key with both values), from the
+    // tensor infos alone: nothing is dequantized yet.
+    var shapes = [String: [Int]]()
+    for info in g.tensors {
+        if let (name, _) = ggufToHF(info.name, nLayers: Int.max, nHeads: nHeads, nKV: nKV) { shapes[name] = info.shape }
+    }
+    try config.checkWeights(shapes, source: source)
 
     // Expected HF shapes double as the "is every required tensor there" check.
     var expected: [String: [Int]] = ["model.embed_tokens.weight": [vocab, dModel], "model.norm.weight": [dModel]]
@@ -90,7 +112,9 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
         tokenizer = .ggufBPE(tokens: tokens, merges: merges, tokenTypes: types, pre: g.string("tokenizer.ggml.pre"))
     }
     let dominant = elements.max { $0.value < $1.value }?.key.name ?? "F32"
-    return Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
+    var ck = Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
+    ck.configSource = source
+    return ck
 }
 
 /// GGUF tensor name → (HF name, heads to un-permute for q/k rows or nil).

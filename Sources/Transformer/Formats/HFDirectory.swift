@@ -7,22 +7,20 @@ extension ModelLoader {
 
     static func loadHFDirectory(_ dir: String) throws -> Checkpoint {
         let configPath = dir + "/config.json"
-        guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw ModelError.unknownFormat(path: dir)
-        }
-        let config = try decodeConfig(data, file: configPath)
+        guard InputFile.kind(configPath) != nil else { throw ModelError.unknownFormat(path: dir) }
+        let data = try readSmallFile(configPath)
+        let (config, source) = try decodeConfig(data, file: configPath)
         // Weights: sharded index first, then model.safetensors.
         var tensors: [String: Tensor] = [:]
         var dtypes: [String: Int] = [:]
         let index = dir + "/model.safetensors.index.json"
         var files: [String] = []
-        if FileManager.default.fileExists(atPath: index) {
-            guard let d = FileManager.default.contents(atPath: index),
-                  let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+        if InputFile.kind(index) != nil {
+            guard let obj = try? JSONSerialization.jsonObject(with: try readSmallFile(index)) as? [String: Any],
                   let map = obj["weight_map"] as? [String: String]
             else { throw ModelError.badConfig(file: index, key: "weight_map", reason: "missing or not an object of strings") }
-            files = Array(Set(map.values)).sorted().map { dir + "/" + $0 }
-        } else if FileManager.default.fileExists(atPath: dir + "/model.safetensors") {
+            files = try Set(map.values).sorted().map { try shardPath($0, in: dir, index: index) }
+        } else if InputFile.kind(dir + "/model.safetensors") != nil {
             files = [dir + "/model.safetensors"]
         } else {
             throw ModelError.fileNotFound(path: dir + "/model.safetensors")
@@ -32,6 +30,10 @@ extension ModelLoader {
             for name in st.names {
                 guard let e = st.entries[name] else { continue }
                 if name == "model.decoder.embed_positions.weight" || name.hasSuffix(".weight") || name.hasSuffix(".bias") {
+                    // The same tensor in two shards: which one is meant is unknowable.
+                    guard tensors[name] == nil else {
+                        throw ModelError.unsupported(file: f, feature: "tensor '\(QuotedName.safe(name))' also appears in another shard")
+                    }
                     // An integer `.weight`/`.bias` is a wrong dtype: tensor() reports it by name.
                     tensors[name] = try st.tensor(name)
                     dtypes[e.dtype.rawValue, default: 0] += 1
@@ -42,10 +44,38 @@ extension ModelLoader {
         var ck = Checkpoint(config: config, tensors: tensors, tokenizer: findTokenizer(dir), format: "hf-safetensors",
                             sourceDType: dtypes.max { $0.value < $1.value }?.key ?? "F32", path: dir)
         ck.addBOS = readAddBOS(dir)
+        ck.configSource = source
         return ck
     }
 
-    static func decodeConfig(_ data: Data, file: String) throws -> ModelConfig {
+    /// A JSON side file of the model folder (config, index, tokenizer_config): regular file
+    /// required (a FIFO would block), at most 64 MB (real ones are a few KB; an index ~100 KB).
+    static func readSmallFile(_ path: String) throws -> Data {
+        do { return try InputFile.read(path, limit: 64 << 20) } catch let e as InputFileError { throw ModelError(e) }
+    }
+
+    /// The path of a shard named in `weight_map`, refused when it leaves the model folder:
+    /// absolute, with a `..` component, or (after resolving symlinks) outside the folder.
+    /// Otherwise an index could make the loader read any file on the machine.
+    static func shardPath(_ name: String, in dir: String, index: String) throws -> String {
+        let bad = { (why: String) in
+            ModelError.badConfig(file: index, key: "weight_map", reason: "shard '\(QuotedName.safe(name))' \(why)")
+        }
+        guard !name.isEmpty else { throw bad("is an empty path") }
+        guard !name.hasPrefix("/") else { throw bad("is an absolute path; shards must be inside the model folder") }
+        guard !name.split(separator: "/").contains("..") else { throw bad("leaves the model folder ('..')") }
+        let path = dir + "/" + name
+        let root = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+            throw bad("resolves to \(resolved), outside the model folder \(root)")
+        }
+        return path
+    }
+
+    /// The family-neutral config of a config.json, validated (ModelConfig.validate), and
+    /// the key names its values came from.
+    static func decodeConfig(_ data: Data, file: String) throws -> (ModelConfig, ConfigSource) {
         struct TypeOnly: Decodable { var model_type: String? }
         let type: String
         do {
@@ -56,15 +86,21 @@ extension ModelLoader {
         } catch let e as ModelError { throw e } catch {
             throw ModelError.badConfig(file: file, key: "(root)", reason: "not valid JSON")
         }
+        let config: ModelConfig
         do {
             switch type {
-            case "llama": return try JSONDecoder().decode(LlamaHFConfig.self, from: data).modelConfig(file: file)
-            case "opt": return try JSONDecoder().decode(OPTHFConfig.self, from: data).modelConfig(file: file)
+            case "llama": config = try JSONDecoder().decode(LlamaHFConfig.self, from: data).modelConfig(file: file)
+            case "opt": config = try JSONDecoder().decode(OPTHFConfig.self, from: data).modelConfig(file: file)
             default: throw ModelError.unknownModelType(file: file, modelType: type)
             }
         } catch let e as DecodingError {
             throw ModelError.badConfig(file: file, key: decodingKey(e), reason: decodingReason(e))
         }
+        let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let explicitHeadDim = type == "llama" && obj?["head_dim"] != nil && !(obj?["head_dim"] is NSNull)
+        let source = ConfigSource.hf(file: file, family: config.family, explicitHeadDim: explicitHeadDim)
+        try config.validate(source: source)
+        return (config, source)
     }
 
     static func decodingKey(_ e: DecodingError) -> String {
@@ -100,7 +136,8 @@ extension ModelLoader {
 
     /// `add_bos_token` from tokenizer_config.json, when stated.
     static func readAddBOS(_ dir: String) -> Bool? {
-        guard let d = FileManager.default.contents(atPath: dir + "/tokenizer_config.json"),
+        guard InputFile.isRegular(dir + "/tokenizer_config.json"),
+              let d = try? readSmallFile(dir + "/tokenizer_config.json"),
               let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
         return obj["add_bos_token"] as? Bool
     }

@@ -73,6 +73,13 @@ public func loadLlama2C(path: String) throws -> Checkpoint {
     let h = try readLlama2CHeader(f)
     guard f.size == h.expectedFileSize else { throw Llama2CError.sizeMismatch(path: path, expected: h.expectedFileSize, actual: f.size) }
 
+    let config = ModelConfig(family: .llama, vocabSize: h.vocabSize, dModel: h.dim, nLayers: h.nLayers, nHeads: h.nHeads,
+                             nKVHeads: h.nKVHeads, headDim: h.headDim, dFF: h.hiddenDim, maxSeqLen: h.seqLen,
+                             normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: h.sharedClassifier,
+                             bosTokenId: 1, eosTokenId: 2)
+    let source = ConfigSource.llama2c(file: path)
+    try config.validate(source: source)
+
     var offset = 28
     /// Next `count` floats as `n` equal slices (one per layer), then release their pages.
     func take(_ count: Int, slices n: Int = 1) -> [[Float]] {
@@ -114,12 +121,10 @@ public func loadLlama2C(path: String) throws -> Checkpoint {
     _ = take(size("freq_cis"))   // unused: RoPE is computed from θ
     if !h.sharedClassifier { t["lm_head.weight"] = Tensor(shape: [h.vocabSize, h.dim], data: take(size("wcls"))[0]) }
 
-    let config = ModelConfig(family: .llama, vocabSize: h.vocabSize, dModel: h.dim, nLayers: L, nHeads: h.nHeads,
-                             nKVHeads: h.nKVHeads, headDim: h.headDim, dFF: h.hiddenDim, maxSeqLen: h.seqLen,
-                             normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: h.sharedClassifier,
-                             bosTokenId: 1, eosTokenId: 2)
-    return Checkpoint(config: config, tensors: t, tokenizer: findLlama2CTokenizer(modelPath: path, vocabSize: h.vocabSize),
-                      format: "llama2c", sourceDType: "F32", path: path)
+    var ck = Checkpoint(config: config, tensors: t, tokenizer: findLlama2CTokenizer(modelPath: path, vocabSize: h.vocabSize),
+                        format: "llama2c", sourceDType: "F32", path: path)
+    ck.configSource = source
+    return ck
 }
 
 /// Tokenizer next to a llama2.c checkpoint: tokenizer.bin, tok{V}.bin, tokenizer.model, tok{V}.model.

@@ -29,17 +29,26 @@ public enum ModelLoader {
         let (source, hints) = (ck.tokenizer, tokenizerHints(for: ck))
         let model = try Model.build(from: ck)
         var tok: Tokenizer? = nil
-        if let source, needTokenizer { tok = try makeTokenizer(source, hints: hints) }
+        if let source, needTokenizer {
+            tok = try makeTokenizer(source, hints: hints)
+            try checkTokenizer(tok!, source: source, config: ck.config, configSource: ck.configSource, modelPath: path)
+        }
         return LoadedModel(model: model, tokenizer: tok, format: ck.format, sourceDType: ck.sourceDType,
                            path: path, loadSeconds: Date().timeIntervalSince(t0))
     }
 
     /// Reads a checkpoint in any supported format.
     public static func checkpoint(_ path: String) throws -> Checkpoint {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw ModelError.fileNotFound(path: path) }
-        if isDir.boolValue { return try loadHFDirectory(path) }
-        let magic = try FileHandle(forReadingFrom: URL(fileURLWithPath: path)).read(upToCount: 4) ?? Data()
+        // What the path is decides the reader; anything but a directory or a regular file
+        // (a FIFO would block the read of the magic forever) is refused here.
+        switch InputFile.kind(path) {
+        case nil: throw ModelError.fileNotFound(path: path)
+        case .directory?: return try loadHFDirectory(path)
+        case .other(let kind)?: throw ModelError.unreadable(path: path, reason: "is a \(kind), not a regular file or a model directory")
+        case .regular?: break
+        }
+        let magic: Data
+        do { magic = try InputFile.prefix(path, count: 4) } catch let e as InputFileError { throw ModelError(e) }
         if magic == Data("GGUF".utf8) {
             let g = try GGUFFile(path: path)
             var ck = try loadGGUF(g)
@@ -48,6 +57,31 @@ public enum ModelLoader {
         }
         if path.hasSuffix(".bin") { return try loadLlama2C(path: path) }
         throw ModelError.unknownFormat(path: path)
+    }
+
+    /// Refuses a tokenizer that can produce ids the model has no embedding for (more pieces than
+    /// the model's vocabulary, or a BOS/EOS id outside it), naming the tokenizer file and the
+    /// model's vocabulary key. Without this the first such id fails deep in a forward pass.
+    public static func checkTokenizer(_ tok: Tokenizer, source: TokenizerSource, config: ModelConfig,
+                                      configSource: ConfigSource?, modelPath: String) throws {
+        let file: String
+        switch source {
+        case .sentencePiece(let p), .llama2c(let p), .tokenizerJSON(let p): file = p
+        case .vocabMerges(let v, _): file = v
+        case .ggufBPE: file = modelPath + " (tokenizer.ggml.tokens)"
+        }
+        let vocabKey = configSource.map { "\($0.file) \($0.key(.vocabSize))" } ?? "vocab_size"
+        let model = config.vocabSize
+        if tok.vocabSize > model {
+            throw ModelError.badConfig(file: file, key: "vocabulary", reason:
+                "the tokenizer has \(tok.vocabSize) tokens, but the model's vocabulary (\(vocabKey)) is \(model)")
+        }
+        for (what, id) in [("BOS", tok.bosId), ("EOS", tok.eosId)] {
+            if let id, id < 0 || id >= model {
+                throw ModelError.badConfig(file: file, key: "\(what) id", reason:
+                    "token id \(id) is outside the model's vocabulary (\(vocabKey) = \(model))")
+            }
+        }
     }
 
     static func tokenizerHints(for ck: Checkpoint) -> TokenizerHints {

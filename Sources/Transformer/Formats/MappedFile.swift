@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Tokenize
 
 // MARK: - Read-only memory map
 //
@@ -20,12 +21,10 @@ public final class MappedFile {
 
     public init(path: String) throws {
         self.path = path
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw ModelError.fileNotFound(path: path) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelError.unreadable(path: path, reason: "not a regular file") }
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw ModelError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        let size = Int(st.st_size)
+        // Opened without blocking and type-checked on the descriptor: a FIFO or device
+        // given as a model file is refused instead of hanging the run (InputFile).
+        let (fd, size): (Int32, Int)
+        do { (fd, size) = try InputFile.openRegular(path) } catch let e as InputFileError { throw ModelError(e) }
         guard size > 0 else {
             close(fd)
             throw ModelError.unreadable(path: path, reason: "file is empty")

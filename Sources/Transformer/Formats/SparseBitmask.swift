@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - compressed-tensors `sparse-bitmask`
 //
@@ -40,32 +41,42 @@ public enum SparseBitmask {
             let prefix = String(name.dropLast(".compressed".count))
             let shape = try st.integers(prefix + ".shape")
             guard shape.count == 2 else {
-                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).shape' must hold 2 values")
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).shape' must hold 2 values")
             }
             let (rows, cols) = (shape[0], shape[1])
-            let values = try st.tensor(name).data
+            // Dims are file data: negative values and products that wrap (under -Ounchecked they
+            // do not trap) would pass the equality checks below and write out of bounds.
+            guard rows >= 0, cols >= 0, let bpr = CheckedSize.ceilDiv(cols, 8),
+                  let maskBytes = CheckedSize.product(rows, bpr), let count = CheckedSize.product(rows, cols),
+                  count <= 1 << 40 else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).shape' \(shape) is not a valid [rows, cols] size")
+            }
             let mask = try st.bytes(prefix + ".bitmask")
             let offsets = try st.integers(prefix + ".row_offsets")
-            let bpr = (cols + 7) / 8
-            guard mask.count == rows * bpr, offsets.count == rows else {
-                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix)' bitmask/row_offsets do not match shape \(shape)")
+            guard mask.count == maskBytes, offsets.count == rows else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix))' bitmask (\(mask.count) bytes) / row_offsets (\(offsets.count)) do not match shape \(shape)")
             }
-            var dense = [Float](repeating: 0, count: rows * cols)
+            let values = try st.tensor(name).data
+            // Each row keeps at most `cols` values, so the dense size bounds the compressed one.
+            guard values.count <= count else {
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).compressed' has \(values.count) values, more than \(shape) holds")
+            }
+            var dense = [Float](repeating: 0, count: count)   // [rows, cols]
             var k = 0
             for r in 0..<rows {
                 guard offsets[r] == k else {
-                    throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).row_offsets'[\(r)] = \(offsets[r]), expected \(k)")
+                    throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).row_offsets'[\(r)] = \(offsets[r]), expected \(k)")
                 }
                 for c in 0..<cols where mask[r * bpr + c / 8] & (UInt8(1) << UInt8(c % 8)) != 0 {
                     guard k < values.count else {
-                        throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).compressed' has too few values")
+                        throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).compressed' has too few values")
                     }
                     dense[r * cols + c] = values[k]
                     k += 1
                 }
             }
             guard k == values.count else {
-                throw SafetensorsError.invalidHeader(file: file, reason: "'\(prefix).compressed' has \(values.count) values, bitmask keeps \(k)")
+                throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).compressed' has \(values.count) values, bitmask keeps \(k)")
             }
             tensors[prefix + ".weight"] = Tensor(shape: [rows, cols], data: dense)
         }

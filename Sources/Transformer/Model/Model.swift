@@ -162,6 +162,13 @@ struct TensorTaker {
 extension Model {
     /// Builds the model from a checkpoint (consumes its tensors; no second copy).
     public static func build(from checkpoint: Checkpoint) throws -> Model {
+        // Values first (every loader has already done this; checkpoints built in code have not),
+        // then the config against the weights, so a contradiction names the config key.
+        let c = checkpoint.config
+        let source = checkpoint.configSource
+            ?? ConfigSource.hf(file: checkpoint.path, family: c.family, explicitHeadDim: true)
+        try c.validate(source: source)
+        try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source)
         switch checkpoint.config.family {
         case .llama: return try buildLlama(checkpoint)
         case .opt: return try buildOPT(checkpoint)

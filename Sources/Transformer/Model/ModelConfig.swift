@@ -64,6 +64,9 @@ public struct Checkpoint {
     /// Whether the tokenizer should prepend BOS, when the checkpoint says so
     /// (tokenizer_config.json `add_bos_token`, GGUF `tokenizer.ggml.add_bos_token`).
     public var addBOS: Bool? = nil
+    /// Where the config's values came from (file and key names), for errors; nil for
+    /// checkpoints built in code, which are reported with config.json's key names.
+    public var configSource: ConfigSource? = nil
 
     public init(config: ModelConfig, tensors: [String: Tensor], tokenizer: TokenizerSource?,
                 format: String, sourceDType: String, path: String) {

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - Errors
 //
@@ -26,18 +27,31 @@ public enum ModelError: LocalizedError, Equatable {
         case .unreadable(let p, let r): return "cannot read \(p): \(r)"
         case .unknownFormat(let p):
             return "\(p): not a recognised model (expected an HF directory with config.json, a .gguf file, or a llama2.c .bin)"
-        case .badConfig(let f, let k, let r): return "\(f): key '\(k)': \(r)"
-        case .unknownModelType(let f, let t): return "\(f): unsupported model_type '\(t)' (supported: llama, opt)"
+        case .badConfig(let f, let k, let r): return "\(f): key '\(QuotedName.safe(k))': \(r)"
+        case .unknownModelType(let f, let t): return "\(f): unsupported model_type '\(QuotedName.safe(t))' (supported: llama, opt)"
         case .unsupported(let f, let what): return "\(f): unsupported: \(what)"
-        case .missingTensor(let n, let f): return "\(f): tensor '\(n)' is missing"
+        case .missingTensor(let n, let f): return "\(f): tensor '\(QuotedName.safe(n))' is missing"
         case .shapeMismatch(let n, let f, let e, let s):
-            return "\(f): tensor '\(n)' has shape \(s), expected \(e)"
+            return "\(f): tensor '\(QuotedName.safe(n))' has shape \(s), expected \(e)"
         case .missingTokenizer(let p):
             return "no tokenizer found for \(p) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
         case .emptyPrompt: return "the prompt is empty"
         case .promptTooLong(let n, let l): return "the prompt is \(n) tokens long; the model's context is \(l) tokens"
         case .invalidToken(let id, let v): return "token id \(id) is outside the vocabulary (size \(v))"
         case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
+        }
+    }
+}
+
+extension ModelError {
+    /// The model-side error for a failure of the shared input-file check (same messages
+    /// as before it existed: `fileNotFound`, `unreadable` with the reason).
+    public init(_ e: InputFileError) {
+        switch e {
+        case .notFound(let p): self = .fileNotFound(path: p)
+        case .notRegular(let p, let k): self = .unreadable(path: p, reason: "is a \(k), not a regular file")
+        case .unreadable(let p, let r): self = .unreadable(path: p, reason: r)
+        case .tooLarge(let p, let s, let l): self = .unreadable(path: p, reason: "\(s) bytes exceeds the \(l)-byte limit")
         }
     }
 }

@@ -1,0 +1,175 @@
+import Foundation
+import Tokenize
+
+// MARK: - Where a config came from
+//
+// Every loader (config.json, GGUF metadata, llama2.c header) fills the same
+// `ModelConfig`, but a user needs the error in the words of *their* file: the
+// key `hidden_size` of config.json, `llama.embedding_length` of a GGUF, the
+// `dim` field of a llama2.c header. `ConfigSource` carries those names, and
+// all value checks live in `ModelConfig.validate(source:)` and
+// `ModelConfig.checkWeights(_:source:)` below, called by every loader.
+
+/// The fields of `ModelConfig` that come from a file.
+public enum ConfigField: String, CaseIterable, Sendable {
+    case vocabSize, dModel, nLayers, nHeads, nKVHeads, headDim, dFF, maxSeqLen, normEps, ropeTheta, bosTokenId, eosTokenId
+}
+
+public struct ConfigSource: Sendable, Equatable {
+    /// The file the values were read from (config.json, the .gguf, the .bin).
+    public var file: String
+    /// The key (or header field) each value was read from, in that file's vocabulary.
+    public var keys: [ConfigField: String]
+    /// Whether the head dimension was stated; otherwise it is hidden size / heads, which must divide.
+    public var explicitHeadDim: Bool
+
+    public init(file: String, keys: [ConfigField: String], explicitHeadDim: Bool) {
+        self.file = file; self.keys = keys; self.explicitHeadDim = explicitHeadDim
+    }
+
+    public func key(_ f: ConfigField) -> String { keys[f] ?? Self.hfLlamaKeys[f]! }
+
+    static let hfLlamaKeys: [ConfigField: String] = [
+        .vocabSize: "vocab_size", .dModel: "hidden_size", .nLayers: "num_hidden_layers",
+        .nHeads: "num_attention_heads", .nKVHeads: "num_key_value_heads", .headDim: "head_dim",
+        .dFF: "intermediate_size", .maxSeqLen: "max_position_embeddings", .normEps: "rms_norm_eps",
+        .ropeTheta: "rope_theta", .bosTokenId: "bos_token_id", .eosTokenId: "eos_token_id",
+    ]
+
+    /// config.json of an HF checkpoint.
+    public static func hf(file: String, family: ModelFamily, explicitHeadDim: Bool) -> ConfigSource {
+        var k = hfLlamaKeys
+        if family == .opt {
+            k[.dFF] = "ffn_dim"; k[.nKVHeads] = "num_attention_heads"; k[.headDim] = "num_attention_heads"
+            k[.normEps] = "layer_norm_eps"
+        }
+        return ConfigSource(file: file, keys: k, explicitHeadDim: explicitHeadDim)
+    }
+
+    /// GGUF `llama` metadata.
+    public static func gguf(file: String, explicitHeadDim: Bool, vocabKey: String) -> ConfigSource {
+        ConfigSource(file: file, keys: [
+            .vocabSize: vocabKey, .dModel: "llama.embedding_length", .nLayers: "llama.block_count",
+            .nHeads: "llama.attention.head_count", .nKVHeads: "llama.attention.head_count_kv",
+            .headDim: "llama.attention.key_length", .dFF: "llama.feed_forward_length",
+            .maxSeqLen: "llama.context_length", .normEps: "llama.attention.layer_norm_rms_epsilon",
+            .ropeTheta: "llama.rope.freq_base", .bosTokenId: "tokenizer.ggml.bos_token_id",
+            .eosTokenId: "tokenizer.ggml.eos_token_id",
+        ], explicitHeadDim: explicitHeadDim)
+    }
+
+    /// The 7-field header of a llama2.c `.bin` (ε, θ and BOS/EOS are fixed by the format).
+    public static func llama2c(file: String) -> ConfigSource {
+        ConfigSource(file: file, keys: [
+            .vocabSize: "vocab_size", .dModel: "dim", .nLayers: "n_layers", .nHeads: "n_heads",
+            .nKVHeads: "n_kv_heads", .headDim: "n_heads", .dFF: "hidden_dim", .maxSeqLen: "seq_len",
+            .normEps: "(fixed rms eps)", .ropeTheta: "(fixed rope theta)", .bosTokenId: "(fixed BOS id)",
+            .eosTokenId: "(fixed EOS id)",
+        ], explicitHeadDim: false)
+    }
+}
+
+// MARK: - Limits
+
+extension ModelConfig {
+    /// Upper bounds far above any real model (Llama-3-405B: d 16384, 126 layers, ffn 53248,
+    /// vocab 128k; contexts up to 10M) and low enough that products of two or three of them
+    /// cannot overflow. A value beyond them is a corrupt or hostile file.
+    public static let limits: [ConfigField: Int] = [
+        .vocabSize: 1 << 24, .dModel: 1 << 20, .nLayers: 1 << 14, .nHeads: 1 << 16, .nKVHeads: 1 << 16,
+        .headDim: 1 << 16, .dFF: 1 << 22, .maxSeqLen: 1 << 28,
+    ]
+
+    /// Refuses values that would build a degenerate model, fail far from the cause, print
+    /// `nan`, or make a size computation overflow; the error names the file and the key.
+    public func validate(source: ConfigSource) throws {
+        let f = source.file
+        func bad(_ field: ConfigField, _ reason: String) -> ModelError {
+            ModelError.badConfig(file: f, key: source.key(field), reason: reason)
+        }
+        let sizes: [(ConfigField, Int)] = [(.vocabSize, vocabSize), (.dModel, dModel), (.nLayers, nLayers), (.nHeads, nHeads),
+                                           (.nKVHeads, nKVHeads), (.headDim, headDim), (.dFF, dFF), (.maxSeqLen, maxSeqLen)]
+        for (field, v) in sizes {
+            guard v > 0 else { throw bad(field, "must be positive, found \(v)") }
+            let limit = Self.limits[field]!
+            guard v <= limit else { throw bad(field, "\(v) is implausibly large (limit \(limit))") }
+        }
+        guard nHeads % nKVHeads == 0 else {
+            throw bad(.nKVHeads, "\(nKVHeads) key/value heads do not divide \(source.key(.nHeads)) = \(nHeads)")
+        }
+        if !source.explicitHeadDim && dModel % nHeads != 0 {
+            throw bad(.nHeads, "\(nHeads) heads do not divide \(source.key(.dModel)) = \(dModel)")
+        }
+        if family == .llama && headDim % 2 != 0 {
+            throw bad(.headDim, "head dimension \(headDim) must be even for RoPE")
+        }
+        guard CheckedSize.product(nHeads, headDim).map({ $0 <= 1 << 22 }) == true else {
+            throw bad(.nHeads, "\(nHeads) heads × head dimension \(headDim) is implausibly large")
+        }
+        guard normEps.isFinite, normEps > 0, normEps < 1 else {
+            throw bad(.normEps, "must be a finite number in (0, 1), found \(normEps)")
+        }
+        if family == .llama {
+            guard ropeTheta.isFinite, ropeTheta > 0 else { throw bad(.ropeTheta, "must be a finite positive number, found \(ropeTheta)") }
+        }
+        for (field, id) in [(ConfigField.bosTokenId, bosTokenId), (.eosTokenId, eosTokenId)] {
+            if let id, id < 0 || id >= vocabSize {
+                throw bad(field, "token id \(id) is outside the vocabulary (\(source.key(.vocabSize)) = \(vocabSize))")
+            }
+        }
+    }
+
+    // MARK: Config against the weights
+
+    /// Compares the config with the shapes of the weights it describes (HF names) and names the
+    /// config key with both values when they disagree. Without this a wrong `hidden_size` shows
+    /// up as "tensor 'model.embed_tokens.weight' has shape [512, 64], expected [512, 7]".
+    /// Absent tensors are left to the model builder (which reports them as missing).
+    public func checkWeights(_ shapes: [String: [Int]], source: ConfigSource) throws {
+        func mismatch(_ field: ConfigField, says: Int, tensor: String, has: Int, what: String) -> ModelError {
+            ModelError.badConfig(file: source.file, key: source.key(field),
+                                 reason: "the config says \(says), but tensor '\(QuotedName.safe(tensor))' has \(has) \(what)")
+        }
+        let opt = family == .opt
+        let embed = opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight"
+        let layerPrefix = opt ? "model.decoder.layers." : "model.layers."
+        func layer(_ l: Int, _ s: String) -> String { layerPrefix + "\(l)." + s }
+
+        if let s = shapes[embed], s.count == 2 {
+            if s[1] != dModel { throw mismatch(.dModel, says: dModel, tensor: embed, has: s[1], what: "columns") }
+            if s[0] != vocabSize { throw mismatch(.vocabSize, says: vocabSize, tensor: embed, has: s[0], what: "rows") }
+        }
+        if let s = shapes["lm_head.weight"], s.count == 2, s[0] != vocabSize {
+            throw mismatch(.vocabSize, says: vocabSize, tensor: "lm_head.weight", has: s[0], what: "rows")
+        }
+        if opt, let s = shapes["model.decoder.embed_positions.weight"], s.count == 2, s[0] != maxSeqLen + ModelConfig.optPositionOffset {
+            throw ModelError.badConfig(file: source.file, key: source.key(.maxSeqLen), reason:
+                "the config says \(maxSeqLen), but tensor 'model.decoder.embed_positions.weight' has \(s[0]) rows (= context + \(ModelConfig.optPositionOffset))")
+        }
+        // Layer count: the highest layer index present, against the declared count.
+        var present = Set<Int>()
+        for name in shapes.keys where name.hasPrefix(layerPrefix) {
+            let rest = name.dropFirst(layerPrefix.count)
+            if let dot = rest.firstIndex(of: "."), let l = Int(rest[..<dot]), l >= 0 { present.insert(l) }
+        }
+        if let top = present.max(), top >= nLayers {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nLayers),
+                                       reason: "the config says \(nLayers) layers, but the weights have layers up to \(top) (\(present.count) present)")
+        }
+        if present.count < nLayers {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nLayers),
+                                       reason: "the config says \(nLayers) layers, but the weights hold \(present.count)")
+        }
+        let q = layer(0, "self_attn.q_proj.weight"), k = layer(0, "self_attn.k_proj.weight")
+        if let s = shapes[q], s.count == 2, s[0] != qDim {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nHeads), reason:
+                "the config says \(nHeads) heads × head dimension \(headDim) = \(qDim) query rows, but tensor '\(q)' has \(s[0])")
+        }
+        if let s = shapes[k], s.count == 2, s[0] != kvDim {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nKVHeads), reason:
+                "the config says \(nKVHeads) key/value heads × head dimension \(headDim) = \(kvDim) rows, but tensor '\(k)' has \(s[0])")
+        }
+        let up = layer(0, opt ? "fc1.weight" : "mlp.up_proj.weight")
+        if let s = shapes[up], s.count == 2, s[0] != dFF { throw mismatch(.dFF, says: dFF, tensor: up, has: s[0], what: "rows") }
+    }
+}
