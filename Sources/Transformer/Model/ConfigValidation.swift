@@ -160,16 +160,23 @@ extension ModelConfig {
             throw ModelError.badConfig(file: source.file, key: source.key(.nLayers),
                                        reason: "the config says \(nLayers) layers, but the weights hold \(present.count)")
         }
-        let q = layer(0, "self_attn.q_proj.weight"), k = layer(0, "self_attn.k_proj.weight")
-        if let s = shapes[q], s.count == 2, s[0] != qDim {
-            throw ModelError.badConfig(file: source.file, key: source.key(.nHeads), reason:
-                "the config says \(nHeads) heads × head dimension \(headDim) = \(qDim) query rows, but tensor '\(q)' has \(s[0])")
+        // Per-layer rows are blamed on the config only when the tensor's columns agree with the
+        // (already confirmed) hidden size; otherwise the tensor itself is malformed and the
+        // model builder reports its shape.
+        func rows(_ name: String) -> Int? {
+            guard let s = shapes[name], s.count == 2, s[1] == dModel else { return nil }
+            return s[0]
         }
-        if let s = shapes[k], s.count == 2, s[0] != kvDim {
+        let q = layer(0, "self_attn.q_proj.weight"), k = layer(0, "self_attn.k_proj.weight")
+        if let r = rows(q), r != qDim {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nHeads), reason:
+                "the config says \(nHeads) heads × head dimension \(headDim) = \(qDim) query rows, but tensor '\(q)' has \(r)")
+        }
+        if let r = rows(k), r != kvDim {
             throw ModelError.badConfig(file: source.file, key: source.key(.nKVHeads), reason:
-                "the config says \(nKVHeads) key/value heads × head dimension \(headDim) = \(kvDim) rows, but tensor '\(k)' has \(s[0])")
+                "the config says \(nKVHeads) key/value heads × head dimension \(headDim) = \(kvDim) rows, but tensor '\(k)' has \(r)")
         }
         let up = layer(0, opt ? "fc1.weight" : "mlp.up_proj.weight")
-        if let s = shapes[up], s.count == 2, s[0] != dFF { throw mismatch(.dFF, says: dFF, tensor: up, has: s[0], what: "rows") }
+        if let r = rows(up), r != dFF { throw mismatch(.dFF, says: dFF, tensor: up, has: r, what: "rows") }
     }
 }
