@@ -14,11 +14,7 @@ enum Common {
 
     /// Reads a whole text file, or a typed error naming it.
     static func readText(_ path: String) throws -> String {
-        guard FileManager.default.fileExists(atPath: path) else { throw ModelError.fileNotFound(path: path) }
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw ModelError.unreadable(path: path, reason: "permission denied or not a file")
-        }
-        return String(decoding: d, as: UTF8.self)
+        String(decoding: try readInputFile(path), as: UTF8.self)
     }
 }
 

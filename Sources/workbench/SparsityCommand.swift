@@ -1,5 +1,6 @@
 import Circuits
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - sparsity
@@ -21,7 +22,7 @@ enum SparsityCommand: Command {
         let report = SparsityReport.measure(m.model)
         let bytes = DiskUsage.bytes(path)
         var pruning: [String: Any]? = nil
-        if let d = FileManager.default.contents(atPath: path + "/pruning.json") {
+        if InputFile.isRegular(path + "/pruning.json"), let d = try? readInputFile(path + "/pruning.json", limit: 64 << 20) {
             pruning = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
         }
         if args[OutputOptions.json] {

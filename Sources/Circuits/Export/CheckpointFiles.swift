@@ -23,7 +23,7 @@ extension CheckpointWriter {
         var obj: [String: Any]
         if source.isHFDirectory {
             let path = source.path + "/config.json"
-            guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.fileNotFound(path: path) }
+            let data = try readInputFile(path, limit: 64 << 20)
             guard let parsed = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw ModelError.badConfig(file: path, key: "(root)", reason: "not a JSON object")
             }

@@ -82,11 +82,7 @@ public struct PromptSet: Equatable, Sendable {
 
     /// Reads and parses `path` (`.jsonl` → JSON lines, otherwise one prompt per line).
     public static func load(_ path: String) throws -> PromptSet {
-        guard FileManager.default.fileExists(atPath: path) else { throw ModelError.fileNotFound(path: path) }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.unreadable(path: path, reason: "permission denied or not a file")
-        }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        try parse(String(decoding: try readInputFile(path), as: UTF8.self), path: path)
     }
 
     /// Parses file contents; the format follows `path`'s extension.

@@ -34,10 +34,7 @@ public struct TextCorpus: Sendable {
 
     /// Reads `.jsonl` (one document per line) or plain text (one document).
     public static func load(_ path: String) throws -> TextCorpus {
-        guard FileManager.default.fileExists(atPath: path) else { throw ModelError.fileNotFound(path: path) }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.unreadable(path: path, reason: "permission denied or not a file")
-        }
+        let data = try readInputFile(path)
         let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
         guard path.lowercased().hasSuffix(".jsonl") else {
             guard !text.allSatisfy(\.isWhitespace) else { throw AttributionError.emptyPromptFile(path: path) }

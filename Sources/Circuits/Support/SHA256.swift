@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - SHA-256 (FIPS 180-4)
@@ -86,8 +87,10 @@ public struct SHA256 {
 
     /// sha256 of a file's contents, read in 4 MB chunks.
     public static func hex(file path: String) throws -> String {
-        guard let fh = FileHandle(forReadingAtPath: path) else {
-            throw ModelError.unreadable(path: path, reason: "cannot open for reading")
+        // Opened through InputFile: a FIFO or device among the inputs is refused, not read forever.
+        let fh: FileHandle
+        do { fh = FileHandle(fileDescriptor: try InputFile.openRegular(path).fd, closeOnDealloc: true) } catch let e as InputFileError {
+            throw ModelError(e)
         }
         defer { try? fh.close() }
         var s = SHA256()

@@ -124,3 +124,12 @@ public func floatToBF16(_ f: Float) -> UInt16 {
     let rounding = 0x7FFF + ((x >> 16) & 1)
     return UInt16((x &+ rounding) >> 16)
 }
+
+// MARK: - Whole-file reads of user inputs
+
+/// The content of an input file (corpus, prompts, JSON side files) as the model side reports
+/// errors: a regular file is required (a FIFO would block, a device never end; InputFile),
+/// at most `limit` bytes, failures as `ModelError` naming the path.
+public func readInputFile(_ path: String, limit: Int = 1 << 32) throws -> Data {
+    do { return try InputFile.read(path, limit: limit) } catch let e as InputFileError { throw ModelError(e) }
+}
