@@ -7,7 +7,7 @@ import TestSupport
 // MARK: - Helpers: corrupting copies of committed fixtures
 
 /// Copies Tests/Fixtures/<name> into a fresh temporary directory and returns the copy's path.
-private func copyFixture(_ name: String, _ test: XCTestCase) throws -> String {
+func copyFixture(_ name: String, _ test: XCTestCase) throws -> String {
     let dst = try Scratch.dir(test).appendingPathComponent(name)
     try FileManager.default.copyItem(atPath: try Fixtures.path(name), toPath: dst.path)
     return dst.path
@@ -35,7 +35,7 @@ private func rewriteSafetensors(_ path: String, _ transform: ([SafetensorsRecord
 }
 
 /// Minimal GGUF v3 writer (little-endian) for hand-built files.
-private struct TinyGGUF {
+struct TinyGGUF {
     var version: UInt32 = 3
     var kv: [(String, UInt32, Data)] = []
     var tensors: [(name: String, dims: [UInt64], type: UInt32, data: Data)] = []

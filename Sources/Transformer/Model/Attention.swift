@@ -30,6 +30,29 @@ public final class KVCache {
 
     public func reset() { length = 0 }
 
+    private init(kvDim: Int, nLayers: Int, slots: Int, capacity: Int) {
+        self.capacity = capacity; self.kvDim = kvDim; self.nLayers = nLayers; self.slots = slots
+        k = zeros(slots * capacity * kvDim)
+        v = k
+    }
+
+    /// A cache of `newCapacity` positions holding this one's keys and values, so generation can
+    /// size the cache by the tokens it actually produces rather than by the whole request
+    /// (which a large declared context lets reach billions of positions).
+    func grown(to newCapacity: Int) -> KVCache {
+        let g = KVCache(kvDim: kvDim, nLayers: nLayers, slots: slots, capacity: max(newCapacity, capacity))
+        g.length = length
+        let n = length * kvDim
+        for l in 0..<slots where n > 0 {
+            let from = offset(layer: l, pos: 0), to = g.offset(layer: l, pos: 0)
+            k.withUnsafeBufferPointer { s in g.k.withUnsafeMutableBufferPointer { d in
+                (d.baseAddress! + to).update(from: s.baseAddress! + from, count: n) } }
+            v.withUnsafeBufferPointer { s in g.v.withUnsafeMutableBufferPointer { d in
+                (d.baseAddress! + to).update(from: s.baseAddress! + from, count: n) } }
+        }
+        return g
+    }
+
     @inline(__always) func offset(layer: Int, pos: Int) -> Int { ((slots == 1 ? 0 : layer) * capacity + pos) * kvDim }
 }
 

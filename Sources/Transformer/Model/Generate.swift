@@ -78,6 +78,9 @@ extension Model {
     /// `stop` ids (EOS). `onToken` receives each new id as it is produced.
     /// Decode reads the transposed copies when the caller made them first
     /// (`prepareDecodeLayout`, worth it from `decodeLayoutMinTokens` tokens in all).
+    /// Decode positions the KV cache holds beyond the prompt before it first grows (doubling).
+    static let initialDecodeRoom = 2048
+
     public func generate(prompt: [Int], maxNewTokens: Int, sampler: inout Sampler, stop: Set<Int> = [],
                          onToken: (Int) -> Void = { _ in }) throws -> (tokens: [Int], stats: GenerationStats) {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
@@ -89,7 +92,9 @@ extension Model {
         }
         // Clamp before adding: a huge request must not overflow (it stops at the context).
         let total = prompt.count + min(maxNewTokens, limit - prompt.count)
-        let cache = KVCache(config: config, capacity: total)
+        // Sized by what is produced, not by the request: `--max-new-tokens` up to a large declared
+        // context would otherwise allocate for all of it up front (2^27 positions: 170 GB).
+        var cache = KVCache(config: config, capacity: min(total, prompt.count + Self.initialDecodeRoom))
         var stats = GenerationStats(promptTokens: prompt.count)
         var out: [Int] = []
         let t0 = Date()
@@ -104,6 +109,7 @@ extension Model {
             out.append(next)
             onToken(next)
             if prompt.count + out.count >= total { break }
+            if cache.length == cache.capacity { cache = cache.grown(to: min(total, 2 * cache.capacity)) }
             logits = step([next], cache: cache)
         }
         stats.newTokens = out.count
