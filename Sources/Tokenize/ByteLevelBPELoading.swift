@@ -157,9 +157,7 @@ extension ByteLevelBPETokenizer {
     }
 
     static func int(_ v: Any) -> Int? {
-        if let i = v as? Int { return i }
-        if let n = v as? NSNumber { return n.intValue }
-        return nil
+        JSONInteger.exact(v)
     }
 
     /// Whether a (possibly nested `Sequence`) component has `"type": type`.

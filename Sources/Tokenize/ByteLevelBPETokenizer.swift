@@ -81,7 +81,13 @@ public final class ByteLevelBPETokenizer: Tokenizer {
             guard t.id >= 0 else { throw TokenizerError.invalidFile(path: name, reason: "negative added token id \(t.id)") }
             maxId = max(maxId, t.id)
         }
-        guard maxId < 1 << 31 else { throw TokenizerError.invalidFile(path: name, reason: "token id too large") }
+        // Tables below are sized by the largest id, which is file data: bound it by what the file
+        // holds (ids of a real vocabulary are dense) and by the model-side vocabulary limit, so a
+        // stray id of 2^30 is an error rather than a 30 GB allocation.
+        let entries = vocab.count + addedTokens.count
+        guard maxId < 1 << 24, maxId < 4 * entries + 1024 else {
+            throw TokenizerError.invalidFile(path: name, reason: "token id \(maxId) is implausible for a vocabulary of \(entries) entries")
+        }
         let size = maxId + 1
 
         var tokenToId = vocab
@@ -216,7 +222,9 @@ public final class ByteLevelBPETokenizer: Tokenizer {
         ids.reserveCapacity(word.count)
         for b in word {
             let id = byteToId[Int(b)]
-            guard id >= 0 else { throw TokenizerError.unknownToken(ByteUnicode.encode([b])) }
+            guard id >= 0 else {
+                throw TokenizerError.invalidFile(path: name, reason: "no token for the byte \(String(format: "<0x%02X>", b)) ('\(ByteUnicode.encode([b]))'); a byte-level vocabulary needs all 256")
+            }
             ids.append(id)
         }
         while ids.count > 1 {

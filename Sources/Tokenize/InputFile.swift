@@ -163,3 +163,20 @@ public enum QuotedName {
         return out
     }
 }
+
+// MARK: - Integers in JSON read from files
+
+public enum JSONInteger {
+    /// The value of a JSON number that is an exact integer in Int's range, else nil.
+    /// `NSNumber.intValue` truncates 494592.5 to 494592 and turns 1e30 into an arbitrary
+    /// value; a size or offset read that way is silently wrong.
+    public static func exact(_ v: Any) -> Int? {
+        guard let n = v as? NSNumber else { return nil }
+        let d = n.doubleValue
+        guard d.isFinite, d == d.rounded(), d > -9.2e18, d < 9.2e18 else { return nil }
+        let i = n.int64Value
+        // Integers beyond 2^53 are not exact as doubles: compare after the same rounding.
+        guard Double(i) == d else { return nil }
+        return Int(i)
+    }
+}

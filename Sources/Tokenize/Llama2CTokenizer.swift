@@ -91,7 +91,7 @@ public final class Llama2CTokenizer: Tokenizer {
             tokens.append(bos)
         }
         if !bytes.isEmpty {
-            guard let space = lookup[[0x20]] else { throw TokenizerError.unknownToken(" ") }
+            guard let space = lookup[[0x20]] else { throw TokenizerError.invalidFile(path: path, reason: "no token for ' ' (needed to encode any text)") }
             tokens.append(space)
         }
         // One lookup per code point (at most 4 bytes), byte fallback otherwise.
@@ -106,7 +106,9 @@ public final class Llama2CTokenizer: Tokenizer {
             } else {
                 for b in buf {
                     let id = Int(b) + 3
-                    guard id < vocabSize else { throw TokenizerError.unknownToken(String(format: "<0x%02X>", b)) }
+                    guard id < vocabSize else {
+                        throw TokenizerError.invalidFile(path: path, reason: "no token for the byte \(String(format: "<0x%02X>", b)) (byte fallback needs ids 3…258)")
+                    }
                     tokens.append(id)
                 }
             }

@@ -362,3 +362,53 @@ final class HostileInputTests: XCTestCase {
         }
     }
 }
+
+extension HostileInputTests {
+    func testNonIntegerJSONNumbersRefused() throws {
+        XCTAssertEqual(JSONInteger.exact(NSNumber(value: 494_592)), 494_592)
+        XCTAssertEqual(JSONInteger.exact(NSNumber(value: (1 << 62) + 1)), (1 << 62) + 1)
+        XCTAssertNil(JSONInteger.exact(NSNumber(value: 494_592.5)))
+        XCTAssertNil(JSONInteger.exact(NSNumber(value: 1e30)))
+        XCTAssertNil(JSONInteger.exact(NSNumber(value: Double.nan)))
+        XCTAssertNil(JSONInteger.exact("12"))
+        // A safetensors offset written as a float is refused, naming the file and tensor.
+        let dir = try copyFixture("tiny-opt", self)
+        let f = dir + "/model.safetensors"
+        let data = try Data(contentsOf: URL(fileURLWithPath: f))
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian)
+        var header = String(decoding: data.subdata(in: 8..<(8 + n)), as: UTF8.self)
+        let victim = "model.decoder.final_layer_norm.weight"
+        let st = try SafetensorsFile(path: f)
+        let end = try XCTUnwrap(st.entries[victim]).end
+        let old = "\"\(victim)\":{\"dtype\":\"F32\",\"shape\":[32],\"data_offsets\":[\(end - 128),\(end)]}"
+        XCTAssertTrue(header.contains(old), header)
+        header = header.replacingOccurrences(of: old, with: "\"\(victim)\":{\"dtype\":\"F32\",\"shape\":[32.0],\"data_offsets\":[\(end - 128),\(end).5]}")
+        var h = Data(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        try (withUnsafeBytes(of: UInt64(h.count).littleEndian) { Data($0) } + h + data.subdata(in: (8 + n)..<data.count))
+            .write(to: URL(fileURLWithPath: f))
+        XCTAssertThrowsError(try SafetensorsFile(path: f)) { e in
+            XCTAssertEqual(e as? SafetensorsError, .invalidOffset(file: f, tensor: victim, reason: "not a non-negative integer"))
+        }
+    }
+}
+
+extension HostileInputTests {
+    func testTokenizerIdsBoundedAndCheckedAgainstTheModel() throws {
+        // A stray id of 2^30 would size every id table at 2^30 entries.
+        XCTAssertThrowsError(try ByteLevelBPETokenizer(vocab: ["a": 0, "b": 1 << 30], merges: [], name: "v.json")) { e in
+            XCTAssertEqual(e as? TokenizerError, .invalidFile(path: "v.json", reason: "token id 1073741824 is implausible for a vocabulary of 2 entries"))
+        }
+        let ck = try ModelLoader.checkpoint(try TestAssets.asset("stories260K/hf"))
+        let tok = try ByteLevelBPETokenizer(vocab: Dictionary(uniqueKeysWithValues: (0..<300).map { ("t\($0)", $0) }), merges: [],
+                                            name: "tok.json", bosId: 611)
+        XCTAssertThrowsError(try ModelLoader.checkTokenizer(tok, source: .tokenizerJSON(path: "tok.json"), config: ck.config,
+                                                            configSource: ck.configSource, modelPath: ck.path)) { e in
+            let m = e.localizedDescription
+            for n in ["tok.json", "BOS id", "611", "config.json vocab_size", "512"] { XCTAssertTrue(m.contains(n), m) }
+        }
+        tok.bosId = 1
+        XCTAssertNoThrow(try ModelLoader.checkTokenizer(tok, source: .tokenizerJSON(path: "tok.json"), config: ck.config,
+                                                        configSource: ck.configSource, modelPath: ck.path))
+    }
+}

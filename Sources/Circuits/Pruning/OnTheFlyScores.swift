@@ -32,10 +32,9 @@ enum OnTheFlyScores {
         try validate(method, calibration)
         guard let calibration else { return ScoreMap.magnitude(model) }
         // Only text prompts and corpora need the tokenizer; pre-tokenized prompts do not.
-        let tokenizer = try source.tokenizer.map { (ts: TokenizerSource) -> Tokenizer in
-            let t = try makeTokenizer(ts, hints: hints(source))
-            try ModelLoader.checkTokenizer(t, source: ts, config: source.config, configSource: source.configSource, modelPath: source.path)
-            return t
+        let tokenizer = try source.tokenizer.map {
+            try ModelLoader.makeCheckedTokenizer($0, hints: hints(source), config: source.config,
+                                                 configSource: source.configSource, modelPath: source.path)
         }
         var settings = AttributionSettings()
         settings.method = method

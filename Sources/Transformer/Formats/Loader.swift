@@ -30,8 +30,7 @@ public enum ModelLoader {
         let model = try Model.build(from: ck)
         var tok: Tokenizer? = nil
         if let source, needTokenizer {
-            tok = try makeTokenizer(source, hints: hints)
-            try checkTokenizer(tok!, source: source, config: ck.config, configSource: ck.configSource, modelPath: path)
+            tok = try makeCheckedTokenizer(source, hints: hints, config: ck.config, configSource: ck.configSource, modelPath: path)
         }
         return LoadedModel(model: model, tokenizer: tok, format: ck.format, sourceDType: ck.sourceDType,
                            path: path, loadSeconds: Date().timeIntervalSince(t0))
@@ -57,6 +56,18 @@ public enum ModelLoader {
         }
         if path.hasSuffix(".bin") { return try loadLlama2C(path: path) }
         throw ModelError.unknownFormat(path: path)
+    }
+
+    /// `makeTokenizer` plus `checkTokenizer`; errors about a GGUF's embedded tokenizer name the
+    /// model file and the metadata key instead of a pseudo-path.
+    public static func makeCheckedTokenizer(_ source: TokenizerSource, hints: TokenizerHints, config: ModelConfig,
+                                            configSource: ConfigSource?, modelPath: String) throws -> Tokenizer {
+        let tok: Tokenizer
+        do { tok = try makeTokenizer(source, hints: hints) } catch TokenizerError.invalidFile(let p, let r) where p.hasPrefix("gguf:") {
+            throw TokenizerError.invalidFile(path: "\(modelPath) (\(p.dropFirst(5)))", reason: r)
+        }
+        try checkTokenizer(tok, source: source, config: config, configSource: configSource, modelPath: modelPath)
+        return tok
     }
 
     /// Refuses a tokenizer that can produce ids the model has no embedding for (more pieces than

@@ -90,13 +90,13 @@ public final class SafetensorsFile {
                 throw SafetensorsError.unknownDType(file: path, tensor: name, dtype: dtypeName)
             }
             let shape = try shapeAny.map { v -> Int in
-                guard let i = (v as? NSNumber)?.intValue, i >= 0 else {
+                guard let i = JSONInteger.exact(v), i >= 0 else {
                     throw SafetensorsError.invalidHeader(file: path, reason: "entry '\(QuotedName.safe(name))' has a bad shape")
                 }
                 return i
             }
             let offs = try offAny.map { v -> Int in
-                guard let i = (v as? NSNumber)?.intValue, i >= 0 else {
+                guard let i = JSONInteger.exact(v), i >= 0 else {
                     throw SafetensorsError.invalidOffset(file: path, tensor: name, reason: "not a non-negative integer")
                 }
                 return i
