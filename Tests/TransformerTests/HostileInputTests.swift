@@ -399,7 +399,7 @@ extension HostileInputTests {
         XCTAssertThrowsError(try ByteLevelBPETokenizer(vocab: ["a": 0, "b": 1 << 30], merges: [], name: "v.json")) { e in
             XCTAssertEqual(e as? TokenizerError, .invalidFile(path: "v.json", reason: "token id 1073741824 is implausible for a vocabulary of 2 entries"))
         }
-        let ck = try ModelLoader.checkpoint(try TestAssets.asset("stories260K/hf"))
+        let ck = try ModelLoader.checkpoint(try Assets.path("stories260K/hf"))
         let tok = try ByteLevelBPETokenizer(vocab: Dictionary(uniqueKeysWithValues: (0..<300).map { ("t\($0)", $0) }), merges: [],
                                             name: "tok.json", bosId: 611)
         XCTAssertThrowsError(try ModelLoader.checkTokenizer(tok, source: .tokenizerJSON(path: "tok.json"), config: ck.config,
