@@ -9,6 +9,8 @@ extension CheckpointWriter {
     func writeTokenizerFiles(into dir: String) throws {
         let fm = FileManager.default
         func copy(_ from: String, _ to: String) throws {
+            // Inputs are regular files (a FIFO would block the copy, a device never end).
+            do { try InputFile.requireRegular(from) } catch let e as InputFileError { throw ModelError(e) }
             do { try fm.copyItem(atPath: from, toPath: dir + "/" + to) } catch {
                 throw CheckpointWriteError.cannotWrite(path: dir + "/" + to, reason: error.localizedDescription)
             }
