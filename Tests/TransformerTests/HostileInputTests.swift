@@ -85,6 +85,20 @@ final class HostileInputTests: XCTestCase {
             try editConfig(dir) { $0[key] = value }
             try assertBadConfig(dir, file: dir + "/config.json", key: key, names: names)
         }
+        // Flags and types: a flag needing tensors the file lacks, a number that is not an integer.
+        let more: [(String, Any, [String])] = [
+            ("tie_word_embeddings", false, ["lm_head.weight"]),
+            ("attention_bias", true, ["model.layers.0.self_attn.q_proj.bias"]),
+            ("mlp_bias", true, ["model.layers.0.mlp.up_proj.bias"]),
+            ("hidden_size", 64.5, ["expected an integer", "64.5"]),
+            ("num_hidden_layers", 1e19, ["expected an integer"]),
+        ]
+        for (key, value, names) in more {
+            let dir = try Scratch.dir(self).appendingPathComponent("m").path
+            try FileManager.default.copyItem(atPath: hf, toPath: dir)
+            try editConfig(dir) { $0[key] = value }
+            try assertBadConfig(dir, file: dir + "/config.json", key: key, names: names)
+        }
         // OPT: the learned position table is the context + 2 rows.
         let opt = try copyFixture("tiny-opt", self)
         let rows = try XCTUnwrap(try SafetensorsFile(path: opt + "/model.safetensors").entries["model.decoder.embed_positions.weight"]).shape[0]

@@ -86,6 +86,19 @@ extension ModelLoader {
         } catch let e as ModelError { throw e } catch {
             throw ModelError.badConfig(file: file, key: "(root)", reason: "not valid JSON")
         }
+        // Integer keys must hold exact integers: Foundation's decoder reports 1.5 or 1e30 for an
+        // Int without naming the key.
+        let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let intKeys = type == "opt"
+            ? ["hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings",
+               "word_embed_proj_dim", "bos_token_id", "eos_token_id"]
+            : ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "head_dim", "vocab_size", "max_position_embeddings"]
+        for key in intKeys {
+            if let v = obj?[key], !(v is NSNull), JSONInteger.exact(v) == nil {
+                throw ModelError.badConfig(file: file, key: key, reason: "expected an integer, found \(QuotedName.safe("\(v)"))")
+            }
+        }
         let config: ModelConfig
         do {
             switch type {
@@ -96,7 +109,6 @@ extension ModelLoader {
         } catch let e as DecodingError {
             throw ModelError.badConfig(file: file, key: decodingKey(e), reason: decodingReason(e))
         }
-        let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         let explicitHeadDim = type == "llama" && obj?["head_dim"] != nil && !(obj?["head_dim"] is NSNull)
         let source = ConfigSource.hf(file: file, family: config.family, explicitHeadDim: explicitHeadDim)
         try config.validate(source: source)

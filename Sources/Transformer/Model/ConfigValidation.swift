@@ -13,6 +13,7 @@ import Tokenize
 /// The fields of `ModelConfig` that come from a file.
 public enum ConfigField: String, CaseIterable, Sendable {
     case vocabSize, dModel, nLayers, nHeads, nKVHeads, headDim, dFF, maxSeqLen, normEps, ropeTheta, bosTokenId, eosTokenId
+    case tiedEmbeddings, attentionBias, mlpBias
 }
 
 public struct ConfigSource: Sendable, Equatable {
@@ -34,6 +35,7 @@ public struct ConfigSource: Sendable, Equatable {
         .nHeads: "num_attention_heads", .nKVHeads: "num_key_value_heads", .headDim: "head_dim",
         .dFF: "intermediate_size", .maxSeqLen: "max_position_embeddings", .normEps: "rms_norm_eps",
         .ropeTheta: "rope_theta", .bosTokenId: "bos_token_id", .eosTokenId: "eos_token_id",
+        .tiedEmbeddings: "tie_word_embeddings", .attentionBias: "attention_bias", .mlpBias: "mlp_bias",
     ]
 
     /// config.json of an HF checkpoint.
@@ -41,7 +43,7 @@ public struct ConfigSource: Sendable, Equatable {
         var k = hfLlamaKeys
         if family == .opt {
             k[.dFF] = "ffn_dim"; k[.nKVHeads] = "num_attention_heads"; k[.headDim] = "num_attention_heads"
-            k[.normEps] = "layer_norm_eps"
+            k[.normEps] = "layer_norm_eps"; k[.attentionBias] = "enable_bias"; k[.mlpBias] = "enable_bias"
         }
         return ConfigSource(file: file, keys: k, explicitHeadDim: explicitHeadDim)
     }
@@ -178,5 +180,16 @@ extension ModelConfig {
         }
         let up = layer(0, opt ? "fc1.weight" : "mlp.up_proj.weight")
         if let r = rows(up), r != dFF { throw mismatch(.dFF, says: dFF, tensor: up, has: r, what: "rows") }
+        // Flags that require tensors the file does not have.
+        func requires(_ field: ConfigField, _ flag: Bool, _ tensor: String) throws {
+            guard flag, shapes[tensor] == nil else { return }
+            throw ModelError.badConfig(file: source.file, key: source.key(field),
+                                       reason: "the config requires tensor '\(tensor)', which the weights do not have")
+        }
+        if !tiedEmbeddings && shapes[embed] != nil {
+            try requires(.tiedEmbeddings, true, "lm_head.weight")
+        }
+        if shapes[q] != nil { try requires(.attentionBias, attentionBias, layer(0, "self_attn.q_proj.bias")) }
+        if shapes[up] != nil { try requires(.mlpBias, mlpBias, layer(0, opt ? "fc1.bias" : "mlp.up_proj.bias")) }
     }
 }
