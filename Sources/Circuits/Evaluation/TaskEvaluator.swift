@@ -1,0 +1,84 @@
+import Foundation
+import Transformer
+
+// MARK: - Batched task evaluation
+//
+// Every prompt of a set runs in one packed forward (`Model.hidden` with one
+// `Segment` per prompt: the linear layers see all rows as one matrix, attention
+// stays within each prompt), split into passes of at most `maxRows` token rows
+// to bound the activation buffers. Only the last row of each prompt goes
+// through the unembedding: [B, vocab] instead of [ΣT, vocab].
+
+public struct TaskEvaluation: Sendable {
+    public var items: [TaskItem]
+    /// Per prompt, on the clean prompts.
+    public var clean: [PromptMetrics]
+    /// Per prompt, on the corrupted prompts (same answer/distractor tokens); nil when any prompt lacks one.
+    public var corrupted: [PromptMetrics]?
+    public var vocabSize: Int
+}
+
+public enum TaskEvaluator {
+    /// Token rows per packed pass (≈ 75 MB of MLP activations for SmolLM2).
+    public static let defaultMaxRows = 4096
+
+    /// Last-position logits [B, vocab] of each sequence.
+    public static func lastLogits(_ model: Model, _ sequences: [[Int]], maxRows: Int = defaultMaxRows) -> [Float] {
+        let v = model.config.vocabSize, d = model.config.dModel
+        var out = [Float](repeating: 0, count: sequences.count * v)
+        var start = 0
+        while start < sequences.count {
+            // Greedy chunk: as many whole sequences as fit in maxRows (at least one).
+            var end = start, rows = 0
+            while end < sequences.count, end == start || rows + sequences[end].count <= maxRows {
+                rows += sequences[end].count; end += 1
+            }
+            var tokens: [Int] = [], segments: [Segment] = []
+            tokens.reserveCapacity(rows)
+            for s in sequences[start..<end] {
+                segments.append(Segment(rowStart: tokens.count, count: s.count, pos0: 0,
+                                        cache: KVCache(config: model.config, capacity: s.count)))
+                tokens += s
+            }
+            let h = model.hidden(tokens: tokens, segments: segments)           // [rows, d]
+            var last = [Float](repeating: 0, count: segments.count * d)       // [b, d]
+            for (i, s) in segments.enumerated() {
+                let r = s.rowStart + s.count - 1
+                last.replaceSubrange((i * d)..<((i + 1) * d), with: h[(r * d)..<((r + 1) * d)])
+            }
+            let logits = last.withUnsafeBufferPointer { model.logits($0.baseAddress!, rows: segments.count) }   // [b, v]
+            out.replaceSubrange((start * v)..<(end * v), with: logits)
+            start = end
+        }
+        return out
+    }
+
+    /// Metrics of `model` on `items`; `reference` = the full model's last-position log-probabilities
+    /// [B, vocab] (`PromptMetrics.logSoftmaxRows` of its `lastLogits`) for KL, or nil.
+    public static func evaluate(_ model: Model, _ items: [TaskItem], reference: [Float]? = nil,
+                                maxRows: Int = defaultMaxRows) -> TaskEvaluation {
+        let v = model.config.vocabSize
+        precondition(reference == nil || reference!.count == items.count * v)
+        let clean = metrics(lastLogits(model, items.map(\.tokens), maxRows: maxRows), items, v, reference)
+        var corrupted: [PromptMetrics]? = nil
+        if items.allSatisfy({ $0.corruptedTokens != nil }) {
+            corrupted = metrics(lastLogits(model, items.map { $0.corruptedTokens! }, maxRows: maxRows), items, v, nil)
+        }
+        return TaskEvaluation(items: items, clean: clean, corrupted: corrupted, vocabSize: v)
+    }
+
+    static func metrics(_ logits: [Float], _ items: [TaskItem], _ v: Int, _ reference: [Float]?) -> [PromptMetrics] {
+        logits.withUnsafeBufferPointer { l in
+            items.enumerated().map { i, item in
+                let row = UnsafeBufferPointer(rebasing: l[(i * v)..<((i + 1) * v)])
+                guard let reference else {
+                    return PromptMetrics(logits: row, answers: item.answerIds, distractors: item.distractorIds)
+                }
+                return reference.withUnsafeBufferPointer { r in
+                    PromptMetrics(logits: row, answers: item.answerIds, distractors: item.distractorIds,
+                                  reference: UnsafeBufferPointer(rebasing: r[(i * v)..<((i + 1) * v)]))
+                }
+            }
+        }
+    }
+}
