@@ -6,11 +6,11 @@ import Transformer
 
 let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
                                 BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
-                                SparsityCommand.self]
+                                SparsityCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self]
 
 func topHelp() -> String {
     var s = "OVERVIEW: Attribution-guided pruning workbench for Llama and OPT models.\n\nUSAGE: workbench <subcommand> [options]\n\nSUBCOMMANDS:\n"
-    for c in commands { s += "  " + c.spec.name.padding(toLength: 14, withPad: " ", startingAt: 0) + c.spec.abstract + "\n" }
+    for c in commands { s += "  " + c.spec.name.padding(toLength: 20, withPad: " ", startingAt: 0) + c.spec.abstract + "\n" }
     s += "\n  See 'workbench <subcommand> --help' for detailed help.\n"
     return s
 }
@@ -27,7 +27,16 @@ var argv = Array(CommandLine.arguments.dropFirst())
 guard let name = argv.first else { usageFail("Missing subcommand", "workbench <subcommand> [options]", nil) }
 if name == "--help" || name == "-h" || name == "help" { Out.write(topHelp()); exit(0) }
 if name == "--version" { Out.print(Workbench.version); exit(0) }
-guard let cmd = commands.first(where: { $0.spec.name == name }) else {
+// Two-word commands ("tasks ioi") are matched first.
+if argv.count >= 2, let two = commands.first(where: { $0.spec.name == name + " " + argv[1] }) {
+    argv.removeFirst()
+    argv[0] = two.spec.name
+}
+let family = commands.map { $0.spec.name }.filter { $0.hasPrefix(name + " ") }
+if !family.isEmpty, argv.first == name {
+    usageFail(argv.count > 1 ? "Unknown \(name) '\(argv[1])'" : "Missing \(name) kind", family.map { "workbench \($0) [options]" }.joined(separator: " | "), nil)
+}
+guard let cmd = commands.first(where: { $0.spec.name == argv[0] }) else {
     usageFail("Unknown subcommand '\(name)'", "workbench <subcommand> [options]", nil)
 }
 argv.removeFirst()

@@ -68,7 +68,7 @@ public struct TaskSummary: Sendable {
     public var headline: HeadlineMetric
     public var clean: MetricSummary
     public var corrupted: MetricSummary?
-    /// Per template (file order of first appearance), clean prompts only.
+    /// Per template (BABA:2 before BABA:10), clean prompts only.
     public var byTemplate: [(template: String, summary: MetricSummary)]
     /// Per template family (the part before ':', e.g. BABA / ABBA), clean prompts only.
     public var byFamily: [(family: String, summary: MetricSummary)]
@@ -85,11 +85,18 @@ public struct TaskSummary: Sendable {
                 if groups[k] == nil { order.append(k) }
                 groups[k, default: []].append(m)
             }
-            return order.map { ($0, MetricSummary(groups[$0]!, vocabSize: e.vocabSize, headline: headline)) }
+            return order.sorted(by: Self.naturalOrder).map { ($0, MetricSummary(groups[$0]!, vocabSize: e.vocabSize, headline: headline)) }
         }
         let templates = grouped(\.template)
         byTemplate = templates.map { (template: $0.0, summary: $0.1) }
         byFamily = grouped { $0.template.map { String($0.split(separator: ":").first ?? "") } }.map { (family: $0.0, summary: $0.1) }
+    }
+
+    /// "FAMILY:INDEX" labels by family, then index as a number; other labels by text.
+    static func naturalOrder(_ a: String, _ b: String) -> Bool {
+        let pa = a.split(separator: ":"), pb = b.split(separator: ":")
+        if pa.count == 2, pb.count == 2, pa[0] == pb[0], let ia = Int(pa[1]), let ib = Int(pb[1]) { return ia < ib }
+        return a < b
     }
 
     /// The headline metric's mean on the clean prompts.

@@ -150,7 +150,8 @@ public struct TaskSet: Equatable, Sendable {
 /// prompt's tokens is the token that starts YY. A token is "greater" when every
 /// YY it starts is above the start suffix, "smaller" when every one is below;
 /// a token that starts both (the start's own tens digit under per-digit
-/// splitting) counts for neither. With two-digit tokens this is exactly
+/// splitting) counts for neither, nor does a year whose tokenization does not
+/// extend the prompt's tokens. With two-digit tokens this is exactly
 /// Hanna et al.'s metric; with per-digit tokens it is its decade-level version.
 public enum YearTargets {
     public static func sets(tokenizer: Tokenizer, prompt: String, startSuffix: Int,
@@ -162,16 +163,16 @@ public enum YearTargets {
         var span: [Int: ClosedRange<Int>] = [:]   // token → YY values it starts
         for yy in 0...99 {
             let ids = try tokenizer.encode(prompt + String(format: "%02d", yy))
-            guard ids.count > base.count, Array(ids.prefix(base.count)) == base else {
-                throw TaskError.badField(loc, field: "text", reason: "appending a year suffix re-tokenizes the prompt's end; the prompt must end where the year's last two digits begin")
-            }
+            // A year the tokenizer writes another way (GPT-2: " 1700" is one token) cannot follow
+            // the prompt's tokens; it belongs to neither set.
+            guard ids.count > base.count, Array(ids.prefix(base.count)) == base else { continue }
             let t = ids[base.count]
             span[t] = span[t].map { min($0.lowerBound, yy)...max($0.upperBound, yy) } ?? yy...yy
         }
         let greater = span.filter { $0.value.lowerBound > startSuffix }.keys.sorted()
         let smaller = span.filter { $0.value.upperBound < startSuffix }.keys.sorted()
         guard !greater.isEmpty, !smaller.isEmpty else {
-            throw TaskError.badField(loc, field: "label", reason: "start suffix \(startSuffix) leaves no year token \(greater.isEmpty ? "above" : "below") it in this tokenizer")
+            throw TaskError.badField(loc, field: "label", reason: "start suffix \(startSuffix) leaves no year token \(greater.isEmpty ? "above" : "below") it in this tokenizer (the prompt must end where the year's last two digits begin)")
         }
         return (greater, smaller)
     }

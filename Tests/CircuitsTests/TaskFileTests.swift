@@ -1,0 +1,139 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Tokenize
+import Transformer
+
+// MARK: - Task files: JSONL and EAP-IG/MIB CSV, tokenization checks
+
+enum TaskTestSupport {
+    /// The GPT-2 byte-level BPE tokenizer from shared/assets (no BOS; names are " Name" tokens).
+    static func gpt2() throws -> Tokenizer {
+        if let t = cached { return t }
+        let t = try makeTokenizer(.vocabMerges(vocab: try PruneAssets.asset("tokenizers/gpt2/encoder.json"),
+                                               merges: try PruneAssets.asset("tokenizers/gpt2/vocab.bpe")))
+        cached = t
+        return t
+    }
+    nonisolated(unsafe) static var cached: Tokenizer?
+
+    static func ioiAssets() throws -> IOIAssets { try IOIAssets.load(try PruneAssets.asset("eval/ioi/ioi_templates.json")) }
+
+    /// The typed error thrown by `body`, or a failure.
+    static func error<T>(_ body: () throws -> T, file: StaticString = #filePath, line: UInt = #line) -> TaskError? {
+        do { _ = try body(); XCTFail("expected an error", file: file, line: line); return nil } catch let e as TaskError {
+            return e
+        } catch {
+            XCTFail("unexpected error \(error)", file: file, line: line); return nil
+        }
+    }
+}
+
+final class TaskFileTests: XCTestCase {
+    func testCSVQuotingNewlinesAndLineNumbers() throws {
+        let csv = ",clean,corrupted,correct_idx,incorrect_idx\r\n"
+            + "0,\"Then, Mary and John went. John gave it to\",\"Then, Anna and Bob went. Carl gave it to\",5335,1757\r\n"
+            + "\n"
+            + "1,\"a \"\"quoted\"\"\nline\",b,\"[1, 2]\",3\n"
+        let t = try CSVTable.parse(csv, path: "x.csv")
+        XCTAssertEqual(t.header, ["", "clean", "corrupted", "correct_idx", "incorrect_idx"])
+        XCTAssertEqual(t.rows.map(\.line), [2, 4])
+        XCTAssertEqual(t.rows[0].cells[1], "Then, Mary and John went. John gave it to")
+        XCTAssertEqual(t.rows[1].cells[1], "a \"quoted\"\nline")
+        let set = try TaskSet.parse(csv, path: "x.csv")
+        XCTAssertEqual(set.prompts.count, 2)
+        XCTAssertEqual(set.prompts[0].answers.map(\.ref), [.id(5335)])
+        XCTAssertEqual(set.prompts[0].distractors.map(\.ref), [.id(1757)])
+        XCTAssertEqual(set.prompts[1].answers.map(\.ref), [.id(1), .id(2)])
+        XCTAssertEqual(set.prompts[1].location, SourceLocation(file: "x.csv", line: 4))
+    }
+
+    func testCSVErrorsNameLineAndColumn() {
+        XCTAssertEqual(TaskTestSupport.error { try CSVTable.parse("a,b\n1,\"open\n", path: "q.csv") },
+                       .invalidCSV(SourceLocation(file: "q.csv", line: 2), reason: "unterminated quoted cell"))
+        XCTAssertEqual(TaskTestSupport.error { try CSVTable.parse("a,b\n1,2\n3\n", path: "q.csv") },
+                       .invalidCSV(SourceLocation(file: "q.csv", line: 3), reason: "1 cells, but the header has 2"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("text,label\nx,3\n", path: "m.csv") },
+                       .missingColumn(path: "m.csv", column: "clean", header: ["text", "label"]))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("clean,corrupted\nx,y\n", path: "m.csv") },
+                       .missingColumn(path: "m.csv", column: "correct_idx' or 'label", header: ["clean", "corrupted"]))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("clean,correct_idx\nx,abc\n", path: "m.csv") },
+                       .badField(SourceLocation(file: "m.csv", line: 2), field: "correct_idx", reason: "'abc' is not a token id"))
+    }
+
+    func testJSONLFieldsAndErrors() throws {
+        let ok = """
+        {"text": "When Mary and John went, John gave it to", "answer": " Mary", "answer_id": 5335, "distractor": " John", "template": "BABA:0", "task": "ioi"}
+
+        {"text": "x", "answer_ids": [1, 2], "distractor_ids": [3], "corrupted": "y"}
+        """
+        let s = try TaskSet.parse(ok, path: "t.jsonl")
+        XCTAssertEqual(s.prompts.count, 2)
+        XCTAssertEqual(s.prompts[0].kind, .ioi)
+        XCTAssertEqual(s.prompts[0].answers.map(\.ref), [.text(" Mary"), .id(5335)])
+        XCTAssertEqual(s.prompts[1].location.line, 3)
+        XCTAssertEqual(s.prompts[1].corrupted, "y")
+        let loc2 = SourceLocation(file: "t.jsonl", line: 2)
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("{\"text\": \"a\", \"answer\": \" b\"}\n{\"text\": \"a\"}", path: "t.jsonl") },
+                       .missingField(loc2, field: "answer"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("{\"text\": \"a\", \"answer\": \" b\"}\n{\"answer\": \" b\"}", path: "t.jsonl") },
+                       .missingField(loc2, field: "text"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("{\"text\": \"a\", \"answer\": \" b\", \"answer_ids\": [1]}", path: "t.jsonl") },
+                       .conflictingFields(SourceLocation(file: "t.jsonl", line: 1), "answer_ids", "answer"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("{\"text\": \"a\", \"answer\": \" b\", \"task\": \"sum\"}", path: "t.jsonl") },
+                       .badField(SourceLocation(file: "t.jsonl", line: 1), field: "task", reason: "unknown task 'sum' (expected [\"ioi\", \"greater-than\", \"custom\"])"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("[1]", path: "t.jsonl") },
+                       .invalidJSON(SourceLocation(file: "t.jsonl", line: 1), reason: "the line is not a JSON object"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("\n\n", path: "t.jsonl") }, .emptyTaskFile(path: "t.jsonl"))
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("x", path: "t.txt") }, .unknownFormat(path: "t.txt"))
+    }
+
+    func testTokenizationChecks() throws {
+        let tok = try TaskTestSupport.gpt2()
+        let mary = try tok.encode(" Mary", addBOS: false), john = try tok.encode(" John", addBOS: false)
+        XCTAssertEqual(mary.count, 1); XCTAssertEqual(john.count, 1)
+        let cfg = (vocab: 50257, ctx: 1024)
+        func item(_ line: String) throws -> TaskItem {
+            try TaskSet.parse(line, path: "t.jsonl").prompts[0].tokenize(tokenizer: tok, vocabSize: cfg.vocab, maxSeqLen: cfg.ctx)
+        }
+        let good = try item(#"{"text": "When Mary and John went, John gave it to", "answer": " Mary", "answer_id": \#(mary[0]), "distractor": " John", "corrupted": "When Anna and Carl went, Paul gave it to"}"#)
+        XCTAssertEqual(good.answerIds, mary); XCTAssertEqual(good.distractorIds, john)
+        XCTAssertEqual(good.tokens, try tok.encode("When Mary and John went, John gave it to"))
+        XCTAssertEqual(good.corruptedTokens?.count, good.tokens.count)
+        let loc = SourceLocation(file: "t.jsonl", line: 1)
+        XCTAssertEqual(TaskTestSupport.error { try item(#"{"text": "a b", "answer": " Mary", "answer_id": 7}"#) },
+                       .idMismatch(loc, field: "answer_id", text: " Mary", fileId: 7, tokenizerId: mary[0]))
+        let multi = try tok.encode(" Xylophonists", addBOS: false)
+        XCTAssertGreaterThan(multi.count, 1)
+        XCTAssertEqual(TaskTestSupport.error { try item(#"{"text": "a b", "answer": " Xylophonists"}"#) },
+                       .notSingleToken(loc, field: "answer", text: " Xylophonists", ids: multi))
+        let clean = try tok.encode("When Mary and John went, John gave it to").count
+        XCTAssertEqual(TaskTestSupport.error { try item(#"{"text": "When Mary and John went, John gave it to", "answer": " Mary", "corrupted": "When Mary and John went home, John gave it to"}"#) },
+                       .lengthMismatch(loc, clean: clean, corrupted: clean + 1))
+        XCTAssertEqual(TaskTestSupport.error { try item(#"{"text": "a b", "answer_id": 60000}"#) },
+                       .tokenOutOfVocabulary(loc, field: "answer_id", id: 60000, vocabSize: cfg.vocab))
+        XCTAssertEqual(TaskTestSupport.error { try item(#"{"text": "a b", "answer_ids": [5, 6], "distractor_id": 6}"#) },
+                       .overlappingTargets(loc, id: 6))
+    }
+
+    /// EAP-IG's greater-than rows (`label` = start year suffix): with GPT-2, two-digit years are one token
+    /// after " 17", so the sets must be exactly the tokens "53"…"99" and "00"…"51".
+    func testGreaterThanLabelSetsWithTwoDigitTokens() throws {
+        let tok = try TaskTestSupport.gpt2()
+        let csv = "clean,corrupted,label\nThe war lasted from the year 1752 to the year 17,The war lasted from the year 1701 to the year 17,52\n"
+        let item = try TaskSet.parse(csv, path: "g.csv").prompts[0].tokenize(tokenizer: tok, vocabSize: 50257, maxSeqLen: 1024)
+        XCTAssertEqual(item.kind, .greaterThan)
+        func single(_ s: String) throws -> Int {
+            let ids = try tok.encode(s, addBOS: false)
+            XCTAssertEqual(ids.count, 1, s)
+            return ids[0]
+        }
+        XCTAssertEqual(item.answerIds, try (53...99).map { try single(String($0)) }.sorted())
+        XCTAssertEqual(item.distractorIds, try (0...51).map { try single(String(format: "%02d", $0)) }.sorted())
+        XCTAssertEqual(item.corruptedTokens?.count, item.tokens.count)
+        // A start suffix outside 0…99 names the field.
+        let bad = "clean,label\nThe war lasted from the year 1752 to the year 17,152\n"
+        XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse(bad, path: "g.csv").prompts[0].tokenize(tokenizer: tok, vocabSize: 50257, maxSeqLen: 1024) },
+                       .badField(SourceLocation(file: "g.csv", line: 2), field: "label", reason: "start year suffix 152 is not in 0...99"))
+    }
+}
