@@ -17,6 +17,19 @@ enum TaskTestSupport {
     }
     nonisolated(unsafe) static var cached: Tokenizer?
 
+    /// YY → token for the two-digit suffixes whose encoding after `prompt` is the prompt's tokens plus
+    /// the single token of "YY" (what a two-digit-token tokenizer like GPT-2 gives for most years).
+    static func twoTokenYears(_ prompt: String, _ tok: Tokenizer) throws -> [Int: Int] {
+        let base = try tok.encode(prompt)
+        var out: [Int: Int] = [:]
+        for yy in 0...99 {
+            let s = String(format: "%02d", yy)
+            let alone = try tok.encode(s, addBOS: false)
+            if alone.count == 1, try tok.encode(prompt + s) == base + alone { out[yy] = alone[0] }
+        }
+        return out
+    }
+
     static func ioiAssets() throws -> IOIAssets { try IOIAssets.load(try PruneAssets.asset("eval/ioi/ioi_templates.json")) }
 
     /// The typed error thrown by `body`, or a failure.
@@ -116,20 +129,19 @@ final class TaskFileTests: XCTestCase {
                        .overlappingTargets(loc, id: 6))
     }
 
-    /// EAP-IG's greater-than rows (`label` = start year suffix): with GPT-2, two-digit years are one token
-    /// after " 17", so the sets must be exactly the tokens "53"…"99" and "00"…"51".
+    /// EAP-IG's greater-than rows (`label` = start year suffix). GPT-2 writes most two-digit suffixes as one
+    /// token after " 17", but merges some years differently (those cannot follow the prompt's tokens): the sets
+    /// must be exactly the suffixes YY whose encoding is prompt tokens + the single token "YY", split at 52.
     func testGreaterThanLabelSetsWithTwoDigitTokens() throws {
         let tok = try TaskTestSupport.gpt2()
-        let csv = "clean,corrupted,label\nThe war lasted from the year 1752 to the year 17,The war lasted from the year 1701 to the year 17,52\n"
+        let prompt = "The war lasted from the year 1752 to the year 17"
+        let csv = "clean,corrupted,label\n\(prompt),The war lasted from the year 1701 to the year 17,52\n"
         let item = try TaskSet.parse(csv, path: "g.csv").prompts[0].tokenize(tokenizer: tok, vocabSize: 50257, maxSeqLen: 1024)
         XCTAssertEqual(item.kind, .greaterThan)
-        func single(_ s: String) throws -> Int {
-            let ids = try tok.encode(s, addBOS: false)
-            XCTAssertEqual(ids.count, 1, s)
-            return ids[0]
-        }
-        XCTAssertEqual(item.answerIds, try (53...99).map { try single(String($0)) }.sorted())
-        XCTAssertEqual(item.distractorIds, try (0...51).map { try single(String(format: "%02d", $0)) }.sorted())
+        let reach = try TaskTestSupport.twoTokenYears(prompt, tok)
+        XCTAssertGreaterThan(reach.count, 60, "most suffixes are one token in GPT-2")
+        XCTAssertEqual(item.answerIds, reach.filter { $0.key > 52 }.map(\.value).sorted())
+        XCTAssertEqual(item.distractorIds, reach.filter { $0.key < 52 }.map(\.value).sorted())
         XCTAssertEqual(item.corruptedTokens?.count, item.tokens.count)
         // A start suffix outside 0…99 names the field.
         let bad = "clean,label\nThe war lasted from the year 1752 to the year 17,152\n"

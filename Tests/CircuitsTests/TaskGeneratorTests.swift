@@ -115,10 +115,10 @@ final class TaskGeneratorTests: XCTestCase {
             XCTAssertEqual(p.text, "The \(p.noun) lasted from the year \(p.century)\(String(format: "%02d", p.startSuffix)) to the year \(p.century)")
             XCTAssertTrue(p.corrupted.contains("year \(p.century)01 to"))
             XCTAssertEqual(try tok.encode(p.corrupted).count, try tok.encode(p.text).count)
-            // GPT-2: every two-digit suffix is one token, so the sets are the suffixes above / below the start.
-            let above = try (p.startSuffix + 1...99).map { try tok.encode(String($0), addBOS: false)[0] }.sorted()
-            XCTAssertEqual(p.greaterIds, above)
-            XCTAssertEqual(p.smallerIds.count, p.startSuffix)
+            // GPT-2: the sets are the single-token suffixes above / below the start that follow the prompt's tokens.
+            let reach = try TaskTestSupport.twoTokenYears(p.text, tok)
+            XCTAssertEqual(p.greaterIds, reach.filter { $0.key > p.startSuffix }.map(\.value).sorted())
+            XCTAssertEqual(p.smallerIds, reach.filter { $0.key < p.startSuffix }.map(\.value).sorted())
             let item = try TaskSet.parse(p.record.jsonLine, path: "g.jsonl").prompts[0].tokenize(tokenizer: tok, vocabSize: 50257, maxSeqLen: 1024)
             XCTAssertEqual(item.kind, .greaterThan)
             XCTAssertEqual(item.answerIds, p.greaterIds); XCTAssertEqual(item.distractorIds, p.smallerIds)

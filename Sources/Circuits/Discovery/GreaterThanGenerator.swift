@@ -57,7 +57,7 @@ public enum GreaterThanGenerator {
         let space = nouns.count * centuries.count * suffixes.count
         var rng = PromptPartition.rng(task: "greater-than", seed: seed)
         var seen = Set<String>(), out: [GreaterThanPrompt] = [], skipped = 0
-        let maxDraws = max(100_000, n * PromptPartition.count * 50)
+        let maxDraws = PromptPartition.maxDraws(requested: n, spaceSize: space)
         var draws = 0
         while out.count < n {
             guard draws < maxDraws else {

@@ -94,8 +94,7 @@ public enum IOIGenerator {
         }
         var rng = PromptPartition.rng(task: "ioi", seed: seed)
         var seen = Set<String>(), out: [IOIPrompt] = []
-        // ≈ PromptPartition.count draws per kept prompt; the cap only stops a hopeless search in a small space.
-        let maxDraws = max(100_000, n * PromptPartition.count * 50)
+        let maxDraws = PromptPartition.maxDraws(requested: n, spaceSize: space)
         var draws = 0
         while out.count < n {
             guard draws < maxDraws else {

@@ -35,6 +35,13 @@ public enum PromptPartition {
         guard (0..<count).contains(seed) else { throw TaskError.seedOutOfRange(seed: seed, partitions: count) }
     }
 
+    /// When to give up: ≈ `count` draws per kept prompt are expected, so 50× that per requested prompt
+    /// is plenty in a large space; in a small one 30 × its size draws see every key with near certainty
+    /// (coupon collector: S ln S), so more draws cannot find more.
+    static func maxDraws(requested n: Int, spaceSize: Int) -> Int {
+        max(100_000, min(n * count * 50, 30 * spaceSize))
+    }
+
     /// The sampling stream for `task` and `seed` (distinct tasks get unrelated streams).
     static func rng(task: String, seed: Int) -> SeededRNG {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
