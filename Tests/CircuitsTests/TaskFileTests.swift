@@ -30,6 +30,20 @@ enum TaskTestSupport {
         return out
     }
 
+    /// Prompts of different lengths with random answer/distractor tokens.
+    static func randomItems(vocab: Int, seed: UInt64) -> [TaskItem] {
+        var rng = SeededRNG(seed: seed)
+        return (0..<7).map { i in
+            let n = 3 + Int(rng.next() % 9)
+            let toks = (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
+            let a = Int(rng.next() % UInt64(vocab))
+            var d = Int(rng.next() % UInt64(vocab - 1)); if d >= a { d += 1 }
+            let corrupted = (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
+            return TaskItem(location: SourceLocation(file: "gen", line: i + 1), kind: .ioi, template: i % 2 == 0 ? "BABA:\(i)" : "ABBA:\(i)",
+                            tokens: toks, corruptedTokens: corrupted, answerIds: [a], distractorIds: [d])
+        }
+    }
+
     static func ioiAssets() throws -> IOIAssets { try IOIAssets.load(try PruneAssets.asset("eval/ioi/ioi_templates.json")) }
 
     /// The typed error thrown by `body`, or a failure.

@@ -58,24 +58,10 @@ final class TaskMetricsTests: XCTestCase {
         XCTAssertEqual(other.kl!, Hand(z, answers: [1], distractors: [0], reference: r).kl!, accuracy: 1e-6)
     }
 
-    /// Prompts of different lengths with random answer/distractor tokens.
-    func items(vocab: Int, seed: UInt64) -> [TaskItem] {
-        var rng = SeededRNG(seed: seed)
-        return (0..<7).map { i in
-            let n = 3 + Int(rng.next() % 9)
-            let toks = (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
-            let a = Int(rng.next() % UInt64(vocab))
-            var d = Int(rng.next() % UInt64(vocab - 1)); if d >= a { d += 1 }
-            let corrupted = (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
-            return TaskItem(location: SourceLocation(file: "gen", line: i + 1), kind: .ioi, template: i % 2 == 0 ? "BABA:\(i)" : "ABBA:\(i)",
-                            tokens: toks, corruptedTokens: corrupted, answerIds: [a], distractorIds: [d])
-        }
-    }
-
     func checkAgainstPlainForward(_ name: String) throws {
         let model = try AttributionFixtures.tiny(name)
         let v = model.config.vocabSize
-        let its = items(vocab: v, seed: 11)
+        let its = TaskTestSupport.randomItems(vocab: v, seed: 11)
         // Reference distribution for KL: the same model with one MLP weight scaled (a different model).
         let perturbed = try AttributionFixtures.tiny(name)
         perturbed.blocks[1].down.weight = perturbed.blocks[1].down.weight.map { $0 * 3 }

@@ -54,14 +54,15 @@ public enum TaskEvaluator {
     }
 
     /// Metrics of `model` on `items`; `reference` = the full model's last-position log-probabilities
-    /// [B, vocab] (`PromptMetrics.logSoftmaxRows` of its `lastLogits`) for KL, or nil.
-    public static func evaluate(_ model: Model, _ items: [TaskItem], reference: [Float]? = nil,
+    /// [B, vocab] (`PromptMetrics.logSoftmaxRows` of its `lastLogits`) for KL, or nil. `corrupted: false`
+    /// skips the corrupted prompts (half the work when only the clean metric is wanted).
+    public static func evaluate(_ model: Model, _ items: [TaskItem], reference: [Float]? = nil, corrupted withCorrupted: Bool = true,
                                 maxRows: Int = defaultMaxRows) -> TaskEvaluation {
         let v = model.config.vocabSize
         precondition(reference == nil || reference!.count == items.count * v)
         let clean = metrics(lastLogits(model, items.map(\.tokens), maxRows: maxRows), items, v, reference)
         var corrupted: [PromptMetrics]? = nil
-        if items.allSatisfy({ $0.corruptedTokens != nil }) {
+        if withCorrupted, items.allSatisfy({ $0.corruptedTokens != nil }) {
             corrupted = metrics(lastLogits(model, items.map { $0.corruptedTokens! }, maxRows: maxRows), items, v, nil)
         }
         return TaskEvaluation(items: items, clean: clean, corrupted: corrupted, vocabSize: v)

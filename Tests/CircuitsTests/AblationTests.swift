@@ -1,0 +1,140 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Transformer
+
+// MARK: - Ablation and faithfulness on the tiny fixtures
+//
+// Independent routes: a head's output is forced to zero by zeroing its value
+// vectors (v_proj rows + bias: z_h = Σ a·v = 0), a neuron's by zeroing its
+// up_proj/fc1 row + bias (post_j = silu(gate)·0 or relu(0) = 0); the ablator
+// instead edits o_proj / down_proj columns.
+
+final class AblationTests: XCTestCase {
+    func prompts(_ vocab: Int, seed: UInt64, count: Int = 5) -> [[Int]] {
+        var rng = SeededRNG(seed: seed)
+        return (0..<count).map { _ in (0..<(2 + Int(rng.next() % 8))).map { _ in Int(rng.next() % UInt64(vocab)) } }
+    }
+
+    func lastLogits(_ m: Model, _ ps: [[Int]]) -> [[Float]] { ps.map { Array(m.forward($0).suffix(m.config.vocabSize)) } }
+
+    func maxDiff(_ a: [[Float]], _ b: [[Float]]) -> Float {
+        zip(a, b).map { PruneAssets.maxAbsDiff($0, $1) }.max()!
+    }
+
+    func checkHeadZero(_ name: String, layer: Int, kvHead: Int) throws {
+        let model = try AttributionFixtures.tiny(name), ref = try AttributionFixtures.tiny(name)
+        let c = model.config, hd = c.headDim, group = c.nHeads / c.nKVHeads
+        let ps = prompts(c.vocabSize, seed: 5)
+        let full = lastLogits(model, ps)
+        // Route 1: the ablator, heads sharing kv head `kvHead` outside the circuit.
+        var keep = [[Bool]](repeating: [Bool](repeating: true, count: c.nHeads), count: c.nLayers)
+        for h in (kvHead * group)..<((kvHead + 1) * group) { keep[layer][h] = false }
+        let ab = Ablator(model: model)
+        try ab.apply(.heads(keep), ablation: .zero)
+        let viaMask = lastLogits(model, ps)
+        // Route 2: their value vectors are zero.
+        let v = ref.blocks[layer].v
+        for r in (kvHead * hd)..<((kvHead + 1) * hd) {
+            for j in 0..<v.inDim { v.weight[r * v.inDim + j] = 0 }
+            v.bias?[r] = 0
+        }
+        let viaValues = lastLogits(ref, ps)
+        XCTAssertLessThan(maxDiff(viaMask, viaValues), 1e-5, name)
+        XCTAssertGreaterThan(maxDiff(viaMask, full), 1e-3, "\(name): the ablation changes the output")
+        ab.restore()
+        XCTAssertEqual(maxDiff(lastLogits(model, ps), full), 0, "\(name): restore is exact")
+    }
+
+    func testZeroHeadEqualsForcingItsOutputToZero() throws {
+        try checkHeadZero("tiny-llama-bias", layer: 1, kvHead: 1)   // GQA: query heads 2, 3
+        try checkHeadZero("tiny-opt", layer: 0, kvHead: 2)          // MHA: head 2
+    }
+
+    func testZeroNeuronEqualsForcingItsOutputToZero() throws {
+        for name in ["tiny-llama-bias", "tiny-opt"] {
+            let model = try AttributionFixtures.tiny(name), ref = try AttributionFixtures.tiny(name)
+            let c = model.config
+            let ps = prompts(c.vocabSize, seed: 9)
+            let full = lastLogits(model, ps)
+            let dead = [3, 17, c.dFF - 1]
+            var keep = [[Bool]](repeating: [Bool](repeating: true, count: c.dFF), count: c.nLayers)
+            for j in dead { keep[0][j] = false }
+            try Ablator(model: model).apply(.neurons(keep), ablation: .zero)
+            let up = ref.blocks[0].up        // up_proj (Llama) / fc1 (OPT)
+            for j in dead {
+                for i in 0..<up.inDim { up.weight[j * up.inDim + i] = 0 }
+                up.bias?[j] = 0
+            }
+            XCTAssertLessThan(maxDiff(lastLogits(model, ps), lastLogits(ref, ps)), 1e-5, name)
+            XCTAssertGreaterThan(maxDiff(lastLogits(model, ps), full), 1e-4, name)
+        }
+    }
+
+    /// With a one-token reference prompt, every mean equals that token's activation,
+    /// so mean-ablating everything leaves that prompt's logits unchanged (and changes others').
+    func testMeanAblationWithOneTokenReferenceIsIdentityOnIt() throws {
+        for name in ["tiny-llama-bias", "tiny-opt"] {
+            let model = try AttributionFixtures.tiny(name)
+            let x = [[42]], other = [[7, 42, 9, 100]]
+            let means = MeanActivations.measure(model, x)
+            XCTAssertEqual(means.tokens, 1)
+            let before = lastLogits(model, x), otherBefore = lastLogits(model, other)
+            let ab = Ablator(model: model)
+            for g in [Granularity.neurons, .heads] {
+                try ab.apply(.uniform(g, kept: false, model: model), ablation: .mean, means: means)
+                XCTAssertLessThan(maxDiff(lastLogits(model, x), before), 1e-4, "\(name) \(g)")
+                XCTAssertGreaterThan(maxDiff(lastLogits(model, other), otherBefore), 1e-3, "\(name) \(g)")
+                ab.restore()
+            }
+            XCTAssertEqual(maxDiff(lastLogits(model, other), otherBefore), 0)
+        }
+    }
+
+    /// Means are over every token of every prompt: two one-token prompts average their single-token means.
+    func testMeansAverageOverTokensAndPrompts() throws {
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")
+        let a = MeanActivations.measure(model, [[5]]), b = MeanActivations.measure(model, [[77]])
+        let both = MeanActivations.measure(model, [[5], [77]], maxRows: 1)
+        XCTAssertEqual(both.tokens, 2)
+        for l in 0..<model.config.nLayers {
+            for j in 0..<model.config.dFF { XCTAssertEqual(both.post[l][j], (a.post[l][j] + b.post[l][j]) / 2, accuracy: 1e-6) }
+            for j in 0..<model.config.qDim { XCTAssertEqual(both.z[l][j], (a.z[l][j] + b.z[l][j]) / 2, accuracy: 1e-6) }
+        }
+    }
+
+    func testFaithfulnessEndsAreMeasuredAndExact() throws {
+        let model = try AttributionFixtures.tiny("tiny-opt")
+        let c = model.config
+        let items = TaskTestSupport.randomItems(vocab: c.vocabSize, seed: 21)
+        let originals = model.linears.map { ($0.weight, $0.bias) }
+        let means = MeanActivations.measure(model, items.map(\.tokens))
+        let ab = Ablator(model: model)
+        var rng = SeededRNG(seed: 4)
+        for (g, kind) in [(Granularity.weights, AblationKind.zero), (.neurons, .zero), (.heads, .zero), (.neurons, .mean), (.heads, .mean)] {
+            let base = try Faithfulness.baseline(ab, items, granularity: g, ablation: kind, means: means)
+            XCTAssertNotEqual(base.full, base.empty, "\(g) \(kind)")
+            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: true, model: model), baseline: base, means: means).f, 1)
+            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: false, model: model), baseline: base, means: means).f, 0)
+            // A random half circuit lands elsewhere, and m(M) is still the fresh model's metric afterwards.
+            var half = CircuitMask.uniform(g, kept: true, model: model)
+            switch half {
+            case .weights(var w): for k in w.keys { w[k] = w[k]!.map { _ in UInt8(rng.next() % 2) } }; half = .weights(w)
+            case .neurons(var n): n = n.map { $0.map { _ in rng.next() % 2 == 0 } }; half = .neurons(n)
+            case .heads(var h): h = h.map { $0.map { _ in rng.next() % 2 == 0 } }; half = .heads(h)
+            }
+            let f = try Faithfulness.evaluate(ab, items, mask: half, baseline: base, means: means).f
+            XCTAssertNotEqual(f, 1, "\(g) \(kind)"); XCTAssertNotEqual(f, 0, "\(g) \(kind)")
+            XCTAssertEqual(try Faithfulness.metric(model, items, base.metric), base.full)
+        }
+        for (lin, o) in zip(model.linears, originals) {
+            XCTAssertEqual(lin.weight, o.0, lin.name); XCTAssertEqual(lin.bias, o.1, lin.name)
+        }
+        XCTAssertThrowsError(try ab.apply(.uniform(.weights, kept: false, model: model), ablation: .mean, means: means)) {
+            XCTAssertEqual($0 as? AblationError, .unsupported(.weights, .mean))
+        }
+        XCTAssertThrowsError(try ab.apply(.uniform(.heads, kept: false, model: model), ablation: .mean)) {
+            XCTAssertEqual($0 as? AblationError, .needsMeans)
+        }
+    }
+}
