@@ -1,0 +1,98 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Transformer
+
+// MARK: - `workbench tasks …` / `workbench task-eval` as a user runs them
+
+final class TaskCLITests: XCTestCase {
+    /// The `workbench` executable SwiftPM built for this test run.
+    func executable() throws -> URL {
+        var dirs = [Bundle(for: TaskCLITests.self).bundleURL, Bundle(for: TaskCLITests.self).bundleURL.deletingLastPathComponent()]
+        if let root = PruneAssets.repoRoot { dirs.append(root.appendingPathComponent(".build/debug")) }
+        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent("workbench").path) {
+            return d.appendingPathComponent("workbench")
+        }
+        throw PruneAssets.skip("workbench executable not found next to the tests")
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        var env = ProcessInfo.processInfo.environment
+        if env["WORKBENCH_ASSETS"] == nil, let a = PruneAssets.sharedAssets { env["WORKBENCH_ASSETS"] = a.path }
+        let tmp = try PruneAssets.tempDir(self)
+        let o = tmp.appendingPathComponent("o"), e = tmp.appendingPathComponent("e")
+        _ = FileManager.default.createFile(atPath: o.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: e.path, contents: nil)
+        let p = Process()
+        p.executableURL = try executable()
+        p.arguments = args
+        p.environment = env
+        p.standardOutput = try FileHandle(forWritingTo: o)
+        p.standardError = try FileHandle(forWritingTo: e)
+        try p.run()
+        p.waitUntilExit()
+        return (p.terminationStatus, try String(contentsOf: o, encoding: .utf8), try String(contentsOf: e, encoding: .utf8))
+    }
+
+    func testUsageErrorsExit64() throws {
+        let model = try PruneAssets.fixture("tiny-opt")
+        let dir = try PruneAssets.tempDir(self)
+        let out = dir.appendingPathComponent("t.jsonl").path
+        for (args, needle) in [(["tasks"], "Missing tasks kind"),
+                               (["tasks", "sums", "--model", model], "Unknown tasks 'sums'"),
+                               (["tasks", "ioi", "--model", model], "--out"),
+                               (["tasks", "ioi", "--model", model, "--out", out, "--seed", "40"], "must be in 0..<32"),
+                               (["tasks", "ioi", "--model", model, "--out", out, "--templates", "CABA"], "unknown family 'CABA'"),
+                               (["tasks", "ioi", "--model", model, "--out", dir.path], "not a regular file"),
+                               (["tasks", "greater-than", "--model", model, "--out", out, "--n", "0"], "at least 1"),
+                               (["task-eval", "--model", model], "--prompts")] {
+            let r = try run(args)
+            XCTAssertEqual(r.status, 64, "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains(needle), "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains("Usage:"), r.err)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testRuntimeErrorsExit1NameTheLine() throws {
+        let stories = try PruneAssets.asset("stories260K/hf")
+        let dir = try PruneAssets.tempDir(self)
+        let out = dir.appendingPathComponent("ioi.jsonl").path
+        // stories260K's 512-piece vocabulary has almost no names as single tokens.
+        let r = try run(["tasks", "ioi", "--model", stories, "--out", out])
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertTrue(r.err.contains("are single tokens in this tokenizer"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let noAnswer = dir.appendingPathComponent("a.jsonl").path
+        try "{\"text\": \"Once upon a time\", \"answer_id\": 5}\n{\"text\": \"Once upon\"}\n".write(toFile: noAnswer, atomically: true, encoding: .utf8)
+        let a = try run(["task-eval", "--model", stories, "--prompts", noAnswer])
+        XCTAssertEqual(a.status, 1)
+        XCTAssertTrue(a.err.contains("a.jsonl:2: missing field 'answer'"), a.err)
+        let mismatch = dir.appendingPathComponent("m.csv").path
+        try "clean,corrupted,correct_idx,incorrect_idx\nOnce upon a time,Once upon a time there was,5,6\n".write(toFile: mismatch, atomically: true, encoding: .utf8)
+        let m = try run(["task-eval", "--model", stories, "--prompts", mismatch])
+        XCTAssertEqual(m.status, 1)
+        XCTAssertTrue(m.err.contains("m.csv:2: the clean prompt has"), m.err)
+    }
+
+    /// The whole path on SmolLM2: generate, evaluate, JSON (determinism per seed is covered with GPT-2's tokenizer).
+    func testIOIOnSmolLM2() throws {
+        let model = try PruneAssets.smolLM2()
+        let dir = try PruneAssets.tempDir(self)
+        let out = dir.appendingPathComponent("ioi.jsonl").path
+        let g = try run(["tasks", "ioi", "--model", model, "--n", "16", "--seed", "1", "--out", out])
+        XCTAssertEqual(g.status, 0, g.err)
+        XCTAssertTrue(g.err.contains("names: 81 of 99 are single tokens with a leading space; dropped 18"), g.err)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").count, 16)
+        let e = try run(["task-eval", "--model", model, "--prompts", out, "--json"])
+        XCTAssertEqual(e.status, 0, e.err)
+        let j = try JSONSerialization.jsonObject(with: Data(e.out.utf8)) as! [String: Any]
+        XCTAssertEqual(j["headline_metric"] as? String, "logit-diff")
+        let clean = j["clean"] as! [String: Any], corrupted = j["corrupted"] as! [String: Any]
+        XCTAssertEqual(clean["n"] as? Int, 16)
+        // The reference: ≈ 4.9 nats, ≈ 96 % accuracy; the ABC counterfactual near 0.
+        XCTAssertGreaterThan(clean["logit_diff"] as! Double, 3)
+        XCTAssertGreaterThan(clean["accuracy"] as! Double, 0.8)
+        XCTAssertLessThan(abs(corrupted["logit_diff"] as! Double), 1.5)
+    }
+}
