@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 // MARK: - Ablation and faithfulness on the tiny fixtures
 //
@@ -19,7 +20,7 @@ final class AblationTests: XCTestCase {
     func lastLogits(_ m: Model, _ ps: [[Int]]) -> [[Float]] { ps.map { Array(m.forward($0).suffix(m.config.vocabSize)) } }
 
     func maxDiff(_ a: [[Float]], _ b: [[Float]]) -> Float {
-        zip(a, b).map { PruneAssets.maxAbsDiff($0, $1) }.max()!
+        zip(a, b).map { PruneTestKit.maxAbsDiff($0, $1) }.max()!
     }
 
     func checkHeadZero(_ name: String, layer: Int, kvHead: Int) throws {

@@ -3,6 +3,7 @@ import XCTest
 @testable import Circuits
 import Tokenize
 import Transformer
+import TestSupport
 
 // MARK: - Task files: JSONL and EAP-IG/MIB CSV, tokenization checks
 
@@ -10,8 +11,8 @@ enum TaskTestSupport {
     /// The GPT-2 byte-level BPE tokenizer from shared/assets (no BOS; names are " Name" tokens).
     static func gpt2() throws -> Tokenizer {
         if let t = cached { return t }
-        let t = try makeTokenizer(.vocabMerges(vocab: try PruneAssets.asset("tokenizers/gpt2/encoder.json"),
-                                               merges: try PruneAssets.asset("tokenizers/gpt2/vocab.bpe")))
+        let t = try makeTokenizer(.vocabMerges(vocab: try Assets.path("tokenizers/gpt2/encoder.json"),
+                                               merges: try Assets.path("tokenizers/gpt2/vocab.bpe")))
         cached = t
         return t
     }
@@ -44,7 +45,7 @@ enum TaskTestSupport {
         }
     }
 
-    static func ioiAssets() throws -> IOIAssets { try IOIAssets.load(try PruneAssets.asset("eval/ioi/ioi_templates.json")) }
+    static func ioiAssets() throws -> IOIAssets { try IOIAssets.load(try Assets.path("eval/ioi/ioi_templates.json")) }
 
     /// The typed error thrown by `body`, or a failure.
     static func error<T>(_ body: () throws -> T, file: StaticString = #filePath, line: UInt = #line) -> TaskError? {

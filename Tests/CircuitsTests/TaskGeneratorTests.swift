@@ -3,6 +3,7 @@ import XCTest
 @testable import Circuits
 import Tokenize
 import Transformer
+import TestSupport
 
 // MARK: - IOI and greater-than generation (GPT-2 tokenizer from shared/assets)
 

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 // MARK: - Task metrics against hand computation
 //

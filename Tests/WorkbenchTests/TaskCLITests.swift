@@ -2,41 +2,21 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 // MARK: - `workbench tasks …` / `workbench task-eval` as a user runs them
 
 final class TaskCLITests: XCTestCase {
-    /// The `workbench` executable SwiftPM built for this test run.
-    func executable() throws -> URL {
-        var dirs = [Bundle(for: TaskCLITests.self).bundleURL, Bundle(for: TaskCLITests.self).bundleURL.deletingLastPathComponent()]
-        if let root = PruneAssets.repoRoot { dirs.append(root.appendingPathComponent(".build/debug")) }
-        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent("workbench").path) {
-            return d.appendingPathComponent("workbench")
-        }
-        throw PruneAssets.skip("workbench executable not found next to the tests")
-    }
-
+    /// Runs workbench with the shared assets' location passed on (the IOI templates are found through it).
     func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        var env = ProcessInfo.processInfo.environment
-        if env["WORKBENCH_ASSETS"] == nil, let a = PruneAssets.sharedAssets { env["WORKBENCH_ASSETS"] = a.path }
-        let tmp = try PruneAssets.tempDir(self)
-        let o = tmp.appendingPathComponent("o"), e = tmp.appendingPathComponent("e")
-        _ = FileManager.default.createFile(atPath: o.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: e.path, contents: nil)
-        let p = Process()
-        p.executableURL = try executable()
-        p.arguments = args
-        p.environment = env
-        p.standardOutput = try FileHandle(forWritingTo: o)
-        p.standardError = try FileHandle(forWritingTo: e)
-        try p.run()
-        p.waitUntilExit()
-        return (p.terminationStatus, try String(contentsOf: o, encoding: .utf8), try String(contentsOf: e, encoding: .utf8))
+        let r = try WorkbenchCLI.run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:])
+        XCTAssertFalse(r.crashed, r.summary)
+        return (r.status, r.stdout, r.stderr)
     }
 
     func testUsageErrorsExit64() throws {
-        let model = try PruneAssets.fixture("tiny-opt")
-        let dir = try PruneAssets.tempDir(self)
+        let model = try Fixtures.path("tiny-opt")
+        let dir = try Scratch.dir(self)
         let out = dir.appendingPathComponent("t.jsonl").path
         for (args, needle) in [(["tasks"], "Missing tasks kind"),
                                (["tasks", "sums", "--model", model], "Unknown tasks 'sums'"),
@@ -55,8 +35,8 @@ final class TaskCLITests: XCTestCase {
     }
 
     func testRuntimeErrorsExit1NameTheLine() throws {
-        let stories = try PruneAssets.asset("stories260K/hf")
-        let dir = try PruneAssets.tempDir(self)
+        let stories = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
         let out = dir.appendingPathComponent("ioi.jsonl").path
         // stories260K's 512-piece vocabulary has almost no names as single tokens.
         let r = try run(["tasks", "ioi", "--model", stories, "--out", out])
@@ -77,8 +57,8 @@ final class TaskCLITests: XCTestCase {
 
     /// The whole path on SmolLM2: generate, evaluate, JSON (determinism per seed is covered with GPT-2's tokenizer).
     func testIOIOnSmolLM2() throws {
-        let model = try PruneAssets.smolLM2()
-        let dir = try PruneAssets.tempDir(self)
+        let model = try Assets.smolLM2()
+        let dir = try Scratch.dir(self)
         let out = dir.appendingPathComponent("ioi.jsonl").path
         let g = try run(["tasks", "ioi", "--model", model, "--n", "16", "--seed", "1", "--out", out])
         XCTAssertEqual(g.status, 0, g.err)
