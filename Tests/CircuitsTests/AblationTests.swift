@@ -110,13 +110,15 @@ final class AblationTests: XCTestCase {
         let items = TaskTestSupport.randomItems(vocab: c.vocabSize, seed: 21)
         let originals = model.linears.map { ($0.weight, $0.bias) }
         let means = MeanActivations.measure(model, items.map(\.tokens))
+        let patch = try PatchSource.capture(model, items)
         let ab = Ablator(model: model)
         var rng = SeededRNG(seed: 4)
-        for (g, kind) in [(Granularity.weights, AblationKind.zero), (.neurons, .zero), (.heads, .zero), (.neurons, .mean), (.heads, .mean)] {
-            let base = try Faithfulness.baseline(ab, items, granularity: g, ablation: kind, means: means)
+        for (g, kind) in [(Granularity.weights, AblationKind.zero), (.neurons, .zero), (.heads, .zero), (.neurons, .mean), (.heads, .mean),
+                          (.neurons, .patch), (.heads, .patch)] {
+            let base = try Faithfulness.baseline(ab, items, granularity: g, ablation: kind, means: means, patch: patch)
             XCTAssertNotEqual(base.full, base.empty, "\(g) \(kind)")
-            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: true, model: model), baseline: base, means: means).f, 1)
-            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: false, model: model), baseline: base, means: means).f, 0)
+            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: true, model: model), baseline: base, means: means, patch: patch).f, 1)
+            XCTAssertEqual(try Faithfulness.evaluate(ab, items, mask: .uniform(g, kept: false, model: model), baseline: base, means: means, patch: patch).f, 0)
             // A random half circuit lands elsewhere, and m(M) is still the fresh model's metric afterwards.
             var half = CircuitMask.uniform(g, kept: true, model: model)
             switch half {
@@ -124,7 +126,7 @@ final class AblationTests: XCTestCase {
             case .neurons(var n): n = n.map { $0.map { _ in rng.next() % 2 == 0 } }; half = .neurons(n)
             case .heads(var h): h = h.map { $0.map { _ in rng.next() % 2 == 0 } }; half = .heads(h)
             }
-            let f = try Faithfulness.evaluate(ab, items, mask: half, baseline: base, means: means).f
+            let f = try Faithfulness.evaluate(ab, items, mask: half, baseline: base, means: means, patch: patch).f
             XCTAssertNotEqual(f, 1, "\(g) \(kind)"); XCTAssertNotEqual(f, 0, "\(g) \(kind)")
             XCTAssertEqual(try Faithfulness.metric(model, items, base.metric), base.full)
         }
@@ -136,6 +138,52 @@ final class AblationTests: XCTestCase {
         }
         XCTAssertThrowsError(try ab.apply(.uniform(.heads, kept: false, model: model), ablation: .mean)) {
             XCTAssertEqual($0 as? AblationError, .needsMeans)
+        }
+        XCTAssertThrowsError(try ab.apply(.uniform(.weights, kept: false, model: model), ablation: .patch, patch: patch)) {
+            XCTAssertEqual($0 as? AblationError, .unsupported(.weights, .patch))
+        }
+        let other = Array(items.dropLast())
+        XCTAssertThrowsError(try Faithfulness.baseline(ab, other, granularity: .heads, ablation: .patch, patch: patch)) {
+            XCTAssertEqual($0 as? AblationError, .patchMismatch(captured: items.map(\.tokens.count), now: other.map(\.tokens.count)))
+        }
+        XCTAssertTrue(model.linears.allSatisfy { $0.inputEdit == nil }, "restore removes every edit")
+    }
+
+    /// Clean and corrupted prompts that share only their last token: patching every head and every
+    /// neuron leaves the clean run's last position nothing but that token's embedding, so its logits
+    /// must be the corrupted run's. Patching with the clean prompt itself changes nothing.
+    func testPatchingEverythingGivesTheCorruptedRun() throws {
+        for name in ["tiny-llama-bias", "tiny-opt"] {
+            let model = try AttributionFixtures.tiny(name)
+            let v = model.config.vocabSize
+            var rng = SeededRNG(seed: 8)
+            let items: [TaskItem] = (0..<4).map { i in
+                let n = 3 + i * 2
+                let clean = (0..<n).map { _ in Int(rng.next() % UInt64(v)) }
+                var corrupted = clean.map { ($0 + 1 + Int(rng.next() % UInt64(v - 1))) % v }
+                corrupted[n - 1] = clean[n - 1]
+                return TaskItem(location: SourceLocation(file: "p", line: i + 1), kind: .ioi, template: nil, tokens: clean,
+                                corruptedTokens: corrupted, answerIds: [1], distractorIds: [2])
+            }
+            let ab = Ablator(model: model)
+            let patch = try PatchSource.capture(model, items, maxRows: 9)
+            let everything = [CircuitMask.uniform(.heads, kept: false, model: model), .uniform(.neurons, kept: false, model: model)]
+            try ab.apply(everything, ablation: .patch, patch: patch)
+            let patched = TaskEvaluator.lastLogits(model, items.map(\.tokens), maxRows: 9)
+            ab.restore()
+            let corruptedRun = lastLogits(model, items.map { $0.corruptedTokens! }).flatMap { $0 }
+            let cleanRun = lastLogits(model, items.map(\.tokens)).flatMap { $0 }
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(patched, corruptedRun), 1e-4, name)
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(cleanRun, corruptedRun), 1e-2, "\(name): the prompts differ")
+            // Neurons only: attention still reads the clean earlier positions, so the result lies elsewhere.
+            // (Heads only would already be exact here: the last position's MLPs see only that position.)
+            try ab.apply(everything[1], ablation: .patch, patch: patch)
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(TaskEvaluator.lastLogits(model, items.map(\.tokens), maxRows: 9), corruptedRun), 1e-3)
+            // Patching from the clean prompts is the identity.
+            let selfItems = items.map { var t = $0; t.corruptedTokens = t.tokens; return t }
+            try ab.apply(everything, ablation: .patch, patch: try { ab.restore(); return try PatchSource.capture(model, selfItems) }())
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(TaskEvaluator.lastLogits(model, items.map(\.tokens)), cleanRun), 1e-5, name)
+            ab.restore()
         }
     }
 }

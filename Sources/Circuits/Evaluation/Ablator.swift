@@ -13,17 +13,18 @@ import Transformer
 // - head h's output is z[:, h·hd ..< (h+1)·hd] entering o_proj/out_proj, so its
 //   columns play the same role (o_proj's bias, if any, is not a head's output
 //   and stays).
-// Position-dependent replacement (patching with the corrupted prompt's
-// activations) cannot be folded into weights and is not offered here.
-// `restore()` puts back the original arrays (kept once, copy-on-write), so a
-// curve of many masks never reloads the model.
+// Patching (the corrupted prompt's activation at the same position) depends on
+// the position, so it cannot live in the weights: it is an input edit on
+// o_proj/down_proj (`Linear.inputEdit`, see `PatchSource`).
+// `restore()` puts back the original arrays (kept once, copy-on-write) and
+// removes the edits, so a curve of many masks never reloads the model.
 
 public enum Granularity: String, Sendable, CaseIterable {
     case weights, neurons, heads
 }
 
 public enum AblationKind: String, Sendable, CaseIterable {
-    case zero, mean
+    case zero, mean, patch
 }
 
 /// What a circuit keeps.
@@ -55,12 +56,17 @@ public enum CircuitMask: Equatable, Sendable {
 public enum AblationError: LocalizedError, Equatable {
     case unsupported(Granularity, AblationKind)
     case needsMeans
+    case needsCorrupted
+    case patchMismatch(captured: [Int], now: [Int])
     case shape(String)
 
     public var errorDescription: String? {
         switch self {
         case .unsupported(let g, let a): return "--ablation \(a.rawValue) is not defined at --granularity \(g.rawValue) (weights are only zero-ablated)"
         case .needsMeans: return "mean ablation needs mean activations over the reference set"
+        case .needsCorrupted: return "patch ablation needs a corrupted prompt for every prompt"
+        case .patchMismatch(let c, let n):
+            return "patch ablation: the corrupted activations were captured for \(c.count) prompts, this run has \(n.count) (or other lengths)"
         case .shape(let s): return "circuit mask does not fit the model: \(s)"
         }
     }
@@ -69,14 +75,30 @@ public enum AblationError: LocalizedError, Equatable {
 public final class Ablator {
     public let model: Model
     private var saved: [String: (weight: [Float], bias: [Float]?)] = [:]
+    private var edited = Set<String>()
 
     public init(model: Model) { self.model = model }
 
     /// Applies `mask` with `ablation` (undoing any earlier application first).
-    public func apply(_ mask: CircuitMask, ablation: AblationKind, means: MeanActivations? = nil) throws {
+    public func apply(_ mask: CircuitMask, ablation: AblationKind, means: MeanActivations? = nil, patch: PatchSource? = nil) throws {
+        try apply([mask], ablation: ablation, means: means, patch: patch)
+    }
+
+    /// Several masks at once (e.g. heads and neurons), all with `ablation`.
+    public func apply(_ masks: [CircuitMask], ablation: AblationKind, means: MeanActivations? = nil, patch: PatchSource? = nil) throws {
         restore()
-        let c = model.config
         if ablation == .mean, means == nil { throw AblationError.needsMeans }
+        if ablation == .patch, patch == nil { throw AblationError.needsCorrupted }
+        do {
+            for m in masks { try applyOne(m, ablation, means, patch) }
+        } catch {
+            restore()
+            throw error
+        }
+    }
+
+    private func applyOne(_ mask: CircuitMask, _ ablation: AblationKind, _ means: MeanActivations?, _ patch: PatchSource?) throws {
+        let c = model.config
         switch mask {
         case .weights(let keep):
             guard ablation == .zero else { throw AblationError.unsupported(.weights, ablation) }
@@ -91,26 +113,42 @@ public final class Ablator {
             guard keep.count == c.nLayers, keep.allSatisfy({ $0.count == c.dFF }) else { throw AblationError.shape("neurons need [\(c.nLayers)][\(c.dFF)]") }
             for l in 0..<c.nLayers {
                 let cols = keep[l].indices.filter { !keep[l][$0] }
-                removeColumns(model.blocks[l].down, cols, means: ablation == .mean ? means!.post[l] : nil)
+                if ablation == .patch {
+                    if !cols.isEmpty { edit(model.blocks[l].down, cols, patch!.post[l]) }
+                } else {
+                    removeColumns(model.blocks[l].down, cols, means: ablation == .mean ? means!.post[l] : nil)
+                }
             }
         case .heads(let keep):
             guard keep.count == c.nLayers, keep.allSatisfy({ $0.count == c.nHeads }) else { throw AblationError.shape("heads need [\(c.nLayers)][\(c.nHeads)]") }
             let hd = c.headDim
             for l in 0..<c.nLayers {
                 let cols = keep[l].indices.filter { !keep[l][$0] }.flatMap { ($0 * hd)..<(($0 + 1) * hd) }
-                removeColumns(model.blocks[l].o, cols, means: ablation == .mean ? means!.z[l] : nil)
+                if ablation == .patch {
+                    if !cols.isEmpty { edit(model.blocks[l].o, cols, patch!.z[l]) }
+                } else {
+                    removeColumns(model.blocks[l].o, cols, means: ablation == .mean ? means!.z[l] : nil)
+                }
             }
         }
     }
 
-    /// Puts every touched weight and bias back.
+    /// Puts every touched weight and bias back and removes the patch edits.
     public func restore() {
         for lin in model.linears {
+            if edited.contains(lin.name) { lin.inputEdit = nil }
             guard let s = saved[lin.name] else { continue }
             lin.weight = s.weight
             lin.bias = s.bias
         }
         saved = [:]
+        edited = []
+    }
+
+    private func edit(_ lin: Linear, _ cols: [Int], _ source: [Float]) {
+        precondition(!edited.contains(lin.name), "\(lin.name) is patched twice")
+        edited.insert(lin.name)
+        PatchSource.install(on: lin, columns: cols, source: source)
     }
 
     private func save(_ lin: Linear) {

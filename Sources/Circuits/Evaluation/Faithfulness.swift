@@ -42,13 +42,21 @@ public enum Faithfulness {
         return values.reduce(0, +) / Double(values.count)
     }
 
+    /// Patching substitutes row by row: the run must pack the prompts the capture packed.
+    static func check(_ patch: PatchSource?, _ items: [TaskItem]) throws {
+        guard let patch else { return }
+        let now = items.map(\.tokens.count)
+        guard now == patch.lengths else { throw AblationError.patchMismatch(captured: patch.lengths, now: now) }
+    }
+
     /// Measures m(M) and m(∅) (restoring the model afterwards).
     public static func baseline(_ ablator: Ablator, _ items: [TaskItem], granularity: Granularity, ablation: AblationKind,
-                                means: MeanActivations? = nil) throws -> FaithfulnessBaseline {
+                                means: MeanActivations? = nil, patch: PatchSource? = nil) throws -> FaithfulnessBaseline {
         let h = HeadlineMetric.forItems(items)
+        try check(patch, items)
         ablator.restore()
         let full = try metric(ablator.model, items, h)
-        try ablator.apply(.uniform(granularity, kept: false, model: ablator.model), ablation: ablation, means: means)
+        try ablator.apply(.uniform(granularity, kept: false, model: ablator.model), ablation: ablation, means: means, patch: patch)
         defer { ablator.restore() }
         let empty = try metric(ablator.model, items, h)
         guard full != empty else { throw FaithfulnessError.degenerate(full: full, empty: empty) }
@@ -57,9 +65,10 @@ public enum Faithfulness {
 
     /// f(C) and m(C) for `mask`, measured with the baseline's ablation (model restored afterwards).
     public static func evaluate(_ ablator: Ablator, _ items: [TaskItem], mask: CircuitMask, baseline b: FaithfulnessBaseline,
-                                means: MeanActivations? = nil) throws -> (f: Double, metric: Double) {
+                                means: MeanActivations? = nil, patch: PatchSource? = nil) throws -> (f: Double, metric: Double) {
         precondition(mask.granularity == b.granularity, "mask granularity differs from the baseline's")
-        try ablator.apply(mask, ablation: b.ablation, means: means)
+        try check(patch, items)
+        try ablator.apply(mask, ablation: b.ablation, means: means, patch: patch)
         defer { ablator.restore() }
         let m = try metric(ablator.model, items, b.metric)
         return ((m - b.empty) / (b.full - b.empty), m)

@@ -15,6 +15,9 @@ public final class Linear {
     public var bias: [Float]?        // [outDim]
     /// Wᵀ [inDim, outDim] for single-row products, or nil (see `Model.prepareDecodeLayout`).
     var decodeT: DecodeCopy?
+    /// Ablation hook (nil in every normal run): when set, `forward` reads its input [rows, inDim]
+    /// through it; it may return a patched copy (activation patching of o_proj / down_proj inputs).
+    public var inputEdit: ((_ x: UnsafePointer<Float>, _ rows: Int) -> UnsafePointer<Float>)?
 
     public init(name: String, outDim: Int, inDim: Int, weight: [Float], bias: [Float]?) {
         precondition(weight.count == outDim * inDim)
@@ -29,6 +32,7 @@ public final class Linear {
     /// y[T, out] = x[T, in] · Wᵀ + b — the hot spot: all time goes here.
     /// y [rows, out] = x·Wᵀ + b, or y += x·Wᵀ + b with `accumulate` (a residual add fused into the GEMM).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, accumulate: Bool = false) {
+        let x = inputEdit?(x, rows) ?? x
         if rows == 1, let decodeT {
             BLAS.gemvTRows(n: inDim, k: outDim, decodeT.pointer, lda: outDim, x, beta: accumulate ? 1 : 0, y)
         } else {
