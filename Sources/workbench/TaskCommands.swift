@@ -104,20 +104,31 @@ enum TasksGreaterThanCommand: Command {
 enum TaskEvalCommand: Command {
     static let spec = CommandSpec(
         name: "task-eval", abstract: "Evaluate a model on a task file: logit difference, accuracy, top-1, probability difference, KL.",
-        usage: "workbench task-eval --model <path> --prompts <file.jsonl|file.csv> [--reference-model <path>] [--json]",
+        usage: "workbench task-eval --model <path> --prompts <file.jsonl|file.csv> [--reference-model <path>] [--ablate weights|neurons|heads --ablation zero|mean|patch] [--json]",
         options: [Common.model,
                   OptionSpec(name: "prompts", value: "file", help: "Task file: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv."),
                   OptionSpec(name: "reference-model", value: "path", help: "Full model for KL(P_reference ‖ P_model) at the last position (e.g. the unpruned original)."),
+                  OptionSpec(name: "ablate", value: "granularity", help: "Also evaluate with every weight/neuron/head ablated (the m(∅) end of faithfulness)."),
+                  OptionSpec(name: "ablation", value: "kind", help: "zero (default), mean (over these prompts' tokens) or patch (from their corrupted prompts)."),
                   OptionSpec(name: "json", value: nil, help: "Print one JSON object instead of the table.")],
         discussion: """
         Metrics at the last prompt position: logit difference LSE(answers) − LSE(distractors) (= logit(IO) − logit(S) for IOI),
         accuracy (answer above distractor), top-1 (argmax is an answer), probability difference p(answers) − p(distractors)
         (softmax over the whole vocabulary), and with --reference-model KL summed over the vocabulary plus MIB's mean over it
         (= KL / |V|). Corrupted prompts, when every prompt has one, are evaluated too. All prompts run in packed forwards.
+        --ablate G: the model with everything at granularity G removed, KL measured from the full model; zero sets
+        weights / neuron outputs / head outputs to 0, mean replaces neuron and head outputs by their mean over every
+        token of these prompts, patch by their value on the corrupted prompt at the same position.
         """)
 
     static func run(_ args: Args) throws {
         let promptsPath = try args.required("prompts")
+        let ablate: Granularity? = try args.string("ablate").map { _ in try args.choice("ablate", default: Granularity.heads) }
+        let ablation: AblationKind = try args.choice("ablation", default: .zero)
+        if ablate == nil, args.string("ablation") != nil { throw UsageError(message: "--ablation needs --ablate") }
+        if let ablate, ablate == .weights, ablation != .zero {
+            throw UsageError(message: AblationError.unsupported(.weights, ablation).localizedDescription)
+        }
         let set = try TaskSet.load(promptsPath)
         let m = try Common.load(args)
         let items = try set.tokenize(tokenizer: m.tokenizer, model: m.model.config)
@@ -135,10 +146,28 @@ enum TaskEvalCommand: Command {
         let e = TaskEvaluator.evaluate(m.model, items, reference: reference)
         let seconds = Date().timeIntervalSince(t0)
         let s = TaskSummary(e)
+        var ablated: (TaskSummary, String)? = nil
+        if let ablate {
+            let own = PromptMetrics.logSoftmaxRows(TaskEvaluator.lastLogits(m.model, items.map(\.tokens)), vocab: m.model.config.vocabSize)
+            let means = ablation == .mean ? MeanActivations.measure(m.model, items.map(\.tokens)) : nil
+            let patch = ablation == .patch ? try PatchSource.capture(m.model, items) : nil
+            let ab = Ablator(model: m.model)
+            try ab.apply(.uniform(ablate, kept: false, model: m.model), ablation: ablation, means: means, patch: patch)
+            ablated = (TaskSummary(TaskEvaluator.evaluate(m.model, items, reference: own, corrupted: false)),
+                       "every \(ablate.rawValue.dropLast()) \(ablation.rawValue)-ablated")
+            ab.restore()
+        }
         if args.flag("json") {
-            Out.print(Out.json(TaskEvalReport.json(s, prompts: promptsPath, model: try args.required("model"), reference: refPath, seconds: seconds)))
+            var j = TaskEvalReport.json(s, prompts: promptsPath, model: try args.required("model"), reference: refPath, seconds: seconds)
+            if let (a, label) = ablated {
+                j["ablated"] = TaskEvalReport.dict(a.clean).merging(["what": label, "kl_reference_model": "the unablated model"]) { x, _ in x }
+            }
+            Out.print(Out.json(j))
         } else {
             Out.write(TaskEvalReport.text(s, prompts: promptsPath, reference: refPath, seconds: seconds))
+            if let (a, label) = ablated {
+                Out.write(TaskEvalReport.line("ablated", a.clean) + "  (\(label); KL from the unablated model)\n")
+            }
         }
     }
 }
