@@ -25,7 +25,10 @@ final class TaskCLITests: XCTestCase {
                                (["tasks", "ioi", "--model", model, "--out", out, "--templates", "CABA"], "unknown family 'CABA'"),
                                (["tasks", "ioi", "--model", model, "--out", dir.path], "not a regular file"),
                                (["tasks", "greater-than", "--model", model, "--out", out, "--n", "0"], "at least 1"),
-                               (["task-eval", "--model", model], "--prompts")] {
+                               (["task-eval", "--model", model], "--prompts"),
+                               (["task-eval", "--model", model, "--prompts", out, "--ablation", "mean"], "--ablation needs --ablate"),
+                               (["task-eval", "--model", model, "--prompts", out, "--ablate", "weights", "--ablation", "mean"], "not defined at --granularity weights"),
+                               (["task-eval", "--model", model, "--prompts", out, "--ablate", "layers"], "invalid for '--ablate'")] {
             let r = try run(args)
             XCTAssertEqual(r.status, 64, "\(args): \(r.err)")
             XCTAssertTrue(r.err.contains(needle), "\(args): \(r.err)")
@@ -53,6 +56,25 @@ final class TaskCLITests: XCTestCase {
         let m = try run(["task-eval", "--model", stories, "--prompts", mismatch])
         XCTAssertEqual(m.status, 1)
         XCTAssertTrue(m.err.contains("m.csv:2: the clean prompt has"), m.err)
+    }
+
+    /// Every ablation end on a real tokenizer model: the ablated line is printed and differs from the clean one.
+    func testAblatedEndOnStories() throws {
+        let stories = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let tasks = dir.appendingPathComponent("t.jsonl").path
+        try ([#"{"text": "Once upon a time, there was a little girl named", "answer_id": 400, "distractor_id": 401, "corrupted": "Once upon a time, there was a little boy named"}"#,
+              #"{"text": "Lily and Ben went to the park. Lily gave the ball to", "answer_id": 402, "distractor_id": 403, "corrupted": "Lily and Ben went to the park. Lily gave the cat to"}"#]
+            .joined(separator: "\n") + "\n").write(toFile: tasks, atomically: true, encoding: .utf8)
+        for (g, a) in [("heads", "zero"), ("neurons", "mean"), ("heads", "patch"), ("weights", "zero")] {
+            let r = try run(["task-eval", "--model", stories, "--prompts", tasks, "--ablate", g, "--ablation", a, "--json"])
+            XCTAssertEqual(r.status, 0, "\(g) \(a): \(r.err)")
+            let j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+            let clean = try XCTUnwrap(j["clean"] as? [String: Any]), ablated = try XCTUnwrap(j["ablated"] as? [String: Any])
+            XCTAssertNotEqual(clean["logit_diff"] as? Double, ablated["logit_diff"] as? Double, "\(g) \(a)")
+            XCTAssertGreaterThan(try XCTUnwrap(ablated["kl_sum_over_vocab"] as? Double), 0, "\(g) \(a)")
+            XCTAssertEqual(ablated["what"] as? String, "every \(g.dropLast()) \(a)-ablated")
+        }
     }
 
     /// The whole path on SmolLM2: generate, evaluate, JSON (determinism per seed is covered with GPT-2's tokenizer).
