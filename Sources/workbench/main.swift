@@ -33,6 +33,14 @@ if argv.count >= 2, let two = commands.first(where: { $0.spec.name == name + " "
     argv[0] = two.spec.name
 }
 let family = commands.map { $0.spec.name }.filter { $0.hasPrefix(name + " ") }
+if !family.isEmpty, argv.first == name, argv.count == 2, argv[1] == "--help" || argv[1] == "-h" {
+    var s = "OVERVIEW: workbench \(name) <kind>: one of the commands below.\n\nUSAGE: workbench \(name) <kind> [options]\n\nKINDS:\n"
+    for c in commands where c.spec.name.hasPrefix(name + " ") {
+        s += "  " + String(c.spec.name.dropFirst(name.count + 1)).padding(toLength: 16, withPad: " ", startingAt: 0) + c.spec.abstract + "\n"
+    }
+    s += "\nOPTIONS:\n  --help                      Show help information.\n\n  See 'workbench \(name) <kind> --help' for a kind's options.\n"
+    Out.write(s); exit(0)
+}
 if !family.isEmpty, argv.first == name {
     usageFail(argv.count > 1 ? "Unknown \(name) '\(argv[1])'" : "Missing \(name) kind", family.map { "workbench \($0) [options]" }.joined(separator: " | "), nil)
 }
