@@ -7,7 +7,9 @@ import Transformer
 // `Segment` per prompt: the linear layers see all rows as one matrix, attention
 // stays within each prompt), split into passes of at most `maxRows` token rows
 // to bound the activation buffers. Only the last row of each prompt goes
-// through the unembedding: [B, vocab] instead of [ΣT, vocab].
+// through the unembedding: [b, vocab] per pass instead of [ΣT, vocab], and
+// `evaluate` turns each pass into metrics before the next (only a KL reference
+// is held for the whole set: [B, vocab]).
 
 public struct TaskEvaluation: Sendable {
     public var items: [TaskItem]
@@ -24,8 +26,19 @@ public enum TaskEvaluator {
 
     /// Last-position logits [B, vocab] of each sequence.
     public static func lastLogits(_ model: Model, _ sequences: [[Int]], maxRows: Int = defaultMaxRows) -> [Float] {
-        let v = model.config.vocabSize, d = model.config.dModel
+        let v = model.config.vocabSize
         var out = [Float](repeating: 0, count: sequences.count * v)
+        forEachChunk(model, sequences, maxRows: maxRows) { start, logits in
+            out.replaceSubrange((start * v)..<(start * v + logits.count), with: logits)
+        }
+        return out
+    }
+
+    /// Runs `sequences` pass by pass and hands each pass's last-position logits [b, vocab] to `body`
+    /// with the index of its first sequence (memory: one pass, not the whole set).
+    public static func forEachChunk(_ model: Model, _ sequences: [[Int]], maxRows: Int = defaultMaxRows,
+                                    _ body: (_ start: Int, _ logits: [Float]) -> Void) {
+        let d = model.config.dModel
         var start = 0
         while start < sequences.count {
             // Greedy chunk: as many whole sequences as fit in maxRows (at least one).
@@ -46,11 +59,9 @@ public enum TaskEvaluator {
                 let r = s.rowStart + s.count - 1
                 last.replaceSubrange((i * d)..<((i + 1) * d), with: h[(r * d)..<((r + 1) * d)])
             }
-            let logits = last.withUnsafeBufferPointer { model.logits($0.baseAddress!, rows: segments.count) }   // [b, v]
-            out.replaceSubrange((start * v)..<(end * v), with: logits)
+            body(start, last.withUnsafeBufferPointer { model.logits($0.baseAddress!, rows: segments.count) })   // [b, vocab]
             start = end
         }
-        return out
     }
 
     /// Metrics of `model` on `items`; `reference` = the full model's last-position log-probabilities
@@ -60,18 +71,28 @@ public enum TaskEvaluator {
                                 maxRows: Int = defaultMaxRows) -> TaskEvaluation {
         let v = model.config.vocabSize
         precondition(reference == nil || reference!.count == items.count * v)
-        let clean = metrics(lastLogits(model, items.map(\.tokens), maxRows: maxRows), items, v, reference)
+        func run(_ seqs: [[Int]], _ reference: [Float]?) -> [PromptMetrics] {
+            var out: [PromptMetrics] = []
+            out.reserveCapacity(items.count)
+            forEachChunk(model, seqs, maxRows: maxRows) { start, logits in
+                out += metrics(logits, items, from: start, v, reference)
+            }
+            return out
+        }
+        let clean = run(items.map(\.tokens), reference)
         var corrupted: [PromptMetrics]? = nil
         if withCorrupted, items.allSatisfy({ $0.corruptedTokens != nil }) {
-            corrupted = metrics(lastLogits(model, items.map { $0.corruptedTokens! }, maxRows: maxRows), items, v, nil)
+            corrupted = run(items.map { $0.corruptedTokens! }, nil)
         }
         return TaskEvaluation(items: items, clean: clean, corrupted: corrupted, vocabSize: v)
     }
 
-    static func metrics(_ logits: [Float], _ items: [TaskItem], _ v: Int, _ reference: [Float]?) -> [PromptMetrics] {
+    /// Metrics of the prompts `start ..< start + logits.count / v` from their logits [b, v].
+    static func metrics(_ logits: [Float], _ items: [TaskItem], from start: Int, _ v: Int, _ reference: [Float]?) -> [PromptMetrics] {
         logits.withUnsafeBufferPointer { l in
-            items.enumerated().map { i, item in
-                let row = UnsafeBufferPointer(rebasing: l[(i * v)..<((i + 1) * v)])
+            (0..<(logits.count / v)).map { k in
+                let i = start + k, item = items[i]
+                let row = UnsafeBufferPointer(rebasing: l[(k * v)..<((k + 1) * v)])
                 guard let reference else {
                     return PromptMetrics(logits: row, answers: item.answerIds, distractors: item.distractorIds)
                 }
