@@ -116,6 +116,16 @@ final class TaskFileTests: XCTestCase {
         XCTAssertEqual(TaskTestSupport.error { try TaskSet.parse("x", path: "t.txt") }, .unknownFormat(path: "t.txt"))
     }
 
+    /// A FIFO or a directory given as the task file is refused at once (never waited on or read as empty).
+    func testNonRegularTaskFilesAreRefused() throws {
+        let dir = try Scratch.dir(self)
+        let fifo = dir.appendingPathComponent("tasks.jsonl").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for p in [fifo, dir.path, dir.appendingPathComponent("missing.jsonl").path] {
+            XCTAssertThrowsError(try TaskSet.load(p), p) { XCTAssertTrue($0 is ModelError, "\(p): \($0)") }
+        }
+    }
+
     func testTokenizationChecks() throws {
         let tok = try TaskTestSupport.gpt2()
         let mary = try tok.encode(" Mary", addBOS: false), john = try tok.encode(" John", addBOS: false)

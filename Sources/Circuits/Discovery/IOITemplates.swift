@@ -32,7 +32,7 @@ public struct IOIAssets: Sendable {
 
     /// Reads and checks the asset file.
     public static func load(_ path: String) throws -> IOIAssets {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.fileNotFound(path: path) }
+        let data = try readInputFile(path, limit: 64 << 20)
         guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw TaskError.badAsset(path: path, reason: "not a JSON object")
         }

@@ -20,13 +20,9 @@ import Transformer
 // the tokenizer, see `YearTargets`). Other columns (pandas' index) are ignored.
 
 extension TaskSet {
-    /// Reads a task file; the format follows the extension.
+    /// Reads a task file (a regular file: FIFOs and devices are refused, not waited on); the format follows the extension.
     public static func load(_ path: String) throws -> TaskSet {
-        guard FileManager.default.fileExists(atPath: path) else { throw ModelError.fileNotFound(path: path) }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.unreadable(path: path, reason: "permission denied or not a file")
-        }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        try parse(String(decoding: try readInputFile(path), as: UTF8.self), path: path)
     }
 
     public static func parse(_ contents: String, path: String) throws -> TaskSet {
