@@ -23,7 +23,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece")]),
         .target(name: "Tokenize", dependencies: ["CSentencePiece"], swiftSettings: fast),
-        .target(name: "Transformer", dependencies: ["COpenBLAS", "Tokenize"], swiftSettings: fast),
+        // SHA-256 with the x86 SHA extensions (checksums of 0.4–0.8 GB files); -O2 also in debug
+        // builds so the test suite does not crawl through unoptimised intrinsics.
+        .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "Transformer", dependencies: ["COpenBLAS", "Tokenize", "CSHA256"], swiftSettings: fast),
         .target(name: "Circuits", dependencies: ["Transformer", "Tokenize"], swiftSettings: fast),
         .executableTarget(name: "workbench", dependencies: ["Transformer", "Tokenize", "Circuits"], swiftSettings: fast),
         // Test plumbing shared by every test target: Assets, Fixtures, Scratch, WorkbenchCLI.

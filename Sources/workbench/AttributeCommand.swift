@@ -95,11 +95,11 @@ enum AttributeCommand: Command {
         if args[Options.absPerSample] && args[Options.absPerToken] {
             throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
         }
-        try checkOutput(out, inputs: [modelPath] + [calibration?.path].compactMap { $0 }, modelPath: modelPath)
         try AttributionRunner.preflight(out: out, resume: resume)
 
         // Load and validate everything before heavy work.
         let m = try Common.load(args, tokenizer: method.needsData)
+        try checkOutput(out, inputs: m.inputFiles + SHA256.modelFiles(path: modelPath) + [calibration?.path].compactMap { $0 })
         var settings = AttributionSettings()
         settings.method = method
         settings.rules = LRPRules(variant, epsilon: Float(epsilon))
@@ -135,6 +135,7 @@ enum AttributeCommand: Command {
         options.checkpointEvery = every
         options.progress = !args[OutputOptions.quiet]
         options.shouldStop = { attributeStopRequested != 0 }
+        options.log = { Out.err($0) }
         if resume, !FileManager.default.fileExists(atPath: AttributionRunner.checkpointPath(for: out)) {
             Out.err("note: --resume: no checkpoint \(AttributionRunner.checkpointPath(for: out)); starting from the first sample")
         }
@@ -143,7 +144,7 @@ enum AttributeCommand: Command {
         do {
             summary = try AttributionRunner.run(model: m.model, samples: samples, settings: settings, out: out, options: options)
         } catch let e as AttributionError {
-            if case .interrupted = e { Out.err("Error: \(e.localizedDescription)"); exit(130) }
+            if e.isInterruption { Out.err("Error: \(e.localizedDescription)"); exit(130) }
             throw e
         }
         printSummary(summary, settings)
@@ -161,21 +162,10 @@ enum AttributeCommand: Command {
         Out.print("output: \(s.out) (\(s.tensorCount) tensors)")
     }
 
-    /// `--out` must not be (or overwrite) an input, nor a directory.
-    static func checkOutput(_ out: String, inputs: [String], modelPath: String) throws {
-        func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-        let o = canonical(out), cp = canonical(AttributionRunner.checkpointPath(for: out))
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
-            throw UsageError(message: "'--out \(out)' is a directory")
-        }
-        for i in inputs where canonical(i) == o || canonical(i) == cp { throw AttributionError.outputIsInput(path: out) }
-        // An HF model directory: its files are inputs too.
-        let dir = canonical(modelPath)
-        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue,
-           [o, cp].contains(where: { URL(fileURLWithPath: $0).deletingLastPathComponent().path == dir
-                && FileManager.default.fileExists(atPath: $0) }) {
-            throw AttributionError.outputIsInput(path: out)
-        }
+    /// Neither `--out` nor its checkpoint may be a file the run reads (the model's files, including
+    /// every file hashed into its fingerprint, and the data file).
+    static func checkOutput(_ out: String, inputs: [String]) throws {
+        try OutputGuard.check(output: out, inputs: inputs)
+        try OutputGuard.check(output: AttributionRunner.checkpointPath(for: out), inputs: inputs)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Transformer
 
 // MARK: - A small hand-written argument parser (swift-argument-parser conventions)
 //
@@ -102,10 +103,12 @@ protocol Command {
 
 // MARK: - Output helpers
 
+/// Console text goes through `StandardStreams` (write(2) with handled errors), never
+/// FileHandle.write, which traps on a full disk or a closed stdout.
 enum Out {
-    static func err(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-    static func print(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
-    static func write(_ s: String) { FileHandle.standardOutput.write(Data(s.utf8)) }
+    static func err(_ s: String) { StandardStreams.err(s + "\n") }
+    static func print(_ s: String) { StandardStreams.out(s + "\n") }
+    static func write(_ s: String) { StandardStreams.out(s) }
 
     static func json(_ obj: [String: Any]) -> String {
         guard let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),

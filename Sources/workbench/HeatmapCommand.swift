@@ -36,10 +36,10 @@ enum HeatmapCommand: Command {
         let maxNew = try args[LRPOptions.maxNewTokens]
         let out = try args[Options.out]
         let modelPath = try args[ModelOptions.model]
-        func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-        guard canonical(out) != canonical(modelPath) else { throw AttributionError.outputIsInput(path: out) }
+        _ = try OutputDestination.of(out)   // a directory or socket is refused before any work
 
         let m = try Common.load(args)
+        try OutputGuard.check(output: out, inputs: m.inputFiles)
         let tok = try m.requireTokenizer()
         let set = PromptSet(path: "--prompt", entries: [PromptEntry(location: SourceLocation(file: "--prompt", line: 0), text: prompt)])
         guard let sample = try PromptSamples.prepare(set, model: m.model, tokenizer: tok, target: target,

@@ -22,6 +22,7 @@ func usageFail(_ message: String, _ usage: String, _ cmd: String?) -> Never {
     exit(64)
 }
 
+StandardStreams.prepare()
 Allocator.retainFreedBuffers()
 var argv = Array(CommandLine.arguments.dropFirst())
 guard let name = argv.first else { usageFail("Missing subcommand", "workbench <subcommand> [options]", nil) }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Transformer
 
@@ -23,6 +26,8 @@ public struct AttributionRunOptions {
     public var shouldStop: () -> Bool = { false }
     /// Test hook: behave as if stopped once this many samples (in total) are done.
     public var stopAfter: Int? = nil
+    /// Notes for the user (stderr in the CLI), e.g. that a checkpoint carries no checksum.
+    public var log: (String) -> Void = { _ in }
     public init() {}
 }
 
@@ -48,21 +53,32 @@ public enum AttributionRunner {
     /// The checkpoint path for an output path.
     public static func checkpointPath(for out: String) -> String { out + ".partial" }
 
-    /// Cheap check to run before any heavy work: a leftover checkpoint without `--resume` is an error.
+    /// Cheap check to run before any heavy work: a leftover checkpoint without `--resume` is an error,
+    /// the checkpoint path must be a regular file or nothing, and `--resume` needs an output that
+    /// is a file (a device or FIFO output gets no checkpoints: `<out>.partial` would land beside it, e.g. in /dev).
     public static func preflight(out: String, resume: Bool) throws {
         let cp = checkpointPath(for: out)
-        if !resume, FileManager.default.fileExists(atPath: cp) { throw AttributionError.checkpointExists(path: cp) }
+        let destination = try OutputDestination.of(out)
+        if destination.isStream {
+            if resume { throw AttributionError.resumeNeedsFile(out: out) }
+            return
+        }
+        _ = try OutputDestination.of(cp, allowStreams: false)
+        var st = stat()
+        if !resume, lstat(cp, &st) == 0 { throw AttributionError.checkpointExists(path: cp) }
     }
 
     /// Runs `settings.method` over `samples` and writes `out` (see the file comment).
     public static func run(model: Model, samples: [AttributionSample], settings s: AttributionSettings, out: String,
                            options o: AttributionRunOptions = AttributionRunOptions()) throws -> AttributionSummary {
         try preflight(out: out, resume: o.resume)
-        let r = try stream(model: model, samples: samples, settings: s, checkpoint: checkpointPath(for: out), options: o)
-        // Final file, then drop the checkpoint.
+        // A device or FIFO output (`--out /dev/null`) is written through at the end, without checkpoints.
+        let cp = try OutputDestination.of(out).isStream ? nil : checkpointPath(for: out)
+        let r = try stream(model: model, samples: samples, settings: s, checkpoint: cp, stoppable: out, options: o)
+        // Final file (with the sha256 of its data), then drop the checkpoint.
         let tensors = r.scorer.finalTensors(samples: r.done, tokens: r.tokens)
-        try StreamingSafetensors.write(tensors, metadata: r.metadata(s), to: out)
-        try? FileManager.default.removeItem(atPath: checkpointPath(for: out))
+        try StreamingSafetensors.write(tensors, metadata: r.metadata(s), checksum: true, to: out)
+        if let cp { try? FileManager.default.removeItem(atPath: cp) }
         return r.summary(out: out, tensorCount: tensors.count)
     }
 
@@ -75,7 +91,7 @@ public enum AttributionRunner {
                                                                  summary: AttributionSummary) {
         var o = AttributionRunOptions()
         o.progress = progress
-        let r = try stream(model: model, samples: samples, settings: s, checkpoint: nil, options: o)
+        let r = try stream(model: model, samples: samples, settings: s, checkpoint: nil, stoppable: nil, options: o)
         var tensors: [String: Tensor] = [:]
         for t in r.scorer.takeFinalTensors(samples: r.done, tokens: r.tokens) {
             tensors[t.name] = Tensor(shape: t.shape, data: t.values)
@@ -100,9 +116,11 @@ public enum AttributionRunner {
     }
 
     /// Feeds every sample to a fresh scorer. With a `checkpoint` path: resumes from it (`o.resume`),
-    /// writes it every `o.checkpointEvery` samples and when stopped; without one, never stops early.
+    /// writes it every `o.checkpointEvery` samples and when stopped. With `stoppable` (the output
+    /// path) a stop request ends the run — after a checkpoint, or with nothing saved when there is
+    /// no checkpoint (a device or FIFO output); without it, the run never stops early.
     static func stream(model: Model, samples: [AttributionSample], settings s: AttributionSettings, checkpoint cp: String?,
-                       options o: AttributionRunOptions) throws -> Streamed {
+                       stoppable out: String?, options o: AttributionRunOptions) throws -> Streamed {
         precondition(s.samples == samples.count, "settings.samples must equal the number of samples")
         let scorer = makeScorer(model, s)
         var done = 0, tokens = 0, consSum = 0.0, consCount = 0
@@ -112,6 +130,17 @@ public enum AttributionRunner {
             do { f = try SafetensorsFile(path: cp) } catch { throw AttributionError.badCheckpoint(path: cp, reason: error.localizedDescription) }
             guard f.metadata["format"] == partialFormat else {
                 throw AttributionError.badCheckpoint(path: cp, reason: "metadata 'format' is \(f.metadata["format"] ?? "missing")")
+            }
+            do {
+                if try f.verifyDataChecksum() == .absent {
+                    o.log("note: \(cp) records no \(Safetensors.dataChecksumKey) (an older checkpoint): its data is not verified")
+                }
+            } catch let e as SafetensorsChecksumError {
+                switch e {
+                case .mismatch: throw AttributionError.badCheckpoint(path: cp, reason: "its tensor data does not match the checksum in its header "
+                    + "(\(Safetensors.dataChecksumKey)); the file is corrupt — delete it to start over")
+                case .malformed: throw AttributionError.badCheckpoint(path: cp, reason: "metadata '\(Safetensors.dataChecksumKey)' is not a sha256")
+                }
             }
             if let d = s.firstDifference(from: f.metadata) {
                 throw AttributionError.resumeMismatch(path: cp, field: d.key, checkpoint: d.checkpoint, now: d.now)
@@ -129,7 +158,8 @@ public enum AttributionRunner {
         func checkpoint() throws {
             guard let cp else { return }
             try StreamingSafetensors.write(scorer.checkpointTensors(), metadata: s.metadata(
-                samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: true), to: cp)
+                samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: true),
+                checksum: true, allowStreams: false, to: cp)
             saved = done
         }
         // Stream the samples.
@@ -138,7 +168,8 @@ public enum AttributionRunner {
         let line = ProgressLine(resumedAt > 0 ? "attribute (resumed at \(resumedAt))" : "attribute", total: samples.count - resumedAt,
                                 unit: "samples", enabled: o.progress && samples.count > resumedAt)
         while done < samples.count {
-            if let cp, o.shouldStop() || o.stopAfter.map({ done >= $0 }) == true {
+            if let out, o.shouldStop() || o.stopAfter.map({ done >= $0 }) == true {
+                guard let cp else { throw AttributionError.interruptedWithoutCheckpoint(samplesDone: done, total: samples.count, out: out) }
                 try checkpoint()
                 throw AttributionError.interrupted(samplesDone: done, total: samples.count, checkpoint: cp)
             }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Transformer
 
@@ -9,9 +6,10 @@ import Transformer
 // Relevance files hold one F32 tensor per decoder weight: for SmolLM2 that is
 // ~420 MB. `Safetensors.write` needs every tensor as a [UInt8] copy plus the
 // serialized file in memory (3× the payload), so checkpoints here are written
-// by streaming each tensor in 4 MB chunks to a temporary sibling, fsync, then
-// POSIX rename — the same atomic pattern as `AtomicFile`, and byte-identical to
-// `Safetensors.serialize` (same ordering, header and padding; tested).
+// by streaming each tensor in 4 MB chunks through `AtomicFile` (temporary
+// sibling, fsync, POSIX rename), byte-identical to `Safetensors.serialize`
+// (same ordering, header and padding; tested) apart from the data checksum
+// relevance files and checkpoints carry in their metadata.
 
 /// One tensor to write, produced without materialising a second copy.
 public struct OutTensor {
@@ -56,10 +54,13 @@ public enum StreamingSafetensors {
     static let chunk = 1 << 20   // elements per computed piece
 
     /// Writes `tensors` atomically to `path` (temp sibling → fsync → rename) via
-    /// `Safetensors.writeStreaming`: same bytes as `Safetensors.serialize`.
-    public static func write(_ tensors: [OutTensor], metadata: [String: String]?, to path: String) throws {
+    /// `Safetensors.writeStreaming`: same bytes as `Safetensors.serialize`, plus, with `checksum`,
+    /// the sha256 of the tensor data in the metadata. `allowStreams: false` refuses a device or
+    /// FIFO at `path` (checkpoints must be files that can be read back).
+    public static func write(_ tensors: [OutTensor], metadata: [String: String]?, checksum: Bool = false,
+                             allowStreams: Bool = true, to path: String) throws {
         for t in tensors { precondition(t.count == t.shape.reduce(1, *), "\(t.name): shape \(t.shape) vs \(t.count) values") }
-        try Safetensors.writeStreaming(tensors.map(\.streamed), metadata: metadata, to: path)
+        try Safetensors.writeStreaming(tensors.map(\.streamed), metadata: metadata, checksum: checksum, allowStreams: allowStreams, to: path)
     }
 }
 
@@ -69,14 +70,14 @@ extension OutTensor {
         case .f32(let v): return StreamedTensor(name: name, floats: v, shape: shape)
         case .f64(let v): return StreamedTensor(name: name, doubles: v, shape: shape)
         case .computed(let n, let fill):
-            return StreamedTensor(name: name, dtype: .F32, shape: shape, byteCount: n * 4) { fh in
+            return StreamedTensor(name: name, dtype: .F32, shape: shape, byteCount: n * 4) { sink in
                 var buf = [Float](repeating: 0, count: StreamingSafetensors.chunk)
                 var lo = 0
                 while lo < n {
                     let hi = min(n, lo + StreamingSafetensors.chunk)
                     try buf.withUnsafeMutableBufferPointer { b in
                         fill(lo..<hi, b.baseAddress!)
-                        try StreamedTensor.write(UnsafeRawBufferPointer(start: b.baseAddress, count: (hi - lo) * 4), fh)
+                        try StreamedTensor.write(UnsafeRawBufferPointer(start: b.baseAddress, count: (hi - lo) * 4), sink)
                     }
                     lo = hi
                 }

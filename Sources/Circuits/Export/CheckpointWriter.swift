@@ -29,10 +29,12 @@ public struct CheckpointSourceInfo: Sendable {
     public var addBOS: Bool?
     /// Where the config came from (file and key names), for errors about the tokenizer.
     public var configSource: ConfigSource?
+    /// Files loading the model read or looked for (`Checkpoint.inputFiles`).
+    public var inputFiles: [String]
 
     public init(_ ck: Checkpoint) {
         path = ck.path; format = ck.format; sourceDType = ck.sourceDType; config = ck.config
-        tokenizer = ck.tokenizer; addBOS = ck.addBOS; configSource = ck.configSource
+        tokenizer = ck.tokenizer; addBOS = ck.addBOS; configSource = ck.configSource; inputFiles = ck.inputFiles
     }
 
     public var isHFDirectory: Bool { format == "hf-safetensors" }
@@ -102,9 +104,12 @@ public struct CheckpointWriter {
     // MARK: - Output path checks
 
     /// Checks `output` before any work: not the input, not inside an input directory, not
-    /// containing the input, and not existing unless `force` (then only an empty directory or
-    /// a previous checkpoint directory is replaced — never an arbitrary directory).
+    /// containing the input, and not existing unless `force`. Even with `force` only an empty
+    /// directory or one this tool wrote is replaced: every entry must be a file `prune` writes
+    /// (`writtenFileNames`) and `pruning.json` must be there. Anything else — another model's
+    /// folder, a folder with the user's own files — is refused, never deleted.
     public static func preflight(output: String, input: String, force: Bool) throws {
+        guard !output.isEmpty else { throw OutputError.emptyPath }   // "" would resolve to the working directory
         let out = resolved(output), inp = resolved(input)
         let fm = FileManager.default
         if out == inp { throw CheckpointWriteError.outputIsInput(path: output) }
@@ -113,29 +118,37 @@ public struct CheckpointWriter {
             throw CheckpointWriteError.outputInsideInput(output: output, input: input)
         }
         if inp.hasPrefix(out + "/") { throw CheckpointWriteError.inputInsideOutput(output: output, input: input) }
-        var outIsDir: ObjCBool = false
-        guard fm.fileExists(atPath: out, isDirectory: &outIsDir) else { return }
+        var st = stat()
+        guard lstat(out, &st) == 0 else { return }   // `out`: what `write` replaces (a dangling link counts as existing)
         guard force else { throw CheckpointWriteError.outputExists(path: output) }
-        guard outIsDir.boolValue else { throw CheckpointWriteError.refusingToReplace(path: output, reason: "it is not a directory") }
-        let contents = (try? fm.contentsOfDirectory(atPath: out)) ?? []
-        let looksLikeCheckpoint = contents.contains("config.json") || contents.contains("pruning.json")
-        guard contents.isEmpty || looksLikeCheckpoint else {
-            throw CheckpointWriteError.refusingToReplace(path: output, reason: "it is a non-empty directory without config.json or pruning.json")
+        var outIsDir: ObjCBool = false
+        guard fm.fileExists(atPath: out, isDirectory: &outIsDir), outIsDir.boolValue else {
+            throw CheckpointWriteError.refusingToReplace(path: output, reason: "it is not a directory")
+        }
+        let contents = ((try? fm.contentsOfDirectory(atPath: out)) ?? []).sorted()
+        if contents.isEmpty { return }
+        guard contents.contains("pruning.json") else {
+            throw CheckpointWriteError.refusingToReplace(path: output, reason: "it has no pruning.json, so `workbench prune` did not write it "
+                + "(another model's folder?)")
+        }
+        let foreign = contents.filter { name in
+            var e = stat()
+            // A link is fine (removing it leaves its target alone); a directory or device is not what prune writes.
+            return !writtenFileNames.contains(name) || lstat(out + "/" + name, &e) != 0
+                || (e.st_mode & S_IFMT != S_IFREG && e.st_mode & S_IFMT != S_IFLNK)
+        }
+        guard foreign.isEmpty else {
+            let shown = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", …" : "")
+            throw CheckpointWriteError.refusingToReplace(path: output, reason: "it holds files `workbench prune` does not write (\(shown)); "
+                + "move them away or choose another --out")
         }
     }
 
+    /// Names of the files a checkpoint directory written by `prune` can hold.
+    public static let writtenFileNames: Set<String> = Set(["config.json", "model.safetensors", "pruning.json", "mask.safetensors"] + hfTokenizerFiles)
+
     /// Absolute, standardized path with symlinks resolved in its longest existing prefix.
-    static func resolved(_ path: String) -> String {
-        var url = URL(fileURLWithPath: path).standardizedFileURL
-        var tail: [String] = []
-        while !FileManager.default.fileExists(atPath: url.path), url.path != "/" {
-            tail.insert(url.lastPathComponent, at: 0)
-            url.deleteLastPathComponent()
-        }
-        var r = url.resolvingSymlinksInPath()
-        for t in tail { r.appendPathComponent(t) }
-        return r.standardizedFileURL.path
-    }
+    static func resolved(_ path: String) -> String { OutputGuard.canonicalPath(path) }
 
     // MARK: - Writing
 
@@ -149,6 +162,8 @@ public struct CheckpointWriter {
         do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw CheckpointWriteError.cannotWrite(path: parent.path, reason: error.localizedDescription)
         }
+        // Leftovers of killed runs (`.NAME.tmp-PID-N`, `.NAME.old-PID-N`) whose process is gone.
+        StaleTemporaries.sweepOnce(directory: parent.path)
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let tmp = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(tag)")
         do {

@@ -48,10 +48,22 @@ public enum AttributionError: LocalizedError, Equatable {
     case outputIsInput(path: String)
     /// The run was stopped (signal or stop hook) after a checkpoint was written.
     case interrupted(samplesDone: Int, total: Int, checkpoint: String)
+    /// The run was stopped, and nothing was saved because the output is a device or FIFO.
+    case interruptedWithoutCheckpoint(samplesDone: Int, total: Int, out: String)
+    /// `--resume` with an output that is a device or FIFO (which gets no checkpoints).
+    case resumeNeedsFile(out: String)
     /// The model has no tokenizer but text prompts were given.
     case needsTokenizer(SourceLocation)
     /// A sample failed during the run (progress so far was checkpointed).
     case sampleFailed(label: String, reason: String)
+
+    /// A stop on request (SIGINT/SIGTERM): the CLI exits 130.
+    public var isInterruption: Bool {
+        switch self {
+        case .interrupted, .interruptedWithoutCheckpoint: return true
+        default: return false
+        }
+    }
 
     public var errorDescription: String? {
         switch self {
@@ -80,6 +92,9 @@ public enum AttributionError: LocalizedError, Equatable {
         case .outputIsInput(let p): return "the output path \(p) is also an input; choose another --out"
         case .interrupted(let d, let t, let c):
             return "interrupted after \(d)/\(t) samples; progress saved to \(c) (continue with --resume)"
+        case .interruptedWithoutCheckpoint(let d, let t, let o):
+            return "interrupted after \(d)/\(t) samples; nothing was saved (--out \(o) is not a regular file, so no checkpoint is kept)"
+        case .resumeNeedsFile(let o): return "--resume needs --out to be a regular file; \(o) is a device or FIFO and gets no checkpoints"
         case .needsTokenizer(let l): return "\(l): text prompts need a tokenizer, but the model has none (give token ids)"
         case .sampleFailed(let l, let r): return "\(l): \(r)"
         }

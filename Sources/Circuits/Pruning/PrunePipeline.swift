@@ -19,6 +19,16 @@ public enum ScoreSource: Equatable, Sendable {
     case method(AttributionMethod, Calibration?, aggregation: RelevanceAccumulator.Aggregation = .absPerToken)
 }
 
+extension ScoreSource {
+    /// The files these scores are read from.
+    public var files: [String] {
+        switch self {
+        case .file(let p): return [p]
+        case .method(_, let c, _): return c.map { [$0.path] } ?? []
+        }
+    }
+}
+
 public struct PruneOptions: Sendable {
     public var model: String
     public var scores: ScoreSource
@@ -57,6 +67,8 @@ public enum PrunePipeline {
         let (model, source) = try CheckpointSourceInfo.load(o.model)
         lap("load model")
         log(String(format: "loaded %@ (%@, %@, %d decoder linear weights)", o.model, source.format, source.sourceDType, model.linears.count))
+        // Replacing the output directory must not delete anything this run reads.
+        try OutputGuard.checkDirectory(output: o.out, inputs: source.inputFiles + o.scores.files)
         // 3. Scores.
         var scores = try loadScores(o.scores, model: model, source: source, log: log)
         lap("scores")
@@ -87,7 +99,12 @@ public enum PrunePipeline {
     /// Loads or computes the score map (validated against the model by `Pruner.mask`).
     static func loadScores(_ s: ScoreSource, model: Model, source: CheckpointSourceInfo, log: (String) -> Void) throws -> ScoreMap {
         switch s {
-        case .file(let path): return try ScoreMap.load(path: path)
+        case .file(let path):
+            let map = try ScoreMap.load(path: path)
+            if map.dataChecksum == .absent {
+                log("note: \(path) records no \(Safetensors.dataChecksumKey) (written by another tool or an older workbench): its data is not verified")
+            }
+            return map
         case .method(let m, let c, let a):
             return try OnTheFlyScores.compute(method: m, calibration: c, aggregation: a, model: model, source: source, log: log)
         }

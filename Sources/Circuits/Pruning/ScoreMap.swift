@@ -15,17 +15,23 @@ public struct ScoreMap {
     public var source: String
     /// The score file's `__metadata__` (method, prompts hash, …), empty when computed.
     public var metadata: [String: String]
+    /// For a file: whether its data checksum was verified, or it has none (older files); nil when computed.
+    public var dataChecksum: SafetensorsFile.ChecksumStatus? = nil
 
     public init(tensors: [String: Tensor], source: String, metadata: [String: String] = [:]) {
         self.tensors = tensors; self.source = source; self.metadata = metadata
     }
 
     /// Reads every floating-point tensor of a score file (F32/F16/BF16/F64 widened to F32).
+    /// A file with a data checksum (`Safetensors.dataChecksumKey`, written by `attribute`) whose
+    /// data does not match it is refused.
     public static func load(path: String) throws -> ScoreMap {
         let st = try SafetensorsFile(path: path)
         var t: [String: Tensor] = [:]
-        for name in st.names { t[name] = try st.tensor(name) }
-        return ScoreMap(tensors: t, source: path, metadata: st.metadata)
+        let status = try st.readVerifyingChecksum { t[$0] = try st.tensor($0) }
+        var map = ScoreMap(tensors: t, source: path, metadata: st.metadata)
+        map.dataChecksum = status
+        return map
     }
 
     /// Magnitude scores |W| for every decoder linear weight (Han et al.; Wanda's `prune_magnitude`).

@@ -27,8 +27,7 @@ public final class ProgressLine {
         let eta = done > 0 ? el / Double(done) * Double(total - done) : 0
         let line = String(format: "\r%@: %d/%d %@, %.1f tok/s, elapsed %@, ETA %@", label, done, total, unit, rate,
                           Self.clock(el), Self.clock(eta))
-        FileHandle.standardError.write(Data(line.utf8))
-        if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+        StandardStreams.err(done == total ? line + "\n" : line)
     }
 
     static func clock(_ s: Double) -> String {

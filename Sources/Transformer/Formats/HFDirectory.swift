@@ -45,6 +45,7 @@ extension ModelLoader {
                             sourceDType: dtypes.max { $0.value < $1.value }?.key ?? "F32", path: dir)
         ck.addBOS = readAddBOS(dir)
         ck.configSource = source
+        ck.inputFiles = hfInputFiles(dir, weights: files)
         return ck
     }
 

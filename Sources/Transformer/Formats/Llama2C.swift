@@ -129,13 +129,16 @@ public func loadLlama2C(path: String) throws -> Checkpoint {
 
 /// Tokenizer next to a llama2.c checkpoint: tokenizer.bin, tok{V}.bin, tokenizer.model, tok{V}.model.
 public func findLlama2CTokenizer(modelPath: String, vocabSize: Int) -> TokenizerSource? {
-    let dir = URL(fileURLWithPath: modelPath).deletingLastPathComponent()
-    let fm = FileManager.default
-    for name in ["tokenizer.bin", "tok\(vocabSize).bin", "tokenizer.model", "tok\(vocabSize).model"] {
-        let p = dir.appendingPathComponent(name).path
-        if fm.isReadableFile(atPath: p) { return name.hasSuffix(".bin") ? .llama2c(path: p) : .sentencePiece(path: p) }
+    for p in llama2CTokenizerCandidates(modelPath: modelPath, vocabSize: vocabSize) where FileManager.default.isReadableFile(atPath: p) {
+        return p.hasSuffix(".bin") ? .llama2c(path: p) : .sentencePiece(path: p)
     }
     return nil
+}
+
+/// The tokenizer paths looked for beside a llama2.c checkpoint, in order of preference.
+public func llama2CTokenizerCandidates(modelPath: String, vocabSize: Int) -> [String] {
+    let dir = URL(fileURLWithPath: modelPath).deletingLastPathComponent()
+    return ["tokenizer.bin", "tok\(vocabSize).bin", "tokenizer.model", "tok\(vocabSize).model"].map { dir.appendingPathComponent($0).path }
 }
 
 // MARK: - q/k row order (shared with the GGUF loader)

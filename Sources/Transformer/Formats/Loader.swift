@@ -14,6 +14,8 @@ public struct LoadedModel {
     public let sourceDType: String
     public let path: String
     public let loadSeconds: Double
+    /// Files the loader read or looked for (`Checkpoint.inputFiles`), for `OutputGuard.check`.
+    public let inputFiles: [String]
 
     /// The tokenizer, or a typed error naming the model path.
     public func requireTokenizer() throws -> Tokenizer {
@@ -33,7 +35,7 @@ public enum ModelLoader {
             tok = try makeCheckedTokenizer(source, hints: hints, config: ck.config, configSource: ck.configSource, modelPath: path)
         }
         return LoadedModel(model: model, tokenizer: tok, format: ck.format, sourceDType: ck.sourceDType,
-                           path: path, loadSeconds: Date().timeIntervalSince(t0))
+                           path: path, loadSeconds: Date().timeIntervalSince(t0), inputFiles: ck.inputFiles)
     }
 
     /// Reads a checkpoint in any supported format.
@@ -52,9 +54,14 @@ public enum ModelLoader {
             let g = try GGUFFile(path: path)
             var ck = try loadGGUF(g)
             ck.addBOS = g.tokenizerHints.addBOS
+            ck.inputFiles = [path]
             return ck
         }
-        if path.hasSuffix(".bin") { return try loadLlama2C(path: path) }
+        if path.hasSuffix(".bin") {
+            var ck = try loadLlama2C(path: path)
+            ck.inputFiles = [path] + llama2CTokenizerCandidates(modelPath: path, vocabSize: ck.config.vocabSize)
+            return ck
+        }
         throw ModelError.unknownFormat(path: path)
     }
 

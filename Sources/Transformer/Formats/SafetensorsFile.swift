@@ -41,7 +41,7 @@ public final class SafetensorsFile {
     public let metadata: [String: String]
     public let entries: [String: SafetensorsEntry]
     public let dataStart: Int
-    private let file: MappedFile
+    let file: MappedFile
 
     public static let maxHeaderSize: UInt64 = 100_000_000
 

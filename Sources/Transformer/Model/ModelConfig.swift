@@ -67,6 +67,9 @@ public struct Checkpoint {
     /// Where the config's values came from (file and key names), for errors; nil for
     /// checkpoints built in code, which are reported with config.json's key names.
     public var configSource: ConfigSource? = nil
+    /// Every file loading read, and the optional ones it looked for and did not find
+    /// (see `ModelLoader.hfInputFiles`): no command may write its output over one of them.
+    public var inputFiles: [String] = []
 
     public init(config: ModelConfig, tensors: [String: Tensor], tokenizer: TokenizerSource?,
                 format: String, sourceDType: String, path: String) {
