@@ -6,18 +6,13 @@ import Transformer
 // MARK: - tasks ioi / tasks greater-than
 
 enum TaskCommandSupport {
-    static func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-
-    /// --out must be a new or regular file and none of the inputs.
+    /// --out must be new, a regular file, or a device/FIFO to write through (the shared rule:
+    /// `OutputDestination`), and none of the inputs (`OutputGuard`; called again with the model's files).
     static func checkOutput(_ out: String, inputs: [String]) throws {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir) {
-            let attrs = try? FileManager.default.attributesOfItem(atPath: out)
-            guard !isDir.boolValue, (attrs?[.type] as? FileAttributeType) == .typeRegular else {
-                throw UsageError(message: "'--out \(out)' exists and is not a regular file")
-            }
+        do { _ = try OutputDestination.of(out) } catch let e as OutputError {
+            throw UsageError(message: "'--out \(out)' exists and is not a regular file, device or FIFO (\(e.localizedDescription))")
         }
-        for i in inputs where canonical(i) == canonical(out) { throw AttributionError.outputIsInput(path: out) }
+        try OutputGuard.check(output: out, inputs: inputs)
     }
 
     /// The IOI asset: --templates-file, else $WORKBENCH_ASSETS, else ../shared/assets or shared/assets from here.
@@ -74,6 +69,7 @@ enum TasksIOICommand: Command {
             throw UsageError(message: e.localizedDescription)
         }
         let m = try Common.load(args)
+        try OutputGuard.check(output: out, inputs: m.inputFiles)
         let gen = try IOIGenerator.generate(assets: assets, templates: templates, tokenizer: try m.requireTokenizer(), n: n, seed: seed)
         try AtomicFile.write(TaskRecord.jsonl(gen.prompts.map(\.record)), to: out)
         Out.err("names: \(gen.keptNames.count) of \(assets.names.count) are single tokens with a leading space; dropped \(gen.droppedNames.count)"
@@ -100,6 +96,7 @@ enum TasksGreaterThanCommand: Command {
         let seed = try args[TaskCommandSupport.Options.seed]
         try TaskCommandSupport.checkOutput(out, inputs: [try args[ModelOptions.model]])
         let m = try Common.load(args)
+        try OutputGuard.check(output: out, inputs: m.inputFiles)
         let gen = try GreaterThanGenerator.generate(tokenizer: try m.requireTokenizer(), n: n, seed: seed)
         try AtomicFile.write(TaskRecord.jsonl(gen.prompts.map(\.record)), to: out)
         if gen.skippedKeys > 0 {

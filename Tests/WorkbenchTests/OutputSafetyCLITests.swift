@@ -80,6 +80,7 @@ final class OutputSafetyCLITests: XCTestCase {
         }
         cases.append(["heatmap", "--model", m, "--prompt", "Hi there", "--out", m + "/tokenizer.json"])  // looked for: would change the model
         cases.append(["attribute", "--model", m, "--prompts", p, "--out", p])
+        cases.append(["tasks", "greater-than", "--model", m, "--n", "2", "--out", m + "/tokenizer.model"])
         for args in cases {
             let r = try workbench(args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
@@ -123,6 +124,8 @@ final class OutputSafetyCLITests: XCTestCase {
             }
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/dev/null.partial"))
+        let t = try workbench(["tasks", "greater-than", "--model", model, "--n", "2", "--out", "/dev/null"])
+        XCTAssertEqual(t.status, 0, t.stderr)
         // A FIFO gets the heatmap's bytes.
         let fifo = dir + "/pipe"
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
