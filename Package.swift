@@ -4,12 +4,25 @@ import PackageDescription
 // Release builds use -Ounchecked: the hot loops (dequantisation, softmax, RoPE,
 // relevance accumulation) index flat buffers, and overflow checks stop them
 // from vectorising (measured in ../shared/notes/toolchain.md §2).
-// -target-cpu haswell (AVX2, FMA, F16C; every x86 machine of this kind has
-// them): without FMA codegen SIMD `addProduct` becomes a libm call per lane.
+// Architecture flags apply only where they exist. The manifest is compiled for
+// the machine running SwiftPM, so `arch()` here is the host's (cross builds would
+// need their own flags).
+// - x86-64: -target-cpu haswell (AVX2, FMA, F16C: x86-64-v3; every x86 server or
+//   desktop since 2013–2015 has it). Without it, F16 conversion is a soft-float
+//   call per value and SIMD `addProduct` a libm call per lane (toolchain.md §2, §4).
+//   The binary then needs AVX2+FMA: BLASKernelCheck stops with an error on a CPU
+//   without them instead of crashing with SIGILL.
+// - arm64 (Graviton, Ampere, Apple silicon under Linux): the baseline already has
+//   NEON and FMA; no flag. Every SIMD path uses Swift's portable SIMD types.
+#if arch(x86_64)
+let archFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("WORKBENCH_X86_64_V3")]
+#else
+let archFlags: [SwiftSetting] = []
+#endif
+
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-    .unsafeFlags(["-target-cpu", "haswell"]),
-]
+] + archFlags
 
 let package = Package(
     name: "workbench",

@@ -124,6 +124,7 @@ enum BenchCommand: Command {
         let budget = try args[MemoryOptions.budgetMB] << 20
         let lengths = try args[Options.lengths]
         let m = try Common.load(args, tokenizer: false)
+        BLASInfo.lines().forEach(Out.err)
         var reports: [[String: Any]] = []
         for r in 1...runs {
             if runs > 1 { Out.err("run \(r) of \(runs)") }
@@ -132,6 +133,12 @@ enum BenchCommand: Command {
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
         report["blas"] = BLAS.configDescription
+        report["blas_library"] = BLASInfo.libraryPath ?? "unknown"
+        report["blas_core"] = BLASKernelCheck.chosenCore
+        let peak = (reports.last?["sgemm_peak_gflops"] as? Double) ?? sgemmPeak()
+        let peakLines = BLASInfo.peakLines(measuredGFLOPS: peak, how: "best of the run's 1536³ sgemm measurements, all cores")
+        peakLines.forEach(Out.err)
+        report["sgemm_peak_warning"] = peakLines.last { $0.hasPrefix("warning:") } ?? ""
         report["threads"] = BLAS.threads
         report["load_seconds"] = m.loadSeconds
         report["peak_rss_mb"] = reports.compactMap { $0["peak_rss_mb"] as? Double }.max() ?? peakRSSMB()
@@ -153,7 +160,8 @@ enum BenchCommand: Command {
             Out.err(String(format: "%@ T=%d: %.1f tok/s, %.1f GFLOP/s, sgemm peak around it %.1f GFLOP/s, peak RSS %.0f MB",
                            r.kind, r.tokens, r.tokensPerSecond, r.gflops, r.peak, r.rssMB))
         }
-        // Prefill: hidden states + last-position logits, no [T, vocab] matrix.
+        // Prefill: hidden states + last-position logits only, no [T, vocab] matrix
+        // (the output of generation's first step, not of a PyTorch forward).
         for t in lengths where t <= c.maxSeqLen {
             let ids = tokens(t)
             let ((secs, rss), peak) = bracketed(sgemmPeak, into: &peaks) { () -> (Double, Double) in
@@ -168,6 +176,28 @@ enum BenchCommand: Command {
             timings.append(Timing(kind: "prefill", tokens: t, seconds: secs, flops: f.linear + f.attention, linearFlops: f.linear,
                                   rssMB: rss, peak: peak))
             note(timings[timings.count - 1])
+        }
+        // Logits at every position: what perplexity and task metrics need, and what a
+        // PyTorch/HF forward returns (`model(ids).logits`, [T, vocab]). "full-logits" is
+        // exactly that output; "nll" is a perplexity window (logits 256 rows at a time,
+        // log-softmax, NLL of the next token at every position). Both add the lm_head
+        // GEMM, 2·T·d·vocab, to the prefill FLOPs; the log-softmax is not counted.
+        for t in lengths where t <= c.maxSeqLen {
+            let ids = tokens(t)
+            let f = forwardFlops(model, t)
+            let head = 2 * Double(t) * Double(c.dModel) * Double(c.vocabSize)
+            for kind in ["full-logits", "nll"] {
+                let ((secs, rss), peak) = bracketed(sgemmPeak, into: &peaks) { () -> (Double, Double) in
+                    resetPeakRSS()
+                    let secs = time(t >= 2048 ? 3 : 6, skipFirst: true) {
+                        if kind == "nll" { _ = model.nll(window: ids, scored: 0..<(t - 1)) } else { _ = model.forward(ids) }
+                    }
+                    return (secs, peakRSSMB())
+                }
+                timings.append(Timing(kind: kind, tokens: t, seconds: secs, flops: f.linear + f.attention + head,
+                                      linearFlops: f.linear + head, rssMB: rss, peak: peak))
+                note(timings[timings.count - 1])
+            }
         }
         // Decode: greedy, one token at a time with the KV cache.
         var sampler = Sampler()
@@ -215,6 +245,7 @@ enum BenchCommand: Command {
                  "linear_fraction_of_sgemm_peak": r.linearFlops / r.seconds / 1e9 / r.peak, "peak_rss_mb": r.rssMB]
             }
         }
+        BenchOutputs.lines.forEach(Out.err)
         for r in timings {
             Out.err(String(format: "%@ T=%d: %.1f tok/s = %.0f%% of the sgemm peak around it (linear matmuls alone: %.0f%%; %.0f%% of the run's best peak), peak RSS %.0f MB",
                            r.kind, r.tokens, r.tokensPerSecond, 100 * r.gflops / r.peak, 100 * r.linearFlops / r.seconds / 1e9 / r.peak,
@@ -225,6 +256,9 @@ enum BenchCommand: Command {
                        stats.decodeTokensPerSecond, bound, Double(model.weightBytes) / 1e6, 100 * stats.decodeTokensPerSecond / bound,
                        100 * stats.decodeTokensPerSecond * Double(model.weightBytes) / (runBW * 1e9)))
         report["prefill"] = rows("prefill")
+        report["full_logits"] = rows("full-logits")
+        report["nll"] = rows("nll")
+        report["outputs"] = BenchOutputs.descriptions
         if lrp { report["lrp"] = rows("lrp") }
         report["peak_rss_mb"] = timings.map(\.rssMB).max() ?? peakRSSMB()   // the largest phase peak
         report["decode"] = ["tokens_per_s": stats.decodeTokensPerSecond, "bandwidth_gbs": bw, "bound_tokens_per_s": bound,
@@ -245,7 +279,7 @@ enum BenchCommand: Command {
     /// Per measure, the spread over runs of its rate and of its fraction of the run's own bound.
     static func summary(_ reports: [[String: Any]]) -> [String: Any] {
         var out: [String: Any] = [:]
-        for kind in ["prefill", "lrp"] {
+        for kind in ["prefill", "full_logits", "nll", "lrp"] {
             let perRun = reports.compactMap { $0[kind] as? [[String: Any]] }
             guard let first = perRun.first else { continue }
             out[kind] = first.indices.map { i -> [String: Any] in
@@ -270,7 +304,7 @@ enum BenchCommand: Command {
             return String(format: "\(fmt)–\(fmt) (median \(fmt))", scale * lo, scale * hi, scale * mid)
         }
         Out.err("over \(runs) runs: sgemm peak \(range(s["sgemm_peak_gflops"])) GFLOP/s, bandwidth \(range(s["bandwidth_gbs"], "%.1f")) GB/s")
-        for kind in ["prefill", "lrp"] {
+        for kind in ["prefill", "full_logits", "nll", "lrp"] {
             for row in s[kind] as? [[String: Any]] ?? [] {
                 Out.err("\(kind) T=\(row["tokens"] ?? 0): \(range(row["tokens_per_s"])) tok/s = \(range(row["fraction_of_sgemm_peak"], scale: 100)) % of the sgemm peak around it, \(range(row["fraction_of_run_sgemm_peak"], scale: 100)) % of the run's best")
             }

@@ -44,6 +44,9 @@ enum InfoCommand: Command {
         parameters: \(m.model.parameterCount) (\(String(format: "%.1f", Double(m.model.parameterCount) / 1e6))M)
         tokenizer: \(m.tokenizer?.kind ?? "none")
         """)
+        BLASInfo.lines().forEach(Out.print)
+        BLASInfo.peakLines(measuredGFLOPS: BLAS.measurePeakGFLOPS(size: 1024, reps: 3), how: "best of 3 × 1024³ sgemm, all cores")
+            .forEach(Out.print)
     }
 }
 

@@ -22,6 +22,7 @@ func usageFail(_ message: String, _ usage: String, _ cmd: String?) -> Never {
     exit(64)
 }
 
+BLASKernelCheck.runAtStartup()     // first: may re-execute the process with a better OpenBLAS core
 StandardStreams.prepare()
 Allocator.retainFreedBuffers()
 var argv = Array(CommandLine.arguments.dropFirst())
