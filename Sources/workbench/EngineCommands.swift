@@ -144,7 +144,7 @@ enum PerplexityCommand: Command {
         usage: "workbench perplexity --model <path> --text <file> [--seqlen <n>] [--max-windows <k>] [--protocol wanda|llamacpp] [--json]",
         options: ModelOptions.all + [Options.text, Options.seqlen, Options.maxWindows, Options.proto, OutputOptions.json],
         discussion: """
-        Text preparation: CRLF → LF; non-empty lines joined with "\\n\\n" (Wanda's "\\n\\n".join(test["text"]));
+        Text preparation: CRLF → LF; each non-empty line + "\\n" (an HF wikitext row), joined with "\\n\\n" (Wanda's "\\n\\n".join(test["text"]));
         tokenized once with the tokenizer's BOS rule; non-overlapping windows of --seqlen tokens.
         """)
 

@@ -174,8 +174,8 @@ final class PerplexityTests: XCTestCase {
     /// them, so we get 9 tokens fewer (0.003 %) and the same 595 windows of 512.
     /// The old join (rows without their "\n", joined with "\n\n") gave 301,948.
     func testWikiTextTokenCountMatchesHFWithinBlankRows() throws {
-        let path = try TestAssets.asset("eval/wikitext-2-raw/wiki.test.raw")
-        let m = try ModelLoader.load(try TestAssets.smolLM2())
+        let path = try Assets.path("eval/wikitext-2-raw/wiki.test.raw")
+        let m = try ModelLoader.load(try Assets.smolLM2())
         let raw = String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
         let ids = try m.requireTokenizer().encode(joinRawTextRows(raw))
         XCTAssertEqual(ids.count, 304_829)
