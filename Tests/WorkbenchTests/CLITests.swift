@@ -319,7 +319,7 @@ final class CLITests: XCTestCase {
     /// `bench --json --lrp`: every timed row reports a rate and a fraction of the
     /// larger of the two peak measurements bracketing it (and of the run's best),
     /// and the FLOP accounting matches the documented formula (prefill: 2·P·T +
-    /// causal attention; LRP: 3× linear + 3.5× attention).
+    /// causal attention; full-logits and nll: the same + the lm_head GEMM; LRP: 3× linear + 3.5× attention).
     func testBenchJSONReportsFractionsOfThePeakAroundEachPhase() throws {
         let hf = try Assets.path("stories260K/hf")
         let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "64,200", "--tokens", "8", "--lrp", "--json"])
@@ -327,27 +327,32 @@ final class CLITests: XCTestCase {
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
         let peak = try XCTUnwrap(obj["sgemm_peak_gflops"] as? Double)
         let peaks = try XCTUnwrap(obj["sgemm_peak_measurements_gflops"] as? [Double])
-        XCTAssertEqual(peaks.count, 8, "two per phase: prefill 64, 200, lrp 64, 200")
+        XCTAssertEqual(peaks.count, 16, "two per phase: prefill 64, 200; full-logits and nll at 64, then at 200; lrp 64, 200")
         XCTAssertEqual(peak, peaks.max()!)
         let m = try Model.build(from: ModelLoader.loadHFDirectory(hf))
         let c = m.config, params = Double(m.linears.reduce(0) { $0 + $1.weight.count })
-        var phase = 0
-        for (kind, linearK, attnK) in [("prefill", 1.0, 1.0), ("lrp", 3.0, 3.5)] {
+        // Phases in run order: (JSON key, tokens, linear multiple, attention multiple, lm_head counted).
+        let order: [(String, Int, Double, Double, Bool)] = [
+            ("prefill", 64, 1, 1, false), ("prefill", 200, 1, 1, false),
+            ("full_logits", 64, 1, 1, true), ("nll", 64, 1, 1, true), ("full_logits", 200, 1, 1, true), ("nll", 200, 1, 1, true),
+            ("lrp", 64, 3, 3.5, false), ("lrp", 200, 3, 3.5, false)]
+        for kind in ["prefill", "full_logits", "nll", "lrp"] {
             let rows = try XCTUnwrap(obj[kind] as? [[String: Any]], kind)
             XCTAssertEqual(rows.compactMap { $0["tokens"] as? Int }, [64, 200], kind)
-            for row in rows {
-                let t = Double(row["tokens"] as! Int), secs = try XCTUnwrap(row["seconds"] as? Double)
-                let attn = Double(c.nLayers * c.nHeads * c.headDim) * 4 * t * (t + 1) / 2
-                let flops = linearK * 2 * params * t + attnK * attn
-                // The phase's bound is the larger of its own pair of measurements, in run order.
-                let own = try XCTUnwrap(row["sgemm_peak_gflops"] as? Double)
-                XCTAssertEqual(own, max(peaks[2 * phase], peaks[2 * phase + 1]), kind)
-                phase += 1
-                XCTAssertEqual(try XCTUnwrap(row["gflops"] as? Double), flops / secs / 1e9, accuracy: 1e-9 * flops / secs, kind)
-                XCTAssertEqual(try XCTUnwrap(row["fraction_of_sgemm_peak"] as? Double), flops / secs / 1e9 / own, accuracy: 1e-9, kind)
-                XCTAssertEqual(try XCTUnwrap(row["fraction_of_run_sgemm_peak"] as? Double), flops / secs / 1e9 / peak, accuracy: 1e-9, kind)
-                XCTAssertEqual(try XCTUnwrap(row["tokens_per_s"] as? Double), t / secs, accuracy: 1e-6 * t / secs, kind)
-            }
+        }
+        XCTAssertNotNil((obj["outputs"] as? [String: String])?["full-logits"], "each row names its output")
+        for (phase, (kind, tokens, linearK, attnK, head)) in order.enumerated() {
+            let row = try XCTUnwrap((obj[kind] as? [[String: Any]])?.first { $0["tokens"] as? Int == tokens }, kind)
+            let t = Double(tokens), secs = try XCTUnwrap(row["seconds"] as? Double)
+            let attn = Double(c.nLayers * c.nHeads * c.headDim) * 4 * t * (t + 1) / 2
+            let flops = linearK * 2 * params * t + attnK * attn + (head ? 2 * t * Double(c.dModel * c.vocabSize) : 0)
+            // The phase's bound is the larger of its own pair of measurements, in run order.
+            let own = try XCTUnwrap(row["sgemm_peak_gflops"] as? Double)
+            XCTAssertEqual(own, max(peaks[2 * phase], peaks[2 * phase + 1]), kind)
+            XCTAssertEqual(try XCTUnwrap(row["gflops"] as? Double), flops / secs / 1e9, accuracy: 1e-9 * flops / secs, kind)
+            XCTAssertEqual(try XCTUnwrap(row["fraction_of_sgemm_peak"] as? Double), flops / secs / 1e9 / own, accuracy: 1e-9, kind)
+            XCTAssertEqual(try XCTUnwrap(row["fraction_of_run_sgemm_peak"] as? Double), flops / secs / 1e9 / peak, accuracy: 1e-9, kind)
+            XCTAssertEqual(try XCTUnwrap(row["tokens_per_s"] as? Double), t / secs, accuracy: 1e-6 * t / secs, kind)
         }
         let decode = try XCTUnwrap(obj["decode"] as? [String: Any])
         let rate = try XCTUnwrap(decode["tokens_per_s"] as? Double)
@@ -359,6 +364,10 @@ final class CLITests: XCTestCase {
         let bytes = Double(try XCTUnwrap(decode["weight_bytes"] as? Int))
         XCTAssertEqual(try XCTUnwrap(decode["fraction_of_bandwidth_bound"] as? Double), rate * bytes / (bw * 1e9), accuracy: 1e-9)
         XCTAssertTrue(r.stderr.contains("machine: sgemm peak"), r.stderr)
+        // The BLAS it ran with, and the peak against the vector-width estimate.
+        for prefix in ["blas library: ", "blas config: ", "blas core: ", "blas threads: ", "sgemm peak: ", "output of full-logits: "] {
+            XCTAssertTrue(r.stderrLines.contains { $0.hasPrefix(prefix) }, prefix + "\n" + r.stderr)
+        }
     }
 
     func testBenchRunsReportEveryRunAndTheirSpread() throws {
