@@ -72,9 +72,9 @@ if [ -f "$SMOL" ]; then
 fi
 
 ( cd "$OUT" && find . -type f ! -name pruning.json | LC_ALL=C sort | xargs sha256sum ) > "$OUT.list"
-# pruning.json records absolute paths and the binary version; hash it without the path fields.
+# pruning.json records absolute paths and a timestamp; hash it without those lines.
 for f in $(cd "$OUT" && find . -name pruning.json | LC_ALL=C sort); do
-  printf '%s  %s (without paths)\n' "$(grep -v '"path"\|"/' "$OUT/$f" | sha256sum | cut -d' ' -f1)" "$f" >> "$OUT.list"
+  printf '%s  %s (without paths, timestamp)\n' "$(grep -v '"path"\|"source" : "\\/\|"timestamp"' "$OUT/$f" | sha256sum | cut -d' ' -f1)" "$f" >> "$OUT.list"
 done
 if [ $RECORD = 1 ]; then
   mv "$OUT.list" "$LIST"
