@@ -3,14 +3,9 @@ import Tokenize
 
 // MARK: - Family-neutral configuration
 //
-// Each family file (Llama.swift, OPT.swift) decodes its own HF `config.json`
+// Each family file (Families/Llama.swift, OPT.swift) decodes its own HF `config.json`
 // with typed CodingKeys and converts it to this struct; everything downstream
 // (forward, LRP, pruning) reads only `ModelConfig`.
-
-public enum ModelFamily: String, Codable, Sendable {
-    case llama
-    case opt
-}
 
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var family: ModelFamily
