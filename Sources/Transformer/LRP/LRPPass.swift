@@ -114,45 +114,17 @@ extension Model {
                 runBlock(l, &x, segments: seg, buffers: shared!)
             }
         }
-        var invF = zeros(n)
-        let nf = invF.ptr { finalNormRows(x, rows: n, inv: $0) }          // [N, d]
-        // Seed: δ(final hidden) = Σ coef · scale · W_U[token] — the unembedding is
-        // linear, so no [T, vocab] logits matrix is ever formed.
+        let invF = Buffer(count: n)                                     // [N] final norm 1/rms or 1/σ
+        let nf = finalNormRows(x, rows: n, inv: invF.p)                   // [N, d]
         let groups = try resolve(explain, tokens: tokens, finalHidden: nf)
-        let wu = unembedding
-        var dnf = zeros(n * d)
-        var terms: [(term: ExplainTerm, logit: Float)] = []
-        var explained = 0.0
-        wu.cptr { w in nf.cptr { h in dnf.ptr { dh in
-            for g in groups {
-                let logitsOfGroup = g.map { t -> Float in
-                    var s: Float = 0
-                    for j in 0..<d { s += h[t.position * d + j] * w[t.token * d + j] }
-                    return s
-                }
-                let y = zip(g, logitsOfGroup).reduce(0.0) { $0 + Double($1.0.coefficient * $1.1) }
-                terms += zip(g, logitsOfGroup).map { ($0, $1) }
-                let scale: Float
-                switch seed {
-                case .logit: scale = 1; explained += y
-                case .one:
-                    guard abs(y) > 1e-12 else { continue }
-                    scale = Float(1 / y); explained += 1
-                }
-                for t in g {
-                    let k = t.coefficient * scale
-                    for j in 0..<d { dh[t.position * d + j] += k * w[t.token * d + j] }
-                }
-            }
-        } } }
+        let dnf = Buffer(count: n * d)                                    // [N, d] δ(final hidden)
+        let (terms, explained) = seedExplained(groups, finalHidden: nf, seed: seed, into: dnf)
         guard explained != 0 || seed == .logit, !terms.isEmpty else { throw LRPError.nothingToExplain }
         // Backward: final norm, then blocks last to first.
         let scratch = BackwardScratch(maxWeight: max(c.dFF * d, c.qDim * d, c.kvDim * d))
-        var dx = zeros(n * d)                                           // [N, d] δ residual stream
-        dnf.cptr { dy in x.cptr { xp in invF.cptr { s in dx.ptr { out in
-            finalNorm.backward(dy: dy, x: xp, inv: s, dx: out, rows: n, d: d, constantNormaliser: rules.normIsConstant,
-                               accumulate: false, biasRelevance: &scratch.biasRelevance)
-        } } } }
+        let dx = Buffer(count: n * d)                                     // [N, d] δ residual stream
+        finalNorm.backward(dy: dnf.p, x: x, inv: invF.p, dx: dx.p, rows: n, d: d, constantNormaliser: rules.normIsConstant,
+                           accumulate: false, biasRelevance: &scratch.biasRelevance)
         let grads = GradBuffers(config: c, rows: n)
         for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
             let bb: BlockBuffers
@@ -161,29 +133,56 @@ extension Model {
                 runBlock(l, &xi, segments: seg, buffers: shared!)
                 bb = shared!
             }
-            dx.ptr { c.definition.blockBackward(self, blocks[l], bb, dx: $0, grads, rules: rules, sink: sink, scratch: scratch) }
+            c.definition.blockBackward(self, blocks[l], bb, dx: dx.p, grads, rules: rules, sink: sink, scratch: scratch)
             kept[l] = nil; inputs[l] = nil                               // free as we go
         }
         // Input relevance: embedding ⊙ δ, summed over the hidden dimension.
-        var tokRel = zeros(n)
-        var posRel: [Float]? = positions == nil ? nil : zeros(n)
-        embed.cptr { e in dx.cptr { g in
-            for t in 0..<n {
-                var s: Float = 0
-                for j in 0..<d { s += e[tokens[t] * d + j] * g[t * d + j] }
-                tokRel[t] = s
-            }
-        } }
-        if let positions {
-            positions.cptr { p in dx.cptr { g in
-                for t in 0..<n {
-                    var s: Float = 0
-                    for j in 0..<d { s += p[(t + ModelConfig.optPositionOffset) * d + j] * g[t * d + j] }
-                    posRel![t] = s
-                }
-            } }
-        }
+        let tokRel = rowRelevance(embed, rows: tokens, dx)
+        let posRel = positions.map { rowRelevance($0, rows: (0..<n).map { $0 + ModelConfig.optPositionOffset }, dx) }
         return LRPResult(terms: terms, explained: explained, tokenRelevance: tokRel, positionRelevance: posRel,
                          biasRelevance: scratch.biasRelevance)
+    }
+
+    /// Seeds δ(final hidden) [N, d] with Σ coef · scale · W_U[token] per explained group — the
+    /// unembedding is linear, so no [T, vocab] logits matrix is ever formed. Returns the
+    /// resolved terms with their logits and the explained total.
+    func seedExplained(_ groups: [ExplainGroup], finalHidden h: [Float], seed: SeedValue,
+                       into dh: Buffer) -> (terms: [(term: ExplainTerm, logit: Float)], explained: Double) {
+        let d = config.dModel, w = unembedding
+        var terms: [(term: ExplainTerm, logit: Float)] = []
+        var explained = 0.0
+        for g in groups {
+            let logitsOfGroup = g.map { t -> Float in
+                var s: Float = 0
+                for j in 0..<d { s += h[t.position * d + j] * w[t.token * d + j] }
+                return s
+            }
+            let y = zip(g, logitsOfGroup).reduce(0.0) { $0 + Double($1.0.coefficient * $1.1) }
+            terms += zip(g, logitsOfGroup).map { ($0, $1) }
+            let scale: Float
+            switch seed {
+            case .logit: scale = 1; explained += y
+            case .one:
+                guard abs(y) > 1e-12 else { continue }
+                scale = Float(1 / y); explained += 1
+            }
+            for t in g {
+                let k = t.coefficient * scale
+                for j in 0..<d { dh[t.position * d + j] += k * w[t.token * d + j] }
+            }
+        }
+        return (terms, explained)
+    }
+
+    /// r[t] = Σ_j table[rows[t], j] · δ[t, j]: relevance of an embedding-table input (tokens, positions) [T].
+    func rowRelevance(_ table: [Float], rows: [Int], _ g: Buffer) -> [Float] {
+        let d = config.dModel
+        return table.withUnsafeBufferPointer { e in
+            rows.indices.map { t in
+                var s: Float = 0
+                for j in 0..<d { s += e[rows[t] * d + j] * g.p[t * d + j] }
+                return s
+            }
+        }
     }
 }
