@@ -116,6 +116,11 @@ public struct OPTHFConfig: Codable {
     }
 }
 
+extension ModelConfig {
+    /// OPT's learned position table is indexed with `position + 2` (fairseq legacy).
+    public static let optPositionOffset = 2
+}
+
 // MARK: - Tensor names
 
 enum OPTNames {

@@ -138,7 +138,7 @@ extension Model {
         }
         // Input relevance: embedding ⊙ δ, summed over the hidden dimension.
         let tokRel = rowRelevance(embed, rows: tokens, dx)
-        let posRel = positions.map { rowRelevance($0, rows: (0..<n).map { $0 + ModelConfig.optPositionOffset }, dx) }
+        let posRel = positions.map { rowRelevance($0, rows: (0..<n).map { $0 + c.definition.positionOffset }, dx) }
         return LRPResult(terms: terms, explained: explained, tokenRelevance: tokRel, positionRelevance: posRel,
                          biasRelevance: scratch.biasRelevance)
     }

@@ -97,10 +97,11 @@ extension Model {
                     (xp + r * d).update(from: e.baseAddress! + t * d, count: d)
                 }
                 if let positions {
+                    let offset = config.definition.positionOffset
                     positions.withUnsafeBufferPointer { pp in
                         for s in segments {
                             for i in 0..<s.count {
-                                let row = (s.pos0 + i + ModelConfig.optPositionOffset) * d
+                                let row = (s.pos0 + i + offset) * d
                                 addInPlace(xp + (s.rowStart + i) * d, pp.baseAddress! + row, d)
                             }
                         }

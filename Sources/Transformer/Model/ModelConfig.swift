@@ -38,9 +38,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     public var qDim: Int { nHeads * headDim }
     public var kvDim: Int { nKVHeads * headDim }
-
-    /// OPT's learned position table is indexed with `position + 2` (fairseq legacy).
-    public static let optPositionOffset = 2
 }
 
 // MARK: - Checkpoint (what every loader produces)
