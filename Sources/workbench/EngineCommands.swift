@@ -38,7 +38,7 @@ enum InfoCommand: Command {
         heads: \(c.nHeads) (kv heads: \(c.nKVHeads), head dim: \(c.headDim))
         vocab: \(c.vocabSize)
         context: \(c.maxSeqLen)
-        \(c.family == .llama ? "rope theta: \(c.ropeTheta)\n" : "")norm eps: \(c.normEps)
+        \(c.ropeTheta > 0 ? "rope theta: \(c.ropeTheta)\n" : "")norm eps: \(c.normEps)
         tied embeddings: \(c.tiedEmbeddings)
         biases: attention \(c.attentionBias), mlp \(c.mlpBias)
         parameters: \(m.model.parameterCount) (\(String(format: "%.1f", Double(m.model.parameterCount) / 1e6))M)

@@ -52,7 +52,7 @@ final class AttributionBaselineTests: XCTestCase {
             XCTAssertEqual(Set(f.names), Set(model.linears.map(\.name)))
             for blk in model.blocks {
                 // The input of each linear, by hand: q/k/v ← ln1 out, o ← z, gate/up (fc1) ← ln2 out, down (fc2) ← post.
-                let inputs: [(Linear, KeyPath<BlockBuffers, [Float]>)] =
+                let inputs: [(Linear, KeyPath<BlockBuffers, Buffer>)] =
                     [(blk.q, \.normed1), (blk.k, \.normed1), (blk.v, \.normed1), (blk.o, \.z), (blk.up, \.normed2), (blk.down, \.post)]
                     + (blk.gate.map { [($0, \BlockBuffers.normed2)] } ?? [])
                 XCTAssertEqual(inputs.count, blk.linears.count)

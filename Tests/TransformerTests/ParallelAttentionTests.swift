@@ -131,15 +131,15 @@ final class BlockHooksTests: XCTestCase {
             m.runBlock(0, &full, segments: seg(), buffers: fullB)
             XCTAssertTrue(leanB.resid.isEmpty && leanB.mid.isEmpty && leanB.attnOut.isEmpty && leanB.post.isEmpty)
             for i in lean.indices { XCTAssertEqual(lean[i], full[i], accuracy: 1e-5, "\(c.family) x[\(i)]") }
-            XCTAssertEqual(fullB.resid, blockInput)
+            XCTAssertEqual(Array(fullB.resid), blockInput)
             for i in full.indices {                                       // out = mid + mlpOut, mid = resid + attnOut
                 XCTAssertEqual(fullB.mid[i], blockInput[i] + fullB.attnOut[i], accuracy: 1e-5)
                 XCTAssertEqual(full[i], fullB.mid[i] + fullB.mlpOut[i], accuracy: 1e-5)
             }
             // post recomputed for the backward equals the kept one.
-            let again: [Float] = m.postForBackward(fullB) { Array(UnsafeBufferPointer(start: $0, count: n * c.dFF)) }
-            XCTAssertEqual(again, fullB.post)
-            let shared: [Float] = m.postForBackward(leanB) { Array(UnsafeBufferPointer(start: $0, count: n * c.dFF)) }
+            let again = Array(UnsafeBufferPointer(start: m.postForBackward(fullB), count: n * c.dFF))
+            XCTAssertEqual(again, Array(fullB.post))
+            let shared = Array(UnsafeBufferPointer(start: m.postForBackward(leanB), count: n * c.dFF))
             for i in shared.indices { XCTAssertEqual(shared[i], fullB.post[i], accuracy: 1e-5) }
         }
     }

@@ -28,14 +28,12 @@ func forwardBlocks(_ model: Model, _ tokens: [Int], visit: (Int, BlockBuffers) -
 }
 
 /// acc[j] += Σ_t a[t, j]² (or |a[t, j]| with `absolute`), in Double.
-func accumulateColumns(_ a: [Float], rows n: Int, cols m: Int, into acc: inout [Double], absolute: Bool = false) {
-    a.withUnsafeBufferPointer { ap in
-        acc.withUnsafeMutableBufferPointer { s in
-            for t in 0..<n {
-                let row = ap.baseAddress! + t * m
-                if absolute { for j in 0..<m { s[j] += Double(abs(row[j])) } }
-                else { for j in 0..<m { let v = Double(row[j]); s[j] += v * v } }
-            }
+func accumulateColumns(_ a: Buffer, rows n: Int, cols m: Int, into acc: inout [Double], absolute: Bool = false) {
+    acc.withUnsafeMutableBufferPointer { s in
+        for t in 0..<n {
+            let row = a.p + t * m
+            if absolute { for j in 0..<m { s[j] += Double(abs(row[j])) } }
+            else { for j in 0..<m { let v = Double(row[j]); s[j] += v * v } }
         }
     }
 }
@@ -70,7 +68,7 @@ enum WandaSite: String, CaseIterable {
     func width(_ c: ModelConfig) -> Int {
         switch self { case .attnIn, .mlpIn: return c.dModel; case .z: return c.qDim; case .post: return c.dFF }
     }
-    func values(_ b: BlockBuffers) -> [Float] {
+    func values(_ b: BlockBuffers) -> Buffer {
         switch self { case .attnIn: return b.normed1; case .z: return b.z; case .mlpIn: return b.normed2; case .post: return b.post }
     }
     static func of(_ lin: Linear, in blk: Block) -> WandaSite {

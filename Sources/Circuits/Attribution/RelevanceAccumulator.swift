@@ -10,14 +10,11 @@ import Transformer
 
 /// Names of the non-weight score tensors, namespaced by the HF module they belong to.
 public enum ScoreNames {
-    /// MLP intermediate neurons of layer l: Llama `model.layers.l.mlp.neurons`, OPT `model.decoder.layers.l.fc1.neurons`.
-    public static func neurons(_ model: Model, layer l: Int) -> String {
-        model.config.family == .llama ? "model.layers.\(l).mlp.neurons" : "model.decoder.layers.\(l).fc1.neurons"
-    }
+    /// MLP intermediate neurons of layer l: Llama `model.layers.l.mlp.neurons`, OPT `model.decoder.layers.l.fc1.neurons`
+    /// (the family file's `FamilyNames.neurons`).
+    public static func neurons(_ model: Model, layer l: Int) -> String { model.config.family.names.neurons(l) }
     /// Attention heads of layer l: `….self_attn.heads`.
-    public static func heads(_ model: Model, layer l: Int) -> String {
-        model.config.family == .llama ? "model.layers.\(l).self_attn.heads" : "model.decoder.layers.\(l).self_attn.heads"
-    }
+    public static func heads(_ model: Model, layer l: Int) -> String { model.config.family.names.heads(l) }
 }
 
 public final class RelevanceAccumulator: RelevanceSink {

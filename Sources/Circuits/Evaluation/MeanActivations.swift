@@ -51,9 +51,8 @@ public struct MeanActivations: Sendable {
                                tokens: total)
     }
 
-    static func accumulate(_ a: [Float], rows: Int, cols: Int, into sum: inout [Double]) {
-        a.withUnsafeBufferPointer { p in
-            for r in 0..<rows { for j in 0..<cols { sum[j] += Double(p[r * cols + j]) } }
-        }
+    static func accumulate(_ a: Buffer, rows: Int, cols: Int, into sum: inout [Double]) {
+        let p = a.p
+        for r in 0..<rows { for j in 0..<cols { sum[j] += Double(p[r * cols + j]) } }
     }
 }

@@ -33,7 +33,7 @@ extension CheckpointWriter {
             if format == .dense && !stale { return data }
             obj = parsed
         } else {
-            obj = Self.hfConfig(source.config)
+            obj = try Self.hfConfig(source.config)
         }
         for k in compressedKeys { obj.removeValue(forKey: k) }
         if format == .sparseBitmask {
@@ -42,7 +42,8 @@ extension CheckpointWriter {
                 "quant_method": "compressed-tensors",
                 "format": "sparse-bitmask",
                 "sparsity_config": ["format": "sparse-bitmask", "global_sparsity": s.globalSparsity,
-                                    "sparsity_structure": s.structure, "targets": s.targets, "ignore": s.ignore] as [String: Any],
+                                    "sparsity_structure": s.structure, "targets": s.targets,
+                                    "ignore": s.ignore ?? [source.config.family.names.lmHeadModule]] as [String: Any],
             ] as [String: Any]
         }
         return try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
@@ -50,30 +51,13 @@ extension CheckpointWriter {
 
     static func moduleName(_ weight: String) -> String { weight.hasSuffix(".weight") ? String(weight.dropLast(7)) : weight }
 
-    /// An HF config.json for a ModelConfig (what transformers' LlamaConfig / OPTConfig read).
-    public static func hfConfig(_ c: ModelConfig) -> [String: Any] {
-        // Float → shortest decimal ("1e-05"), not 9.99999974738e-06.
-        func num(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
-        var o: [String: Any] = [
-            "vocab_size": c.vocabSize, "hidden_size": c.dModel, "num_hidden_layers": c.nLayers,
-            "num_attention_heads": c.nHeads, "max_position_embeddings": c.maxSeqLen,
-            "tie_word_embeddings": c.tiedEmbeddings, "torch_dtype": "float32", "use_cache": true,
-        ]
-        if let b = c.bosTokenId { o["bos_token_id"] = b }
-        if let e = c.eosTokenId { o["eos_token_id"] = e }
-        switch c.family {
-        case .llama:
-            o["architectures"] = ["LlamaForCausalLM"]; o["model_type"] = "llama"
-            o["intermediate_size"] = c.dFF; o["num_key_value_heads"] = c.nKVHeads; o["head_dim"] = c.headDim
-            o["rms_norm_eps"] = num(c.normEps); o["rope_theta"] = num(c.ropeTheta); o["hidden_act"] = "silu"
-            o["attention_bias"] = c.attentionBias; o["mlp_bias"] = c.mlpBias
-            o["attention_dropout"] = 0.0; o["pretraining_tp"] = 1
-        case .opt:
-            o["architectures"] = ["OPTForCausalLM"]; o["model_type"] = "opt"
-            o["ffn_dim"] = c.dFF; o["word_embed_proj_dim"] = c.dModel; o["do_layer_norm_before"] = true
-            o["activation_function"] = "relu"; o["enable_bias"] = true; o["layer_norm_elementwise_affine"] = true
-            o["dropout"] = 0.0; o["attention_dropout"] = 0.0
+    /// An HF config.json for a ModelConfig (what transformers' LlamaConfig / OPTConfig read): the family's typed
+    /// encoder (`LlamaHFConfig(encoding:)`, `OPTHFConfig(encoding:)`), as an object so a compression block can be added.
+    public static func hfConfig(_ c: ModelConfig) throws -> [String: Any] {
+        let data = try c.family.encodeConfig(c)
+        guard let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ModelError.badConfig(file: "config.json", key: "(root)", reason: "the \(c.family) encoder did not write an object")
         }
-        return o
+        return obj
     }
 }

@@ -52,9 +52,9 @@ public struct CheckpointSourceInfo: Sendable {
 public struct SparsityConfigInfo: Sendable {
     public var structure: String          // "unstructured", "2:4", …
     public var targets: [String]          // module names (weight name without ".weight")
-    public var ignore: [String]
+    public var ignore: [String]?          // nil: the model's output projection (`FamilyNames.lmHeadModule`)
     public var globalSparsity: Double     // fraction of zero parameters in the whole model
-    public init(structure: String, targets: [String], ignore: [String] = ["lm_head"], globalSparsity: Double) {
+    public init(structure: String, targets: [String], ignore: [String]? = nil, globalSparsity: Double) {
         self.structure = structure; self.targets = targets; self.ignore = ignore; self.globalSparsity = globalSparsity
     }
 }

@@ -68,7 +68,7 @@ public struct ScoreMap {
             guard let expected = shapes[name] else {
                 // Auxiliary tensors a score writer may add are ignored; a parameter-like name
                 // the model lacks means the file was written for another model.
-                if name.hasPrefix("model.") || name.hasPrefix("lm_head") {
+                if model.config.family.names.isParameterLike(name) {
                     throw PruneError.unknownScoreTensor(tensor: name, file: source)
                 }
                 continue

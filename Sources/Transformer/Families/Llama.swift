@@ -1,8 +1,15 @@
 import Foundation
+import Tokenize
 
 // Llama family (Llama 1/2/3, TinyLlama, SmolLM2, stories260K), mirroring HF
 // transformers `models/llama/modeling_llama.py`: RMSNorm, rotate-half RoPE with
 // rope_theta, GQA, SwiGLU MLP, optional attention/MLP biases, tied or untied lm_head.
+// Everything Llama-specific is here: config.json decode and encode, the HF / GGUF /
+// llama2.c tensor names, build, block forward and block backward.
+
+extension ModelFamily {
+    public static let llama = ModelFamily(id: "llama")
+}
 
 // MARK: - config.json
 
@@ -70,42 +77,213 @@ public struct LlamaHFConfig: Codable {
                            attentionBias: attentionBias ?? false, mlpBias: mlpBias ?? false,
                            bosTokenId: bosTokenId?.firstInt, eosTokenId: eosTokenId?.firstInt)
     }
+
+    /// The config.json fields for a ModelConfig (what transformers' LlamaConfig reads back).
+    public init(encoding c: ModelConfig) {
+        hiddenSize = c.dModel; intermediateSize = c.dFF; numHiddenLayers = c.nLayers
+        numAttentionHeads = c.nHeads; numKeyValueHeads = c.nKVHeads; headDim = c.headDim
+        vocabSize = c.vocabSize; maxPositionEmbeddings = c.maxSeqLen
+        rmsNormEps = c.normEps; ropeTheta = c.ropeTheta; ropeScaling = nil
+        tieWordEmbeddings = c.tiedEmbeddings; attentionBias = c.attentionBias; mlpBias = c.mlpBias
+        hiddenAct = "silu"; bosTokenId = c.bosTokenId.map(JSONValue.int); eosTokenId = c.eosTokenId.map(JSONValue.int)
+    }
+
+    /// Fields transformers writes that the engine does not read.
+    enum WrittenKeys: String, CodingKey {
+        case architectures, modelType = "model_type", torchDtype = "torch_dtype", useCache = "use_cache"
+        case attentionDropout = "attention_dropout", pretrainingTp = "pretraining_tp"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encodeIfPresent(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encodeIfPresent(headDim, forKey: .headDim)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encodeIfPresent(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encodeIfPresent(rmsNormEps.map(shortestDecimal), forKey: .rmsNormEps)
+        try c.encodeIfPresent(ropeTheta.map(shortestDecimal), forKey: .ropeTheta)
+        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
+        try c.encodeIfPresent(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encodeIfPresent(attentionBias, forKey: .attentionBias)
+        try c.encodeIfPresent(mlpBias, forKey: .mlpBias)
+        try c.encodeIfPresent(hiddenAct, forKey: .hiddenAct)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+        var w = encoder.container(keyedBy: WrittenKeys.self)
+        try w.encode(["LlamaForCausalLM"], forKey: .architectures)
+        try w.encode(ModelFamily.llama.rawValue, forKey: .modelType)
+        try w.encode("float32", forKey: .torchDtype)
+        try w.encode(true, forKey: .useCache)
+        try w.encode(0.0, forKey: .attentionDropout)
+        try w.encode(1, forKey: .pretrainingTp)
+    }
 }
 
-// MARK: - Tensor names
+// MARK: - Tensor names (HF, GGUF, llama2.c)
 
 enum LlamaNames {
     static let embed = "model.embed_tokens.weight"
     static let norm = "model.norm.weight"
+    static let lmHead = "lm_head.weight"
     static func layer(_ i: Int, _ s: String) -> String { "model.layers.\(i).\(s)" }
+
+    /// Per-layer tensors: HF suffix, GGUF block name (llama.cpp `blk.N.<name>`), llama2.c section
+    /// (in the .bin's file order), and which head count permutes its rows for RoPE (q: query heads,
+    /// k: kv heads; convert_hf_to_gguf and llama2.c's export both store Meta's interleaved order).
+    enum LayerTensor: CaseIterable {
+        case attnNorm, q, k, v, o, mlpNorm, gate, down, up
+        var hf: String {
+            switch self {
+            case .attnNorm: return "input_layernorm"
+            case .q: return "self_attn.q_proj"
+            case .k: return "self_attn.k_proj"
+            case .v: return "self_attn.v_proj"
+            case .o: return "self_attn.o_proj"
+            case .mlpNorm: return "post_attention_layernorm"
+            case .gate: return "mlp.gate_proj"
+            case .up: return "mlp.up_proj"
+            case .down: return "mlp.down_proj"
+            }
+        }
+        var gguf: String {
+            switch self {
+            case .attnNorm: return "attn_norm"
+            case .q: return "attn_q"
+            case .k: return "attn_k"
+            case .v: return "attn_v"
+            case .o: return "attn_output"
+            case .mlpNorm: return "ffn_norm"
+            case .gate: return "ffn_gate"
+            case .up: return "ffn_up"
+            case .down: return "ffn_down"
+            }
+        }
+        var llama2c: String {
+            switch self {
+            case .attnNorm: return "rms_att"
+            case .q: return "wq"
+            case .k: return "wk"
+            case .v: return "wv"
+            case .o: return "wo"
+            case .mlpNorm: return "rms_ffn"
+            case .gate: return "w1"
+            case .down: return "w2"
+            case .up: return "w3"
+            }
+        }
+        /// HF shape [out, in] (or [d] for norms) under `c`.
+        func shape(_ c: ModelConfig) -> [Int] {
+            switch self {
+            case .attnNorm, .mlpNorm: return [c.dModel]
+            case .q: return [c.qDim, c.dModel]
+            case .k, .v: return [c.kvDim, c.dModel]
+            case .o: return [c.dModel, c.qDim]
+            case .gate, .up: return [c.dFF, c.dModel]
+            case .down: return [c.dModel, c.dFF]
+            }
+        }
+        /// Heads whose rows a Meta/llama.cpp file stores interleaved (nil: no RoPE permutation).
+        func ropeHeads(_ c: ModelConfig) -> Int? { self == .q ? c.nHeads : self == .k ? c.nKVHeads : nil }
+        /// The HF weight (or bias) name in layer l.
+        func name(_ l: Int, _ kind: String = "weight") -> String { LlamaNames.layer(l, hf + "." + kind) }
+    }
+
+    /// GGUF names outside the blocks → HF.
+    static let ggufGlobals = ["token_embd.weight": embed, "output_norm.weight": norm, "output.weight": lmHead]
+    /// llama2.c sections outside the blocks → HF.
+    static let llama2cEmbed = "tok_embeddings", llama2cNorm = "rms_final", llama2cClassifier = "wcls"
+    /// The per-layer sections in the order a llama2.c .bin stores them.
+    static let llama2cLayerOrder: [LayerTensor] = [.attnNorm, .q, .k, .v, .o, .mlpNorm, .gate, .down, .up]
+
+    /// A GGUF tensor name → (HF name, the layer tensor it is, or nil outside the blocks); nil if unknown.
+    static func fromGGUF(_ name: String, nLayers: Int) -> (hf: String, tensor: LayerTensor?)? {
+        if let hf = ggufGlobals[name] { return (hf, nil) }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "blk", let l = Int(parts[1]), l >= 0, l < nLayers,
+              parts[3] == "weight" || parts[3] == "bias",
+              let w = LayerTensor.allCases.first(where: { $0.gguf == parts[2] }) else { return nil }
+        return (w.name(l, String(parts[3])), w)
+    }
+
+    /// Every HF tensor a Llama checkpoint must hold, with its shape (biases are optional).
+    static func expectedShapes(_ c: ModelConfig) -> [String: [Int]] {
+        var out = [embed: [c.vocabSize, c.dModel], norm: [c.dModel]]
+        if !c.tiedEmbeddings { out[lmHead] = [c.vocabSize, c.dModel] }
+        for l in 0..<c.nLayers { for t in LayerTensor.allCases { out[t.name(l)] = t.shape(c) } }
+        return out
+    }
+
+    static let table = FamilyNames(embed: embed, positions: nil, lmHead: lmHead, layerPrefix: "model.layers.",
+                                   query: { LayerTensor.q.name($0) }, key: { LayerTensor.k.name($0) },
+                                   mlpIn: { LayerTensor.up.name($0) },
+                                   neurons: { "model.layers.\($0).mlp.neurons" }, heads: { "model.layers.\($0).self_attn.heads" })
 }
 
-extension Model {
-    static func buildLlama(_ ck: Checkpoint) throws -> Model {
+// MARK: - The family
+
+enum LlamaFamily: TransformerFamily {
+    static var family: ModelFamily { .llama }
+    static var names: FamilyNames { LlamaNames.table }
+    static var gatedMLP: Bool { true }
+    static var usesRoPE: Bool { true }
+    static var positionOffset: Int { 0 }   // no position table (RoPE)
+
+    static let configKeys: [ConfigField: String] = [
+        .vocabSize: "vocab_size", .dModel: "hidden_size", .nLayers: "num_hidden_layers",
+        .nHeads: "num_attention_heads", .nKVHeads: "num_key_value_heads", .headDim: "head_dim",
+        .dFF: "intermediate_size", .maxSeqLen: "max_position_embeddings", .normEps: "rms_norm_eps",
+        .ropeTheta: "rope_theta", .bosTokenId: "bos_token_id", .eosTokenId: "eos_token_id",
+        .tiedEmbeddings: "tie_word_embeddings", .attentionBias: "attention_bias", .mlpBias: "mlp_bias",
+    ]
+    static let integerKeys = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                              "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings"]
+    static var headDimKey: String? { "head_dim" }
+
+    static func decodeConfig(_ data: Data, file: String) throws -> ModelConfig {
+        try JSONDecoder().decode(LlamaHFConfig.self, from: data).modelConfig(file: file)
+    }
+
+    static func encodeConfig(_ c: ModelConfig) throws -> Data {
+        try JSONEncoder().encode(LlamaHFConfig(encoding: c))
+    }
+
+    /// GGUF byte-level BPE adds BOS only when the file says so (SmolLM2: no);
+    /// otherwise the checkpoint's `add_bos_token`, when stated.
+    static func tokenizerHints(config: ModelConfig, tokenizer: TokenizerSource?, addBOS: Bool?) -> TokenizerHints {
+        if case .ggufBPE? = tokenizer {
+            return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS ?? false)
+        }
+        return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS)
+    }
+
+    static func build(_ ck: Checkpoint) throws -> Model {
         let c = ck.config
         var t = TensorTaker(tensors: ck.tensors, file: ck.path)
         let embed = try t.take(LlamaNames.embed, [c.vocabSize, c.dModel])
+        func norm(_ name: String) throws -> Norm { Norm(kind: .rms, name: name, weight: try t.take(name, [c.dModel]), bias: nil) }
         var blocks: [Block] = []
         for i in 0..<c.nLayers {
-            func n(_ s: String) -> String { LlamaNames.layer(i, s) }
-            func norm(_ s: String) throws -> Norm { Norm(name: n(s), weight: try t.take(n(s), [c.dModel]), bias: nil) }
+            func linear(_ w: LlamaNames.LayerTensor, bias: Bool) throws -> Linear {
+                let s = w.shape(c)
+                return try t.linear(w.name(i), out: s[0], in: s[1], bias: bias)
+            }
             let ab = c.attentionBias, mb = c.mlpBias
             blocks.append(Block(
                 index: i,
-                attnNorm: try norm("input_layernorm.weight"),
-                q: try t.linear(n("self_attn.q_proj.weight"), out: c.qDim, in: c.dModel, bias: ab),
-                k: try t.linear(n("self_attn.k_proj.weight"), out: c.kvDim, in: c.dModel, bias: ab),
-                v: try t.linear(n("self_attn.v_proj.weight"), out: c.kvDim, in: c.dModel, bias: ab),
-                o: try t.linear(n("self_attn.o_proj.weight"), out: c.dModel, in: c.qDim, bias: false),
-                mlpNorm: try norm("post_attention_layernorm.weight"),
-                gate: try t.linear(n("mlp.gate_proj.weight"), out: c.dFF, in: c.dModel, bias: mb),
-                up: try t.linear(n("mlp.up_proj.weight"), out: c.dFF, in: c.dModel, bias: mb),
-                down: try t.linear(n("mlp.down_proj.weight"), out: c.dModel, in: c.dFF, bias: mb)))
+                attnNorm: try norm(LlamaNames.LayerTensor.attnNorm.name(i)),
+                q: try linear(.q, bias: ab), k: try linear(.k, bias: ab), v: try linear(.v, bias: ab),
+                o: try linear(.o, bias: false),
+                mlpNorm: try norm(LlamaNames.LayerTensor.mlpNorm.name(i)),
+                gate: try linear(.gate, bias: mb), up: try linear(.up, bias: mb), down: try linear(.down, bias: mb)))
         }
-        let finalNorm = Norm(name: LlamaNames.norm, weight: try t.take(LlamaNames.norm, [c.dModel]), bias: nil)
+        let finalNorm = try norm(LlamaNames.norm)
         // Tied checkpoints sometimes still carry a copy of lm_head: drop it when tied.
-        let head = try t.takeIfPresent("lm_head.weight", [c.vocabSize, c.dModel])
-        if !c.tiedEmbeddings && head == nil { throw ModelError.missingTensor(name: "lm_head.weight", file: ck.path) }
+        let head = try t.takeIfPresent(LlamaNames.lmHead, [c.vocabSize, c.dModel])
+        if !c.tiedEmbeddings && head == nil { throw ModelError.missingTensor(name: LlamaNames.lmHead, file: ck.path) }
         let model = Model(config: c, embed: embed, embedName: LlamaNames.embed, positions: nil, blocks: blocks,
                           finalNorm: finalNorm, lmHead: c.tiedEmbeddings ? nil : head)
         model.rope = RopeTable(headDim: c.headDim, maxPos: max(c.maxSeqLen, 1), theta: c.ropeTheta)
@@ -116,115 +294,67 @@ extension Model {
 
     /// One Llama block on the residual stream x [N, d], top to bottom:
     /// x += o_proj(attn(rope(q), rope(k), v)) on RMSNorm(x); x += down(silu(gate)⊙up) on RMSNorm(x).
-    func llamaBlock(_ blk: Block, _ x: inout [Float], segments: [Segment], _ b: BlockBuffers) {
-        let c = config, n = b.rows
-        b.keep(x, &b.resid)                                              // [N, d] hook_resid_pre
+    static func block(_ m: Model, _ blk: Block, _ x: UnsafeMutablePointer<Float>, segments: [Segment], _ b: BlockBuffers) {
+        let c = m.config, n = b.rows
+        b.resid.keep(x)                                                         // [N, d] hook_resid_pre
         // Attention half.
-        x.cptr { xp in b.normed1.ptr { y in b.inv1.ptr { rmsNorm(xp, blk.attnNorm.weight, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps) } } }
-        b.normed1.cptr { h in                                            // [N, d]
-            b.q.ptr { blk.q.forward(h, $0, rows: n) }                    // [N, qDim]
-            b.k.ptr { blk.k.forward(h, $0, rows: n) }                    // [N, kvDim]
-            b.v.ptr { blk.v.forward(h, $0, rows: n) }                    // [N, kvDim]
-        }
-        attend(b, layer: blk.index, segments: segments, rope: rope)      // b.z [N, qDim]
-        addSublayer(blk.o, input: b.z, to: &x, keep: &b.attnOut, rows: n) // x += o_proj(z)
-        b.keep(x, &b.mid)                                                // [N, d] hook_resid_mid
+        blk.attnNorm.forward(x, b.normed1.p, inv: b.inv1.p, rows: n, d: c.dModel, eps: c.normEps)  // [N, d]
+        blk.q.forward(b.normed1.p, b.q.p, rows: n)                              // [N, qDim]
+        blk.k.forward(b.normed1.p, b.k.p, rows: n)                              // [N, kvDim]
+        blk.v.forward(b.normed1.p, b.v.p, rows: n)                              // [N, kvDim]
+        m.attend(b, layer: blk.index, segments: segments, rope: m.rope)         // b.z [N, qDim]
+        m.addSublayer(blk.o, input: b.z.p, to: x, keep: b.attnOut, rows: n)     // x += o_proj(z)
+        b.mid.keep(x)                                                           // [N, d] hook_resid_mid
         // MLP half.
-        x.cptr { xp in b.normed2.ptr { y in b.inv2.ptr { rmsNorm(xp, blk.mlpNorm.weight, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps) } } }
-        b.normed2.cptr { h in
-            b.pre.ptr { blk.gate!.forward(h, $0, rows: n) }              // [N, dFF] gate
-            b.up.ptr { blk.up.forward(h, $0, rows: n) }                  // [N, dFF] up
-        }
-        b.withPost { post in                                             // [N, dFF] silu(gate) ⊙ up
-            mlpActivation(b, into: post)
-            addSublayer(blk.down, input: post, to: &x, keep: &b.mlpOut, rows: n) // x += down(post)
-        }
-    }
-}
-
-// MARK: - Loose JSON values (for fields whose type varies across checkpoints)
-
-public enum JSONValue: Codable, Equatable {
-    case int(Int), double(Double), string(String), bool(Bool), array([JSONValue]), object([String: JSONValue]), null
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        blk.mlpNorm.forward(x, b.normed2.p, inv: b.inv2.p, rows: n, d: c.dModel, eps: c.normEps)  // [N, d]
+        blk.gate!.forward(b.normed2.p, b.pre.p, rows: n)                        // [N, dFF] gate
+        blk.up.forward(b.normed2.p, b.up.p, rows: n)                            // [N, dFF] up
+        let post = b.postPointer                                                // [N, dFF] silu(gate) ⊙ up
+        mlpActivation(m, b, into: post)
+        m.addSublayer(blk.down, input: post, to: x, keep: b.mlpOut, rows: n)    // x += down(post)
     }
 
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .bool(let b): try c.encode(b)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        case .null: try c.encodeNil()
+    /// post [N, dFF] = silu(gate) ⊙ up.
+    static func mlpActivation(_ m: Model, _ b: BlockBuffers, into p: UnsafeMutablePointer<Float>) {
+        let n = b.rows, f = m.config.dFF, g = b.pre.p, u = b.up.p
+        parallelRows(n, work: n * f) { r in
+            let lo = r.lowerBound * f
+            swiGLU(g + lo, u + lo, p + lo, r.count * f)
         }
     }
 
-    /// An int, or the first int of an array (eos_token_id may be a list).
-    public var firstInt: Int? {
-        switch self {
-        case .int(let i): return i
-        case .array(let a): return a.first?.firstInt
-        default: return nil
-        }
-    }
-}
+    // MARK: - LRP backward (one function per block, llm.c style)
 
-// MARK: - LRP backward (one function per block, llm.c style)
-
-extension Model {
     /// Backward through one Llama block with the AttnLRP rules. `dx` [N, d] holds
     /// δ(block output) on entry and δ(block input) on return.
-    func llamaBlockBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
-                            rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
-        let c = config, n = b.rows, m = n * c.dFF
+    static func blockBackward(_ m: Model, _ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
+                              rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
+        let c = m.config, n = b.rows, f = c.dFF, abs = sink?.wantsAbsPerToken ?? false
+        let constant = rules.normIsConstant
         // MLP half: out = mid + down(silu(gate) ⊙ up).
-        postForBackward(b) { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
-            linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
-        } } }
-        let (fg, fu) = rules.gateUpFactors
-        let plain = rules.variant == .gradient
-        // δ(up) overwrites δ(post) in place.
-        b.pre.cptr { gate in b.up.cptr { up in g.dPost.ptr { dPost in g.dGate.ptr { dGate in
-            parallelRows(n, work: m) { range in
-                let lo = range.lowerBound * c.dFF
-                swiGLUBackward(gate: gate + lo, up: up + lo, dPost: dPost + lo, dGate: dGate + lo, count: range.count * c.dFF,
-                               gateFactor: fg, upFactor: fu, plainGradient: plain)
-            }
-        } } } }
-        b.normed2.cptr { h in g.dn.ptr { dn in
-            g.dGate.cptr { dGate in b.pre.cptr { z in
-                linearBackward(blk.gate!, x: h, dy: dGate, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            } }
-            g.dPost.cptr { dUp in b.up.cptr { z in
-                linearBackward(blk.up, x: h, dy: dUp, z: z, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
-            } }
-        } }
-        g.dn.cptr { dn in b.mid.cptr { mid in b.inv2.cptr { inv in
-            rmsNormBackward(dy: dn, x: mid, inv: inv, g: blk.mlpNorm.weight, dx: dx, rows: n, d: c.dModel,
-                            constantNormaliser: rules.normIsConstant, accumulate: true)
-        } } }
-        // Attention half: mid = resid + o_proj(attn(rope(q), rope(k), v)).
-        attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { dq, dk in
-            // RoPE is linear: δ before the rotation is Rᵀ δ.
-            rope?.apply(dq, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true)
-            rope?.apply(dk, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+        let post = m.postForBackward(b)                                         // [N, dFF]
+        m.linearBackward(blk.down, x: post, dy: dx, z: b.mlpOut.p, dx: g.dPost.p, accumulate: false,
+                         rows: n, rules: rules, sink: sink, scratch: scratch)   // δpost
+        sink?.neurons(layer: blk.index, m.columnRelevance(post, g.dPost.p, rows: n, cols: f, abs: abs))
+        let (fg, fu) = rules.gateUpFactors, plain = rules.variant == .gradient
+        parallelRows(n, work: n * f) { r in                                     // δgate; δup overwrites δpost
+            let lo = r.lowerBound * f
+            swiGLUBackward(gate: b.pre.p + lo, up: b.up.p + lo, dPost: g.dPost.p + lo, dGate: g.dGate.p + lo,
+                           count: r.count * f, gateFactor: fg, upFactor: fu, plainGradient: plain)
         }
-        g.dn.cptr { dn in b.resid.cptr { x in b.inv1.cptr { inv in
-            rmsNormBackward(dy: dn, x: x, inv: inv, g: blk.attnNorm.weight, dx: dx, rows: n, d: c.dModel,
-                            constantNormaliser: rules.normIsConstant, accumulate: true)
-        } } }
+        m.linearBackward(blk.gate!, x: b.normed2.p, dy: g.dGate.p, z: b.pre.p, dx: g.dn.p, accumulate: false,
+                         rows: n, rules: rules, sink: sink, scratch: scratch)   // δln2 = gateᵀδgate
+        m.linearBackward(blk.up, x: b.normed2.p, dy: g.dPost.p, z: b.up.p, dx: g.dn.p, accumulate: true,
+                         rows: n, rules: rules, sink: sink, scratch: scratch)   //      + upᵀδup
+        blk.mlpNorm.backward(dy: g.dn.p, x: b.mid.p, inv: b.inv2.p, dx: dx, rows: n, d: c.dModel,
+                             constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
+        // Attention half: mid = resid + o_proj(attn(rope(q), rope(k), v)).
+        m.attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { dq, dk in
+            // RoPE is linear: δ before the rotation is Rᵀ δ.
+            m.rope?.apply(dq, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true)
+            m.rope?.apply(dk, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+        }
+        blk.attnNorm.backward(dy: g.dn.p, x: b.resid.p, inv: b.inv1.p, dx: dx, rows: n, d: c.dModel,
+                              constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
     }
 }

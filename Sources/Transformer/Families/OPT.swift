@@ -1,8 +1,14 @@
 import Foundation
+import Tokenize
 
 // OPT family (facebook/opt-*), mirroring HF transformers `models/opt/modeling_opt.py`:
 // learned positions with offset 2, pre-LayerNorm blocks with biases everywhere,
-// ReLU MLP (fc1/fc2), lm_head tied to the token embedding.
+// ReLU MLP (fc1/fc2), lm_head tied to the token embedding. Everything OPT-specific is
+// here: config.json decode and encode, tensor names, build, block forward and backward.
+
+extension ModelFamily {
+    public static let opt = ModelFamily(id: "opt")
+}
 
 // MARK: - config.json
 
@@ -69,6 +75,50 @@ public struct OPTHFConfig: Codable {
                            tiedEmbeddings: tieWordEmbeddings ?? true, attentionBias: true, mlpBias: true,
                            bosTokenId: bosTokenId ?? 2, eosTokenId: eosTokenId ?? 2)
     }
+
+    /// The config.json fields for a ModelConfig (what transformers' OPTConfig reads back).
+    public init(encoding c: ModelConfig) {
+        hiddenSize = c.dModel; ffnDim = c.dFF; numHiddenLayers = c.nLayers; numAttentionHeads = c.nHeads
+        vocabSize = c.vocabSize; maxPositionEmbeddings = c.maxSeqLen; wordEmbedProjDim = c.dModel
+        doLayerNormBefore = true; activationFunction = "relu"; enableBias = true; layerNormElementwiseAffine = true
+        tieWordEmbeddings = c.tiedEmbeddings; bosTokenId = c.bosTokenId; eosTokenId = c.eosTokenId
+    }
+
+    /// Fields transformers writes that the engine does not read.
+    enum WrittenKeys: String, CodingKey {
+        case architectures, modelType = "model_type", torchDtype = "torch_dtype", useCache = "use_cache"
+        case dropout, attentionDropout = "attention_dropout"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(ffnDim, forKey: .ffnDim)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encodeIfPresent(wordEmbedProjDim, forKey: .wordEmbedProjDim)
+        try c.encodeIfPresent(doLayerNormBefore, forKey: .doLayerNormBefore)
+        try c.encodeIfPresent(activationFunction, forKey: .activationFunction)
+        try c.encodeIfPresent(enableBias, forKey: .enableBias)
+        try c.encodeIfPresent(layerNormElementwiseAffine, forKey: .layerNormElementwiseAffine)
+        try c.encodeIfPresent(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+        var w = encoder.container(keyedBy: WrittenKeys.self)
+        try w.encode(["OPTForCausalLM"], forKey: .architectures)
+        try w.encode(ModelFamily.opt.rawValue, forKey: .modelType)
+        try w.encode("float32", forKey: .torchDtype)
+        try w.encode(true, forKey: .useCache)
+        try w.encode(0.0, forKey: .dropout)
+        try w.encode(0.0, forKey: .attentionDropout)
+    }
+}
+
+extension ModelConfig {
+    /// OPT's learned position table is indexed with `position + 2` (fairseq legacy).
+    public static let optPositionOffset = 2
 }
 
 // MARK: - Tensor names
@@ -77,17 +127,53 @@ enum OPTNames {
     static let embed = "model.decoder.embed_tokens.weight"
     static let positions = "model.decoder.embed_positions.weight"
     static let finalNorm = "model.decoder.final_layer_norm.weight"
+    static let lmHead = "lm_head.weight"
     static func layer(_ i: Int, _ s: String) -> String { "model.decoder.layers.\(i).\(s)" }
+
+    static let table = FamilyNames(embed: embed, positions: positions, lmHead: lmHead, layerPrefix: "model.decoder.layers.",
+                                   query: { layer($0, "self_attn.q_proj.weight") }, key: { layer($0, "self_attn.k_proj.weight") },
+                                   mlpIn: { layer($0, "fc1.weight") },
+                                   neurons: { layer($0, "fc1.neurons") }, heads: { layer($0, "self_attn.heads") })
 }
 
-extension Model {
-    static func buildOPT(_ ck: Checkpoint) throws -> Model {
+// MARK: - The family
+
+enum OPTFamily: TransformerFamily {
+    static var family: ModelFamily { .opt }
+    static var names: FamilyNames { OPTNames.table }
+    static var gatedMLP: Bool { false }
+    static var usesRoPE: Bool { false }
+    static var positionOffset: Int { ModelConfig.optPositionOffset }
+
+    /// OPT has no kv-head or head-dim keys (both follow num_attention_heads) and one bias switch.
+    static let configKeys: [ConfigField: String] = LlamaFamily.configKeys.merging([
+        .dFF: "ffn_dim", .nKVHeads: "num_attention_heads", .headDim: "num_attention_heads",
+        .normEps: "layer_norm_eps", .attentionBias: "enable_bias", .mlpBias: "enable_bias",
+    ]) { $1 }
+    static let integerKeys = ["hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                              "max_position_embeddings", "word_embed_proj_dim", "bos_token_id", "eos_token_id"]
+    static var headDimKey: String? { nil }
+
+    static func decodeConfig(_ data: Data, file: String) throws -> ModelConfig {
+        try JSONDecoder().decode(OPTHFConfig.self, from: data).modelConfig(file: file)
+    }
+
+    static func encodeConfig(_ c: ModelConfig) throws -> Data {
+        try JSONEncoder().encode(OPTHFConfig(encoding: c))
+    }
+
+    /// OPT prepends `</s>` = 2 (fairseq's BOS) whatever the tokenizer files say.
+    static func tokenizerHints(config: ModelConfig, tokenizer: TokenizerSource?, addBOS: Bool?) -> TokenizerHints {
+        TokenizerHints(bosId: config.bosTokenId ?? 2, eosId: config.eosTokenId ?? 2, addBOS: true)
+    }
+
+    static func build(_ ck: Checkpoint) throws -> Model {
         let c = ck.config
         var t = TensorTaker(tensors: ck.tensors, file: ck.path)
         let embed = try t.take(OPTNames.embed, [c.vocabSize, c.dModel])
         let positions = try t.take(OPTNames.positions, [c.maxSeqLen + ModelConfig.optPositionOffset, c.dModel])
         func layerNorm(_ name: String) throws -> Norm {
-            Norm(name: name, weight: try t.take(name, [c.dModel]), bias: try t.take(Linear.biasName(for: name), [c.dModel]))
+            Norm(kind: .layer, name: name, weight: try t.take(name, [c.dModel]), bias: try t.take(Linear.biasName(for: name), [c.dModel]))
         }
         var blocks: [Block] = []
         for i in 0..<c.nLayers {
@@ -105,8 +191,8 @@ extension Model {
                 down: try t.linear(n("fc2.weight"), out: c.dModel, in: c.dFF, bias: true)))
         }
         let finalNorm = try layerNorm(OPTNames.finalNorm)
-        let head = try t.takeIfPresent("lm_head.weight", [c.vocabSize, c.dModel])
-        if !c.tiedEmbeddings && head == nil { throw ModelError.missingTensor(name: "lm_head.weight", file: ck.path) }
+        let head = try t.takeIfPresent(OPTNames.lmHead, [c.vocabSize, c.dModel])
+        if !c.tiedEmbeddings && head == nil { throw ModelError.missingTensor(name: OPTNames.lmHead, file: ck.path) }
         return Model(config: c, embed: embed, embedName: OPTNames.embed, positions: positions, blocks: blocks,
                      finalNorm: finalNorm, lmHead: c.tiedEmbeddings ? nil : head)
     }
@@ -116,74 +202,57 @@ extension Model {
     /// One pre-LN OPT block on x [N, d], top to bottom:
     /// x += out_proj(attn(q, k, v)) on LN(x); x += fc2(relu(fc1(LN(x)))).
     /// HF scales q by 1/√hd inside the projection; we scale the scores instead (same product).
-    func optBlock(_ blk: Block, _ x: inout [Float], segments: [Segment], _ b: BlockBuffers) {
-        let c = config, n = b.rows
-        // buildOPT always loads both LayerNorm biases; the fallback only keeps this total.
-        let beta1 = blk.attnNorm.bias ?? zeros(c.dModel), beta2 = blk.mlpNorm.bias ?? zeros(c.dModel)
-        b.keep(x, &b.resid)                                              // [N, d] hook_resid_pre
+    static func block(_ m: Model, _ blk: Block, _ x: UnsafeMutablePointer<Float>, segments: [Segment], _ b: BlockBuffers) {
+        let c = m.config, n = b.rows
+        b.resid.keep(x)                                                         // [N, d] hook_resid_pre
         // Attention half.
-        x.cptr { xp in b.normed1.ptr { y in b.inv1.ptr {
-            layerNorm(xp, blk.attnNorm.weight, beta1, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
-        } } }
-        b.normed1.cptr { h in                                            // [N, d]
-            b.q.ptr { blk.q.forward(h, $0, rows: n) }                    // [N, d]
-            b.k.ptr { blk.k.forward(h, $0, rows: n) }                    // [N, d]
-            b.v.ptr { blk.v.forward(h, $0, rows: n) }                    // [N, d]
-        }
-        attend(b, layer: blk.index, segments: segments, rope: nil)       // b.z [N, d]
-        addSublayer(blk.o, input: b.z, to: &x, keep: &b.attnOut, rows: n) // x += out_proj(z)
-        b.keep(x, &b.mid)                                                // [N, d] hook_resid_mid
+        blk.attnNorm.forward(x, b.normed1.p, inv: b.inv1.p, rows: n, d: c.dModel, eps: c.normEps)  // [N, d]
+        blk.q.forward(b.normed1.p, b.q.p, rows: n)                              // [N, d]
+        blk.k.forward(b.normed1.p, b.k.p, rows: n)                              // [N, d]
+        blk.v.forward(b.normed1.p, b.v.p, rows: n)                              // [N, d]
+        m.attend(b, layer: blk.index, segments: segments, rope: nil)            // b.z [N, d]
+        m.addSublayer(blk.o, input: b.z.p, to: x, keep: b.attnOut, rows: n)     // x += out_proj(z)
+        b.mid.keep(x)                                                           // [N, d] hook_resid_mid
         // MLP half.
-        x.cptr { xp in b.normed2.ptr { y in b.inv2.ptr {
-            layerNorm(xp, blk.mlpNorm.weight, beta2, y, inv: $0, rows: n, d: c.dModel, eps: c.normEps)
-        } } }
-        b.normed2.cptr { h in b.pre.ptr { blk.up.forward(h, $0, rows: n) } }   // [N, dFF] fc1
-        b.withPost { post in                                             // [N, dFF] relu(fc1)
-            mlpActivation(b, into: post)
-            addSublayer(blk.down, input: post, to: &x, keep: &b.mlpOut, rows: n) // x += fc2(post)
+        blk.mlpNorm.forward(x, b.normed2.p, inv: b.inv2.p, rows: n, d: c.dModel, eps: c.normEps)  // [N, d]
+        blk.up.forward(b.normed2.p, b.pre.p, rows: n)                           // [N, dFF] fc1
+        let post = b.postPointer                                                // [N, dFF] relu(fc1)
+        mlpActivation(m, b, into: post)
+        m.addSublayer(blk.down, input: post, to: x, keep: b.mlpOut, rows: n)    // x += fc2(post)
+    }
+
+    /// post [N, dFF] = relu(fc1).
+    static func mlpActivation(_ m: Model, _ b: BlockBuffers, into p: UnsafeMutablePointer<Float>) {
+        let n = b.rows, f = m.config.dFF, g = b.pre.p
+        parallelRows(n, work: n * f) { r in
+            for i in (r.lowerBound * f)..<(r.upperBound * f) { p[i] = max(g[i], 0) }
         }
     }
-}
 
-// MARK: - LRP backward (one function per block, llm.c style)
+    // MARK: - LRP backward (one function per block, llm.c style)
 
-extension Model {
     /// Backward through one OPT block (lxt GPT-2 patch equivalents: LayerNorm
     /// with constant σ, ReLU unchanged, q/k ÷4 and v ÷2). `dx` [N, d] holds
     /// δ(block output) on entry and δ(block input) on return.
-    func optBlockBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
-                          rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
-        let c = config, n = b.rows, m = n * c.dFF
+    static func blockBackward(_ m: Model, _ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
+                              rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch) {
+        let c = m.config, n = b.rows, count = n * c.dFF, abs = sink?.wantsAbsPerToken ?? false
+        let constant = rules.normIsConstant
         // MLP half: out = mid + fc2(relu(fc1(LN(mid)))).
-        postForBackward(b) { post in b.mlpOut.cptr { z in g.dPost.ptr { dPost in
-            linearBackward(blk.down, x: post, dy: dx, z: z, dx: dPost, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.neurons(layer: blk.index, columnRelevance(post, dPost, rows: n, cols: c.dFF, abs: sink?.wantsAbsPerToken ?? false))
-        } } }
+        let post = m.postForBackward(b)                                         // [N, dFF]
+        m.linearBackward(blk.down, x: post, dy: dx, z: b.mlpOut.p, dx: g.dPost.p, accumulate: false,
+                         rows: n, rules: rules, sink: sink, scratch: scratch)   // δpost
+        sink?.neurons(layer: blk.index, m.columnRelevance(post, g.dPost.p, rows: n, cols: c.dFF, abs: abs))
         // ReLU: the identity rule's f(x)/x equals ReLU's gradient, so no change.
-        b.pre.cptr { pre in g.dPost.cptr { dPost in g.dGate.ptr { dPre in
-            parallelRows(m, work: m) { r in for i in r { dPre[i] = pre[i] > 0 ? dPost[i] : 0 } }
-        } } }
-        b.normed2.cptr { h in g.dn.ptr { dn in g.dGate.cptr { dPre in b.pre.cptr { z in
-            linearBackward(blk.up, x: h, dy: dPre, z: z, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-        } } } }
-        layerNormBlockBackward(blk.mlpNorm, input: b.mid, inv: b.inv2, g: g, dx: dx, rows: n, rules: rules, scratch: scratch)
+        let pre = b.pre.p, dPost = g.dPost.p, dPre = g.dGate.p
+        parallelRows(count, work: count) { r in for i in r { dPre[i] = pre[i] > 0 ? dPost[i] : 0 } }
+        m.linearBackward(blk.up, x: b.normed2.p, dy: dPre, z: pre, dx: g.dn.p, accumulate: false,
+                         rows: n, rules: rules, sink: sink, scratch: scratch)   // δln2 = fc1ᵀδpre
+        blk.mlpNorm.backward(dy: g.dn.p, x: b.mid.p, inv: b.inv2.p, dx: dx, rows: n, d: c.dModel,
+                             constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
         // Attention half: mid = resid + out_proj(attn(q, k, v)).
-        attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { _, _ in }
-        layerNormBlockBackward(blk.attnNorm, input: b.resid, inv: b.inv1, g: g, dx: dx, rows: n, rules: rules, scratch: scratch)
-    }
-
-    /// δx += LayerNorm backward of g.dn; β ⊙ Σ_t δy is the relevance β absorbs.
-    func layerNormBlockBackward(_ norm: Norm, input: [Float], inv: [Float], g: GradBuffers, dx: UnsafeMutablePointer<Float>,
-                                rows n: Int, rules: LRPRules, scratch: BackwardScratch) {
-        let d = config.dModel
-        g.dn.cptr { dn in input.cptr { x in inv.cptr { s in
-            if let beta = norm.bias {
-                var r = 0.0
-                for t in 0..<n { for j in 0..<d { r += Double(beta[j] * dn[t * d + j]) } }
-                scratch.biasRelevance += r
-            }
-            layerNormBackward(dy: dn, x: x, inv: s, g: norm.weight, dx: dx, rows: n, d: d,
-                              constantNormaliser: rules.normIsConstant, accumulate: true)
-        } } }
+        m.attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { _, _ in }
+        blk.attnNorm.backward(dy: g.dn.p, x: b.resid.p, inv: b.inv1.p, dx: dx, rows: n, d: c.dModel,
+                              constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
     }
 }

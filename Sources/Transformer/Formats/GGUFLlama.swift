@@ -64,25 +64,16 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
     // tensor infos alone: nothing is dequantized yet.
     var shapes = [String: [Int]]()
     for info in g.tensors {
-        if let (name, _) = ggufToHF(info.name, nLayers: Int.max, nHeads: nHeads, nKV: nKV) { shapes[name] = info.shape }
+        if let name = LlamaNames.fromGGUF(info.name, nLayers: Int.max)?.hf { shapes[name] = info.shape }
     }
     try config.checkWeights(shapes, source: source)
 
     // Expected HF shapes double as the "is every required tensor there" check.
-    var expected: [String: [Int]] = ["model.embed_tokens.weight": [vocab, dModel], "model.norm.weight": [dModel]]
-    if !config.tiedEmbeddings { expected["lm_head.weight"] = [vocab, dModel] }
-    for l in 0..<nLayers {
-        let pre = "model.layers.\(l)."
-        for (n, s) in [("input_layernorm.weight", [dModel]), ("post_attention_layernorm.weight", [dModel]),
-                       ("self_attn.q_proj.weight", [config.qDim, dModel]), ("self_attn.k_proj.weight", [config.kvDim, dModel]),
-                       ("self_attn.v_proj.weight", [config.kvDim, dModel]), ("self_attn.o_proj.weight", [dModel, config.qDim]),
-                       ("mlp.gate_proj.weight", [dFF, dModel]), ("mlp.up_proj.weight", [dFF, dModel]),
-                       ("mlp.down_proj.weight", [dModel, dFF])] { expected[pre + n] = s }
-    }
+    let expected = LlamaNames.expectedShapes(config)
 
     var tensors = [String: Tensor](), elements = [GGMLType: Int]()
     for info in g.tensors {
-        guard let (name, qkHeads) = ggufToHF(info.name, nLayers: nLayers, nHeads: nHeads, nKV: nKV) else {
+        guard let (name, layerTensor) = LlamaNames.fromGGUF(info.name, nLayers: nLayers) else {
             // rope_freqs carries Llama-3 frequency scaling, which ModelConfig cannot express.
             if info.name == "rope_freqs.weight" { throw ModelError.unsupported(file: p, feature: "Llama-3 RoPE frequency factors (rope_freqs)") }
             throw GGUFError.unexpectedTensor(path: p, tensor: info.name)
@@ -92,7 +83,8 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
             throw ModelError.shapeMismatch(name: name, file: p, expected: s, found: info.shape)
         }
         var t = Tensor(shape: info.shape, data: try g.dequantize(info))
-        if let h = qkHeads {
+        // convert_hf_to_gguf permutes q with n_head and k with n_head_kv (weights and biases alike).
+        if let h = layerTensor?.ropeHeads(config) {
             guard t.shape[0] % (2 * h) == 0 else {
                 throw ModelError.shapeMismatch(name: name, file: p, expected: [h * headDim] + t.shape.dropFirst(), found: t.shape)
             }
@@ -115,26 +107,4 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
     var ck = Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
     ck.configSource = source
     return ck
-}
-
-/// GGUF tensor name → (HF name, heads to un-permute for q/k rows or nil).
-private func ggufToHF(_ name: String, nLayers: Int, nHeads: Int, nKV: Int) -> (String, Int?)? {
-    switch name {
-    case "token_embd.weight": return ("model.embed_tokens.weight", nil)
-    case "output_norm.weight": return ("model.norm.weight", nil)
-    case "output.weight": return ("lm_head.weight", nil)
-    default: break
-    }
-    let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 4, parts[0] == "blk", let l = Int(parts[1]), l >= 0, l < nLayers,
-          parts[3] == "weight" || parts[3] == "bias" else { return nil }
-    let map: [Substring: String] = [
-        "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-    ]
-    guard let base = map[parts[2]] else { return nil }
-    // convert_hf_to_gguf permutes q with n_head and k with n_head_kv (weights and biases alike).
-    let heads: Int? = parts[2] == "attn_q" ? nHeads : parts[2] == "attn_k" ? nKV : nil
-    return ("model.layers.\(l).\(base).\(parts[3])", heads)
 }

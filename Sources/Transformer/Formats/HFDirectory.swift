@@ -29,7 +29,7 @@ extension ModelLoader {
             let st = try SafetensorsFile(path: f)
             for name in st.names {
                 guard let e = st.entries[name] else { continue }
-                if name == "model.decoder.embed_positions.weight" || name.hasSuffix(".weight") || name.hasSuffix(".bias") {
+                if name.hasSuffix(".weight") || name.hasSuffix(".bias") {
                     // The same tensor in two shards: which one is meant is unknowable.
                     guard tensors[name] == nil else {
                         throw ModelError.unsupported(file: f, feature: "tensor '\(QuotedName.safe(name))' also appears in another shard")
@@ -87,30 +87,22 @@ extension ModelLoader {
         } catch let e as ModelError { throw e } catch {
             throw ModelError.badConfig(file: file, key: "(root)", reason: "not valid JSON")
         }
+        guard let family = ModelFamily(rawValue: type) else { throw ModelError.unknownModelType(file: file, modelType: type) }
         // Integer keys must hold exact integers: Foundation's decoder reports 1.5 or 1e30 for an
         // Int without naming the key.
         let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        let intKeys = type == "opt"
-            ? ["hidden_size", "ffn_dim", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings",
-               "word_embed_proj_dim", "bos_token_id", "eos_token_id"]
-            : ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-               "head_dim", "vocab_size", "max_position_embeddings"]
-        for key in intKeys {
+        for key in family.definition.integerKeys {
             if let v = obj?[key], !(v is NSNull), JSONInteger.exact(v) == nil {
                 throw ModelError.badConfig(file: file, key: key, reason: "expected an integer, found \(QuotedName.safe("\(v)"))")
             }
         }
         let config: ModelConfig
         do {
-            switch type {
-            case "llama": config = try JSONDecoder().decode(LlamaHFConfig.self, from: data).modelConfig(file: file)
-            case "opt": config = try JSONDecoder().decode(OPTHFConfig.self, from: data).modelConfig(file: file)
-            default: throw ModelError.unknownModelType(file: file, modelType: type)
-            }
+            config = try family.definition.decodeConfig(data, file: file)
         } catch let e as DecodingError {
             throw ModelError.badConfig(file: file, key: decodingKey(e), reason: decodingReason(e))
         }
-        let explicitHeadDim = type == "llama" && obj?["head_dim"] != nil && !(obj?["head_dim"] is NSNull)
+        let explicitHeadDim = family.definition.headDimKey.map { obj?[$0] != nil && !(obj?[$0] is NSNull) } ?? false
         let source = ConfigSource.hf(file: file, family: config.family, explicitHeadDim: explicitHeadDim)
         try config.validate(source: source)
         return (config, source)

@@ -96,30 +96,19 @@ public func loadLlama2C(path: String) throws -> Checkpoint {
     }
     let L = h.nLayers, sizes = Dictionary(uniqueKeysWithValues: h.sections.map { ($0.0, $0.1) })
     func size(_ k: String) -> Int { sizes[k] ?? 0 }
+    // Sections in file order, renamed to HF by the family's table (`LlamaNames`).
     var t = [String: Tensor]()
-    t["model.embed_tokens.weight"] = Tensor(shape: [h.vocabSize, h.dim], data: take(size("tok_embeddings"))[0])
-    // (section, HF suffix, per-layer shape, heads to permute): file order matters.
-    let layered: [(String, String, [Int], Int?)] = [
-        ("rms_att", "input_layernorm.weight", [h.dim], nil),
-        ("wq", "self_attn.q_proj.weight", [h.dim, h.dim], h.nHeads),
-        ("wk", "self_attn.k_proj.weight", [h.kvDim, h.dim], h.nKVHeads),
-        ("wv", "self_attn.v_proj.weight", [h.kvDim, h.dim], nil),
-        ("wo", "self_attn.o_proj.weight", [h.dim, h.dim], nil),
-        ("rms_ffn", "post_attention_layernorm.weight", [h.dim], nil),
-        ("w1", "mlp.gate_proj.weight", [h.hiddenDim, h.dim], nil),
-        ("w2", "mlp.down_proj.weight", [h.dim, h.hiddenDim], nil),
-        ("w3", "mlp.up_proj.weight", [h.hiddenDim, h.dim], nil),
-    ]
-    for (section, suffix, shape, heads) in layered {
-        for (l, data) in take(size(section), slices: L).enumerated() {
-            let w = Tensor(shape: shape, data: data)
+    t[LlamaNames.embed] = Tensor(shape: [h.vocabSize, h.dim], data: take(size(LlamaNames.llama2cEmbed))[0])
+    for w in LlamaNames.llama2cLayerOrder {
+        for (l, data) in take(size(w.llama2c), slices: L).enumerated() {
+            let tensor = Tensor(shape: w.shape(config), data: data)
             // Meta's interleaved RoPE pairs (2i, 2i+1); HF pairs (i, i + hd/2): reorder rows once here.
-            t["model.layers.\(l).\(suffix)"] = heads.map { interleavedToRotateHalf(w, heads: $0) } ?? w
+            t[w.name(l)] = w.ropeHeads(config).map { interleavedToRotateHalf(tensor, heads: $0) } ?? tensor
         }
     }
-    t["model.norm.weight"] = Tensor(shape: [h.dim], data: take(size("rms_final"))[0])
+    t[LlamaNames.norm] = Tensor(shape: [h.dim], data: take(size(LlamaNames.llama2cNorm))[0])
     _ = take(size("freq_cis"))   // unused: RoPE is computed from θ
-    if !h.sharedClassifier { t["lm_head.weight"] = Tensor(shape: [h.vocabSize, h.dim], data: take(size("wcls"))[0]) }
+    if !h.sharedClassifier { t[LlamaNames.lmHead] = Tensor(shape: [h.vocabSize, h.dim], data: take(size(LlamaNames.llama2cClassifier))[0]) }
 
     var ck = Checkpoint(config: config, tensors: t, tokenizer: findLlama2CTokenizer(modelPath: path, vocabSize: h.vocabSize),
                         format: "llama2c", sourceDType: "F32", path: path)

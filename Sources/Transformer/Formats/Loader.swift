@@ -106,17 +106,9 @@ public enum ModelLoader {
         tokenizerHints(config: ck.config, tokenizer: ck.tokenizer, addBOS: ck.addBOS)
     }
 
-    /// BOS/EOS rules per family and tokenizer source: OPT prepends `</s>` = 2;
-    /// GGUF byte-level BPE adds BOS only when the file says so (SmolLM2: no);
-    /// otherwise the checkpoint's `add_bos_token`, when stated.
+    /// BOS/EOS rules of the family (its file's `tokenizerHints`) for a tokenizer source and
+    /// the checkpoint's `add_bos_token`, when stated.
     public static func tokenizerHints(config: ModelConfig, tokenizer: TokenizerSource?, addBOS: Bool?) -> TokenizerHints {
-        switch config.family {
-        case .opt: return TokenizerHints(bosId: config.bosTokenId ?? 2, eosId: config.eosTokenId ?? 2, addBOS: true)
-        case .llama:
-            if case .ggufBPE? = tokenizer {
-                return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS ?? false)
-            }
-            return TokenizerHints(bosId: config.bosTokenId, eosId: config.eosTokenId, addBOS: addBOS)
-        }
+        config.definition.tokenizerHints(config: config, tokenizer: tokenizer, addBOS: addBOS)
     }
 }

@@ -3,18 +3,18 @@ import Foundation
 // MARK: - Gradient buffers (one set per pass, reused for every layer)
 
 final class GradBuffers {
-    var dPost: [Float]    // [N, dFF]  δ at the MLP activation (down/fc2 input); then δ at up_proj out (Llama)
-    var dGate: [Float]    // [N, dFF]  δ at gate_proj out (Llama) / fc1 out (OPT)
-    var dz: [Float]       // [N, qDim] δ at the attention output z
-    var dq: [Float]       // [N, qDim]
-    var dk: [Float]       // [N, kvDim]
-    var dv: [Float]       // [N, kvDim]
-    var dn: [Float]       // [N, d]    δ at a norm output
+    let dPost: Buffer     // [N, dFF]  δ at the MLP activation (down/fc2 input); then δ at up_proj out (Llama)
+    let dGate: Buffer     // [N, dFF]  δ at gate_proj out (Llama) / fc1 out (OPT)
+    let dz: Buffer        // [N, qDim] δ at the attention output z
+    let dq: Buffer        // [N, qDim]
+    let dk: Buffer        // [N, kvDim]
+    let dv: Buffer        // [N, kvDim]
+    let dn: Buffer        // [N, d]    δ at a norm output
     init(config c: ModelConfig, rows n: Int) {
-        dPost = zeros(n * c.dFF); dGate = dPost
-        dz = zeros(n * c.qDim); dq = dz
-        dk = zeros(n * c.kvDim); dv = dk
-        dn = zeros(n * c.dModel)
+        dPost = Buffer(count: n * c.dFF); dGate = Buffer(count: n * c.dFF)
+        dz = Buffer(count: n * c.qDim); dq = Buffer(count: n * c.qDim)
+        dk = Buffer(count: n * c.kvDim); dv = Buffer(count: n * c.kvDim)
+        dn = Buffer(count: n * c.dModel)
     }
 }
 
@@ -36,7 +36,7 @@ extension BlockBuffers {
     /// backward with `rules` (see `LRPRules.hooks`).
     static func bytes(_ c: ModelConfig, rows n: Int, rules: LRPRules = .attnLRP) -> Int {
         let hooks = rules.hooks
-        var floats = 2 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.family == .llama ? 2 : 1) * c.dFF + 2
+        var floats = 2 * c.dModel + 2 * c.qDim + 2 * c.kvDim + (c.definition.gatedMLP ? 2 : 1) * c.dFF + 2
         if hooks.contains(.residuals) { floats += 2 * c.dModel }        // resid, mid
         if hooks.contains(.sublayerOutputs) { floats += 2 * c.dModel }  // attnOut, mlpOut
         return n * floats * 4
@@ -45,68 +45,18 @@ extension BlockBuffers {
 }
 
 extension Model {
-    /// The MLP activation of `b` for the backward: the kept one, or recomputed
-    /// into the shared buffer.
-    func postForBackward<R>(_ b: BlockBuffers, _ body: (UnsafePointer<Float>) -> R) -> R {
-        b.withPost { p in
-            if b.sharedPost != nil { mlpActivation(b, into: p) }
-            return body(p)
-        }
-    }
-}
-
-public enum LRPError: LocalizedError, Equatable {
-    case tooFewTokens(Int)
-    case positionOutOfRange(position: Int, length: Int)
-    case nothingToExplain
-
-    public var errorDescription: String? {
-        switch self {
-        case .tooFewTokens(let n): return "a sequence needs at least 2 tokens to explain next tokens, got \(n)"
-        case .positionOutOfRange(let p, let n): return "target position \(p) is outside the sequence (length \(n))"
-        case .nothingToExplain: return "no explained output (every target is empty or has a zero value)"
-        }
+    /// The MLP activation of `b` [N, dFF] for the backward: the kept one, or
+    /// recomputed into the shared buffer.
+    func postForBackward(_ b: BlockBuffers) -> UnsafeMutablePointer<Float> {
+        let p = b.postPointer
+        if b.sharedPost != nil { config.definition.mlpActivation(self, b, into: p) }
+        return p
     }
 }
 
 // MARK: - The LRP pass
 
 extension Model {
-    /// Shared attention half of a block backward: o_proj, heads, attention, then
-    /// q/k/v projections; leaves δ(ln1 output) in g.dn. `ropeBackward` undoes
-    /// the rotation on δq/δk (Llama) before the projections.
-    func attentionHalfBackward(_ blk: Block, _ b: BlockBuffers, dx: UnsafeMutablePointer<Float>, _ g: GradBuffers,
-                               rules: LRPRules, sink: RelevanceSink?, scratch: BackwardScratch,
-                               ropeBackward: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
-        let c = config, n = b.rows
-        b.z.cptr { z in b.attnOut.cptr { out in g.dz.ptr { dz in
-            linearBackward(blk.o, x: z, dy: dx, z: out, dx: dz, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            sink?.heads(layer: blk.index, headRelevance(z: z, dz: dz, rows: n, abs: sink?.wantsAbsPerToken ?? false))
-        } } }
-        g.dz.cptr { dz in g.dq.ptr { dq in g.dk.ptr { dk in g.dv.ptr { dv in
-            attentionBackward(b, dz: dz, dq: dq, dk: dk, dv: dv, rules: rules, scratch: scratch)
-            ropeBackward(dq, dk)
-        } } } }
-        // LRP-ε needs the projections' outputs before RoPE.
-        var qPre: [Float] = [], kPre: [Float] = []
-        if rules.epsilon > 0 {
-            qPre = b.q; kPre = b.k
-            qPre.ptr { rope?.apply($0, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true) }
-            kPre.ptr { rope?.apply($0, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true) }
-        }
-        b.normed1.cptr { h in g.dn.ptr { dn in
-            g.dq.cptr { dq in qPre.withUnsafeBufferPointer { zq in
-                linearBackward(blk.q, x: h, dy: dq, z: zq.baseAddress, dx: dn, accumulate: false, rows: n, rules: rules, sink: sink, scratch: scratch)
-            } }
-            g.dk.cptr { dk in kPre.withUnsafeBufferPointer { zk in
-                linearBackward(blk.k, x: h, dy: dk, z: zk.baseAddress, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
-            } }
-            g.dv.cptr { dv in b.v.cptr { zv in
-                linearBackward(blk.v, x: h, dy: dv, z: zv, dx: dn, accumulate: true, rows: n, rules: rules, sink: sink, scratch: scratch)
-            } }
-        } }
-    }
-
     /// Resolves what is explained into groups of terms for a sequence.
     func resolve(_ spec: ExplainSpec, tokens: [Int], finalHidden nf: [Float]) throws -> [ExplainGroup] {
         let n = tokens.count, v = config.vocabSize
@@ -164,54 +114,17 @@ extension Model {
                 runBlock(l, &x, segments: seg, buffers: shared!)
             }
         }
-        var invF = zeros(n)
-        let nf = invF.ptr { finalNormRows(x, rows: n, inv: $0) }          // [N, d]
-        // Seed: δ(final hidden) = Σ coef · scale · W_U[token] — the unembedding is
-        // linear, so no [T, vocab] logits matrix is ever formed.
+        let invF = Buffer(count: n)                                     // [N] final norm 1/rms or 1/σ
+        let nf = finalNormRows(x, rows: n, inv: invF.p)                   // [N, d]
         let groups = try resolve(explain, tokens: tokens, finalHidden: nf)
-        let wu = unembedding
-        var dnf = zeros(n * d)
-        var terms: [(term: ExplainTerm, logit: Float)] = []
-        var explained = 0.0
-        wu.cptr { w in nf.cptr { h in dnf.ptr { dh in
-            for g in groups {
-                let logitsOfGroup = g.map { t -> Float in
-                    var s: Float = 0
-                    for j in 0..<d { s += h[t.position * d + j] * w[t.token * d + j] }
-                    return s
-                }
-                let y = zip(g, logitsOfGroup).reduce(0.0) { $0 + Double($1.0.coefficient * $1.1) }
-                terms += zip(g, logitsOfGroup).map { ($0, $1) }
-                let scale: Float
-                switch seed {
-                case .logit: scale = 1; explained += y
-                case .one:
-                    guard abs(y) > 1e-12 else { continue }
-                    scale = Float(1 / y); explained += 1
-                }
-                for t in g {
-                    let k = t.coefficient * scale
-                    for j in 0..<d { dh[t.position * d + j] += k * w[t.token * d + j] }
-                }
-            }
-        } } }
+        let dnf = Buffer(count: n * d)                                    // [N, d] δ(final hidden)
+        let (terms, explained) = seedExplained(groups, finalHidden: nf, seed: seed, into: dnf)
         guard explained != 0 || seed == .logit, !terms.isEmpty else { throw LRPError.nothingToExplain }
         // Backward: final norm, then blocks last to first.
         let scratch = BackwardScratch(maxWeight: max(c.dFF * d, c.qDim * d, c.kvDim * d))
-        var dx = zeros(n * d)                                           // [N, d] δ residual stream
-        dnf.cptr { dy in x.cptr { xp in invF.cptr { s in dx.ptr { out in
-            switch c.family {
-            case .llama:
-                rmsNormBackward(dy: dy, x: xp, inv: s, g: finalNorm.weight, dx: out, rows: n, d: d,
-                                constantNormaliser: rules.normIsConstant, accumulate: false)
-            case .opt:
-                if let beta = finalNorm.bias {
-                    for t in 0..<n { for j in 0..<d { scratch.biasRelevance += Double(beta[j] * dy[t * d + j]) } }
-                }
-                layerNormBackward(dy: dy, x: xp, inv: s, g: finalNorm.weight, dx: out, rows: n, d: d,
-                                  constantNormaliser: rules.normIsConstant, accumulate: false)
-            }
-        } } } }
+        let dx = Buffer(count: n * d)                                     // [N, d] δ residual stream
+        finalNorm.backward(dy: dnf.p, x: x, inv: invF.p, dx: dx.p, rows: n, d: d, constantNormaliser: rules.normIsConstant,
+                           accumulate: false, biasRelevance: &scratch.biasRelevance)
         let grads = GradBuffers(config: c, rows: n)
         for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
             let bb: BlockBuffers
@@ -220,34 +133,56 @@ extension Model {
                 runBlock(l, &xi, segments: seg, buffers: shared!)
                 bb = shared!
             }
-            dx.ptr { dxp in
-                switch c.family {
-                case .llama: llamaBlockBackward(blocks[l], bb, dx: dxp, grads, rules: rules, sink: sink, scratch: scratch)
-                case .opt: optBlockBackward(blocks[l], bb, dx: dxp, grads, rules: rules, sink: sink, scratch: scratch)
-                }
-            }
+            c.definition.blockBackward(self, blocks[l], bb, dx: dx.p, grads, rules: rules, sink: sink, scratch: scratch)
             kept[l] = nil; inputs[l] = nil                               // free as we go
         }
         // Input relevance: embedding ⊙ δ, summed over the hidden dimension.
-        var tokRel = zeros(n)
-        var posRel: [Float]? = positions == nil ? nil : zeros(n)
-        embed.cptr { e in dx.cptr { g in
-            for t in 0..<n {
-                var s: Float = 0
-                for j in 0..<d { s += e[tokens[t] * d + j] * g[t * d + j] }
-                tokRel[t] = s
-            }
-        } }
-        if let positions {
-            positions.cptr { p in dx.cptr { g in
-                for t in 0..<n {
-                    var s: Float = 0
-                    for j in 0..<d { s += p[(t + ModelConfig.optPositionOffset) * d + j] * g[t * d + j] }
-                    posRel![t] = s
-                }
-            } }
-        }
+        let tokRel = rowRelevance(embed, rows: tokens, dx)
+        let posRel = positions.map { rowRelevance($0, rows: (0..<n).map { $0 + c.definition.positionOffset }, dx) }
         return LRPResult(terms: terms, explained: explained, tokenRelevance: tokRel, positionRelevance: posRel,
                          biasRelevance: scratch.biasRelevance)
+    }
+
+    /// Seeds δ(final hidden) [N, d] with Σ coef · scale · W_U[token] per explained group — the
+    /// unembedding is linear, so no [T, vocab] logits matrix is ever formed. Returns the
+    /// resolved terms with their logits and the explained total.
+    func seedExplained(_ groups: [ExplainGroup], finalHidden h: [Float], seed: SeedValue,
+                       into dh: Buffer) -> (terms: [(term: ExplainTerm, logit: Float)], explained: Double) {
+        let d = config.dModel, w = unembedding
+        var terms: [(term: ExplainTerm, logit: Float)] = []
+        var explained = 0.0
+        for g in groups {
+            let logitsOfGroup = g.map { t -> Float in
+                var s: Float = 0
+                for j in 0..<d { s += h[t.position * d + j] * w[t.token * d + j] }
+                return s
+            }
+            let y = zip(g, logitsOfGroup).reduce(0.0) { $0 + Double($1.0.coefficient * $1.1) }
+            terms += zip(g, logitsOfGroup).map { ($0, $1) }
+            let scale: Float
+            switch seed {
+            case .logit: scale = 1; explained += y
+            case .one:
+                guard abs(y) > 1e-12 else { continue }
+                scale = Float(1 / y); explained += 1
+            }
+            for t in g {
+                let k = t.coefficient * scale
+                for j in 0..<d { dh[t.position * d + j] += k * w[t.token * d + j] }
+            }
+        }
+        return (terms, explained)
+    }
+
+    /// r[t] = Σ_j table[rows[t], j] · δ[t, j]: relevance of an embedding-table input (tokens, positions) [T].
+    func rowRelevance(_ table: [Float], rows: [Int], _ g: Buffer) -> [Float] {
+        let d = config.dModel
+        return table.withUnsafeBufferPointer { e in
+            rows.indices.map { t in
+                var s: Float = 0
+                for j in 0..<d { s += e[rows[t] * d + j] * g.p[t * d + j] }
+                return s
+            }
+        }
     }
 }

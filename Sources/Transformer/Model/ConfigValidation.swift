@@ -30,22 +30,12 @@ public struct ConfigSource: Sendable, Equatable {
 
     public func key(_ f: ConfigField) -> String { keys[f] ?? Self.hfLlamaKeys[f]! }
 
-    static let hfLlamaKeys: [ConfigField: String] = [
-        .vocabSize: "vocab_size", .dModel: "hidden_size", .nLayers: "num_hidden_layers",
-        .nHeads: "num_attention_heads", .nKVHeads: "num_key_value_heads", .headDim: "head_dim",
-        .dFF: "intermediate_size", .maxSeqLen: "max_position_embeddings", .normEps: "rms_norm_eps",
-        .ropeTheta: "rope_theta", .bosTokenId: "bos_token_id", .eosTokenId: "eos_token_id",
-        .tiedEmbeddings: "tie_word_embeddings", .attentionBias: "attention_bias", .mlpBias: "mlp_bias",
-    ]
+    /// Fallback names: HF Llama's config.json keys (the family file's table).
+    static let hfLlamaKeys: [ConfigField: String] = LlamaFamily.configKeys
 
-    /// config.json of an HF checkpoint.
+    /// config.json of an HF checkpoint, in the family's keys (its file's `configKeys`).
     public static func hf(file: String, family: ModelFamily, explicitHeadDim: Bool) -> ConfigSource {
-        var k = hfLlamaKeys
-        if family == .opt {
-            k[.dFF] = "ffn_dim"; k[.nKVHeads] = "num_attention_heads"; k[.headDim] = "num_attention_heads"
-            k[.normEps] = "layer_norm_eps"; k[.attentionBias] = "enable_bias"; k[.mlpBias] = "enable_bias"
-        }
-        return ConfigSource(file: file, keys: k, explicitHeadDim: explicitHeadDim)
+        ConfigSource(file: file, keys: family.definition.configKeys, explicitHeadDim: explicitHeadDim)
     }
 
     /// GGUF `llama` metadata.
@@ -102,7 +92,7 @@ extension ModelConfig {
         if !source.explicitHeadDim && dModel % nHeads != 0 {
             throw bad(.nHeads, "\(nHeads) heads do not divide \(source.key(.dModel)) = \(dModel)")
         }
-        if family == .llama && headDim % 2 != 0 {
+        if definition.usesRoPE && headDim % 2 != 0 {
             throw bad(.headDim, "head dimension \(headDim) must be even for RoPE")
         }
         guard CheckedSize.product(nHeads, headDim).map({ $0 <= 1 << 22 }) == true else {
@@ -111,7 +101,7 @@ extension ModelConfig {
         guard normEps.isFinite, normEps > 0, normEps < 1 else {
             throw bad(.normEps, "must be a finite number in (0, 1), found \(normEps)")
         }
-        if family == .llama {
+        if definition.usesRoPE {
             guard ropeTheta.isFinite, ropeTheta > 0 else { throw bad(.ropeTheta, "must be a finite positive number, found \(ropeTheta)") }
         }
         for (field, id) in [(ConfigField.bosTokenId, bosTokenId), (.eosTokenId, eosTokenId)] {
@@ -132,21 +122,19 @@ extension ModelConfig {
             ModelError.badConfig(file: source.file, key: source.key(field),
                                  reason: "the config says \(says), but tensor '\(QuotedName.safe(tensor))' has \(has) \(what)")
         }
-        let opt = family == .opt
-        let embed = opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight"
-        let layerPrefix = opt ? "model.decoder.layers." : "model.layers."
-        func layer(_ l: Int, _ s: String) -> String { layerPrefix + "\(l)." + s }
+        let names = family.names, embed = names.embed, lmHead = names.lmHead, layerPrefix = names.layerPrefix
 
         if let s = shapes[embed], s.count == 2 {
             if s[1] != dModel { throw mismatch(.dModel, says: dModel, tensor: embed, has: s[1], what: "columns") }
             if s[0] != vocabSize { throw mismatch(.vocabSize, says: vocabSize, tensor: embed, has: s[0], what: "rows") }
         }
-        if let s = shapes["lm_head.weight"], s.count == 2, s[0] != vocabSize {
-            throw mismatch(.vocabSize, says: vocabSize, tensor: "lm_head.weight", has: s[0], what: "rows")
+        if let s = shapes[lmHead], s.count == 2, s[0] != vocabSize {
+            throw mismatch(.vocabSize, says: vocabSize, tensor: lmHead, has: s[0], what: "rows")
         }
-        if opt, let s = shapes["model.decoder.embed_positions.weight"], s.count == 2, s[0] != maxSeqLen + ModelConfig.optPositionOffset {
+        let offset = definition.positionOffset
+        if let pos = names.positions, let s = shapes[pos], s.count == 2, s[0] != maxSeqLen + offset {
             throw ModelError.badConfig(file: source.file, key: source.key(.maxSeqLen), reason:
-                "the config says \(maxSeqLen), but tensor 'model.decoder.embed_positions.weight' has \(s[0]) rows (= context + \(ModelConfig.optPositionOffset))")
+                "the config says \(maxSeqLen), but tensor '\(pos)' has \(s[0]) rows (= context + \(offset))")
         }
         // Layer count: the highest layer index present, against the declared count.
         var present = Set<Int>()
@@ -169,7 +157,7 @@ extension ModelConfig {
             guard let s = shapes[name], s.count == 2, s[1] == dModel else { return nil }
             return s[0]
         }
-        let q = layer(0, "self_attn.q_proj.weight"), k = layer(0, "self_attn.k_proj.weight")
+        let q = names.query(0), k = names.key(0)
         if let r = rows(q), r != qDim {
             throw ModelError.badConfig(file: source.file, key: source.key(.nHeads), reason:
                 "the config says \(nHeads) heads × head dimension \(headDim) = \(qDim) query rows, but tensor '\(q)' has \(r)")
@@ -178,7 +166,7 @@ extension ModelConfig {
             throw ModelError.badConfig(file: source.file, key: source.key(.nKVHeads), reason:
                 "the config says \(nKVHeads) key/value heads × head dimension \(headDim) = \(kvDim) rows, but tensor '\(k)' has \(r)")
         }
-        let up = layer(0, opt ? "fc1.weight" : "mlp.up_proj.weight")
+        let up = names.mlpIn(0)
         if let r = rows(up), r != dFF { throw mismatch(.dFF, says: dFF, tensor: up, has: r, what: "rows") }
         // Flags that require tensors the file does not have.
         func requires(_ field: ConfigField, _ flag: Bool, _ tensor: String) throws {
@@ -187,9 +175,9 @@ extension ModelConfig {
                                        reason: "the config requires tensor '\(tensor)', which the weights do not have")
         }
         if !tiedEmbeddings && shapes[embed] != nil {
-            try requires(.tiedEmbeddings, true, "lm_head.weight")
+            try requires(.tiedEmbeddings, true, lmHead)
         }
-        if shapes[q] != nil { try requires(.attentionBias, attentionBias, layer(0, "self_attn.q_proj.bias")) }
-        if shapes[up] != nil { try requires(.mlpBias, mlpBias, layer(0, opt ? "fc1.bias" : "mlp.up_proj.bias")) }
+        if shapes[q] != nil { try requires(.attentionBias, attentionBias, Linear.biasName(for: q)) }
+        if shapes[up] != nil { try requires(.mlpBias, mlpBias, Linear.biasName(for: up)) }
     }
 }

@@ -25,21 +25,23 @@ public final class BlockBuffers {
 
     public let rows: Int
     public let hooks: Hooks
-    public var resid: [Float]      // [N, d]     hook_resid_pre (copy of block input)
-    public var normed1: [Float]    // [N, d]     ln1 output (attention input)
-    public var inv1: [Float]       // [N]        ln1 1/rms or 1/σ (held constant by LRP)
-    public var q: [Float]          // [N, qDim]  hook_q (post-RoPE for Llama)
-    public var k: [Float]          // [N, kvDim] hook_k (post-RoPE for Llama)
-    public var v: [Float]          // [N, kvDim] hook_v
-    public var z: [Float]          // [N, qDim]  hook_z (attention output before o_proj)
-    public var attnOut: [Float]    // [N, d]     hook_attn_out
-    public var mid: [Float]        // [N, d]     hook_resid_mid
-    public var normed2: [Float]    // [N, d]     ln2 output (MLP input)
-    public var inv2: [Float]       // [N]
-    public var pre: [Float]        // [N, dFF]   gate_proj out (Llama) / fc1 out (OPT): hook_pre
-    public var up: [Float]         // [N, dFF]   up_proj out (Llama only): hook_pre_linear
-    public var post: [Float]       // [N, dFF]   silu(gate)⊙up / relu(fc1): hook_post
-    public var mlpOut: [Float]     // [N, d]     hook_mlp_out
+    // Each buffer holds one stable pointer for the block's lifetime (`Buffer.p`);
+    // an empty one is a hook that is not kept.
+    public let resid: Buffer       // [N, d]     hook_resid_pre (copy of block input)
+    public let normed1: Buffer     // [N, d]     ln1 output (attention input)
+    public let inv1: Buffer        // [N]        ln1 1/rms or 1/σ (held constant by LRP)
+    public let q: Buffer           // [N, qDim]  hook_q (post-RoPE for RoPE families)
+    public let k: Buffer           // [N, kvDim] hook_k (post-RoPE for RoPE families)
+    public let v: Buffer           // [N, kvDim] hook_v
+    public let z: Buffer           // [N, qDim]  hook_z (attention output before o_proj)
+    public let attnOut: Buffer     // [N, d]     hook_attn_out
+    public let mid: Buffer         // [N, d]     hook_resid_mid
+    public let normed2: Buffer     // [N, d]     ln2 output (MLP input)
+    public let inv2: Buffer        // [N]
+    public let pre: Buffer         // [N, dFF]   gate_proj out (Llama) / fc1 out (OPT): hook_pre
+    public let up: Buffer          // [N, dFF]   up_proj out (gated MLPs only): hook_pre_linear
+    public let post: Buffer        // [N, dFF]   silu(gate)⊙up / relu(fc1): hook_post
+    public let mlpOut: Buffer      // [N, d]     hook_mlp_out
     /// Where post goes when `hooks` lacks `.mlpPost` (shared by the kept blocks of one pass).
     let sharedPost: SharedBuffer?
     var scratch: [Float] = []
@@ -54,39 +56,21 @@ public final class BlockBuffers {
         self.hooks = hooks
         self.sharedPost = hooks.contains(.mlpPost) ? nil : sharedPost
         // Every buffer is written in full by the block forward before it is read.
+        func buffer(_ count: Int, if kept: Bool = true) -> Buffer { Buffer(uninitialized: kept ? count : 0) }
         let nd = n * c.dModel
-        normed1 = uninitialized(nd); normed2 = uninitialized(nd)
-        resid = hooks.contains(.residuals) ? uninitialized(nd) : []
-        mid = hooks.contains(.residuals) ? uninitialized(nd) : []
-        attnOut = hooks.contains(.sublayerOutputs) ? uninitialized(nd) : []
-        mlpOut = hooks.contains(.sublayerOutputs) ? uninitialized(nd) : []
-        inv1 = uninitialized(n); inv2 = uninitialized(n)
-        q = uninitialized(n * c.qDim); z = uninitialized(n * c.qDim)
-        k = uninitialized(n * c.kvDim); v = uninitialized(n * c.kvDim)
-        pre = uninitialized(n * c.dFF)
-        post = hooks.contains(.mlpPost) ? uninitialized(n * c.dFF) : []
-        up = c.family == .llama ? uninitialized(n * c.dFF) : []
+        normed1 = buffer(nd); normed2 = buffer(nd)
+        resid = buffer(nd, if: hooks.contains(.residuals)); mid = buffer(nd, if: hooks.contains(.residuals))
+        attnOut = buffer(nd, if: hooks.contains(.sublayerOutputs)); mlpOut = buffer(nd, if: hooks.contains(.sublayerOutputs))
+        inv1 = buffer(n); inv2 = buffer(n)
+        q = buffer(n * c.qDim); z = buffer(n * c.qDim)
+        k = buffer(n * c.kvDim); v = buffer(n * c.kvDim)
+        pre = buffer(n * c.dFF)
+        post = buffer(n * c.dFF, if: hooks.contains(.mlpPost))
+        up = buffer(n * c.dFF, if: c.definition.gatedMLP)
     }
 
     /// The MLP activation buffer [N, dFF]: own, or the shared one.
-    @inline(__always)
-    func withPost<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        if let sharedPost { return sharedPost.data.ptr(body) }
-        return post.ptr(body)
-    }
-
-    /// Copies x into `into` when that hook is kept (an empty buffer means not kept).
-    @inline(__always)
-    func keep(_ x: [Float], _ into: inout [Float]) {
-        guard !into.isEmpty else { return }
-        x.cptr { xp in into.ptr { copyParallel($0, xp, x.count) } }
-    }
-}
-
-/// A buffer several `BlockBuffers` write in turn.
-final class SharedBuffer {
-    var data: [Float]
-    init(count: Int) { data = zeros(count) }
+    var postPointer: UnsafeMutablePointer<Float> { sharedPost?.p ?? post.p }
 }
 
 /// A run of consecutive rows belonging to one sequence, at positions pos0..<pos0+count.
@@ -113,10 +97,11 @@ extension Model {
                     (xp + r * d).update(from: e.baseAddress! + t * d, count: d)
                 }
                 if let positions {
+                    let offset = config.definition.positionOffset
                     positions.withUnsafeBufferPointer { pp in
                         for s in segments {
                             for i in 0..<s.count {
-                                let row = (s.pos0 + i + ModelConfig.optPositionOffset) * d
+                                let row = (s.pos0 + i + offset) * d
                                 addInPlace(xp + (s.rowStart + i) * d, pp.baseAddress! + row, d)
                             }
                         }
@@ -129,24 +114,13 @@ extension Model {
 
     /// Runs one block on the residual stream `x` [N, d] in place.
     public func runBlock(_ l: Int, _ x: inout [Float], segments: [Segment], buffers b: BlockBuffers) {
-        switch config.family {
-        case .llama: llamaBlock(blocks[l], &x, segments: segments, b)
-        case .opt: optBlock(blocks[l], &x, segments: segments, b)
-        }
+        x.ptr { config.definition.block(self, blocks[l], $0, segments: segments, b) }
     }
 
     /// Final norm of the residual stream: [N, d] → [N, d].
     public func finalNormRows(_ x: [Float], rows: Int, inv: UnsafeMutablePointer<Float>? = nil) -> [Float] {
         var y = zeros(x.count)
-        x.cptr { xp in
-            y.ptr { yp in
-                switch config.family {
-                case .llama: rmsNorm(xp, finalNorm.weight, yp, inv: inv, rows: rows, d: config.dModel, eps: config.normEps)
-                case .opt: layerNorm(xp, finalNorm.weight, finalNorm.bias ?? zeros(config.dModel), yp, inv: inv,
-                                     rows: rows, d: config.dModel, eps: config.normEps)
-                }
-            }
-        }
+        x.cptr { xp in y.ptr { finalNorm.forward(xp, $0, inv: inv, rows: rows, d: config.dModel, eps: config.normEps) } }
         return y
     }
 
@@ -208,65 +182,30 @@ extension Model {
     /// x += lin(input) [N, d]. With the sub-layer output hook kept, the output is
     /// written to `out` first (hook_attn_out / hook_mlp_out); otherwise the GEMM
     /// accumulates straight into the residual stream (β = 1).
-    func addSublayer(_ lin: Linear, input: UnsafePointer<Float>, to x: inout [Float], keep out: inout [Float], rows n: Int) {
+    func addSublayer(_ lin: Linear, input: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, keep out: Buffer, rows n: Int) {
         if out.isEmpty {
-            x.ptr { lin.forward(input, $0, rows: n, accumulate: true) }
+            lin.forward(input, x, rows: n, accumulate: true)
         } else {
-            out.ptr { lin.forward(input, $0, rows: n) }
-            x.ptr { xp in out.cptr { addParallel(xp, $0, n * config.dModel) } }
+            lin.forward(input, out.p, rows: n)
+            addParallel(x, out.p, n * config.dModel)
         }
     }
 
-    /// The MLP activation from b.pre (and b.up) into `p` [N, dFF]: silu(gate) ⊙ up
-    /// for Llama, relu(fc1) for OPT. The LRP backward calls it again to
-    /// recompute post instead of keeping it.
-    func mlpActivation(_ b: BlockBuffers, into p: UnsafeMutablePointer<Float>) {
-        let c = config, n = b.rows, f = c.dFF
-        b.pre.cptr { g in
-            switch c.family {
-            case .llama:
-                b.up.cptr { u in
-                    parallelRows(n, work: n * f) { r in
-                        let lo = r.lowerBound * f
-                        swiGLU(g + lo, u + lo, p + lo, r.count * f)
-                    }
-                }
-            case .opt:
-                parallelRows(n, work: n * f) { r in
-                    for i in (r.lowerBound * f)..<(r.upperBound * f) { p[i] = max(g[i], 0) }
-                }
-            }
-        }
-    }
-
-    /// Shared attention sub-step: rope (Llama), write k/v to each segment's cache,
+    /// Shared attention sub-step: rope (RoPE families), write k/v to each segment's cache,
     /// causal attention into b.z.
     func attend(_ b: BlockBuffers, layer: Int, segments: [Segment], rope: RopeTable?) {
         let c = config
         for s in segments {
-            b.q.ptr { q in
-                b.k.ptr { k in
-                    let qs = q + s.rowStart * c.qDim, ks = k + s.rowStart * c.kvDim
-                    if let rope {
-                        rope.apply(qs, rows: s.count, nHeads: c.nHeads, pos0: s.pos0)
-                        rope.apply(ks, rows: s.count, nHeads: c.nKVHeads, pos0: s.pos0)
-                    }
-                    s.cache.k.ptr { (ck: UnsafeMutablePointer<Float>) in
-                        copyParallel(ck + s.cache.offset(layer: layer, pos: s.pos0), ks, s.count * c.kvDim)
-                    }
-                }
+            let qs = b.q.p + s.rowStart * c.qDim, ks = b.k.p + s.rowStart * c.kvDim, vs = b.v.p + s.rowStart * c.kvDim
+            if let rope {
+                rope.apply(qs, rows: s.count, nHeads: c.nHeads, pos0: s.pos0)
+                rope.apply(ks, rows: s.count, nHeads: c.nKVHeads, pos0: s.pos0)
             }
-            b.v.cptr { v in
-                s.cache.v.ptr { cv in
-                    copyParallel(cv + s.cache.offset(layer: layer, pos: s.pos0), v + s.rowStart * c.kvDim, s.count * c.kvDim)
-                }
-            }
-            b.q.cptr { q in
-                b.z.ptr { z in
-                    causalAttention(q: q + s.rowStart * c.qDim, cache: s.cache, layer: layer, out: z + s.rowStart * c.qDim,
-                                    tq: s.count, pos0: s.pos0, config: c, scratch: &b.scratch)
-                }
-            }
+            let at = s.cache.offset(layer: layer, pos: s.pos0)
+            s.cache.k.ptr { copyParallel($0 + at, ks, s.count * c.kvDim) }
+            s.cache.v.ptr { copyParallel($0 + at, vs, s.count * c.kvDim) }
+            causalAttention(q: qs, cache: s.cache, layer: layer, out: b.z.p + s.rowStart * c.qDim,
+                            tq: s.count, pos0: s.pos0, config: c, scratch: &b.scratch)
         }
     }
 }

@@ -42,13 +42,6 @@ public final class Linear {
     }
 }
 
-/// RMSNorm (weight only) or LayerNorm (weight + bias).
-public struct Norm {
-    public let name: String          // HF weight name
-    public var weight: [Float]       // [d]
-    public var bias: [Float]?        // [d] (LayerNorm β)
-}
-
 /// One decoder block. Llama: gate/up/down. OPT: `up` is fc1, `down` is fc2, `gate` is nil.
 public final class Block {
     public let index: Int
@@ -81,7 +74,7 @@ public final class Model {
     public var lmHead: [Float]? { didSet { unembeddingT = nil } }     // [vocab, dModel]; nil when tied to `embed`
     /// (lm_head or embed)ᵀ [dModel, vocab] for decode, or nil (see `prepareDecodeLayout`).
     var unembeddingT: DecodeCopy?
-    var rope: RopeTable?                      // Llama only
+    var rope: RopeTable?                      // RoPE families only
 
     init(config: ModelConfig, embed: [Float], embedName: String, positions: [Float]?, blocks: [Block],
          finalNorm: Norm, lmHead: [Float]?) {
@@ -115,8 +108,8 @@ public final class Model {
     public func namedTensors() -> [(String, Tensor)] {
         let c = config
         var out: [(String, Tensor)] = [(embedName, Tensor(shape: [c.vocabSize, c.dModel], data: embed))]
-        if let positions {
-            out.append(("model.decoder.embed_positions.weight", Tensor(shape: [positions.count / c.dModel, c.dModel], data: positions)))
+        if let positions, let name = c.definition.names.positions {
+            out.append((name, Tensor(shape: [positions.count / c.dModel, c.dModel], data: positions)))
         }
         func addNorm(_ n: Norm) {
             out.append((n.name, Tensor(shape: [n.weight.count], data: n.weight)))
@@ -131,7 +124,7 @@ public final class Model {
             addNorm(b.mlpNorm)
         }
         addNorm(finalNorm)
-        if let lmHead { out.append(("lm_head.weight", Tensor(shape: [c.vocabSize, c.dModel], data: lmHead))) }
+        if let lmHead { out.append((c.definition.names.lmHead, Tensor(shape: [c.vocabSize, c.dModel], data: lmHead))) }
         return out
     }
 }
@@ -173,9 +166,6 @@ extension Model {
             ?? ConfigSource.hf(file: checkpoint.path, family: c.family, explicitHeadDim: true)
         try c.validate(source: source)
         try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source)
-        switch checkpoint.config.family {
-        case .llama: return try buildLlama(checkpoint)
-        case .opt: return try buildOPT(checkpoint)
-        }
+        return try c.definition.build(checkpoint)
     }
 }

@@ -3,14 +3,9 @@ import Tokenize
 
 // MARK: - Family-neutral configuration
 //
-// Each family file (Llama.swift, OPT.swift) decodes its own HF `config.json`
+// Each family file (Families/Llama.swift, OPT.swift) decodes its own HF `config.json`
 // with typed CodingKeys and converts it to this struct; everything downstream
 // (forward, LRP, pruning) reads only `ModelConfig`.
-
-public enum ModelFamily: String, Codable, Sendable {
-    case llama
-    case opt
-}
 
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var family: ModelFamily
@@ -43,9 +38,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     public var qDim: Int { nHeads * headDim }
     public var kvDim: Int { nKVHeads * headDim }
-
-    /// OPT's learned position table is indexed with `position + 2` (fairseq legacy).
-    public static let optPositionOffset = 2
 }
 
 // MARK: - Checkpoint (what every loader produces)

@@ -28,7 +28,8 @@ public enum ModelError: LocalizedError, Equatable {
         case .unknownFormat(let p):
             return "\(p): not a recognised model (expected an HF directory with config.json, a .gguf file, or a llama2.c .bin)"
         case .badConfig(let f, let k, let r): return "\(f): key '\(QuotedName.safe(k))': \(r)"
-        case .unknownModelType(let f, let t): return "\(f): unsupported model_type '\(QuotedName.safe(t))' (supported: llama, opt)"
+        case .unknownModelType(let f, let t):
+            return "\(f): unsupported model_type '\(QuotedName.safe(t))' (supported: \(ModelFamily.supported.joined(separator: ", ")))"
         case .unsupported(let f, let what): return "\(f): unsupported: \(what)"
         case .missingTensor(let n, let f): return "\(f): tensor '\(QuotedName.safe(n))' is missing"
         case .shapeMismatch(let n, let f, let e, let s):
