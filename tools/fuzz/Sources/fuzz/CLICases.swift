@@ -36,16 +36,22 @@ enum CLICases {
             if let i = argv.firstIndex(of: opt), i + 1 < argv.count { argv[i + 1] = v } else { argv += [opt, v] }
             if workSize.contains(opt), let n = Double(v), n >= 1000 || n.isInfinite { mayRunLong = true }
             if workSize.contains(opt), v.contains(",") || v.count > 20 { mayRunLong = true }
-            k.mutation = "\(opt) \(v.prefix(40))"; k.culprits = [opt, String(opt.dropFirst(2)), String(v.prefix(40))]
+            k.mutation = "\(opt) \(v.prefix(40))"; k.culprits = [opt, String(opt.dropFirst(2))] + (v.count >= 3 ? [String(v.prefix(40))] : [])
         case 3:
             switch rng.below(7) {
-            case 0: argv.removeLast(); k.mutation = "last value dropped"
+            case 0: argv.removeLast(); k.mutation = "last value dropped"; k.culprits = [argv.last ?? "", "value"]
             case 1: let i = 1 + rng.below(argv.count - 1); argv.insert(contentsOf: [argv[i]], at: i); k.mutation = "argument \(i) doubled"
-            case 2: argv.insert(rng.pick(["--bogus", "-x", "--model=", "--", "-", "--help", "--MODEL"]), at: 1 + rng.below(argv.count)); k.mutation = "odd flag inserted"
+            case 2:
+                let odd = rng.pick(["--bogus", "-x", "--model=", "--", "-", "--help", "--MODEL"])
+                argv.insert(odd, at: 1 + rng.below(argv.count)); k.mutation = "odd flag \(odd) inserted"; k.culprits = [odd, "argument"]
             case 3: argv = [argv[0]]; k.mutation = "no options"
-            case 4: argv = [rng.pick(["", "Info", "help", "--help", "prune2", "--version"])] + argv.dropFirst(); k.mutation = "unknown command"
+            case 4:
+                let c = rng.pick(["", "Info", "help", "--help", "prune2", "--version"])
+                argv = [c] + argv.dropFirst(); k.mutation = "unknown command '\(c)'"; k.culprits = [c, "command", "subcommand"]
             case 5: argv = []; k.mutation = "no arguments"
-            default: argv.append(rng.pick(["extra", "", "\u{0}"])); k.mutation = "positional argument appended"
+            default:
+                let extra = rng.pick(["extra", "", "\u{0}"])
+                argv.append(extra); k.mutation = "positional argument appended"; k.culprits = [extra, "argument"]
             }
         case 4, 5:
             // --model pointing at something that is not a model file.

@@ -43,7 +43,8 @@ enum Commands {
 
     /// A random command that makes sense for the seed (no text commands without a tokenizer).
     static func random(seed: Seed, rng: inout Rng, from: [String]? = nil) -> (argv: [String], aux: [String: Data]) {
-        let pool = from ?? (seed.hasTokenizer ? light : ["info", "sparsity", "prune", "attribute", "prune-wanda"])
+        // prune writes the tokenizer files beside the weights, so it refuses a model without one.
+        let pool = from ?? (seed.hasTokenizer ? light : ["info", "sparsity", "attribute"])
         return argv(rng.pick(pool), seed: seed, rng: &rng)
     }
 }

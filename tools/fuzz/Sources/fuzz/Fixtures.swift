@@ -18,7 +18,9 @@ enum Fixtures {
             let seedData = k.base[rel] ?? d
             if !k.mutated.contains(rel) && k.base[rel] == nil && isSeedFile(rel, k) {
                 files.append((rel, .object([("seed", .raw("true"))])))
-            } else if d.count <= fullLimit || !k.mutated.contains(rel) {
+            } else if d.count > fullLimit, let runs = rle(d) {
+                files.append((rel, .object([("rle", runs)])))
+            } else if d.count <= fullLimit || !isSeedFile(rel, k) {
                 let stored = "f\(files.count)-" + (rel as NSString).lastPathComponent
                 try d.write(to: URL(fileURLWithPath: dir + "/" + stored))
                 files.append((rel, .object([("file", .string(stored))])))
@@ -41,6 +43,19 @@ enum Fixtures {
 
     /// Files that come unchanged from the seed (every seed file is stored under the run folder as is).
     static func isSeedFile(_ rel: String, _ k: Case) -> Bool { rel.hasPrefix("m/") || rel.hasPrefix("sb/") || rel.hasPrefix("l2c/") || rel == "model.gguf" }
+
+    /// Run-length form for large, repetitive files (a 10 MB line of one byte): [[hex byte, count], …].
+    static func rle(_ d: Data) -> JSON? {
+        var runs: [JSON] = [], i = d.startIndex
+        while i < d.endIndex {
+            var j = i
+            while j < d.endIndex, d[j] == d[i] { j += 1 }
+            runs.append(.array([.string(String(format: "%02x", d[i])), .int(j - i)]))
+            if runs.count > 4096 { return nil }
+            i = j
+        }
+        return .array(runs)
+    }
 
     /// Runs of changed bytes: {"length": n, "edits": [[offset, "hex"], …]}.
     static func patch(from a: Data, to b: Data) -> JSON {
@@ -67,6 +82,14 @@ enum Fixtures {
             } else if let f = spec["file"]?.stringValue {
                 guard let data = FileManager.default.contents(atPath: dir + "/" + f) else { return nil }
                 files[rel] = data
+            } else if let runs = spec["rle"]?.arrayValue {
+                var b: [UInt8] = []
+                for r in runs {
+                    guard let a = r.arrayValue, a.count == 2, let hex = a[0].stringValue, let byte = UInt8(hex, radix: 16),
+                          let n = a[1].intValue, n >= 0 else { return nil }
+                    b += [UInt8](repeating: byte, count: n)
+                }
+                files[rel] = Data(b)
             } else if let p = spec["patch"], let s = seed?.files[rel], let n = p["length"]?.intValue {
                 var b = [UInt8](s)
                 if b.count > n { b.removeLast(b.count - n) } else { b += [UInt8](repeating: 0, count: n - b.count) }

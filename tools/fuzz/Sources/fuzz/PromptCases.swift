@@ -25,7 +25,7 @@ enum PromptCases {
             data = Data(lines.joined(separator: "\n").utf8)
             mutation = "line \(n + 1): \(m)"; culprits = c + ["line \(n + 1)", ":\(n + 1)"]
         } else if rng.chance(0.2) {
-            let big = rng.pick(["", "\n\n\n", String(repeating: "x", count: 10_000_000), (0..<20_000).map { _ in "{\"ids\": [1, 2]}" }.joined(separator: "\n")])
+            let big = rng.pick(["", "\n\n\n", String(repeating: "x", count: 2_000_000), (0..<20_000).map { _ in "{\"ids\": [1, 2]}" }.joined(separator: "\n")])
             data = Data(big.utf8); mutation = "whole file replaced (\(big.count) bytes)"
         } else {
             (data, mutation) = LineMutator.mutate(good, rng: &rng)
@@ -36,8 +36,10 @@ enum PromptCases {
             : ["prune", "--model", seed.model, "--method", "wanda", "--prompts", name, "--scheme", "row", "--sparsity", "0.5", "--out", "pruned"]
         var files = seed.files
         files[name] = data
-        return Case(format: "prompts", seed: seed.id, mutation: "\(name): \(mutation)", files: files, argv: argv,
-                    mutated: [name], base: [name: good], culprits: culprits)
+        var k = Case(format: "prompts", seed: seed.id, mutation: "\(name): \(mutation)", files: files, argv: argv,
+                     mutated: [name], base: [name: good], culprits: culprits)
+        k.mayRunLong = data.count >= 1 << 20   // tokenizing megabytes is real work (about 2 s per MB here)
+        return k
     }
 
     static func corpusText(_ corpus: SeedCorpus, _ rng: inout Rng) -> Case {
@@ -51,7 +53,7 @@ enum PromptCases {
         case 0: (data, mutation) = LineMutator.mutate(good, rng: &rng)
         case 1:
             let whole = rng.pick([Data(), Data([0]), Data("\n".utf8), Data(repeating: 0xFF, count: 1000), Data("{\"text\": 5}\n{}\n[]\n".utf8),
-                                  Data(repeating: 0x61, count: 10_000_000), Data("a".utf8)])
+                                  Data(repeating: 0x61, count: 2_000_000), Data("a".utf8)])
             (data, mutation) = (whole, "whole file replaced (\(whole.count) bytes)")
         default: (data, mutation) = ByteMutator.mutate(good, rng: &rng, head: good.count)
         }
@@ -64,8 +66,10 @@ enum PromptCases {
         }
         var files = seed.files
         files[name] = data
-        return Case(format: "corpus", seed: seed.id, mutation: "\(name): \(mutation)", files: files, argv: argv,
-                    mutated: [name], base: [name: good], culprits: [])
+        var k = Case(format: "corpus", seed: seed.id, mutation: "\(name): \(mutation)", files: files, argv: argv,
+                     mutated: [name], base: [name: good], culprits: [])
+        k.mayRunLong = data.count >= 1 << 20   // tokenizing megabytes is real work (about 2 s per MB here)
+        return k
     }
 
     /// --target specs from a small grammar: positions, token ids, quoted texts, differences.

@@ -61,6 +61,8 @@ struct Runner {
         p.currentDirectoryURL = URL(fileURLWithPath: work)
         var env = ProcessInfo.processInfo.environment
         env["OPENBLAS_NUM_THREADS"] = "1"
+        // Swift's crash backtracer symbolicates for seconds; the signal is all we need.
+        env["SWIFT_BACKTRACE"] = "enable=no"
         p.environment = env
         let errHandle = FileHandle(forWritingAtPath: errPath)!
         let outHandle = FileHandle(forWritingAtPath: outPath)!

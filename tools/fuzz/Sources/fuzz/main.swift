@@ -11,7 +11,7 @@ Usage: fuzz [--workbench PATH] [--runs N] [--seed S] [--jobs J] [--timeout SEC] 
   --runs N             number of runs (default 300); --start I: first run index (default 0)
   --seed S             campaign seed (default 1): run i is the same input for the same seed
   --jobs J             parallel runs (default 2); each run gets OPENBLAS_NUM_THREADS=1
-  --timeout SEC        per-run timeout (default 10); --mem-mb M: address-space cap (default 4096)
+  --timeout SEC        per-run timeout (default 15); --mem-mb M: address-space cap (default 4096)
   --formats LIST       only these formats (default all available)
   --fixtures DIR       tiny checkpoints to seed from (default Tests/Fixtures)
   --assets DIR         shared assets for stories260K (default $WORKBENCH_ASSETS, else ../shared/assets; 'none' = off)
@@ -61,7 +61,7 @@ func runMain() -> Never {
     guard fm.isExecutableFile(atPath: workbench) else { fail("--workbench \(workbench) is not an executable file (build it: swift build -c release)") }
     let runs = intOpt("--runs", 300), start = intOpt("--start", 0), jobs = max(1, intOpt("--jobs", 2))
     guard let seed = UInt64(opts["--seed"] ?? "1") else { fail("--seed needs an unsigned integer") }
-    guard let timeout = Double(opts["--timeout"] ?? "10"), timeout > 0 else { fail("--timeout needs a positive number of seconds") }
+    guard let timeout = Double(opts["--timeout"] ?? "15"), timeout > 0 else { fail("--timeout needs a positive number of seconds") }
     let fixturesDir = absolute(opts["--fixtures"] ?? "Tests/Fixtures")
     let assetsOpt = opts["--assets"] ?? ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"] ?? "../shared/assets"
     let assetsDir: String? = assetsOpt == "none" || !fm.fileExists(atPath: absolute(assetsOpt)) ? nil : absolute(assetsOpt)
