@@ -25,7 +25,8 @@ enum Classifier {
             if r.status == SIGPIPE && k.stdout == .brokenPipe { return Verdict(outcome: .clean, reason: "SIGPIPE on a closed pipe", signature: "clean") }
             return Verdict(outcome: .crash, reason: "killed by signal \(r.status)", signature: "crash \(k.format) \(command) signal \(r.status) \(fatalLine(err))")
         }
-        if ![0, 1, 64].contains(r.status) || err.contains("Fatal error") || err.contains("Program crashed") {
+        if ![0, 1, 64].contains(r.status) || err.contains("Fatal error") || err.contains("Program crashed")
+            || err.contains("ERROR: AddressSanitizer") || err.contains("ERROR: LeakSanitizer") || err.contains("runtime error:") {
             return Verdict(outcome: .crash, reason: "exit \(r.status)", signature: "crash \(k.format) \(command) rc \(r.status) \(fatalLine(err))")
         }
         if r.status == 0 {

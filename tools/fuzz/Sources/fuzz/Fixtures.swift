@@ -18,6 +18,10 @@ enum Fixtures {
             let seedData = k.base[rel] ?? d
             if !k.mutated.contains(rel) && k.base[rel] == nil && isSeedFile(rel, k) {
                 files.append((rel, .object([("seed", .raw("true"))])))
+            } else if isSeedFile(rel, k), let base = k.base[rel], base.count == d.count || d.count > fullLimit,
+                      case let p = patch(from: base, to: d), p.text.utf8.count < min(d.count, fullLimit) {
+                // A few changed bytes of a seed file: stored as edits, checked against the seed's hash at replay.
+                files.append((rel, .object([("patch", p)])))
             } else if d.count > fullLimit, let runs = rle(d) {
                 files.append((rel, .object([("rle", runs)])))
             } else if d.count <= fullLimit || !isSeedFile(rel, k) {
@@ -67,7 +71,13 @@ enum Fixtures {
             while i < y.count && !(i < x.count && x[i] == y[i]) { i += 1 }
             edits.append(.array([.int(start), .string(y[start..<i].map { String(format: "%02x", $0) }.joined())]))
         }
-        return .object([("length", .int(y.count)), ("edits", .array(edits))])
+        return .object([("base_fnv64", .string(String(fnv64(a), radix: 16))), ("length", .int(y.count)), ("edits", .array(edits))])
+    }
+
+    static func fnv64(_ d: Data) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in d { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return h
     }
 
     static func load(_ dir: String, corpus: SeedCorpus) -> Case? {
@@ -91,6 +101,8 @@ enum Fixtures {
                 }
                 files[rel] = Data(b)
             } else if let p = spec["patch"], let s = seed?.files[rel], let n = p["length"]?.intValue {
+                // The seed must be the bytes the patch was made against (synthetic seeds are rebuilt, assets may differ).
+                guard p["base_fnv64"]?.stringValue == String(fnv64(s), radix: 16) else { return nil }
                 var b = [UInt8](s)
                 if b.count > n { b.removeLast(b.count - n) } else { b += [UInt8](repeating: 0, count: n - b.count) }
                 for e in p["edits"]?.arrayValue ?? [] {

@@ -11,7 +11,7 @@ Usage: fuzz [--workbench PATH] [--runs N] [--seed S] [--jobs J] [--timeout SEC] 
   --runs N             number of runs (default 300); --start I: first run index (default 0)
   --seed S             campaign seed (default 1): run i is the same input for the same seed
   --jobs J             parallel runs (default 2); each run gets OPENBLAS_NUM_THREADS=1
-  --timeout SEC        per-run timeout (default 15); --mem-mb M: address-space cap (default 4096)
+  --timeout SEC        per-run timeout (default 15); --mem-mb M: address-space cap (default 4096; 0 = none, for sanitizer builds)
   --formats LIST       only these formats (default all available)
   --fixtures DIR       tiny checkpoints to seed from (default Tests/Fixtures)
   --assets DIR         shared assets for stories260K (default $WORKBENCH_ASSETS, else ../shared/assets; 'none' = off)
@@ -23,6 +23,7 @@ Usage: fuzz [--workbench PATH] [--runs N] [--seed S] [--jobs J] [--timeout SEC] 
   --keep               keep the folders of failing runs under the scratch directory
   --scratch DIR        scratch directory (default $TMPDIR/workbench-fuzz-<pid>)
   --verbose            print every non-clean run
+  --dry-run            print what each run would mutate and run, without running it
 """
 
 func fail(_ msg: String) -> Never {
@@ -36,7 +37,7 @@ func runMain() -> Never {
     do {
         let args = Array(CommandLine.arguments.dropFirst())
         var i = 0
-        let valueless: Set<String> = ["--keep", "--verbose", "--help"]
+        let valueless: Set<String> = ["--keep", "--verbose", "--help", "--dry-run"]
         while i < args.count {
             let a = args[i]
             if valueless.contains(a) { flags.insert(a); i += 1; continue }
@@ -119,6 +120,10 @@ func runMain() -> Never {
         guard let i = Int(only) else { fail("--only needs a run index") }
         indices = [i]
     } else { indices = Array(start..<(start + runs)) }
+    if flags.contains("--dry-run") {
+        for i in indices { let k = makeCase(i); print("\(i) [\(k.format)] \(k.mutation.prefix(150)) :: \(k.argv.joined(separator: " ").prefix(150))") }
+        exit(0)
+    }
     let began = Date()
     let lock = NSLock()
     var records: [Record] = []
@@ -191,7 +196,8 @@ func runMain() -> Never {
             print("  [\(rs.count)] \(sig.prefix(150))  runs \(rs.prefix(5).map { String($0.index) }.joined(separator: ","))")
         }
     }
-    let reportPath = absolute(opts["--report"] ?? "fuzz-report.json")
+    // A single reproduction (--only) writes a report only when asked to.
+    let reportPath = absolute(opts["--report"] ?? (opts["--only"] == nil ? "fuzz-report.json" : scratch + "/report.json"))
     let settings: [(String, JSON)] = [
         ("workbench", .string(workbench)), ("seed", .string(String(seed))), ("start", .int(start)), ("runs", .int(indices.count)),
         ("jobs", .int(jobs)), ("timeout", .double(timeout)), ("formats", .array(formats.map(JSON.string))),
