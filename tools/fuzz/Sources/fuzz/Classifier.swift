@@ -11,14 +11,14 @@ enum Classifier {
         let errorLine = err.split(separator: "\n").first { $0.contains("Error:") }.map(String.init)
         if !r.inputProblems.isEmpty {
             return Verdict(outcome: .modified, reason: r.inputProblems.joined(separator: "; "),
-                           signature: "modified \(command) \(k.mutation.split(separator: " ").prefix(2).joined(separator: " "))")
+                           signature: "modified \(command) \(shape(r.inputProblems[0]))")
         }
         if r.launchFailed {
             return Verdict(outcome: .unclear, reason: "harness could not start the process (argument list too long?)", signature: "harness launch failure")
         }
         if r.timedOut {
             if k.mayRunLong { return Verdict(outcome: .long, reason: "timeout on requested long work", signature: "long \(command)") }
-            return Verdict(outcome: .hang, reason: "no exit within the timeout", signature: "hang \(k.format) \(command) \(k.mutation.prefix(30))")
+            return Verdict(outcome: .hang, reason: "no exit within the timeout", signature: "hang \(k.format) \(command) \(hangKind(k))")
         }
         if r.signaled {
             // A closed pipe may end the process quietly, as Unix tools do.
@@ -48,6 +48,12 @@ enum Classifier {
                            signature: "unclear \(k.format) \(command) \(shape(line))")
         }
         return Verdict(outcome: .clean, reason: "exit \(r.status): \(line.prefix(160))", signature: "clean")
+    }
+
+    /// What kind of input hung: a FIFO or other node, else the mutation with numbers blanked.
+    static func hangKind(_ k: Case) -> String {
+        if let s = k.special.values.first { return "with a \(s.rawValue)" }
+        return shape(String(k.mutation.prefix(40)))
     }
 
     /// The first "Fatal error" line, with numbers blanked, to group equal crashes.

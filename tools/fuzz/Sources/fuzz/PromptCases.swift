@@ -38,7 +38,8 @@ enum PromptCases {
         files[name] = data
         var k = Case(format: "prompts", seed: seed.id, mutation: "\(name): \(mutation)", files: files, argv: argv,
                      mutated: [name], base: [name: good], culprits: culprits)
-        k.mayRunLong = data.count >= 1 << 20   // tokenizing megabytes is real work (about 2 s per MB here)
+        // Megabytes to tokenize or thousands of prompts to explain are real work (about 2 s per MB here).
+        k.mayRunLong = data.count >= 1 << 20 || data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } > 1000
         return k
     }
 

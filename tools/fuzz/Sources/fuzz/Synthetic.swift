@@ -173,10 +173,11 @@ struct SyntheticModel {
     }
 
     /// llama2.c tokenizer: max_token_length, then per id: f32 score, i32 length, bytes.
-    /// Ids 0–2 are <unk>, <s>, </s>; 3–258 are the byte fallbacks <0xXX>; then merged pieces.
+    /// Ids 0–2 are <unk>, <s>, </s>; 3–258 are the byte fallbacks <0xXX>; 259 is " "; then merged pieces.
     var llama2cTokenizer: Data {
         var pieces: [[UInt8]] = [Array("<unk>".utf8), Array("\n<s>\n".utf8), Array("\n</s>\n".utf8)]
         pieces += (0..<256).map { Array(String(format: "<0x%02X>", $0).utf8) }
+        pieces.append([0x20])   // llama2.c's encoder looks up " " for the dummy prefix
         let alphabet = Self.byteAlphabet()
         var inverse: [String: UInt8] = [:]
         for (b, s) in alphabet.enumerated() { inverse[s] = UInt8(b) }
@@ -185,7 +186,7 @@ struct SyntheticModel {
         }
         var out = leBytes(Int32(pieces.map(\.count).max()!))
         for (n, p) in pieces.enumerated() {
-            out += leBytes((n < 259 ? Float(0) : Float(-(n - 259))).bitPattern) + leBytes(Int32(p.count)) + p
+            out += leBytes((n < 260 ? Float(0) : Float(-(n - 260))).bitPattern) + leBytes(Int32(p.count)) + p
         }
         return Data(out)
     }

@@ -22,6 +22,7 @@ Usage: fuzz [--workbench PATH] [--runs N] [--seed S] [--jobs J] [--timeout SEC] 
   --replay DIR         replay saved fixtures (DIR or DIR/*/case.json); fail if any crashes, hangs or changes an input
   --keep               keep the folders of failing runs under the scratch directory
   --scratch DIR        scratch directory (default $TMPDIR/workbench-fuzz-<pid>)
+  --export-seeds DIR   write every seed (one folder per seed id) and exit
   --verbose            print every non-clean run
   --dry-run            print what each run would mutate and run, without running it
 """
@@ -47,7 +48,7 @@ func runMain() -> Never {
     }
     if flags.contains("--help") { print(usage); exit(0) }
     let known: Set<String> = ["--workbench", "--runs", "--start", "--seed", "--jobs", "--timeout", "--mem-mb", "--formats", "--fixtures",
-                              "--assets", "--report", "--save-fixtures", "--minimise-budget", "--only", "--replay", "--scratch"]
+                              "--assets", "--report", "--save-fixtures", "--minimise-budget", "--only", "--replay", "--scratch", "--export-seeds"]
     for k in opts.keys where !known.contains(k) { fail("unknown option \(k)") }
     func intOpt(_ k: String, _ d: Int) -> Int {
         guard let s = opts[k] else { return d }
@@ -78,6 +79,44 @@ func runMain() -> Never {
     for n in corpus.notes { log("fuzz: note: \(n)") }
     let runner = Runner(workbench: workbench, timeout: timeout, memoryLimitKB: intOpt("--mem-mb", 4096) * 1024)
     let factory = CaseFactory(corpus: corpus)
+
+    if let out = opts["--export-seeds"].map(absolute) {
+        // Every seed as files, one folder per seed id, for inspection or manual runs.
+        for s in corpus.models + corpus.llama2c + [corpus.sparse, corpus.seed("synthetic/gguf")].compactMap({ $0 }) {
+            for (rel, d) in s.files {
+                let path = out + "/" + s.id + "/" + rel
+                try? fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                _ = fm.createFile(atPath: path, contents: d)
+            }
+        }
+        log("fuzz: seeds written under \(out)")
+        try? fm.removeItem(atPath: scratch)
+        exit(0)
+    }
+
+    // Baseline: every seed must load and run cleanly, or its mutations only test the first error.
+    func baseline() -> Int {
+        var failures = 0
+        let ggufSeed = corpus.seed("synthetic/gguf")!
+        for (n, s) in (corpus.models + corpus.llama2c + [corpus.sparse, ggufSeed].compactMap { $0 }).enumerated() {
+            for command in s.hasTokenizer ? ["info", "generate", "attribute"] : ["info", "attribute"] {
+                var rng = Rng(seed: 0)
+                let (argv, aux) = Commands.argv(command, seed: s, rng: &rng)
+                let k = Case(format: "baseline", seed: s.id, mutation: "none", files: s.files.merging(aux) { a, _ in a }, argv: argv)
+                let r = runner.run(k, in: scratch + "/baseline-\(n)")
+                try? fm.removeItem(atPath: scratch + "/baseline-\(n)")
+                if r.signaled || r.timedOut || r.status != 0 {
+                    failures += 1
+                    log("fuzz: baseline: seed \(s.id) fails `\(argv.joined(separator: " "))` (\(r.statusText)): \(String(decoding: r.stderr.prefix(300), as: UTF8.self))")
+                }
+            }
+        }
+        return failures
+    }
+    if opts["--replay"] == nil && opts["--only"] == nil && !flags.contains("--dry-run") {
+        let f = baseline()
+        if f > 0 { log("fuzz: warning: \(f) baseline runs failed; the formats seeded from them are fuzzed shallowly") }
+    }
 
     // MARK: replay
 
@@ -122,6 +161,7 @@ func runMain() -> Never {
     } else { indices = Array(start..<(start + runs)) }
     if flags.contains("--dry-run") {
         for i in indices { let k = makeCase(i); print("\(i) [\(k.format)] \(k.mutation.prefix(150)) :: \(k.argv.joined(separator: " ").prefix(150))") }
+        try? fm.removeItem(atPath: scratch)
         exit(0)
     }
     let began = Date()
