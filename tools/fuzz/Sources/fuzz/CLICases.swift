@@ -36,11 +36,13 @@ enum CLICases {
             if let i = argv.firstIndex(of: opt), i + 1 < argv.count { argv[i + 1] = v } else { argv += [opt, v] }
             if workSize.contains(opt), let n = Double(v), n >= 1000 || n.isInfinite { mayRunLong = true }
             if workSize.contains(opt), v.contains(",") || v.count > 20 { mayRunLong = true }
-            k.mutation = "\(opt) \(v.prefix(40))"; k.culprits = [opt, String(opt.dropFirst(2))] + (v.count >= 3 ? [String(v.prefix(40))] : [])
+            k.mutation = "\(opt) \(v.prefix(40))"; k.culprits = [opt, String(opt.dropFirst(2))] + (v.isEmpty ? [] : [String(v.prefix(40))])
         case 3:
             switch rng.below(7) {
             case 0: argv.removeLast(); k.mutation = "last value dropped"; k.culprits = [argv.last ?? "", "value"]
-            case 1: let i = 1 + rng.below(argv.count - 1); argv.insert(contentsOf: [argv[i]], at: i); k.mutation = "argument \(i) doubled"
+            case 1:
+                let i = 1 + rng.below(argv.count - 1)
+                argv.insert(contentsOf: [argv[i]], at: i); k.mutation = "argument \(i) doubled"; k.culprits = [argv[i], "argument"]
             case 2:
                 let odd = rng.pick(["--bogus", "-x", "--model=", "--", "-", "--help", "--MODEL"])
                 argv.insert(odd, at: 1 + rng.below(argv.count)); k.mutation = "odd flag \(odd) inserted"; k.culprits = [odd, "argument"]
