@@ -68,12 +68,13 @@ enum CLICases {
             default: break   // does not exist
             }
             if let i = argv.firstIndex(of: "--model") { argv[i + 1] = name }
+            mayRunLong = false   // bench on a FIFO must not pass as long work
             k.mutation = "--model \(name) (\(["fifo", "directory", "device node", "empty file", "4/28-byte file", "missing"][kind]))"
             k.culprits = [name, "--model"]
         case 6, 7:
             // --out at an input or a node that is not a regular file (data safety).
             let writer = rng.pick(["heatmap", "attribute", "prune"])
-            let inputs = k.files.keys.sorted()
+            let inputs = seed.files.keys.sorted() + (writer == "attribute" ? ["prompts.txt"] : [])
             var out: String
             if rng.chance(0.4) {
                 out = "null"; k.special[out] = .devnull
@@ -83,6 +84,9 @@ enum CLICases {
                 out = rng.pick(inputs)
             }
             if rng.chance(0.3) { out = "./" + out }
+            // Only what the writing command itself reads is an input: the other command's
+            // prompt or corpus file is an ordinary destination for heatmap or prune.
+            k.files = seed.files
             switch writer {
             case "heatmap": argv = ["heatmap", "--model", seed.model, "--prompt", "Once upon a time", "--out", out]
             case "attribute":
