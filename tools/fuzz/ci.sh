@@ -22,10 +22,16 @@ swift build -c release --package-path tools/fuzz
 FUZZ=tools/fuzz/.build/release/fuzz
 W=.build/release/workbench
 
+status=0
 echo "fuzz-ci: replaying regression fixtures"
-"$FUZZ" --workbench "$W" --replay Tests/Fixtures/fuzz
+"$FUZZ" --workbench "$W" --replay Tests/Fixtures/fuzz || status=1
 echo "fuzz-ci: ${FUZZ_RUNS:-300} runs, seed ${FUZZ_SEED:-1}"
 start=$(date +%s)
 "$FUZZ" --workbench "$W" --runs "${FUZZ_RUNS:-300}" --seed "${FUZZ_SEED:-1}" --jobs 2 \
-    --report "${FUZZ_REPORT:-.build/fuzz-report.json}"
-echo "fuzz-ci: campaign passed in $(( $(date +%s) - start )) s"
+    --report "${FUZZ_REPORT:-.build/fuzz-report.json}" || status=1
+echo "fuzz-ci: campaign took $(( $(date +%s) - start )) s"
+if [ "$status" -ne 0 ]; then
+    echo "fuzz-ci: FAILED (a fixture or a run crashed, hung or changed an input; see above)" >&2
+    exit 1
+fi
+echo "fuzz-ci: passed"
