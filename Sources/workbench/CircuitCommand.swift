@@ -90,7 +90,7 @@ enum CircuitCommand: Command {
         if s.ablation == .patch {
             for set in [refSet] + (heldSet.map { [$0] } ?? []) {
                 if let p = set.prompts.first(where: { $0.corrupted == nil }) {
-                    throw UsageError(message: "--ablation patch needs a corrupted prompt on every line; \(p.location) has none")
+                    throw CircuitError.patchNeedsCorrupted(at: p.location.description)
                 }
             }
         }

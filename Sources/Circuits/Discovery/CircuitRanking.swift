@@ -24,6 +24,8 @@ public enum CircuitError: LocalizedError, Equatable {
     case badLayerRegex(String)
     case noLayersMatch(String)
     case missingScores(String)
+    /// `--ablation patch` and a prompt (file:line) without a corrupted counterpart.
+    case patchNeedsCorrupted(at: String)
     /// f(all kept) < threshold: no circuit can reach it.
     case fullModelMisses(threshold: Double, f: Double)
 
@@ -33,6 +35,7 @@ public enum CircuitError: LocalizedError, Equatable {
         case .badLayerRegex(let r): return "--layers '\(r)' is not a valid regular expression"
         case .noLayersMatch(let r): return "--layers '\(r)' matches no component tensor of this model"
         case .missingScores(let n): return "the attribution produced no scores for \(n)"
+        case .patchNeedsCorrupted(let at): return "--ablation patch needs a 'corrupted' prompt on every line; \(at) has none"
         case .fullModelMisses(let t, let f):
             return String(format: "the full model itself reaches f = %.4f on the reference set, below --threshold %.4g: no circuit can reach it", f, t)
         }
