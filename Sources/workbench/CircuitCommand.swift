@@ -95,6 +95,8 @@ enum CircuitCommand: Command {
             }
         }
         let m = try Common.load(args)
+        // Every file the loader read (GGUF, safetensors shards, tokenizer files) is an input too.
+        try OutputGuard.checkDirectory(output: out, inputs: m.inputFiles + [promptsPath] + (heldoutPath.map { [$0] } ?? []))
         let ref = try refSet.tokenize(tokenizer: m.tokenizer, model: m.model.config)
         let held = try heldSet?.tokenize(tokenizer: m.tokenizer, model: m.model.config)
         let t0 = Date()
