@@ -71,6 +71,9 @@ enum CircuitCommand: Command {
             guard s.method == .random else { throw UsageError(message: "'--seed' applies to --method random only") }
             s.seed = UInt64(seed)
         }
+        if s.method == .activation, s.granularity == .weights {
+            throw UsageError(message: "--method activation scores neurons and heads only (it has no per-weight scores)")
+        }
         if s.granularity == .weights, s.ablation != .zero {
             throw UsageError(message: AblationError.unsupported(.weights, s.ablation).localizedDescription)
         }

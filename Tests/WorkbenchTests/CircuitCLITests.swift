@@ -105,6 +105,7 @@ final class CircuitCLITests: XCTestCase {
             (base + ["--prompts", task, "--method", "lrp", "--seed", "3"], 64, "'--seed' applies to --method random only"),
             (base + ["--prompts", task, "--method", "wanda", "--aggregation", "abs-per-token"], 64, "'--aggregation' applies"),
             (base + ["--prompts", task, "--points", "5"], 64, "at least 12"),
+            (base + ["--prompts", task, "--method", "activation", "--granularity", "weights"], 64, "neurons and heads only"),
             (["circuit", "--model", model, "--prompts", task, "--out", task], 1, "exists"),
         ] {
             let r = try run(args)
