@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Transformer
+
+// MARK: - The files of a circuit directory
+//
+// curve.json / curve.csv / curve.svg, mask.safetensors (HF names, U8, kept = 1;
+// every decoder linear for weight circuits, every layer's unit tensor for
+// neuron and head circuits) and circuit.json. Every file carries the settings
+// that produced its numbers (method, aggregation, granularity, ablation,
+// score sign, scheme, seed): those choices change results more than methods do.
+
+/// Inputs and hashes recorded with the circuit.
+public struct CircuitProvenance: Sendable {
+    public var modelPath: String
+    public var modelSHA256: String
+    public var modelFiles: [String]
+    public var referencePath: String
+    public var referenceSHA256: String
+    public var heldoutPath: String?
+    public var heldoutSHA256: String?
+    public init(modelPath: String, modelSHA256: String, modelFiles: [String], referencePath: String, referenceSHA256: String,
+                heldoutPath: String?, heldoutSHA256: String?) {
+        self.modelPath = modelPath; self.modelSHA256 = modelSHA256; self.modelFiles = modelFiles
+        self.referencePath = referencePath; self.referenceSHA256 = referenceSHA256
+        self.heldoutPath = heldoutPath; self.heldoutSHA256 = heldoutSHA256
+    }
+}
+
+public enum CircuitReport {
+    public static func settingsDict(_ s: CircuitSettings, _ r: CircuitResult) -> [String: Any] {
+        var d: [String: Any] = [
+            "method": s.method.rawValue, "granularity": s.granularity.rawValue, "scheme": s.scheme.rawValue,
+            "ablation": s.ablation.rawValue, "score_sign": s.rank.rawValue, "threshold": s.threshold, "grid_points": s.gridPoints,
+            "metric": r.reference.baseline.metric.rawValue, "layers": s.layers ?? NSNull(),
+            "faithfulness": "f = (m(C) - m(empty)) / (m(full) - m(empty)); m(empty) = every candidate ablated, measured",
+        ]
+        if s.method == .lrp || s.method == .gradient {
+            d["aggregation"] = s.aggregation.rawValue
+            d["explained"] = CircuitDiscovery.explained
+        } else { d["aggregation"] = NSNull() }
+        if s.method == .lrp { d["rule"] = "attnlrp" }
+        d["seed"] = s.method == .random ? Int(s.seed) : NSNull()
+        if s.ablation == .mean { d["mean_over"] = "every token of the reference set" }
+        return d
+    }
+
+    static func pointDict(_ p: CurvePoint) -> [String: Any] {
+        var d: [String: Any] = ["fraction": p.fraction, "kept": p.kept, "nominal_k": p.nominal,
+                                "f_reference": p.reference.f, "metric_reference": p.reference.metric]
+        if let h = p.heldout { d["f_heldout"] = h.f; d["metric_heldout"] = h.metric }
+        return d
+    }
+
+    static func baselineDict(_ e: CircuitEvalSet) -> [String: Any] {
+        ["prompts": e.items.count, "metric_full": e.baseline.full, "metric_empty": e.baseline.empty]
+    }
+
+    public static func curveJSON(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance) -> [String: Any] {
+        var d: [String: Any] = [
+            "settings": settingsDict(s, r), "candidates": r.candidates.total,
+            "points": r.curve.map(pointDict), "circuit": pointDict(r.crossing),
+            "auc_reference": r.aucReference, "auc_axis": "kept fraction, linear, trapezoids (MIB's CPR)",
+            "reference": baselineDict(r.reference).merging(["path": p.referencePath]) { a, _ in a },
+            "model": p.modelPath,
+        ]
+        if let h = r.heldout {
+            d["heldout"] = baselineDict(h).merging(["path": p.heldoutPath ?? ""]) { a, _ in a }
+            d["auc_heldout"] = r.aucHeldout ?? NSNull()
+        }
+        return d
+    }
+
+    public static func curveCSV(_ r: CircuitResult, _ s: CircuitSettings) -> String {
+        var o = "method,aggregation,granularity,ablation,score_sign,scheme,fraction,kept,f_reference,metric_reference,f_heldout,metric_heldout\n"
+        let agg = (s.method == .lrp || s.method == .gradient) ? s.aggregation.rawValue : ""
+        for p in r.curve {
+            o += "\(s.method.rawValue),\(agg),\(s.granularity.rawValue),\(s.ablation.rawValue),\(s.rank.rawValue),\(s.scheme.rawValue),"
+            o += "\(p.fraction),\(p.kept),\(p.reference.f),\(p.reference.metric),"
+            o += p.heldout.map { "\($0.f),\($0.metric)" } ?? ","
+            o += "\n"
+        }
+        return o
+    }
+
+    public static func circuitJSON(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model) -> [String: Any] {
+        let c = r.candidates, k = r.crossing.nominal, keep = c.keep(k)
+        var perTensor: [String: Any] = [:]
+        var perLayer: [Int: (Int, Int)] = [:]
+        var units: [[String: Any]] = []
+        for (e, f) in zip(c.entries, keep) {
+            let kept = f.lazy.filter { $0 }.count
+            perTensor[e.name] = ["kept": kept, "total": f.count]
+            let l = perLayer[e.layer] ?? (0, 0)
+            perLayer[e.layer] = (l.0 + kept, l.1 + f.count)
+            if s.granularity != .weights {
+                for (i, on) in f.enumerated() where on { units.append(["layer": e.layer, "index": i, "score": Double(e.scores[i])]) }
+            }
+        }
+        units.sort { ($0["score"] as! Double) > ($1["score"] as! Double) }
+        var task: [String: Any] = ["reference": ["path": p.referencePath, "sha256": p.referenceSHA256, "prompts": r.reference.items.count]]
+        if let h = r.heldout { task["heldout"] = ["path": p.heldoutPath ?? "", "sha256": p.heldoutSHA256 ?? "", "prompts": h.items.count] }
+        var circuit: [String: Any] = [
+            "kept": r.crossing.kept, "candidates": c.total, "fraction": r.crossing.fraction,
+            "f_reference": r.crossing.reference.f, "metric_reference": r.crossing.reference.metric,
+            "bisection_evaluations": r.bisectionEvaluations,
+        ]
+        if let h = r.crossing.heldout { circuit["f_heldout"] = h.f; circuit["metric_heldout"] = h.metric }
+        var d: [String: Any] = [
+            "model": ["path": p.modelPath, "sha256": p.modelSHA256, "files": p.modelFiles, "family": model.config.family.rawValue],
+            "task": task, "settings": settingsDict(s, r), "circuit": circuit,
+            "baseline": ["reference": baselineDict(r.reference)].merging(r.heldout.map { ["heldout": baselineDict($0)] } ?? [:]) { a, _ in a },
+            "kept_per_tensor": perTensor,
+            "kept_per_layer": perLayer.keys.sorted().map { ["layer": $0, "kept": perLayer[$0]!.0, "total": perLayer[$0]!.1] },
+            "seconds": ["attribution": r.attributionSeconds, "curve_and_bisection": r.curveSeconds],
+            "mask_file": "mask.safetensors (U8, 1 = kept; HF names)",
+        ]
+        if s.granularity != .weights { d[s.granularity == .heads ? "kept_heads" : "kept_neurons"] = units }
+        return d
+    }
+
+    /// U8 keep flags under HF names (see the file comment).
+    public static func maskRecords(_ r: CircuitResult, model: Model) -> [SafetensorsRecord] {
+        let c = r.candidates
+        switch c.mask(r.crossing.nominal) {
+        case .weights(let d):
+            return model.linears.map { lin in
+                SafetensorsRecord(name: lin.name, u8: d[lin.name] ?? [UInt8](repeating: 1, count: lin.weight.count), shape: [lin.outDim, lin.inDim])
+            }
+        case .neurons(let rows):
+            return rows.enumerated().map { SafetensorsRecord(name: ScoreNames.neurons(model, layer: $0), u8: $1.map { $0 ? 1 : 0 }, shape: [$1.count]) }
+        case .heads(let rows):
+            return rows.enumerated().map { SafetensorsRecord(name: ScoreNames.heads(model, layer: $0), u8: $1.map { $0 ? 1 : 0 }, shape: [$1.count]) }
+        }
+    }
+
+    static func json(_ d: [String: Any]) throws -> Data {
+        try JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// Writes the whole directory atomically: a hidden temp sibling, then one rename. `out` must not exist
+    /// (checked with `CheckpointWriter.preflight` against every input).
+    public static func write(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model, to out: String,
+                             title: String) throws {
+        let inputs = [p.modelPath, p.referencePath] + (p.heldoutPath.map { [$0] } ?? [])
+        for i in inputs { try CheckpointWriter.preflight(output: out, input: i, force: false) }
+        let fm = FileManager.default
+        let target = URL(fileURLWithPath: CheckpointWriter.resolved(out))
+        let parent = target.deletingLastPathComponent()
+        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+            throw CheckpointWriteError.cannotWrite(path: parent.path, reason: error.localizedDescription)
+        }
+        let tmp = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do {
+            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+            let md = ["format": "circuit-mask", "granularity": s.granularity.rawValue, "method": s.method.rawValue,
+                      "ablation": s.ablation.rawValue, "kept": "\(r.crossing.kept)", "candidates": "\(r.candidates.total)"]
+            try Safetensors.write(maskRecords(r, model: model), metadata: md, to: tmp.path + "/mask.safetensors")
+            try AtomicFile.write(try json(curveJSON(r, s, p)), to: tmp.path + "/curve.json")
+            try AtomicFile.write(curveCSV(r, s), to: tmp.path + "/curve.csv")
+            try AtomicFile.write(CurveSVG.render(r, settings: s, title: title), to: tmp.path + "/curve.svg")
+            try AtomicFile.write(try json(circuitJSON(r, s, p, model: model)), to: tmp.path + "/circuit.json")
+        } catch {
+            try? fm.removeItem(at: tmp)
+            throw error
+        }
+        // The world may have changed while computing: check again right before the rename.
+        if fm.fileExists(atPath: target.path) {
+            try? fm.removeItem(at: tmp)
+            throw CheckpointWriteError.outputExists(path: out)
+        }
+        guard rename(tmp.path, target.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? fm.removeItem(at: tmp)
+            throw CheckpointWriteError.cannotWrite(path: out, reason: reason)
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import Circuits
+import Foundation
+import Transformer
+
+// MARK: - circuit
+
+extension CircuitMethod: ChoiceValue {}
+extension CircuitScheme: ChoiceValue {}
+
+enum CircuitCommand: Command {
+    enum Options {
+        static let prompts = Option<String>("prompts", "file", help: "Reference task: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
+        static let heldout = Option<String>("heldout", "file", help: "Held-out task file: f is reported on it at the size found")
+        static let method = Option<CircuitMethod>("method", "name", default: .lrp, choices: CircuitMethod.allCases, help: "Component scores")
+        static let aggregation = Option<RelevanceAccumulator.Aggregation>(
+            "aggregation", "a", default: .signed, choices: [.signed, .absPerToken],
+            help: "lrp/gradient: signed R (published definition) or |R| per token")
+        static let granularity = Option<Granularity>("granularity", "g", default: .heads, choices: Granularity.allCases,
+                                                     help: "Components: every decoder linear weight, MLP neurons or attention heads")
+        static let scheme = Option<CircuitScheme>("scheme", "s", default: .global, choices: CircuitScheme.allCases,
+                                                  help: "global ranking, or the same fraction per row (weights) / per layer (units)")
+        static let layers = Option<String>("layers", "regex", help: "Only components whose HF tensor name matches are candidates; the rest stay")
+        static let ablation = Option<AblationKind>("ablation", "kind", default: .zero, choices: AblationKind.allCases,
+                                                   help: "How components outside the circuit are removed (weights: zero only)")
+        static let rank = Option<RankMode>("rank", "sign", default: .signed, choices: [.signed, .abs],
+                                           help: "Score sign: keep the highest signed scores, or the largest |score|")
+        static let threshold = Option<Double>("threshold", "f", default: 0.9, range: 0...1000,
+                                              help: "Faithfulness the circuit must reach on the reference set")
+        static let seed = Option<Int>("seed", "s", min: 0, help: "Seed of --method random's scores (default 0)")
+        static let points = Option<Int>("points", "n", default: 16, min: 12, help: "Kept-fraction grid points (0, then log-spaced to 1)")
+        static let out = Option<String>("out", "dir", help: "Output directory (must not exist; written atomically)")
+    }
+    static let spec = CommandSpec(
+        name: "circuit", abstract: "Find the sparsest weights, neurons or heads that keep a task's metric (faithfulness curve + bisection).",
+        usage: "workbench circuit --model <path> --prompts <task> [--heldout <task>] --method lrp|gradient|wanda|activation|magnitude|random "
+            + "--granularity weights|neurons|heads [--scheme global|row] [--layers <regex>] [--ablation zero|mean|patch] "
+            + "[--threshold 0.9] [--seed <s>] --out <dir>",
+        options: ModelOptions.all + [Options.prompts, Options.heldout, Options.method, Options.aggregation, Options.granularity,
+                                     Options.scheme, Options.layers, Options.ablation, Options.rank, Options.threshold, Options.seed,
+                                     Options.points, Options.out, OutputOptions.quiet],
+        discussion: """
+        Attribution runs once on the reference prompts and explains, per prompt at its last position, mean logit(answers) −
+        mean logit(distractors) (IOI: logit(IO) − logit(S)). Components are ranked once; a circuit of size k keeps the k best.
+        f(C) = (m(C) − m(∅)) / (m(M) − m(∅)) with m the task's headline metric (logit difference when every prompt has a
+        distractor), M the full model and ∅ every candidate ablated — both measured. f is evaluated at 0 and on a log grid of
+        kept fractions up to 1, then bisected to the smallest k with f ≥ --threshold on the reference set; the held-out f is
+        measured at that size. mean ablation uses the mean over every reference token; patch the corrupted prompt of each prompt.
+        OUTPUT (--out DIR, atomic): curve.json, curve.csv, curve.svg, mask.safetensors (U8, HF names, 1 = kept), circuit.json
+        (hashes, every setting, size, kept per tensor and per layer, kept heads/neurons with scores).
+        """)
+
+    static func run(_ args: Args) throws {
+        var s = CircuitSettings()
+        s.method = try args[Options.method]
+        s.granularity = try args[Options.granularity]
+        s.scheme = try args[Options.scheme]
+        s.ablation = try args[Options.ablation]
+        s.rank = try args[Options.rank]
+        s.threshold = try args[Options.threshold]
+        s.gridPoints = try args[Options.points]
+        s.aggregation = try args[Options.aggregation]
+        s.layers = try args.ifGiven(Options.layers)
+        if let l = s.layers, l.isEmpty { throw UsageError(message: CircuitError.emptyLayerRegex.localizedDescription) }
+        if let l = s.layers, (try? NSRegularExpression(pattern: l)) == nil {
+            throw UsageError(message: CircuitError.badLayerRegex(l).localizedDescription)
+        }
+        if args.given(Options.aggregation), s.method != .lrp, s.method != .gradient {
+            throw UsageError(message: "'--aggregation' applies to --method lrp and gradient only")
+        }
+        if let seed = try args.ifGiven(Options.seed) {
+            guard s.method == .random else { throw UsageError(message: "'--seed' applies to --method random only") }
+            s.seed = UInt64(seed)
+        }
+        if s.method == .activation, s.granularity == .weights {
+            throw UsageError(message: "--method activation scores neurons and heads only (it has no per-weight scores)")
+        }
+        if s.granularity == .weights, s.ablation != .zero {
+            throw UsageError(message: AblationError.unsupported(.weights, s.ablation).localizedDescription)
+        }
+        let modelPath = try args[ModelOptions.model]
+        let promptsPath = try args[Options.prompts]
+        let heldoutPath = try args.ifGiven(Options.heldout)
+        let out = try args[Options.out]
+        let quiet = args[OutputOptions.quiet]
+        // Output path before any work (checked again right before the rename).
+        for i in [modelPath, promptsPath] + (heldoutPath.map { [$0] } ?? []) {
+            try CheckpointWriter.preflight(output: out, input: i, force: false)
+        }
+
+        // Tasks, then the model.
+        let refSet = try TaskSet.load(promptsPath)
+        let heldSet = try heldoutPath.map { try TaskSet.load($0) }
+        if s.ablation == .patch {
+            for set in [refSet] + (heldSet.map { [$0] } ?? []) {
+                if let p = set.prompts.first(where: { $0.corrupted == nil }) {
+                    throw CircuitError.patchNeedsCorrupted(at: p.location.description)
+                }
+            }
+        }
+        let m = try Common.load(args)
+        // Every file the loader read (GGUF, safetensors shards, tokenizer files) is an input too.
+        try OutputGuard.checkDirectory(output: out, inputs: m.inputFiles + [promptsPath] + (heldoutPath.map { [$0] } ?? []))
+        let ref = try refSet.tokenize(tokenizer: m.tokenizer, model: m.model.config)
+        let held = try heldSet?.tokenize(tokenizer: m.tokenizer, model: m.model.config)
+        let t0 = Date()
+        let h = try SHA256.model(path: modelPath)
+        let prov = CircuitProvenance(modelPath: modelPath, modelSHA256: h.sha256, modelFiles: h.files, referencePath: promptsPath,
+                                     referenceSHA256: try SHA256.hex(file: promptsPath), heldoutPath: heldoutPath,
+                                     heldoutSHA256: try heldoutPath.map { try SHA256.hex(file: $0) })
+        if !quiet { Out.err(String(format: "sha256 of model and tasks in %.2f s", Date().timeIntervalSince(t0))) }
+
+        // Attribute once and rank.
+        var a = AttributionSettings()
+        a.modelPath = modelPath; a.modelSHA256 = h.sha256; a.modelFiles = h.files
+        a.dataKind = .prompts; a.dataPath = promptsPath; a.dataSHA256 = prov.referenceSHA256
+        let t1 = Date()
+        let scores = try CircuitDiscovery.scores(model: m.model, items: ref, settings: s, attribution: a, progress: !quiet)
+        let candidates = try CircuitCandidates(model: m.model, granularity: s.granularity, scheme: s.scheme, rank: s.rank,
+                                               layers: s.layers, scores: scores)
+        let attributionSeconds = Date().timeIntervalSince(t1)
+        if !quiet {
+            Out.err(String(format: "%@ scores for %d %@ in %.2f s", s.method.rawValue, candidates.total, s.granularity.rawValue, attributionSeconds))
+        }
+
+        // Curve and bisection.
+        var r = try CircuitDiscovery.search(model: m.model, candidates: candidates, reference: ref, heldout: held, settings: s,
+                                            log: { if !quiet { Out.err($0) } })
+        r.attributionSeconds = attributionSeconds
+        let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
+        try CircuitReport.write(r, s, prov, model: m.model, to: out, title: title)
+
+        let c = r.crossing
+        Out.print("settings: method \(s.method.rawValue)"
+            + ((s.method == .lrp || s.method == .gradient) ? " (\(s.aggregation.rawValue))" : "")
+            + (s.method == .random ? " (seed \(s.seed))" : "")
+            + ", granularity \(s.granularity.rawValue), scheme \(s.scheme.rawValue), ablation \(s.ablation.rawValue), score sign \(s.rank.rawValue)")
+        Out.print(String(format: "reference: %d prompts, m(full) %.4f, m(empty) %.4f (%@)", ref.count, r.reference.baseline.full,
+                         r.reference.baseline.empty, r.reference.baseline.metric.rawValue))
+        Out.print(String(format: "circuit: %d of %d %@ (%.4g) with f_ref %.4f ≥ %.4g (%d bisection evaluations)", c.kept, candidates.total,
+                         s.granularity.rawValue, c.fraction, c.reference.f, s.threshold, r.bisectionEvaluations))
+        if let hc = c.heldout, let hb = r.heldout {
+            Out.print(String(format: "held-out: %d prompts, f %.4f at that size (m %.4f; full %.4f, empty %.4f)", hb.items.count, hc.f,
+                             hc.metric, hb.baseline.full, hb.baseline.empty))
+        }
+        Out.print(String(format: "AUC (f over kept fraction, linear): reference %.4f", r.aucReference)
+            + (r.aucHeldout.map { String(format: ", held-out %.4f", $0) } ?? ""))
+        Out.print("output: \(out) (curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json)")
+    }
+}

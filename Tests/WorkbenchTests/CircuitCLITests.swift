@@ -1,0 +1,118 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Transformer
+import TestSupport
+
+// MARK: - `workbench circuit` as a user runs it
+//
+// The tiny fixtures have no tokenizer; a scratch copy gets a byte-level
+// tokenizer.json with one token per byte (ids 0…255 = the fixture's
+// vocabulary, no merges), so task files with text work end to end.
+
+final class CircuitCLITests: XCTestCase {
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let r = try WorkbenchCLI.run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:])
+        XCTAssertFalse(r.crashed, r.summary)
+        return (r.status, r.stdout, r.stderr)
+    }
+
+    /// A copy of a tiny fixture with a one-token-per-byte tokenizer (GPT-2's byte → unicode mapping).
+    func tinyWithTokenizer(_ name: String, in dir: URL) throws -> String {
+        let src = URL(fileURLWithPath: try Fixtures.path(name)), dst = dir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: dst, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: dst.appendingPathComponent(f))
+        }
+        var printable = Array(33...126) + Array(161...172) + Array(174...255)
+        var chars = [Int](repeating: 0, count: 256), n = 0
+        for b in printable { chars[b] = b }
+        for b in 0..<256 where !printable.contains(b) { chars[b] = 256 + n; n += 1; printable.append(b) }
+        let tokens = chars.map { String(UnicodeScalar(UInt32($0))!) }
+        try CheckpointWriter.tokenizerJSON(tokens: tokens, merges: [], tokenTypes: [Int32](repeating: 1, count: 256), pre: nil)
+            .write(to: dst.appendingPathComponent("tokenizer.json"))
+        return dst.path
+    }
+
+    func writeTask(_ path: String, corrupted: Bool = true) throws {
+        let lines = (0..<6).map { i -> String in
+            let t = ["Anna met Bob at the park. Bob gave a rose to", "Carl and Dina went home. Dina handed a cup to",
+                     "Eve saw Finn in town. Finn sent a note to"][i % 3] + String(repeating: " x", count: i / 3)
+            let c = t.replacingOccurrences(of: "a", with: "o")
+            return "{\"text\": \"\(t)\", \"answer_id\": \(65 + i), \"distractor_id\": \(97 + i)" + (corrupted ? ", \"corrupted\": \"\(c)\"" : "") + "}"
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// The whole path on both tiny families: the crossing found, its f re-read from the files, the mask matching it.
+    func testBisectionCrossingEndToEnd() throws {
+        let dir = try Scratch.dir(self)
+        let task = dir.appendingPathComponent("task.jsonl").path, held = dir.appendingPathComponent("held.jsonl").path
+        try writeTask(task); try writeTask(held)
+        for name in ["tiny-opt", "tiny-llama-bias"] {
+            let model = try tinyWithTokenizer(name, in: dir)
+            for (method, g, ablation) in [("lrp", "neurons", "zero"), ("random", "heads", "mean"), ("wanda", "weights", "zero"), ("gradient", "neurons", "patch")] {
+                let out = dir.appendingPathComponent("\(name)-\(method)-\(g)").path
+                let r = try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", method,
+                                 "--granularity", g, "--ablation", ablation, "--threshold", "0.8", "--out", out, "--quiet"])
+                let tag = "\(name) \(method) \(g) \(ablation)"
+                XCTAssertEqual(r.status, 0, "\(tag): \(r.err)")
+                XCTAssertTrue(r.out.contains("circuit: "), r.out)
+                let cj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/circuit.json"))) as? [String: Any])
+                let c = try XCTUnwrap(cj["circuit"] as? [String: Any])
+                let kept = try XCTUnwrap(c["kept"] as? Int), fRef = try XCTUnwrap(c["f_reference"] as? Double)
+                XCTAssertGreaterThanOrEqual(fRef, 0.8, tag)
+                XCTAssertNotNil(c["f_heldout"] as? Double, tag)
+                let curve = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/curve.json"))) as? [String: Any])
+                let pts = try XCTUnwrap(curve["points"] as? [[String: Any]])
+                XCTAssertEqual(pts.first?["f_reference"] as? Double, 0, tag)
+                XCTAssertEqual(pts.last?["f_reference"] as? Double, 1, tag)
+                XCTAssertEqual(pts.first?["f_heldout"] as? Double, 0, tag)
+                // The crossing lies between the last grid point below the threshold and the first at or above it.
+                let firstAbove = try XCTUnwrap(pts.first { ($0["f_reference"] as! Double) >= 0.8 })
+                XCTAssertLessThanOrEqual(kept, firstAbove["kept"] as! Int, tag)
+                let mask = try SafetensorsFile(path: out + "/mask.safetensors")
+                var ones = 0
+                for n in mask.names { ones += try mask.bytes(n).filter { $0 == 1 }.count }
+                XCTAssertEqual(ones, kept, tag)   // every tensor is a candidate here
+                let settings = try XCTUnwrap(cj["settings"] as? [String: Any])
+                XCTAssertEqual(settings["method"] as? String, method)
+                XCTAssertEqual(settings["ablation"] as? String, ablation)
+                XCTAssertEqual(settings["granularity"] as? String, g)
+                let model = try XCTUnwrap(cj["model"] as? [String: Any])
+                XCTAssertEqual((model["sha256"] as? String)?.count, 64)
+                XCTAssertEqual(((cj["task"] as? [String: Any])?["reference"] as? [String: Any])?["sha256"] as? String, try SHA256.hex(file: task))
+            }
+        }
+    }
+
+    func testBadInputIsRefusedAndNothingIsWritten() throws {
+        let dir = try Scratch.dir(self)
+        let model = try tinyWithTokenizer("tiny-opt", in: dir)
+        let task = dir.appendingPathComponent("task.jsonl").path, plain = dir.appendingPathComponent("plain.jsonl").path
+        let noAnswer = dir.appendingPathComponent("noanswer.jsonl").path
+        try writeTask(task); try writeTask(plain, corrupted: false)
+        try "{\"text\": \"Anna met Bob\", \"answer_id\": 5}\n{\"text\": \"Bob met\"}\n".write(toFile: noAnswer, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("out").path
+        let base = ["circuit", "--model", model, "--out", out]
+        for (args, status, needle) in [
+            (base + ["--prompts", plain, "--granularity", "heads", "--ablation", "patch"], Int32(1), "plain.jsonl:1 has none"),
+            (base + ["--prompts", task, "--threshold", "1.5"], 1, "below --threshold 1.5"),
+            (base + ["--prompts", task, "--layers", ""], 64, "--layers is empty"),
+            (base + ["--prompts", task, "--layers", "nomatch"], 1, "--layers 'nomatch' matches no"),
+            (base + ["--prompts", noAnswer], 1, "noanswer.jsonl:2: missing field 'answer'"),
+            (base + ["--prompts", task, "--granularity", "weights", "--ablation", "mean"], 64, "not defined at --granularity weights"),
+            (base + ["--prompts", task, "--method", "lrp", "--seed", "3"], 64, "'--seed' applies to --method random only"),
+            (base + ["--prompts", task, "--method", "wanda", "--aggregation", "abs-per-token"], 64, "'--aggregation' applies"),
+            (base + ["--prompts", task, "--points", "5"], 64, "at least 12"),
+            (base + ["--prompts", task, "--method", "activation", "--granularity", "weights"], 64, "neurons and heads only"),
+            (["circuit", "--model", model, "--prompts", task, "--out", task], 1, "exists"),
+        ] {
+            let r = try run(args)
+            XCTAssertEqual(r.status, status, "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains(needle), "\(args): \(r.err)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(args)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["noanswer.jsonl", "plain.jsonl", "task.jsonl", "tiny-opt"])
+    }
+}
