@@ -172,9 +172,11 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     // MARK: - Helpers
 
-    private static func message(_ buf: [CChar]) -> String {
+    static func message(_ buf: [CChar]) -> String {
         let s = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return s.isEmpty ? "unknown error" : s
+        // libsentencepiece echoes raw bytes from the model (e.g. "byte piece <\\xff\\x7f"):
+        // escape and bound them so a corrupt model cannot write control bytes to the terminal.
+        return s.isEmpty ? "unknown error" : QuotedName.safe(s, limit: 200)
     }
 
     private static func piece(_ h: OpaquePointer, _ id: Int32, _ buf: inout [CChar]) -> String? {

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - A small hand-written argument parser (swift-argument-parser conventions)
@@ -48,18 +49,18 @@ struct Args {
         while i < argv.count {
             let a = argv[i]
             if a == "--help" || a == "-h" { help = true; i += 1; continue }
-            guard a.hasPrefix("--") else { throw UsageError(message: "Unexpected argument '\(a)'") }
+            guard a.hasPrefix("--") else { throw UsageError(message: "Unexpected argument '\(QuotedName.safe(a))'") }
             var name = String(a.dropFirst(2))
             var inline: String? = nil
             if let eq = name.firstIndex(of: "=") {
                 inline = String(name[name.index(after: eq)...]); name = String(name[..<eq])
             }
             guard let opt = spec.options.first(where: { $0.name == name }) else {
-                throw UsageError(message: "Unknown option '--\(name)'")
+                throw UsageError(message: "Unknown option '--\(QuotedName.safe(name))'")
             }
             if let valueName = opt.valueName {
                 if let inline { values[name] = inline; i += 1; continue }
-                guard i + 1 < argv.count else { throw UsageError(message: "Missing value for '--\(name) <\(valueName)>'") }
+                guard i + 1 < argv.count else { throw UsageError(message: "Missing value for '--\(QuotedName.safe(name)) <\(valueName)>'") }
                 values[name] = argv[i + 1]; i += 2
             } else {
                 flags.insert(name); i += 1

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - Typed options, declared once
 //
@@ -68,10 +69,10 @@ struct Option<Value: OptionValue>: CLIOption {
     /// Parses and checks one given value.
     func value(from text: String) throws -> Value {
         if let choices, !choices.contains(where: { $0.optionText == text }) {
-            throw UsageError(message: "The value '\(text)' is invalid for '--\(name)': expected \(Self.list(choices.map(\.optionText)))")
+            throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(name)': expected \(Self.list(choices.map(\.optionText)))")
         }
         let v = try Value.parse(text, option: name)
-        if let reason = check(v) { throw UsageError(message: "The value '\(text)' is invalid for '--\(name)': \(reason)") }
+        if let reason = check(v) { throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(name)': \(reason)") }
         return v
     }
 }
@@ -105,7 +106,7 @@ struct Flag: CLIOption {
 
 extension Int: OptionValue {
     static func parse(_ text: String, option: String) throws -> Int {
-        guard let v = Int(text) else { throw UsageError(message: "The value '\(text)' is invalid for '--\(option)': expected an integer") }
+        guard let v = Int(text) else { throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(option)': expected an integer") }
         return v
     }
     var optionText: String { String(self) }
@@ -114,7 +115,7 @@ extension Int: OptionValue {
 extension Double: OptionValue {
     static func parse(_ text: String, option: String) throws -> Double {
         guard let v = Double(text), v.isFinite else {
-            throw UsageError(message: "The value '\(text)' is invalid for '--\(option)': expected a number")
+            throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(option)': expected a number")
         }
         return v
     }
@@ -130,7 +131,7 @@ extension String: OptionValue {
 extension Array: OptionValue where Element == Int {
     static func parse(_ text: String, option: String) throws -> [Int] {
         try text.split(separator: ",", omittingEmptySubsequences: false).map { s in
-            guard let v = Int(s) else { throw UsageError(message: "The value '\(s)' is invalid for '--\(option)': expected an integer") }
+            guard let v = Int(s) else { throw UsageError(message: "The value '\(QuotedName.safe(String(s)))' is invalid for '--\(option)': expected an integer") }
             return v
         }
     }
@@ -142,7 +143,7 @@ protocol ChoiceValue: OptionValue, RawRepresentable where RawValue == String {}
 
 extension ChoiceValue {
     static func parse(_ text: String, option: String) throws -> Self {
-        guard let v = Self(rawValue: text) else { throw UsageError(message: "The value '\(text)' is invalid for '--\(option)'") }
+        guard let v = Self(rawValue: text) else { throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(option)'") }
         return v
     }
     var optionText: String { rawValue }

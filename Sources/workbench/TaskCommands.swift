@@ -10,7 +10,7 @@ enum TaskCommandSupport {
     /// `OutputDestination`), and none of the inputs (`OutputGuard`; called again with the model's files).
     static func checkOutput(_ out: String, inputs: [String]) throws {
         do { _ = try OutputDestination.of(out) } catch let e as OutputError {
-            throw UsageError(message: "'--out \(out)' exists and is not a regular file, device or FIFO (\(e.localizedDescription))")
+            throw UsageError(message: "'--out \(QuotedName.safe(out))' exists and is not a regular file, device or FIFO (\(e.localizedDescription))")
         }
         try OutputGuard.check(output: out, inputs: inputs)
     }

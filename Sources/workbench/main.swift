@@ -1,5 +1,6 @@
 import Circuits
 import Foundation
+import Tokenize
 import Transformer
 
 // workbench — attribution-guided pruning of decoder LLMs.
@@ -44,10 +45,10 @@ if !family.isEmpty, argv.first == name, argv.count == 2, argv[1] == "--help" || 
     Out.write(s); exit(0)
 }
 if !family.isEmpty, argv.first == name {
-    usageFail(argv.count > 1 ? "Unknown \(name) '\(argv[1])'" : "Missing \(name) kind", family.map { "workbench \($0) [options]" }.joined(separator: " | "), nil)
+    usageFail(argv.count > 1 ? "Unknown \(name) '\(QuotedName.safe(argv[1]))'" : "Missing \(name) kind", family.map { "workbench \($0) [options]" }.joined(separator: " | "), nil)
 }
 guard let cmd = commands.first(where: { $0.spec.name == argv[0] }) else {
-    usageFail("Unknown subcommand '\(name)'", "workbench <subcommand> [options]", nil)
+    usageFail("Unknown subcommand '\(QuotedName.safe(name))'", "workbench <subcommand> [options]", nil)
 }
 argv.removeFirst()
 do {

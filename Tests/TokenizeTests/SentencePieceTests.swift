@@ -96,3 +96,16 @@ final class SentencePieceTests: XCTestCase {
         }
     }
 }
+
+/// libsentencepiece's messages echo raw model bytes ("byte piece <\xff\x7f"): they are escaped before
+/// they reach an error message (issue 12, fuzz case 1286).
+final class SentencePieceMessageTests: XCTestCase {
+    func testRawBytesInLibraryMessageAreEscaped() {
+        let raw: [UInt8] = Array("byte piece <".utf8) + [0xFF, 0x7F, 0x1B] + Array("[2J".utf8) + [0]
+        let m = SentencePieceTokenizer.message(raw.map { CChar(bitPattern: $0) })
+        XCTAssertEqual(m, "byte piece <\\u{fffd}\\u{7f}\\u{1b}[2J")
+        XCTAssertEqual(SentencePieceTokenizer.message([0]), "unknown error")
+        let long = SentencePieceTokenizer.message([CChar](repeating: 0x41, count: 5000) + [0])
+        XCTAssertEqual(long, String(repeating: "A", count: 200) + "…(5000 characters)")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - Where an input came from
 
@@ -81,7 +82,7 @@ public enum AttributionError: LocalizedError, Equatable {
         case .notSingleToken(let l, let f, let t, let ids):
             return "\(l): field '\(f)': \"\(t)\" tokenizes to \(ids.count) tokens \(ids), expected exactly 1 (give an id instead)"
         case .tooLong(let l, let n, let lim): return "\(l): the sequence has \(n) tokens; the model's context is \(lim)"
-        case .badTargetSpec(let s, let r): return "invalid target '\(s)': \(r)"
+        case .badTargetSpec(let s, let r): return "invalid target '\(QuotedName.safe(s))': \(r)"
         case .corpusTooShort(let p, let n, let need):
             return "\(p): the corpus has \(n) tokens, fewer than one window of \(need)"
         case .resumeMismatch(let p, let f, let c, let n):

@@ -44,7 +44,7 @@ public enum TargetMode: Equatable, Sendable, CustomStringConvertible {
         var p = TargetSpecParser(chars: Array(spec), spec: spec)
         var terms = [try p.term()]
         while p.peek == "," { p.i += 1; terms.append(try p.term()) }
-        guard p.i == p.chars.count else { throw p.fail("unexpected '\(String(p.chars[p.i...]))'") }
+        guard p.i == p.chars.count else { throw p.fail("unexpected '\(QuotedName.safe(String(p.chars[p.i...])))' at offset \(p.i)") }
         return .terms(terms)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - What to prune, and how much
 //
@@ -35,7 +36,7 @@ public enum PruneScheme: Equatable, Sendable, CustomStringConvertible {
             var parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             if parts.first == "nm" { parts.removeFirst() }
             guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]) else {
-                throw PruneError.invalidArgument(option: "scheme", reason: "'\(s)' is not one of row, layer, global, nm:N:M, neurons, heads")
+                throw PruneError.invalidArgument(option: "scheme", reason: "'\(QuotedName.safe(s))' is not one of row, layer, global, nm:N:M, neurons, heads")
             }
             guard m >= 2, m <= 256 else {
                 throw PruneError.invalidArgument(option: "scheme", reason: "'\(s)': M must be in 2...256")

@@ -38,8 +38,34 @@ public enum ModelLoader {
                            path: path, loadSeconds: Date().timeIntervalSince(t0), inputFiles: ck.inputFiles)
     }
 
-    /// Reads a checkpoint in any supported format.
+    /// Reads a checkpoint in any supported format; a NaN or ±Inf weight is refused here.
     public static func checkpoint(_ path: String) throws -> Checkpoint {
+        let ck = try readCheckpoint(path)
+        try checkFinite(ck)
+        return ck
+    }
+
+    /// Throws `nonFiniteWeight` for the first (by name) tensor holding a NaN or ±Inf.
+    /// One pass per tensor: the max of |bits| over the buffer is a branch-free reduction the
+    /// compiler vectorises; only a tensor that fails is scanned again to find the index.
+    public static func checkFinite(_ ck: Checkpoint) throws {
+        for name in ck.tensors.keys.sorted() {
+            let data = ck.tensors[name]!.data
+            let worst: UInt32 = data.withUnsafeBufferPointer { b in
+                b.withMemoryRebound(to: UInt32.self) { u in
+                    var m: UInt32 = 0
+                    for x in u { m = max(m, x & 0x7FFF_FFFF) }
+                    return m
+                }
+            }
+            // Exponent all ones (0x7F800000 and above) is Inf or NaN.
+            if worst >= 0x7F80_0000, let i = data.firstIndex(where: { !$0.isFinite }) {
+                throw ModelError.nonFiniteWeight(name: name, file: ck.path, index: i, value: data[i])
+            }
+        }
+    }
+
+    private static func readCheckpoint(_ path: String) throws -> Checkpoint {
         // What the path is decides the reader; anything but a directory or a regular file
         // (a FIFO would block the read of the magic forever) is refused here.
         switch InputFile.kind(path) {

@@ -15,6 +15,9 @@ public enum ModelError: LocalizedError, Equatable {
     case unsupported(file: String, feature: String)
     case missingTensor(name: String, file: String)
     case shapeMismatch(name: String, file: String, expected: [Int], found: [Int])
+    /// A weight that is NaN or ±Inf: refused at load, where the file is known, instead of
+    /// surfacing later as a NaN score far from its cause.
+    case nonFiniteWeight(name: String, file: String, index: Int, value: Float)
     case missingTokenizer(path: String)
     case emptyPrompt
     case promptTooLong(tokens: Int, limit: Int)
@@ -34,6 +37,8 @@ public enum ModelError: LocalizedError, Equatable {
         case .missingTensor(let n, let f): return "\(f): tensor '\(QuotedName.safe(n))' is missing"
         case .shapeMismatch(let n, let f, let e, let s):
             return "\(f): tensor '\(QuotedName.safe(n))' has shape \(s), expected \(e)"
+        case .nonFiniteWeight(let n, let f, let i, let v):
+            return "\(f): tensor '\(QuotedName.safe(n))' holds a non-finite weight (\(v)) at flat index \(i)"
         case .missingTokenizer(let p):
             return "no tokenizer found for \(p) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
         case .emptyPrompt: return "the prompt is empty"
