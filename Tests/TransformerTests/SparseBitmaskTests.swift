@@ -195,4 +195,20 @@ final class SparseBitmaskTests: XCTestCase {
         let (p, e) = try decodeCorrupted { rs in rs.removeAll { $0.name == "p.bitmask" } }
         XCTAssertEqual(e as? SafetensorsError, .missingTensor(file: p, tensor: "p.bitmask"))
     }
+
+    /// Fuzz case 39 (issue 12): a renamed `.compressed` was reported as "tensor 'p.weight' is missing".
+    func testRenamedCompressedNamesTheMissingComponent() throws {
+        let (p, e) = try decodeCorrupted { rs in
+            let i = rs.firstIndex { $0.name == "p.compressed" }!
+            rs[i].name = "p.compresseX"
+        }
+        guard case .invalidHeader(let f, let reason)? = e as? SafetensorsError else { return XCTFail("got \(String(describing: e))") }
+        XCTAssertEqual(f, p)
+        XCTAssertEqual(reason, "sparse-bitmask weight 'p.weight': component 'p.compressed' is missing "
+                       + "(present: 'p.shape', 'p.bitmask', 'p.row_offsets'); unexpected: 'p.compresseX'")
+        // Dropped (not renamed): nothing unexpected to list.
+        let (_, e2) = try decodeCorrupted { rs in rs.removeAll { $0.name == "p.compressed" || $0.name == "p.shape" } }
+        guard case .invalidHeader(_, let r2)? = e2 as? SafetensorsError else { return XCTFail("got \(String(describing: e2))") }
+        XCTAssertEqual(r2, "sparse-bitmask weight 'p.weight': component 'p.compressed' is missing (present: 'p.bitmask', 'p.row_offsets')")
+    }
 }

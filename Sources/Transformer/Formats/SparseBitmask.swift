@@ -37,6 +37,7 @@ public enum SparseBitmask {
 
     /// Decodes every bitmask-compressed weight of a file into dense `P.weight` tensors.
     public static func decodeAll(_ st: SafetensorsFile, into tensors: inout [String: Tensor], file: String) throws {
+        try checkComponents(st, file: file)
         for name in st.names where name.hasSuffix(".compressed") {
             let prefix = String(name.dropLast(".compressed".count))
             let shape = try st.integers(prefix + ".shape")
@@ -79,6 +80,32 @@ public enum SparseBitmask {
                 throw SafetensorsError.invalidHeader(file: file, reason: "'\(QuotedName.safe(prefix)).compressed' has \(values.count) values, bitmask keeps \(k)")
             }
             tensors[prefix + ".weight"] = Tensor(shape: [rows, cols], data: dense)
+        }
+    }
+
+    /// The parts of one compressed weight besides `.compressed`.
+    static let sideComponents = [".shape", ".bitmask", ".row_offsets"]
+
+    /// A weight whose bitmask or row offsets are present but whose `.compressed` is not (renamed,
+    /// dropped) would otherwise surface as "tensor 'P.weight' is missing": name the component that is
+    /// missing, and any unexpected tensor sharing the prefix (e.g. the renamed one).
+    static func checkComponents(_ st: SafetensorsFile, file: String) throws {
+        let names = Set(st.names)
+        let prefixes = Set(names.compactMap { n -> String? in
+            for sfx in [".bitmask", ".row_offsets"] where n.hasSuffix(sfx) { return String(n.dropLast(sfx.count)) }
+            return nil
+        })
+        for prefix in prefixes.sorted() where !names.contains(prefix + ".compressed") {
+            let present = sideComponents.filter { names.contains(prefix + $0) }.map { prefix + $0 }
+            let known = Set(([".compressed", ".weight", ".bias"] + sideComponents).map { prefix + $0 })
+            let unexpected = names.filter { $0.hasPrefix(prefix + ".") && !known.contains($0) }.sorted()
+            var reason = "sparse-bitmask weight '\(QuotedName.safe(prefix)).weight': component '\(QuotedName.safe(prefix)).compressed' is missing"
+                + " (present: \(present.map { "'\(QuotedName.safe($0))'" }.joined(separator: ", ")))"
+            if !unexpected.isEmpty {
+                reason += "; unexpected: " + unexpected.prefix(3).map { "'\(QuotedName.safe($0))'" }.joined(separator: ", ")
+                    + (unexpected.count > 3 ? " and \(unexpected.count - 3) more" : "")
+            }
+            throw SafetensorsError.invalidHeader(file: file, reason: reason)
         }
     }
 }
