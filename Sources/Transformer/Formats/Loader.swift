@@ -46,20 +46,21 @@ public enum ModelLoader {
     }
 
     /// Throws `nonFiniteWeight` for the first (by name) tensor holding a NaN or ±Inf.
-    /// One pass per tensor: the max of |bits| over the buffer is a branch-free reduction the
-    /// compiler vectorises; only a tensor that fails is scanned again to find the index.
+    /// One pass per tensor, branch-free with plain integer AND/ADD/OR (SSE2 has no unsigned max,
+    /// so this vectorises on baseline x86-64 too); only a tensor that fails is scanned again for the index.
     public static func checkFinite(_ ck: Checkpoint) throws {
         for name in ck.tensors.keys.sorted() {
             let data = ck.tensors[name]!.data
-            let worst: UInt32 = data.withUnsafeBufferPointer { b in
+            // Exponent bits + one exponent step carries into bit 31 exactly when the exponent is all
+            // ones (Inf or NaN); OR-ing that over the buffer flags any non-finite value.
+            let flags: UInt32 = data.withUnsafeBufferPointer { b in
                 b.withMemoryRebound(to: UInt32.self) { u in
-                    var m: UInt32 = 0
-                    for x in u { m = max(m, x & 0x7FFF_FFFF) }
-                    return m
+                    var acc: UInt32 = 0
+                    for x in u { acc |= (x & 0x7F80_0000) &+ 0x0080_0000 }
+                    return acc
                 }
             }
-            // Exponent all ones (0x7F800000 and above) is Inf or NaN.
-            if worst >= 0x7F80_0000, let i = data.firstIndex(where: { !$0.isFinite }) {
+            if flags & 0x8000_0000 != 0, let i = data.firstIndex(where: { !$0.isFinite }) {
                 throw ModelError.nonFiniteWeight(name: name, file: ck.path, index: i, value: data[i])
             }
         }
