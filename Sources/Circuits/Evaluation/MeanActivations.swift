@@ -23,18 +23,7 @@ public struct MeanActivations: Sendable {
         var sumPost = [[Double]](repeating: [Double](repeating: 0, count: c.dFF), count: c.nLayers)
         var sumZ = [[Double]](repeating: [Double](repeating: 0, count: c.qDim), count: c.nLayers)
         var total = 0
-        var start = 0
-        while start < sequences.count {
-            var end = start, rows = 0
-            while end < sequences.count, end == start || rows + sequences[end].count <= maxRows {
-                rows += sequences[end].count; end += 1
-            }
-            var tokens: [Int] = [], segments: [Segment] = []
-            for s in sequences[start..<end] {
-                segments.append(Segment(rowStart: tokens.count, count: s.count, pos0: 0,
-                                        cache: KVCache(config: c, capacity: s.count)))
-                tokens += s
-            }
+        TaskEvaluator.forEachPackedPass(c, sequences, maxRows: maxRows) { _, tokens, segments in
             var x = model.embedRows(tokens, segments: segments)                 // [N, d]
             // Own `post` buffer (.mlpPost) and `z` are what the sums read after each block.
             let b = BlockBuffers(config: c, rows: tokens.count)
@@ -44,7 +33,6 @@ public struct MeanActivations: Sendable {
                 accumulate(b.z, rows: tokens.count, cols: c.qDim, into: &sumZ[l])
             }
             total += tokens.count
-            start = end
         }
         let inv = 1 / Double(max(total, 1))
         return MeanActivations(post: sumPost.map { $0.map { Float($0 * inv) } }, z: sumZ.map { $0.map { Float($0 * inv) } },

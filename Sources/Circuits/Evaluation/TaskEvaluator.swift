@@ -39,9 +39,24 @@ public enum TaskEvaluator {
     public static func forEachChunk(_ model: Model, _ sequences: [[Int]], maxRows: Int = defaultMaxRows,
                                     _ body: (_ start: Int, _ logits: [Float]) -> Void) {
         let d = model.config.dModel
+        forEachPackedPass(model.config, sequences, maxRows: maxRows) { start, tokens, segments in
+            let h = model.hidden(tokens: tokens, segments: segments)           // [rows, d]
+            var last = [Float](repeating: 0, count: segments.count * d)       // [b, d]
+            for (i, s) in segments.enumerated() {
+                let r = s.rowStart + s.count - 1
+                last.replaceSubrange((i * d)..<((i + 1) * d), with: h[(r * d)..<((r + 1) * d)])
+            }
+            body(start, last.withUnsafeBufferPointer { model.logits($0.baseAddress!, rows: segments.count) })   // [b, vocab]
+        }
+    }
+
+    /// Packs `sequences` greedily into passes of at most `maxRows` token rows (at least one whole sequence
+    /// each) and calls `body` with the index of the pass's first sequence, its tokens and its segments —
+    /// the one packing rule every batched evaluation shares.
+    static func forEachPackedPass(_ config: ModelConfig, _ sequences: [[Int]], maxRows: Int,
+                                  _ body: (_ start: Int, _ tokens: [Int], _ segments: [Segment]) -> Void) {
         var start = 0
         while start < sequences.count {
-            // Greedy chunk: as many whole sequences as fit in maxRows (at least one).
             var end = start, rows = 0
             while end < sequences.count, end == start || rows + sequences[end].count <= maxRows {
                 rows += sequences[end].count; end += 1
@@ -50,16 +65,10 @@ public enum TaskEvaluator {
             tokens.reserveCapacity(rows)
             for s in sequences[start..<end] {
                 segments.append(Segment(rowStart: tokens.count, count: s.count, pos0: 0,
-                                        cache: KVCache(config: model.config, capacity: s.count)))
+                                        cache: KVCache(config: config, capacity: s.count)))
                 tokens += s
             }
-            let h = model.hidden(tokens: tokens, segments: segments)           // [rows, d]
-            var last = [Float](repeating: 0, count: segments.count * d)       // [b, d]
-            for (i, s) in segments.enumerated() {
-                let r = s.rowStart + s.count - 1
-                last.replaceSubrange((i * d)..<((i + 1) * d), with: h[(r * d)..<((r + 1) * d)])
-            }
-            body(start, last.withUnsafeBufferPointer { model.logits($0.baseAddress!, rows: segments.count) })   // [b, vocab]
+            body(start, tokens, segments)
             start = end
         }
     }
