@@ -89,17 +89,19 @@ public enum CircuitReport {
         let c = r.candidates, k = r.crossing.nominal, keep = c.keep(k)
         var perTensor: [String: Any] = [:]
         var perLayer: [Int: (Int, Int)] = [:]
-        var units: [[String: Any]] = []
+        var keptUnits: [(layer: Int, index: Int, score: Double)] = []
         for (e, f) in zip(c.entries, keep) {
             let kept = f.lazy.filter { $0 }.count
             perTensor[e.name] = ["kept": kept, "total": f.count]
             let l = perLayer[e.layer] ?? (0, 0)
             perLayer[e.layer] = (l.0 + kept, l.1 + f.count)
             if s.granularity != .weights {
-                for (i, on) in f.enumerated() where on { units.append(["layer": e.layer, "index": i, "score": Double(e.scores[i])]) }
+                for (i, on) in f.enumerated() where on { keptUnits.append((e.layer, i, Double(e.scores[i]))) }
             }
         }
-        units.sort { ($0["score"] as! Double) > ($1["score"] as! Double) }
+        // Sorted while the score is still typed, then turned into JSON objects.
+        keptUnits.sort { $0.score > $1.score }
+        let units: [[String: Any]] = keptUnits.map { ["layer": $0.layer, "index": $0.index, "score": $0.score] }
         var task: [String: Any] = ["reference": ["path": p.referencePath, "sha256": p.referenceSHA256, "prompts": r.reference.items.count]]
         if let h = r.heldout { task["heldout"] = ["path": p.heldoutPath ?? "", "sha256": p.heldoutSHA256 ?? "", "prompts": h.items.count] }
         var circuit: [String: Any] = [

@@ -152,13 +152,13 @@ public enum BLASKernelCheck {
         guard !cpu.flags.isEmpty else { return }
         let missing = ["avx2", "fma", "f16c"].filter { !cpu.has($0) }
         guard !missing.isEmpty else { return }
-        FileHandle.standardError.write(Data(("Error: this workbench was built with -target-cpu haswell (AVX2, FMA, F16C), and this CPU "
-            + "(\(cpu.modelName)) lacks \(missing.joined(separator: ", ")). Remove the x86-64 -target-cpu flag in Package.swift and rebuild.\n").utf8))
+        StandardStreams.err(("Error: this workbench was built with -target-cpu haswell (AVX2, FMA, F16C), and this CPU "
+            + "(\(cpu.modelName)) lacks \(missing.joined(separator: ", ")). Remove the x86-64 -target-cpu flag in Package.swift and rebuild.\n"))
         exit(1)
         #endif
     }
 
-    static func warn(_ s: String) { FileHandle.standardError.write(Data(("workbench: " + s + "\n").utf8)) }
+    static func warn(_ s: String) { StandardStreams.err("workbench: " + s + "\n") }
 
     /// One phrase for `info`/`bench` on how the running core came about.
     public static func describe(_ d: Decision) -> String {
