@@ -1,0 +1,34 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import TestSupport
+
+/// The shared report shell and plot: escaped, self-contained, values where a reader hovers, renders in a browser.
+final class HTMLPageTests: XCTestCase {
+    func testMeanSEMClosedForm() {
+        // values 1, 2, 3, 4: mean 2.5, sd = sqrt(5/3), SEM = sd / 2 = 0.6455
+        XCTAssertEqual(HTMLPage.meanSEM([1, 2, 3, 4]), "2.500 ± 0.645")
+        XCTAssertEqual(HTMLPage.meanSEM([7], digits: 1), "7.0 (n = 1)")
+        XCTAssertEqual(HTMLPage.meanSEM([]), "–")
+    }
+
+    func testPageAndPlotAreEscapedAndRender() throws {
+        let plot = LinePlotSVG.render(title: "toxicity <vs> count", xLabel: "pruned neurons", yLabel: "mean toxicity",
+                                      series: [PlotSeries(name: "lrp & co", points: [(0, 0.4, 0.05), (10, 0.3, 0.04), (100, 0.1, nil)]),
+                                               PlotSeries(name: "random", points: [(0, 0.4, nil), (10, 0.41, nil), (100, 0.39, nil)], dashed: true)],
+                                      logX: true, zeroLabel: "dense", hline: (0.5, "threshold"))
+        XCTAssertTrue(plot.contains("toxicity &lt;vs&gt; count"))
+        XCTAssertTrue(plot.contains("lrp &amp; co: x = 10, y = 0.3 ± 0.04"))
+        XCTAssertTrue(plot.contains(">dense<"), "the x ≤ 0 point gets its own labelled tick on a log axis")
+        let page = HTMLPage.document(title: "Report <1>", provenance: [("model", "m&m"), ("split", "held-out")],
+                                     body: plot + HTMLPage.table(header: ["a", "b"], rows: [["<x>", "1.5"]], numeric: [1]))
+        XCTAssertTrue(page.hasPrefix("<!DOCTYPE html>"))
+        XCTAssertTrue(page.contains("<th>model</th><td>m&amp;m</td>"))
+        XCTAssertTrue(page.contains("<td>&lt;x&gt;</td><td class=\"num\">1.5</td>"))
+        for bad in ["src=", "href=", "@import", "<link"] { XCTAssertFalse(page.lowercased().contains(bad), bad) }
+        let dir = try Scratch.dir(self)
+        let url = dir.appendingPathComponent("report.html")
+        try page.write(to: url, atomically: true, encoding: .utf8)
+        try HeadlessBrowser.check(url)
+    }
+}
