@@ -81,7 +81,7 @@ enum JSONMutator {
             let numeric = paths.filter { if case .raw(let r)? = value(at: $0, in: root) { return Double(r) != nil }; return false }
             guard let path = numeric.isEmpty ? nil : rng.pick(numeric), case .raw(let r)? = value(at: path, in: root),
                   let d = Double(r) else { return (data, "no numbers", []) }
-            let nv: String = Int(r).map { String(rng.pick([$0 + 1, $0 - 1, $0 * 2, $0 / 2, -$0, 0])) } ?? String(rng.pick([d * 2, -d, 0, d / 3]))
+            let nv: String = Int(r).map { String(rng.pick([$0 &+ 1, $0 &- 1, $0 &* 2, $0 / 2, 0 &- $0, 0])) } ?? String(rng.pick([d * 2, -d, 0, d / 3]))
             let out = root.replacing(path[...], with: .raw(nv)) ?? root
             return (out.data, "\(path.joined(separator: ".")) = \(nv) (was \(r))", [path.last!])
         case 6:

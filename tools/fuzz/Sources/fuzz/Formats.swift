@@ -100,7 +100,7 @@ struct CaseFactory {
         let k = rng.below(7)
         var old: Int32 = 0
         for j in 0..<4 { old |= Int32(b[4 * k + j]) << (8 * Int32(j)) }
-        let v: Int32 = rng.pick([0, 1, -1, 2, old + 1, old - 1, old * 2, old / 2, -old, Int32.max, Int32.min, 1 << 20, 1 << 30, 65_536])
+        let v: Int32 = rng.pick([0, 1, -1, 2, old &+ 1, old &- 1, old &* 2, old / 2, 0 &- old, Int32.max, Int32.min, 1 << 20, 1 << 30, 65_536])
         for j in 0..<4 { b[4 * k + j] = UInt8(truncatingIfNeeded: v >> (8 * Int32(j))) }
         return (Data(b), "\(names[k]) = \(v) (was \(old))", [names[k]])
     }

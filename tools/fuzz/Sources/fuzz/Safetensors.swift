@@ -79,7 +79,7 @@ enum SafetensorsMutator {
         switch rng.below(11) {
         case 0:
             let hl = UInt64(f.data.count - 8 - f.buffer.count)
-            let v = rng.pick([0, 1, hl - 1, hl + 1, hl + 8, UInt64(f.data.count), 100_000_001] + Interesting.u64)
+            let v = rng.pick([0, 1, hl &- 1, hl &+ 1, hl &+ 8, UInt64(f.data.count), 100_000_001] + Interesting.u64)
             return (f.serialise(lengthOverride: v), "header length = \(v) (was \(hl))", ["header"])
         case 1:
             let d = rng.pick(["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "I8", "BOOL", "F8_E4M3", "f32", "", "Q4_0"])
@@ -154,13 +154,13 @@ enum SafetensorsMutator {
             // rows × ⌈cols/8⌉ wrapping around 2^64 back onto the true bitmask size.
             let tz = rows.trailingZeroBitCount
             guard rows > 0, tz >= 5 else { fallthrough }
-            let bpr = (cols + 7) / 8 + (1 << (64 - min(tz, 63)))
+            let bpr = (cols &+ 7) / 8 &+ (1 << (64 - min(tz, 63)))
             let c = Int64(truncatingIfNeeded: bpr &* 8)
             write(Int64(rows), c, at: b)
             return (f.data, "\(s) = [\(rows), \(c)] (rows × ⌈cols/8⌉ wraps to the bitmask size)", [s, base])
         case 1:
-            let r = rng.chance(0.5) ? Int64(rows) : Int64(bitPattern: rng.pick(Interesting.u64)) * (rng.chance(0.3) ? -1 : 1)
-            let c = rng.chance(0.5) ? Int64(cols) : rng.pick([-1, -7, -8, 0, 1, Int64(cols) + 1, Int64(cols) - 1, Int64(cols) * 2, Int64.max, Int64.min])
+            let r = rng.chance(0.5) ? Int64(rows) : Int64(bitPattern: rng.pick(Interesting.u64)) &* (rng.chance(0.3) ? -1 : 1)
+            let c = rng.chance(0.5) ? Int64(cols) : rng.pick([-1, -7, -8, 0, 1, Int64(cols) &+ 1, Int64(cols) &- 1, Int64(cols) &* 2, Int64.max, Int64.min])
             write(r, c, at: b)
             return (f.data, "\(s) = [\(r), \(c)] (was [\(rows), \(cols)])", [s, base])
         case 2:
