@@ -100,8 +100,8 @@ enum CircuitCommand: Command {
         let m = try Common.load(args)
         // Every file the loader read (GGUF, safetensors shards, tokenizer files) is an input too.
         try OutputGuard.checkDirectory(output: out, inputs: m.inputFiles + [promptsPath] + (heldoutPath.map { [$0] } ?? []))
-        let ref = try refSet.tokenize(tokenizer: m.tokenizer, model: m.model.config)
-        let held = try heldSet?.tokenize(tokenizer: m.tokenizer, model: m.model.config)
+        let ref = try refSet.tokenize(tokenizer: m.tokenizer, model: m.model)
+        let held = try heldSet?.tokenize(tokenizer: m.tokenizer, model: m.model)
         let t0 = Date()
         let h = try SHA256.model(path: modelPath)
         let prov = CircuitProvenance(modelPath: modelPath, modelSHA256: h.sha256, modelFiles: h.files, referencePath: promptsPath,

@@ -41,7 +41,7 @@ enum TaskEvalCommand: Command {
         }
         let set = try TaskSet.load(promptsPath)
         let m = try Common.load(args)
-        let items = try set.tokenize(tokenizer: m.tokenizer, model: m.model.config)
+        let items = try set.tokenize(tokenizer: m.tokenizer, model: m.model)
         var reference: [Float]? = nil
         var refPath: String? = nil
         if let rp = try args.ifGiven(Options.referenceModel) {

@@ -174,7 +174,8 @@ final class PromptSetTests: XCTestCase {
         assertError(.notSingleToken(L(1), field: "target", text: " Once upon", ids: multi)) {
             try prep(#"{"text": "Lily", "target": " Once upon"}"#)
         }
-        assertError(.tooLong(L(1), tokens: 513, limit: 512)) {
+        XCTAssertEqual(m.model.contextOrigin.map { URL(fileURLWithPath: $0).lastPathComponent }, "config.json key 'max_position_embeddings'")
+        assertError(.tooLong(L(1), tokens: 513, limit: 512, origin: m.model.contextOrigin)) {
             try prep(#"{"ids": ["# + Array(repeating: "3", count: 513).joined(separator: ",") + "]}")
         }
     }

@@ -330,7 +330,9 @@ final class BadInputTests: XCTestCase {
         XCTAssertLessThan(ids.count, 700)          // ~600 tokens
         var s = Sampler()
         XCTAssertThrowsError(try lm.model.generate(prompt: ids, maxNewTokens: 4, sampler: &s)) { e in
-            XCTAssertEqual(e as? ModelError, .promptTooLong(tokens: ids.count, limit: 512))
+            // The llama2.c header's field is named, so the user knows which value sets the limit.
+            XCTAssertEqual(e as? ModelError, .promptTooLong(tokens: ids.count, limit: 512, origin: "\(bin) key 'seq_len'"))
+            XCTAssertTrue(e.localizedDescription.hasSuffix("context is 512 tokens (\(bin) key 'seq_len')"), e.localizedDescription)
             XCTAssertTrue(e.localizedDescription.contains("\(ids.count) tokens"))
             XCTAssertTrue(e.localizedDescription.contains("512"))
         }

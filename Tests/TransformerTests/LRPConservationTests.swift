@@ -308,7 +308,7 @@ final class LRPConservationTests: XCTestCase {
             _ = try m.lrp(tokens: [1, 2, 3], explain: .groups([[ExplainTerm(position: 1, token: v + 5)]]), sink: nil)
         }
         expect(ModelError.emptyPrompt) { _ = try m.lrp(tokens: [], explain: .lastMax, sink: nil) }
-        expect(ModelError.promptTooLong(tokens: m.config.maxSeqLen + 1, limit: m.config.maxSeqLen)) {
+        expect(ModelError.promptTooLong(tokens: m.config.maxSeqLen + 1, limit: m.config.maxSeqLen, origin: m.contextOrigin)) {
             _ = try m.lrp(tokens: Array(repeating: 1, count: m.config.maxSeqLen + 1), explain: .lastMax, sink: nil)
         }
         expect(LRPError.nothingToExplain) { _ = try m.lrp(tokens: [1, 2, 3], explain: .groups([]), sink: nil) }

@@ -101,7 +101,8 @@ final class PerplexityTests: XCTestCase {
             XCTAssertTrue(reason.contains("10 tokens"), reason)
         }
         XCTAssertThrowsError(try m.perplexity(tokens: Array(repeating: 5, count: 2000), seqlen: 1024, protocol: .wanda)) { e in
-            XCTAssertEqual(e as? ModelError, .promptTooLong(tokens: 1024, limit: 512))
+            guard case .promptTooLong(1024, 512, let origin?)? = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertTrue(origin.hasSuffix("config.json key 'max_position_embeddings'"), origin)
         }
         XCTAssertThrowsError(try m.perplexity(tokens: [1, 2, 3], seqlen: 1, protocol: .wanda))
     }

@@ -34,7 +34,7 @@ public enum AttributionError: LocalizedError, Equatable {
     /// A target/contrast given as text does not tokenize to exactly one token.
     case notSingleToken(SourceLocation, field: String, text: String, ids: [Int])
     /// The sequence is longer than the model's context.
-    case tooLong(SourceLocation, tokens: Int, limit: Int)
+    case tooLong(SourceLocation, tokens: Int, limit: Int, origin: String? = nil)
     /// A `--target` string does not parse.
     case badTargetSpec(String, reason: String)
     /// The corpus has too few tokens for one window of the requested length.
@@ -81,7 +81,8 @@ public enum AttributionError: LocalizedError, Equatable {
             return "\(l): field '\(f)': position \(p) is outside the sequence of \(n) tokens (valid: 0..<\(n) or -\(n)..<0)"
         case .notSingleToken(let l, let f, let t, let ids):
             return "\(l): field '\(f)': \"\(t)\" tokenizes to \(ids.count) tokens \(ids), expected exactly 1 (give an id instead)"
-        case .tooLong(let l, let n, let lim): return "\(l): the sequence has \(n) tokens; the model's context is \(lim)"
+        case .tooLong(let l, let n, let lim, let o):
+            return "\(l): the sequence has \(n) tokens; the model's context is \(lim)" + (o.map { " (\($0))" } ?? "")
         case .badTargetSpec(let s, let r): return "invalid target '\(QuotedName.safe(s))': \(r)"
         case .corpusTooShort(let p, let n, let need):
             return "\(p): the corpus has \(n) tokens, fewer than one window of \(need)"

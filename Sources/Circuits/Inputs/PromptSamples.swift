@@ -74,10 +74,10 @@ public enum PromptSamples {
                 guard maxNewTokens > 0 else {
                     throw AttributionError.badField(loc, field: "continuation", reason: "none given and --max-new-tokens is 0")
                 }
-                guard prompt.count < c.maxSeqLen else { throw AttributionError.tooLong(loc, tokens: prompt.count + 1, limit: c.maxSeqLen) }
+                guard prompt.count < c.maxSeqLen else { throw AttributionError.tooLong(loc, tokens: prompt.count + 1, limit: c.maxSeqLen, origin: model.contextOrigin) }
             } else {
                 guard tokens.count >= 2 else { throw AttributionError.tooFewTokens(loc, count: tokens.count) }
-                guard tokens.count <= c.maxSeqLen else { throw AttributionError.tooLong(loc, tokens: tokens.count, limit: c.maxSeqLen) }
+                guard tokens.count <= c.maxSeqLen else { throw AttributionError.tooLong(loc, tokens: tokens.count, limit: c.maxSeqLen, origin: model.contextOrigin) }
             }
             // What is explained.
             let explain: ExplainSpec

@@ -29,7 +29,7 @@ public enum TaskError: LocalizedError, Equatable {
     /// The clean and corrupted prompts tokenize to different lengths (positions would not line up).
     case lengthMismatch(SourceLocation, clean: Int, corrupted: Int)
     /// A prompt tokenizes to nothing, or is longer than the model's context.
-    case badLength(SourceLocation, tokens: Int, limit: Int)
+    case badLength(SourceLocation, tokens: Int, limit: Int, origin: String? = nil)
     /// The answer and distractor sets share a token.
     case overlappingTargets(SourceLocation, id: Int)
     /// The model has no tokenizer but the task is text.
@@ -66,7 +66,8 @@ public enum TaskError: LocalizedError, Equatable {
             return "\(l): field '\(f)': the file says id \(fid) but this model's tokenizer encodes \"\(t)\" as \(tid) (a task file made for another model?)"
         case .lengthMismatch(let l, let c, let k):
             return "\(l): the clean prompt has \(c) tokens but the corrupted one \(k); they must be equal so positions line up"
-        case .badLength(let l, let n, let lim): return "\(l): the prompt has \(n) tokens (need 1...\(lim))"
+        case .badLength(let l, let n, let lim, let o):
+            return "\(l): the prompt has \(n) tokens (need 1...\(lim)" + (o.map { "; the context is \($0)" } ?? "") + ")"
         case .overlappingTargets(let l, let id): return "\(l): token \(id) is both an answer and a distractor"
         case .needsTokenizer(let p): return "\(p): text prompts need a tokenizer, but the model has none"
         case .badAsset(let p, let r): return "\(p): \(r)"

@@ -76,10 +76,10 @@ public struct TaskItem: Equatable, Sendable {
 extension TaskPrompt {
     /// Tokenizes and checks one prompt: answers present and single-token, ids in
     /// the vocabulary, text/id pairs consistent, corrupted length equal, context respected.
-    public func tokenize(tokenizer: Tokenizer, vocabSize: Int, maxSeqLen: Int) throws -> TaskItem {
+    public func tokenize(tokenizer: Tokenizer, vocabSize: Int, maxSeqLen: Int, contextOrigin: String? = nil) throws -> TaskItem {
         let loc = location
         let tokens = try tokenizer.encode(text)
-        guard !tokens.isEmpty, tokens.count <= maxSeqLen else { throw TaskError.badLength(loc, tokens: tokens.count, limit: maxSeqLen) }
+        guard !tokens.isEmpty, tokens.count <= maxSeqLen else { throw TaskError.badLength(loc, tokens: tokens.count, limit: maxSeqLen, origin: contextOrigin) }
         var corruptedTokens: [Int]? = nil
         if let corrupted {
             let c = try tokenizer.encode(corrupted)
@@ -134,9 +134,16 @@ public struct TaskSet: Equatable, Sendable {
     public init(path: String, prompts: [TaskPrompt]) { self.path = path; self.prompts = prompts }
 
     /// Every prompt tokenized and validated; the first bad prompt throws (nothing is evaluated half-way).
-    public func tokenize(tokenizer: Tokenizer?, model: ModelConfig) throws -> [TaskItem] {
+    public func tokenize(tokenizer: Tokenizer?, model: ModelConfig, contextOrigin: String? = nil) throws -> [TaskItem] {
         guard let tokenizer else { throw TaskError.needsTokenizer(path: path) }
-        return try prompts.map { try $0.tokenize(tokenizer: tokenizer, vocabSize: model.vocabSize, maxSeqLen: model.maxSeqLen) }
+        return try prompts.map {
+            try $0.tokenize(tokenizer: tokenizer, vocabSize: model.vocabSize, maxSeqLen: model.maxSeqLen, contextOrigin: contextOrigin)
+        }
+    }
+
+    /// As above, naming where the model's context length came from when a prompt is too long.
+    public func tokenize(tokenizer: Tokenizer?, model: Model) throws -> [TaskItem] {
+        try tokenize(tokenizer: tokenizer, model: model.config, contextOrigin: model.contextOrigin)
     }
 }
 

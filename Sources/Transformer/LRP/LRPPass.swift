@@ -93,7 +93,7 @@ extension Model {
                     sink: RelevanceSink?, memoryBudget: Int = Model.defaultLRPMemoryBudget) throws -> LRPResult {
         let c = config, n = tokens.count, d = c.dModel
         guard n >= 1 else { throw ModelError.emptyPrompt }
-        guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen) }
+        guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen, origin: contextOrigin) }
         for t in tokens where t < 0 || t >= c.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: c.vocabSize) }
         releaseDecodeLayout()   // the pass never reads the decode copies; their memory is better spent here
         let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n, singleLayer: true))]

@@ -86,7 +86,7 @@ extension Model {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         for t in prompt where t < 0 || t >= config.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: config.vocabSize) }
         let limit = config.maxSeqLen
-        guard prompt.count < limit else { throw ModelError.promptTooLong(tokens: prompt.count, limit: limit) }
+        guard prompt.count < limit else { throw ModelError.promptTooLong(tokens: prompt.count, limit: limit, origin: contextOrigin) }
         guard maxNewTokens >= 0 else {
             throw ModelError.badConfig(file: "generate", key: "max-new-tokens", reason: "must not be negative")
         }

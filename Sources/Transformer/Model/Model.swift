@@ -75,6 +75,10 @@ public final class Model {
     /// (lm_head or embed)ᵀ [dModel, vocab] for decode, or nil (see `prepareDecodeLayout`).
     var unembeddingT: DecodeCopy?
     var rope: RopeTable?                      // RoPE families only
+    /// Where the context length came from (`config.json key 'max_position_embeddings'`, the GGUF's
+    /// `llama.context_length`, the llama2.c header's `seq_len`): a too-long input names it, so the user
+    /// knows which value to check. Set by `build(from:)`.
+    public internal(set) var contextOrigin: String? = nil
 
     init(config: ModelConfig, embed: [Float], embedName: String, positions: [Float]?, blocks: [Block],
          finalNorm: Norm, lmHead: [Float]?) {
@@ -166,6 +170,8 @@ extension Model {
             ?? ConfigSource.hf(file: checkpoint.path, family: c.family, explicitHeadDim: true)
         try c.validate(source: source)
         try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source)
-        return try c.definition.build(checkpoint)
+        let model = try c.definition.build(checkpoint)
+        model.contextOrigin = "\(source.file) key '\(source.key(.maxSeqLen))'"
+        return model
     }
 }

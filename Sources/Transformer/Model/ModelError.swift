@@ -20,7 +20,8 @@ public enum ModelError: LocalizedError, Equatable {
     case nonFiniteWeight(name: String, file: String, index: Int, value: Float)
     case missingTokenizer(path: String)
     case emptyPrompt
-    case promptTooLong(tokens: Int, limit: Int)
+    /// `origin`: where the context length was read (file and key), when known.
+    case promptTooLong(tokens: Int, limit: Int, origin: String? = nil)
     case invalidToken(id: Int, vocabSize: Int)
     case cannotWrite(path: String, reason: String)
 
@@ -42,7 +43,8 @@ public enum ModelError: LocalizedError, Equatable {
         case .missingTokenizer(let p):
             return "no tokenizer found for \(p) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
         case .emptyPrompt: return "the prompt is empty"
-        case .promptTooLong(let n, let l): return "the prompt is \(n) tokens long; the model's context is \(l) tokens"
+        case .promptTooLong(let n, let l, let o):
+            return "the prompt is \(n) tokens long; the model's context is \(l) tokens" + (o.map { " (\($0))" } ?? "")
         case .invalidToken(let id, let v): return "token id \(id) is outside the vocabulary (size \(v))"
         case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
         }

@@ -75,7 +75,7 @@ extension Model {
     public func perplexity(tokens: [Int], seqlen: Int, protocol proto: PerplexityProtocol, maxWindows: Int? = nil,
                            bos: Int? = nil, progress: Bool = false) throws -> PerplexityResult {
         guard seqlen >= 2 else { throw ModelError.badConfig(file: "--seqlen", key: "seqlen", reason: "must be at least 2") }
-        guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen) }
+        guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen, origin: contextOrigin) }
         // A tokenizer that does not belong to the model yields ids past the embedding.
         for t in tokens where t < 0 || t >= config.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: config.vocabSize) }
         if let bos, bos < 0 || bos >= config.vocabSize { throw ModelError.invalidToken(id: bos, vocabSize: config.vocabSize) }
