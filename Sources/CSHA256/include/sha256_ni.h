@@ -4,6 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// The 64 SHA-256 round constants K (FIPS 180-4 §4.2.2), for the portable Swift path too.
+const uint32_t *wb_sha256_round_constants(void);
+
 /// 1 when the CPU has the x86 SHA extensions (and SSE4.1), else 0.
 int wb_sha256_ni_available(void);
 

@@ -53,30 +53,20 @@ public enum GreaterThanGenerator {
     }
 
     public static func generate(tokenizer: Tokenizer, n: Int, seed: Int) throws -> GreaterThanGeneration {
-        try PromptPartition.check(seed: seed)
         let space = nouns.count * centuries.count * suffixes.count
-        var rng = PromptPartition.rng(task: "greater-than", seed: seed)
-        var seen = Set<String>(), out: [GreaterThanPrompt] = [], skipped = 0
-        let maxDraws = PromptPartition.maxDraws(requested: n, spaceSize: space)
-        var draws = 0
-        while out.count < n {
-            guard draws < maxDraws else {
-                throw TaskError.promptSpaceExhausted(task: "greater-than", seed: seed, found: out.count, requested: n, spaceSize: space)
-            }
-            draws += 1
+        let (out, skipped) = try PromptPartition.draw(task: "greater-than", seed: seed, n: n, spaceSize: space) { rng in
             let noun = nouns[rng.index(nouns.count)]
             let xx = centuries[rng.index(centuries.count)]
             let yy = suffixes[rng.index(suffixes.count)]
-            let key = "greater-than|\(noun)|\(xx)|\(yy)"
-            guard PromptPartition.owner(of: key) == seed, !seen.contains(key) else { continue }
-            seen.insert(key)
-            let t = text(noun: noun, century: xx, suffix: yy)
-            let c = text(noun: noun, century: xx, suffix: 1)
-            let loc = SourceLocation(file: "greater-than", line: 0)
-            guard let sets = try? YearTargets.sets(tokenizer: tokenizer, prompt: t, startSuffix: yy, at: loc),
-                  try tokenizer.encode(c).count == tokenizer.encode(t).count else { skipped += 1; continue }
-            out.append(GreaterThanPrompt(noun: noun, century: xx, startSuffix: yy, text: t, corrupted: c,
-                                         greaterIds: sets.greater, smallerIds: sets.smaller))
+            return (key: "greater-than|\(noun)|\(xx)|\(yy)", build: { _ -> GreaterThanPrompt? in
+                let t = text(noun: noun, century: xx, suffix: yy)
+                let c = text(noun: noun, century: xx, suffix: 1)
+                let loc = SourceLocation(file: "greater-than", line: 0)
+                guard let sets = try? YearTargets.sets(tokenizer: tokenizer, prompt: t, startSuffix: yy, at: loc),
+                      try tokenizer.encode(c).count == tokenizer.encode(t).count else { return nil }
+                return GreaterThanPrompt(noun: noun, century: xx, startSuffix: yy, text: t, corrupted: c,
+                                         greaterIds: sets.greater, smallerIds: sets.smaller)
+            })
         }
         return GreaterThanGeneration(prompts: out, skippedKeys: skipped, spaceSize: space)
     }

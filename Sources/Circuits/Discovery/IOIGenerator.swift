@@ -92,37 +92,28 @@ public enum IOIGenerator {
         let space = templates.reduce(0) { acc, t in
             acc + k * (k - 1) * (t.usesPlace ? assets.places.count : 1) * (t.usesObject ? assets.objects.count : 1)
         }
-        var rng = PromptPartition.rng(task: "ioi", seed: seed)
-        var seen = Set<String>(), out: [IOIPrompt] = []
-        let maxDraws = PromptPartition.maxDraws(requested: n, spaceSize: space)
-        var draws = 0
-        while out.count < n {
-            guard draws < maxDraws else {
-                throw TaskError.promptSpaceExhausted(task: "ioi", seed: seed, found: out.count, requested: n, spaceSize: space)
-            }
-            draws += 1
+        let (out, _) = try PromptPartition.draw(task: "ioi", seed: seed, n: n, spaceSize: space) { rng in
             let t = templates[rng.index(templates.count)]
             let a = rng.index(k)
             var b = rng.index(k - 1); if b >= a { b += 1 }
             let place = t.usesPlace ? assets.places[rng.index(assets.places.count)] : nil
             let object = t.usesObject ? assets.objects[rng.index(assets.objects.count)] : nil
             let (io, ioId) = kept[a], (s, sId) = kept[b]
-            let key = "ioi|\(t.id)|\(io)|\(s)|\(place ?? "-")|\(object ?? "-")"
-            guard PromptPartition.owner(of: key) == seed, !seen.contains(key) else { continue }
-            seen.insert(key)
-            let text = fill(t, place: place, object: object) { slot, _ in slot == "[A]" ? io : s }
-            let length = try tokenizer.encode(text).count
-            var corrupted: String? = nil, names: [String] = []
-            let tries = 100
-            for _ in 0..<tries {
-                var pool = Array(0..<k).filter { $0 != a && $0 != b }
-                names = (0..<3).map { _ in kept[pool.remove(at: rng.index(pool.count))].0 }
-                let c = fill(t, place: place, object: object) { _, i in names[i] }
-                if try tokenizer.encode(c).count == length { corrupted = c; break }
-            }
-            guard let corrupted else { throw TaskError.noEqualLengthCorruption(text: text, tries: tries) }
-            out.append(IOIPrompt(template: t, io: io, s: s, place: place, object: object, text: text, corrupted: corrupted,
-                                 corruptedNames: names, answerId: ioId, distractorId: sId))
+            return (key: "ioi|\(t.id)|\(io)|\(s)|\(place ?? "-")|\(object ?? "-")", build: { rng -> IOIPrompt? in
+                let text = fill(t, place: place, object: object) { slot, _ in slot == "[A]" ? io : s }
+                let length = try tokenizer.encode(text).count
+                var corrupted: String? = nil, names: [String] = []
+                let tries = 100
+                for _ in 0..<tries {
+                    var pool = Array(0..<k).filter { $0 != a && $0 != b }
+                    names = (0..<3).map { _ in kept[pool.remove(at: rng.index(pool.count))].0 }
+                    let c = fill(t, place: place, object: object) { _, i in names[i] }
+                    if try tokenizer.encode(c).count == length { corrupted = c; break }
+                }
+                guard let corrupted else { throw TaskError.noEqualLengthCorruption(text: text, tries: tries) }
+                return IOIPrompt(template: t, io: io, s: s, place: place, object: object, text: text, corrupted: corrupted,
+                                 corruptedNames: names, answerId: ioId, distractorId: sId)
+            })
         }
         return IOIGeneration(prompts: out, keptNames: kept.map(\.0), droppedNames: dropped, spaceSize: space)
     }

@@ -42,6 +42,29 @@ public enum PromptPartition {
         max(100_000, min(n * count * 50, 30 * spaceSize))
     }
 
+    /// The draw loop every generator shares: candidates come from the seed's stream; one is built
+    /// only when this seed owns its key and the key is new (so seeds give disjoint sets); `build` may
+    /// still reject it (nil, counted in `rejected`). Giving up after `maxDraws` makes an exhausted
+    /// space an error, not an endless loop. `build` gets the stream too (IOI draws its corruption there).
+    static func draw<P>(task: String, seed: Int, n: Int, spaceSize: Int,
+                        candidate: (inout SeededRNG) throws -> (key: String, build: (inout SeededRNG) throws -> P?))
+        throws -> (prompts: [P], rejected: Int) {
+        try check(seed: seed)
+        var rng = rng(task: task, seed: seed)
+        var seen = Set<String>(), out: [P] = [], rejected = 0, draws = 0
+        let limit = maxDraws(requested: n, spaceSize: spaceSize)
+        while out.count < n {
+            guard draws < limit else {
+                throw TaskError.promptSpaceExhausted(task: task, seed: seed, found: out.count, requested: n, spaceSize: spaceSize)
+            }
+            draws += 1
+            let c = try candidate(&rng)
+            guard owner(of: c.key) == seed, seen.insert(c.key).inserted else { continue }
+            if let p = try c.build(&rng) { out.append(p) } else { rejected += 1 }
+        }
+        return (out, rejected)
+    }
+
     /// The sampling stream for `task` and `seed` (distinct tasks get unrelated streams).
     static func rng(task: String, seed: Int) -> SeededRNG {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
