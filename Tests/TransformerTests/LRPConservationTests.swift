@@ -321,3 +321,30 @@ final class LRPConservationTests: XCTestCase {
         XCTAssertEqual(r.tokenRelevance.count, 1)
     }
 }
+
+/// A huge but finite weight overflows the forward: the pass refuses before the backward, naming the
+/// checkpoint, and the sink receives nothing (a resumable run's sums stay clean).
+final class LRPOverflowTests: XCTestCase {
+    final class CountingSink: RelevanceSink {
+        var calls = 0
+        func weightGradient(_ linear: Linear, _ dW: UnsafePointer<Float>) { calls += 1 }
+        func neurons(layer: Int, _ relevance: [Float]) { calls += 1 }
+        func heads(layer: Int, _ relevance: [Float]) { calls += 1 }
+    }
+
+    func testOverflowingForwardNamesTheCheckpointAndLeavesTheSinkUntouched() throws {
+        let path = try Fixtures.path("tiny-llama-bias")
+        let m = try ModelLoader.load(path).model
+        XCTAssertEqual(m.sourcePath, path)
+        m.finalNorm.weight = m.finalNorm.weight.map { _ in 3e38 }      // finite, but the logits overflow
+        let sink = CountingSink()
+        XCTAssertThrowsError(try m.lrp(tokens: [1, 2, 3], explain: .nextToken(from: 1), sink: sink)) { e in
+            guard case .nonFiniteLogit(let v, let p, _, let model)? = e as? LRPError else { return XCTFail("\(e)") }
+            XCTAssertFalse(v.isFinite)
+            XCTAssertEqual(p, 1)
+            XCTAssertEqual(model, path)
+            XCTAssertTrue(e.localizedDescription.contains("check the weights of \(path)"), e.localizedDescription)
+        }
+        XCTAssertEqual(sink.calls, 0)
+    }
+}

@@ -80,12 +80,17 @@ public enum LRPError: LocalizedError, Equatable {
     case tooFewTokens(Int)
     case positionOutOfRange(position: Int, length: Int)
     case nothingToExplain
+    /// The forward pass overflowed Float32 (`model`: the checkpoint it was loaded from).
+    case nonFiniteLogit(value: Float, position: Int, token: Int, model: String?)
 
     public var errorDescription: String? {
         switch self {
         case .tooFewTokens(let n): return "a sequence needs at least 2 tokens to explain next tokens, got \(n)"
         case .positionOutOfRange(let p, let n): return "target position \(p) is outside the sequence (length \(n))"
         case .nothingToExplain: return "no explained output (every target is empty or has a zero value)"
+        case .nonFiniteLogit(let v, let p, let t, let m):
+            return "the forward pass gives a non-finite logit (\(v)) for token \(t) at position \(p): the activations overflow Float32 "
+                + "— check the weights of \(m ?? "the model") (a huge weight or scale)"
         }
     }
 }

@@ -120,6 +120,11 @@ extension Model {
         let dnf = Buffer(count: n * d)                                    // [N, d] δ(final hidden)
         let (terms, explained) = seedExplained(groups, finalHidden: nf, seed: seed, into: dnf)
         guard explained != 0 || seed == .logit, !terms.isEmpty else { throw LRPError.nothingToExplain }
+        // Checked before the backward touches the sink: an overflowing forward (a huge but finite
+        // weight) would otherwise turn every accumulated score into NaN, far from its cause.
+        if let bad = terms.first(where: { !$0.logit.isFinite }) {
+            throw LRPError.nonFiniteLogit(value: bad.logit, position: bad.term.position, token: bad.term.token, model: sourcePath)
+        }
         // Backward: final norm, then blocks last to first.
         let scratch = BackwardScratch(maxWeight: max(c.dFF * d, c.qDim * d, c.kvDim * d))
         let dx = Buffer(count: n * d)                                     // [N, d] δ residual stream

@@ -79,6 +79,8 @@ public final class Model {
     /// `llama.context_length`, the llama2.c header's `seq_len`): a too-long input names it, so the user
     /// knows which value to check. Set by `build(from:)`.
     public internal(set) var contextOrigin: String? = nil
+    /// The checkpoint the model was loaded from (file or directory), for errors about its numbers.
+    public internal(set) var sourcePath: String? = nil
 
     init(config: ModelConfig, embed: [Float], embedName: String, positions: [Float]?, blocks: [Block],
          finalNorm: Norm, lmHead: [Float]?) {
@@ -171,6 +173,7 @@ extension Model {
         try c.validate(source: source)
         try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source)
         let model = try c.definition.build(checkpoint)
+        model.sourcePath = checkpoint.path
         model.contextOrigin = "\(source.file) key '\(source.key(.maxSeqLen))'"
         return model
     }
