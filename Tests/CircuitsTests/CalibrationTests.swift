@@ -119,4 +119,14 @@ final class CalibrationTests: XCTestCase {
             XCTAssertEqual(mem.summary.samples, 3)
         }
     }
+
+    /// @ExplicitNull: nil is written as null; a file without the key (older writer) still reads, as nil.
+    func testExplicitNullWritesNullAndReadsAbsentKeys() throws {
+        let e = JSONEncoder(); e.outputFormatting = .sortedKeys
+        XCTAssertEqual(String(decoding: try e.encode(CalibrationFlags(seqlen: 7)), as: UTF8.self),
+                       #"{"prompts":null,"samples":null,"seed":null,"seqlen":7,"text":null}"#)
+        let read = try JSONDecoder().decode(CalibrationFlags.self, from: Data(#"{"seqlen": 7, "seed": 18446744073709551615}"#.utf8))
+        XCTAssertEqual(read, CalibrationFlags(seqlen: 7, seed: .max))
+        XCTAssertThrowsError(try JSONDecoder().decode(CalibrationFlags.self, from: Data(#"{"seqlen": "x"}"#.utf8)))
+    }
 }

@@ -116,27 +116,17 @@ public enum Calibration: Equatable, Sendable {
 
 /// The calibration flags as given on the command line; every key is written, null when absent.
 public struct CalibrationFlags: Codable, Equatable, Sendable {
-    public var prompts: String?
-    public var text: String?
-    public var seqlen: Int?
-    public var samples: Int?
-    public var seed: UInt64?
+    @ExplicitNull public var prompts: String?
+    @ExplicitNull public var text: String?
+    @ExplicitNull public var seqlen: Int?
+    @ExplicitNull public var samples: Int?
+    @ExplicitNull public var seed: UInt64?
 
     public init(prompts: String? = nil, text: String? = nil, seqlen: Int? = nil, samples: Int? = nil, seed: UInt64? = nil) {
         self.prompts = prompts; self.text = text; self.seqlen = seqlen; self.samples = samples; self.seed = seed
     }
 
     enum CodingKeys: String, CodingKey { case prompts, text, seqlen, samples, seed }
-
-    /// Explicit nulls: a reader sees every flag, given or not.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(prompts, forKey: .prompts)
-        try c.encode(text, forKey: .text)
-        try c.encode(seqlen, forKey: .seqlen)
-        try c.encode(samples, forKey: .samples)
-        try c.encode(seed, forKey: .seed)
-    }
 }
 
 /// A calibration flag combination or value that cannot work, named by its flags.

@@ -4,8 +4,7 @@ import Transformer
 // MARK: - pruning.json: the provenance sidecar written next to the pruned weights
 //
 // Typed, written with sorted keys and pretty-printed. Absent values are written
-// as explicit nulls (a reader sees every field), which is why the types with
-// optionals encode themselves.
+// as explicit nulls (a reader sees every field): those fields are `@ExplicitNull`.
 
 public struct PruneRecord: Codable, Equatable {
     public struct Input: Codable, Equatable {
@@ -19,29 +18,14 @@ public struct PruneRecord: Codable, Equatable {
     public struct Scores: Codable, Equatable {
         public var source: String
         public var metadata: [String: String]
-        public var promptsHash: String?
+        @ExplicitNull public var promptsHash: String?
         enum CodingKeys: String, CodingKey { case source, metadata, promptsHash = "prompts_hash" }
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(source, forKey: .source)
-            try c.encode(metadata, forKey: .metadata)
-            try c.encode(promptsHash, forKey: .promptsHash)
-        }
     }
     public struct TensorRecord: Codable, Equatable {
         public var name: String, shape: [Int], numel: Int, pruned: Int, sparsity: Double
         /// Exact zeros in the written tensor (nil for tensors the report does not cover, e.g. biases).
-        public var zerosAfter: Int?
+        @ExplicitNull public var zerosAfter: Int?
         enum CodingKeys: String, CodingKey { case name, shape, numel, pruned, sparsity, zerosAfter = "zeros_after" }
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(shape, forKey: .shape)
-            try c.encode(numel, forKey: .numel)
-            try c.encode(pruned, forKey: .pruned)
-            try c.encode(sparsity, forKey: .sparsity)
-            try c.encode(zerosAfter, forKey: .zerosAfter)
-        }
     }
     public struct Count: Codable, Equatable {
         public var numel: Int, zeros: Int, sparsity: Double
@@ -74,37 +58,18 @@ public struct PruneRecord: Codable, Equatable {
     public var schemeDefinition: String
     public var rank: String
     public var target: Target
-    public var layers: String?
+    @ExplicitNull public var layers: String?
     public var tieBreak: String
     public var outputFormat: String
     public var scores: Scores
     /// The calibration flags of an on-the-fly method (all null for magnitude); nil for a score file.
-    public var calibration: CalibrationFlags?
+    @ExplicitNull public var calibration: CalibrationFlags?
     public var achieved: Achieved
     public var units: [Unit]
 
     enum CodingKeys: String, CodingKey {
         case tool, timestamp, input, method, scheme, schemeDefinition = "scheme_definition", rank, target, layers
         case tieBreak = "tie_break", outputFormat = "output_format", scores, calibration, achieved, units
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(tool, forKey: .tool)
-        try c.encode(timestamp, forKey: .timestamp)
-        try c.encode(input, forKey: .input)
-        try c.encode(method, forKey: .method)
-        try c.encode(scheme, forKey: .scheme)
-        try c.encode(schemeDefinition, forKey: .schemeDefinition)
-        try c.encode(rank, forKey: .rank)
-        try c.encode(target, forKey: .target)
-        try c.encode(layers, forKey: .layers)
-        try c.encode(tieBreak, forKey: .tieBreak)
-        try c.encode(outputFormat, forKey: .outputFormat)
-        try c.encode(scores, forKey: .scores)
-        try c.encode(calibration, forKey: .calibration)
-        try c.encode(achieved, forKey: .achieved)
-        try c.encode(units, forKey: .units)
     }
 
     /// Pretty-printed with sorted keys (stable, diffable bytes).
