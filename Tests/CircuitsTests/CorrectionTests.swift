@@ -110,3 +110,26 @@ final class CorrectionTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["general.txt", "undesired.txt"])
     }
 }
+
+/// Seeded splits: exact sizes, disjoint, order kept, deterministic, seed-dependent.
+final class PromptSplitTests: XCTestCase {
+    func testSplitIsSeededExactAndDisjoint() throws {
+        let lines = (0..<10).map { "p\($0)" } + ["", "  "]
+        let a = try PromptSplit.make(lines: lines, heldoutFraction: 0.3, seed: 5)
+        XCTAssertEqual(a.heldout.count, 3)
+        XCTAssertEqual(a.reference.count, 7)
+        XCTAssertEqual(Set(a.heldout).union(a.reference), Set((0..<10).map { "p\($0)" }))
+        XCTAssertTrue(Set(a.heldout).isDisjoint(with: a.reference))
+        XCTAssertEqual(a.reference, a.reference.sorted { Int($0.dropFirst())! < Int($1.dropFirst())! }, "file order kept")
+        XCTAssertEqual(try PromptSplit.make(lines: lines, heldoutFraction: 0.3, seed: 5), a)
+        XCTAssertNotEqual(try PromptSplit.make(lines: lines, heldoutFraction: 0.3, seed: 6).heldout, a.heldout)
+        XCTAssertEqual(try PromptSplit.make(lines: ["x", "x", "y"], heldoutFraction: 0.5, seed: 0).duplicates, 1)
+        XCTAssertThrowsError(try PromptSplit.make(lines: lines, heldoutFraction: 1, seed: 0))
+        XCTAssertThrowsError(try PromptSplit.make(lines: ["only"], heldoutFraction: 0.5, seed: 0))
+        let dir = try Scratch.dir(self)
+        let src = dir.appendingPathComponent("p.txt").path
+        try lines.joined(separator: "\n").write(toFile: src, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PromptSplit.write(prompts: src, heldoutFraction: 0.5, seed: 0, reference: src, heldout: dir.appendingPathComponent("h").path))
+        XCTAssertEqual(try String(contentsOfFile: src, encoding: .utf8), lines.joined(separator: "\n"), "the input is never overwritten")
+    }
+}
