@@ -37,7 +37,7 @@ public struct CorrectionRecord: Codable, Equatable {
     public struct Entry: Codable, Equatable {
         @ExplicitNull public var count: Int?
         @ExplicitNull public var sparsity: Double?
-        /// The checkpoint folder, relative to the sweep folder ("." for a single run).
+        /// The checkpoint folder, relative to the sweep folder ("." for a single run); key `path` (what `evaluate --sweep` reads).
         public var directory: String
         /// Neurons/heads removed, lowest score first (empty for weights).
         public var removed: [Removed]
@@ -45,7 +45,7 @@ public struct CorrectionRecord: Codable, Equatable {
         public var tensors: [TensorCount]
         public var prunedWeights: Int
         enum CodingKeys: String, CodingKey {
-            case count, sparsity, directory, removed, tensors, prunedWeights = "pruned_weights"
+            case count, sparsity, directory = "path", removed, tensors, prunedWeights = "pruned_weights"
         }
 
         init(amount: PruneAmount, directory: String, mask: PruneMask, general: ((String) throws -> [Float])?,
