@@ -346,6 +346,7 @@ enum LlamaFamily: TransformerFamily {
                          rows: n, rules: rules, sink: sink, scratch: scratch)   // δln2 = gateᵀδgate
         m.linearBackward(blk.up, x: b.normed2.p, dy: g.dPost.p, z: b.up.p, dx: g.dn.p, accumulate: true,
                          rows: n, rules: rules, sink: sink, scratch: scratch)   //      + upᵀδup
+        m.tapMLPInput(blk, b, dn: g.dn.p, rules: rules, sink: sink)
         blk.mlpNorm.backward(dy: g.dn.p, x: b.mid.p, inv: b.inv2.p, dx: dx, rows: n, d: c.dModel,
                              constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
         // Attention half: mid = resid + o_proj(attn(rope(q), rope(k), v)).

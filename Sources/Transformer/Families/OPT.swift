@@ -248,6 +248,7 @@ enum OPTFamily: TransformerFamily {
         parallelRows(count, work: count) { r in for i in r { dPre[i] = pre[i] > 0 ? dPost[i] : 0 } }
         m.linearBackward(blk.up, x: b.normed2.p, dy: dPre, z: pre, dx: g.dn.p, accumulate: false,
                          rows: n, rules: rules, sink: sink, scratch: scratch)   // δln2 = fc1ᵀδpre
+        m.tapMLPInput(blk, b, dn: g.dn.p, rules: rules, sink: sink)
         blk.mlpNorm.backward(dy: g.dn.p, x: b.mid.p, inv: b.inv2.p, dx: dx, rows: n, d: c.dModel,
                              constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)
         // Attention half: mid = resid + out_proj(attn(q, k, v)).

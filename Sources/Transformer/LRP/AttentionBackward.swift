@@ -15,6 +15,7 @@ extension Model {
         sink?.heads(layer: blk.index, headRelevance(z: b.z.p, dz: g.dz.p, rows: n, abs: abs))
         attentionBackward(b, dz: g.dz.p, dq: g.dq.p, dk: g.dk.p, dv: g.dv.p, rules: rules, scratch: scratch)
         ropeBackward(g.dq.p, g.dk.p)
+        tapHeadInputs(blk, b, dq: g.dq.p, dk: g.dk.p, dv: g.dv.p, rules: rules, sink: sink)
         // LRP-ε needs the projections' outputs before RoPE.
         var qPre: Buffer?, kPre: Buffer?
         if rules.epsilon > 0 {

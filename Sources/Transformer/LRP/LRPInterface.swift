@@ -54,12 +54,27 @@ public protocol RelevanceSink: AnyObject {
     /// it (V the other half), so head rankings equal PXP's softmax-output
     /// relevance summed over keys; for the plain gradient it equals Σ A ⊙ δA.
     func heads(layer: Int, _ relevance: [Float])
+    /// Asks for δ at the inputs of the component graph's nodes (`headInputs`, `mlpInput`,
+    /// `logitsInput`). Default false.
+    var wantsNodeInputs: Bool { get }
+    /// δ at the residual-stream inputs of layer l's heads [3, H, N, d]: the q input of every head, then
+    /// k, then v (through the attention norm with the pass's rules). Needs one k/v head per query
+    /// head (`Model.ungroupedQueryAttention`).
+    func headInputs(layer: Int, _ g: UnsafePointer<Float>, rows: Int)
+    /// δ at layer l's MLP input [N, d] (through the MLP norm).
+    func mlpInput(layer: Int, _ g: UnsafePointer<Float>, rows: Int)
+    /// δ at the final residual stream [N, d] (the input of the `logits` node, through the final norm).
+    func logitsInput(_ g: UnsafePointer<Float>, rows: Int)
 }
 
 extension RelevanceSink {
     public var wantsSignedGradient: Bool { true }
     public var wantsAbsPerToken: Bool { false }
     public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {}
+    public var wantsNodeInputs: Bool { false }
+    public func headInputs(layer: Int, _ g: UnsafePointer<Float>, rows: Int) {}
+    public func mlpInput(layer: Int, _ g: UnsafePointer<Float>, rows: Int) {}
+    public func logitsInput(_ g: UnsafePointer<Float>, rows: Int) {}
 }
 
 public struct LRPResult {

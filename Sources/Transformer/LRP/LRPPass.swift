@@ -89,8 +89,12 @@ extension Model {
     /// Memory: a block's activations are kept from the forward when the total
     /// fits `memoryBudget` bytes; otherwise only the residual input of the other
     /// blocks is kept and they are recomputed during the backward.
+    ///
+    /// `embeddings` [N, d] replaces the token embeddings (integrated gradients along a path of
+    /// input embeddings, EAP-IG-inputs); `tokens` still name the explained next tokens.
     public func lrp(tokens: [Int], explain: ExplainSpec, seed: SeedValue = .logit, rules: LRPRules = .attnLRP,
-                    sink: RelevanceSink?, memoryBudget: Int = Model.defaultLRPMemoryBudget) throws -> LRPResult {
+                    sink: RelevanceSink?, memoryBudget: Int = Model.defaultLRPMemoryBudget,
+                    embeddings: [Float]? = nil) throws -> LRPResult {
         let c = config, n = tokens.count, d = c.dModel
         guard n >= 1 else { throw ModelError.emptyPrompt }
         guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen, origin: contextOrigin) }
@@ -98,7 +102,8 @@ extension Model {
         releaseDecodeLayout()   // the pass never reads the decode copies; their memory is better spent here
         let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n, singleLayer: true))]
         // Forward, keeping what the backward needs.
-        var x = embedRows(tokens, segments: seg)                         // [N, d]
+        precondition(embeddings == nil || embeddings!.count == n * d, "embeddings must be [N, d]")
+        var x = embeddings ?? embedRows(tokens, segments: seg)           // [N, d]
         let storable = min(c.nLayers, memoryBudget / max(BlockBuffers.bytes(c, rows: n, rules: rules), 1))
         var kept: [BlockBuffers?] = Array(repeating: nil, count: c.nLayers)
         var inputs: [[Float]?] = Array(repeating: nil, count: c.nLayers)
@@ -130,6 +135,7 @@ extension Model {
         let dx = Buffer(count: n * d)                                     // [N, d] δ residual stream
         finalNorm.backward(dy: dnf.p, x: x, inv: invF.p, dx: dx.p, rows: n, d: d, constantNormaliser: rules.normIsConstant,
                            accumulate: false, biasRelevance: &scratch.biasRelevance)
+        if let sink, sink.wantsNodeInputs { sink.logitsInput(dx.p, rows: n) }
         let grads = GradBuffers(config: c, rows: n)
         for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
             let bb: BlockBuffers

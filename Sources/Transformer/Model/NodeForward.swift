@@ -1,0 +1,96 @@
+import Foundation
+
+// MARK: - Node-level forward (component graphs)
+//
+// EAP-IG's graph gives every attention head its own q, k and v input and each MLP
+// its own input, each the sum of upstream node outputs (the residual stream of a
+// pre-norm model is such a sum). These run one layer's heads, or its MLP, from
+// such inputs and return each node's output in the residual basis, so a caller can
+// patch single edges exactly. Heads need one k/v head per query head
+// (`ungroupedQueryAttention()`), as EAP-IG's `ungroup_grouped_query_attention`.
+
+extension Model {
+    /// A copy in which every query head has its own key/value head (k_proj/v_proj rows and biases
+    /// repeated per query head): the same function, with k and v separable per query head.
+    public func ungroupedQueryAttention() -> Model {
+        let c = config
+        guard c.nKVHeads != c.nHeads else { return self }
+        var u = c
+        u.nKVHeads = c.nHeads
+        let group = c.nHeads / c.nKVHeads, hd = c.headDim, d = c.dModel
+        func repeated(_ lin: Linear) -> Linear {
+            var w = [Float](repeating: 0, count: c.qDim * d)        // [qDim, d]
+            var b: [Float]? = lin.bias == nil ? nil : [Float](repeating: 0, count: c.qDim)
+            for h in 0..<c.nHeads {
+                let g = h / group
+                w.replaceSubrange((h * hd * d)..<((h + 1) * hd * d), with: lin.weight[(g * hd * d)..<((g + 1) * hd * d)])
+                if let lb = lin.bias { b!.replaceSubrange((h * hd)..<((h + 1) * hd), with: lb[(g * hd)..<((g + 1) * hd)]) }
+            }
+            return Linear(name: lin.name, outDim: c.qDim, inDim: d, weight: w, bias: b)
+        }
+        let blocks = self.blocks.map { bl in
+            Block(index: bl.index, attnNorm: bl.attnNorm, q: bl.q, k: repeated(bl.k), v: repeated(bl.v), o: bl.o,
+                  mlpNorm: bl.mlpNorm, gate: bl.gate, up: bl.up, down: bl.down)
+        }
+        let m = Model(config: u, embed: embed, embedName: embedName, positions: positions, blocks: blocks,
+                      finalNorm: finalNorm, lmHead: lmHead)
+        m.rope = rope
+        m.contextOrigin = contextOrigin
+        m.sourcePath = sourcePath
+        return m
+    }
+
+    /// Layer l's heads from per-head residual-stream inputs `inputs` [3, H, N, d] (the q input of
+    /// every head, then the k inputs, then the v inputs). Returns each head's output
+    /// o_proj[:, h]·z_h [H, N, d]; o_proj's bias (none in Llama) is no head's output and is left out.
+    /// `segments` carry caches of this (ungrouped) model's shape.
+    public func headOutputs(layer l: Int, inputs: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
+        let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
+        precondition(c.nKVHeads == nh, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
+        let blk = blocks[l]
+        let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
+        var normed = zeros(n * d)                                               // [N, d]
+        normed.ptr { np in
+            for (which, (lin, out)) in [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)].enumerated() {
+                for h in 0..<nh {
+                    blk.attnNorm.forward(inputs + (which * nh + h) * n * d, np, inv: nil, rows: n, d: d, eps: c.normEps)
+                    lin.weight.cptr { w in                                      // out[:, h] [N, hd] = normed · W[h]ᵀ
+                        BLAS.gemm(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
+                                  out + h * hd, ldc: qDim)
+                    }
+                    if let bias = lin.bias {
+                        for r in 0..<n { for e in 0..<hd { out[r * qDim + h * hd + e] += bias[h * hd + e] } }
+                    }
+                }
+            }
+        }
+        attend(b, layer: l, segments: segments, rope: rope)                     // b.z [N, qDim]
+        var out = zeros(nh * n * d)                                             // [H, N, d]
+        out.ptr { op in
+            blk.o.weight.cptr { w in
+                for h in 0..<nh {                                               // o_proj columns of head h
+                    BLAS.gemm(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
+                              op + h * n * d, ldc: d)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Layer l's MLP output [N, d] (down bias included) from its residual-stream input [N, d].
+    public func mlpOutput(layer l: Int, input: UnsafePointer<Float>, rows n: Int) -> [Float] {
+        let c = config, blk = blocks[l]
+        let b = BlockBuffers(config: c, rows: n, hooks: .mlpPost, sharedPost: nil)
+        blk.mlpNorm.forward(input, b.normed2.p, inv: nil, rows: n, d: c.dModel, eps: c.normEps)
+        if let gate = blk.gate {                                                // gated: pre = gate, up = up
+            gate.forward(b.normed2.p, b.pre.p, rows: n)
+            blk.up.forward(b.normed2.p, b.up.p, rows: n)
+        } else {                                                                // pre = fc1
+            blk.up.forward(b.normed2.p, b.pre.p, rows: n)
+        }
+        config.definition.mlpActivation(self, b, into: b.post.p)
+        var out = zeros(n * c.dModel)
+        out.ptr { blk.down.forward(b.post.p, $0, rows: n) }
+        return out
+    }
+}

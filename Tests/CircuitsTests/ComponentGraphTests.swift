@@ -1,0 +1,146 @@
+import Foundation
+import XCTest
+@testable import Circuits
+import Transformer
+import TestSupport
+
+// MARK: - The head/MLP graph, its file and its split forward
+//
+// Counts against EAP-IG's (GPT-2 small / OPT-125M: 158 nodes, 32,491 edges, as in
+// MIB's `circuits/ioi-eap-ig.json`); the split forward against the model's own
+// forward (all edges kept) and the corrupted run (no edge kept, patching).
+
+final class ComponentGraphTests: XCTestCase {
+    func testCountsOfTheGPT2SmallShape() {
+        // OPT-125M's shape (12 layers × 12 heads, d 768): the same graph as GPT-2 small.
+        let cfg = ModelConfig(family: .opt, vocabSize: 50272, dModel: 768, nLayers: 12, nHeads: 12, nKVHeads: 12, headDim: 64,
+                              dFF: 3072, maxSeqLen: 2048, normEps: 1e-5, ropeTheta: 0, tiedEmbeddings: true,
+                              attentionBias: true, mlpBias: true)
+        let g = ComponentGraph(GraphShape(cfg))
+        XCTAssertEqual(g.nodeCount, 158)
+        XCTAssertEqual(g.edgeCount, 32_491)
+        XCTAssertEqual(g.nForward, 157)
+        XCTAssertEqual(g.nBackward, 445)
+        XCTAssertEqual(g.edgeIndices.count, 32_491)
+        // SmolLM2-135M: 30 layers × 9 heads.
+        let s = ComponentGraph(GraphShape(nLayers: 30, nHeads: 9, dModel: 576))
+        XCTAssertEqual(s.nodeCount, 302)
+        XCTAssertEqual(s.edgeCount, 123_211)
+    }
+
+    func testEdgeNamesFollowEAPIG() throws {
+        let g = ComponentGraph(GraphShape(nLayers: 2, nHeads: 3, dModel: 8))
+        XCTAssertEqual(g.edgeName(0, g.headInput(0, 1, .k)), "input->a0.h1<k>")
+        XCTAssertEqual(g.edgeName(g.head(0, 2), g.mlpInput(0)), "a0.h2->m0")
+        XCTAssertEqual(g.edgeName(g.mlp(1), g.logitsInput), "m1->logits")
+        XCTAssertNil(g.edge(named: "m0->a0.h1<q>"), "an MLP does not feed heads of its own layer")
+        XCTAssertNil(g.edge(named: "a1.h0->m0"))
+        XCTAssertNil(g.edge(named: "a0.h3->m0"), "no head 3")
+        let e = try XCTUnwrap(g.edge(named: "a0.h1->a1.h2<v>"))
+        XCTAssertEqual(e.u, g.head(0, 1)); XCTAssertEqual(e.b, g.headInput(1, 2, .v))
+        // Every edge name parses back to its own index.
+        for i in g.edgeIndices {
+            let (u, b) = (i % g.nForward, i / g.nForward)
+            let p = try XCTUnwrap(g.edge(named: g.edgeName(u, b)))
+            XCTAssertEqual(p.b * g.nForward + p.u, i)
+        }
+    }
+
+    func testJSONRoundTripFullAndCompact() throws {
+        let g = ComponentGraph(GraphShape(nLayers: 2, nHeads: 2, dModel: 8))
+        var sg = ScoredGraph(graph: g)
+        for (k, e) in g.edgeIndices.enumerated() { sg.scores[e] = Float(k % 7) - 2.5 + Float(k) * 1e-3 }
+        sg.applyTopN(5, absolute: false)
+        sg.metadata = [("method", "eap")]
+        XCTAssertEqual(sg.inGraphCount, 5)
+        let full = try GraphFile.json(sg)
+        let back = try GraphFile.parse(Data(full.utf8), path: "g.json", shape: g.shape)
+        XCTAssertEqual(back.scores, sg.scores)
+        XCTAssertEqual(back.inGraph, sg.inGraph)
+        XCTAssertEqual(back.metadata.first?.1, "eap")
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(full.utf8)) as? [String: Any])
+        XCTAssertEqual((obj["edges"] as? [String: Any])?.count, g.edgeCount, "every edge listed, as EAP-IG writes")
+        XCTAssertEqual((obj["nodes"] as? [String: Any])?.count, g.nodeCount)
+        let compact = try GraphFile.json(sg, compact: true)
+        let c = try GraphFile.parse(Data(compact.utf8), path: "c.json", shape: g.shape)
+        XCTAssertEqual(c.inGraph, sg.inGraph)
+        let cobj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(compact.utf8)) as? [String: Any])
+        XCTAssertEqual((cobj["edges"] as? [String: Any])?.count, 5)
+    }
+
+    func testBadGraphFilesNameTheItem() {
+        let shape = GraphShape(nLayers: 2, nHeads: 2, dModel: 8)
+        func err(_ s: String) -> GraphFileError? {
+            do { _ = try GraphFile.parse(Data(s.utf8), path: "g.json", shape: shape); return nil } catch { return error as? GraphFileError }
+        }
+        let cfg = "\"cfg\": {\"n_layers\": 2, \"n_heads\": 2, \"parallel_attn_mlp\": false, \"d_model\": 8}"
+        XCTAssertEqual(err("{\"cfg\": {\"n_layers\": 3, \"n_heads\": 2}, \"nodes\": {}, \"edges\": {}}"),
+                       .shapeMismatch(path: "g.json", key: "n_layers", file: 3, model: 2))
+        XCTAssertEqual(err("{\(cfg), \"nodes\": {}}"), .missingKey(path: "g.json", key: "edges"))
+        XCTAssertEqual(err("{\(cfg), \"nodes\": {\"a0.h7\": {}}, \"edges\": {}}"), .unknownNode(path: "g.json", name: "a0.h7"))
+        XCTAssertEqual(err("{\(cfg), \"nodes\": {}, \"edges\": {\"m1->a0.h0<q>\": {\"score\": 1}}}"),
+                       .unknownEdge(path: "g.json", name: "m1->a0.h0<q>"))
+        XCTAssertEqual(err("{\(cfg), \"nodes\": {}, \"edges\": {\"input->m0\": {\"score\": \"x\"}}}"),
+                       .badValue(path: "g.json", key: "edges.input->m0.score", reason: "is not a number"))
+    }
+
+    // MARK: split forward
+
+    func lastLogits(_ m: Model, _ s: [Int]) -> [Float] { Array(m.forward(s).suffix(m.config.vocabSize)) }
+
+    func testSplitForwardAllEdgesIsTheModelAndNoEdgeIsTheSource() throws {
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")          // GQA: 4 query heads over 2 kv heads
+        let sf = SplitForward(model)
+        let c = model.config, g = sf.graph
+        let clean = [[3, 17, 40, 9, 81, 5], [7, 7, 120, 33]], corrupt = [[3, 17, 41, 9, 90, 5], [8, 7, 121, 33]]
+        let segs = sf.segments(clean)
+        let emb = model.embedRows(clean.flatMap { $0 }, segments: segs)
+        let embC = model.embedRows(corrupt.flatMap { $0 }, segments: segs)
+        let plain = sf.run(embeddings: emb, segments: segs, record: true)
+        let ref = clean.flatMap { lastLogits(model, $0) }
+        XCTAssertLessThan(PruneTestKit.maxAbsDiff(sf.lastLogits(plain.final, segments: segs), ref), 2e-4, "unpatched = model")
+        let src = try XCTUnwrap(sf.run(embeddings: embC, segments: segs, record: true).outputs)
+        let all = [Bool](repeating: true, count: g.nBackward * g.nForward)
+        let kept = sf.run(embeddings: emb, segments: segs, keep: all, source: src)
+        XCTAssertEqual(kept.final, plain.final, "every edge kept: the clean run")
+        let none = sf.run(embeddings: emb, segments: segs, keep: [Bool](repeating: false, count: all.count), source: src)
+        let refC = corrupt.flatMap { lastLogits(model, $0) }
+        XCTAssertLessThan(PruneTestKit.maxAbsDiff(sf.lastLogits(none.final, segments: segs), refC), 2e-4, "no edge kept: the corrupted run")
+        XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(ref, refC), 0.05, "clean and corrupted differ")
+        XCTAssertNotNil(model.blocks[0].o.bias, "the fixture's o_proj bias is exercised")
+        XCTAssertEqual(c.nKVHeads * 2, c.nHeads, "GQA is exercised")
+    }
+
+    func testOneEdgePatchedEqualsPatchingThatHeadInputByHand() throws {
+        // Edge a0.h1 → a1.h2<v> patched: only head 2's v input of layer 1 sees a0.h1's corrupted output.
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")
+        let sf = SplitForward(model)
+        let g = sf.graph, d = model.config.dModel
+        let clean = [[3, 17, 40, 9, 81, 5]], corrupt = [[3, 17, 41, 9, 90, 5]]
+        let segs = sf.segments(clean)
+        let emb = model.embedRows(clean[0], segments: segs), embC = model.embedRows(corrupt[0], segments: segs)
+        let a = try XCTUnwrap(sf.run(embeddings: emb, segments: segs, record: true).outputs)
+        let src = try XCTUnwrap(sf.run(embeddings: embC, segments: segs, record: true).outputs)
+        var keep = [Bool](repeating: true, count: g.nBackward * g.nForward)
+        keep[g.headInput(1, 2, .v) * g.nForward + g.head(0, 1)] = false
+        let patched = sf.run(embeddings: emb, segments: segs, keep: keep, source: src, record: true)
+        // By hand: layer-1 head inputs are Σ of upstream clean outputs; v of head 2 gets the swap.
+        let n = clean[0].count, nd = n * d, H = model.config.nHeads
+        var x = [Float](repeating: 0, count: 3 * H * nd)
+        let bo = model.blocks[0].o.bias ?? [Float](repeating: 0, count: d)   // o_proj's bias: in the stream, no head's
+        for i in 0..<(3 * H) {
+            for u in 0..<g.head(1, 0) { for j in 0..<nd { x[i * nd + j] += a[u * nd + j] } }
+            for j in 0..<nd { x[i * nd + j] += bo[j % d] }
+        }
+        let vi = 2 * H + 2, u = g.head(0, 1)
+        for j in 0..<nd { x[vi * nd + j] += src[u * nd + j] - a[u * nd + j] }
+        let heads = x.withUnsafeBufferPointer { sf.model.headOutputs(layer: 1, inputs: $0.baseAddress!, segments: segs, rows: n) }
+        let got = try XCTUnwrap(patched.outputs)
+        XCTAssertLessThan(PruneTestKit.maxAbsDiff(Array(got[(g.head(1, 2) * nd)..<((g.head(1, 2) + 1) * nd)]),
+                                                  Array(heads[(2 * nd)..<(3 * nd)])), 1e-5)
+        XCTAssertEqual(Array(got[(g.head(1, 0) * nd)..<((g.head(1, 0) + 1) * nd)]), Array(a[(g.head(1, 0) * nd)..<((g.head(1, 0) + 1) * nd)]),
+                       "other heads unchanged")
+        XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(Array(got[(g.head(1, 2) * nd)..<((g.head(1, 2) + 1) * nd)]),
+                                                     Array(a[(g.head(1, 2) * nd)..<((g.head(1, 2) + 1) * nd)])), 1e-4, "the patched head moved")
+    }
+}
