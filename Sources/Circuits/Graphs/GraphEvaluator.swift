@@ -1,0 +1,147 @@
+import Foundation
+import Transformer
+
+// MARK: - Evaluating edge circuits (EAP-IG `evaluate_graph`, MIB faithfulness)
+//
+// A circuit run keeps its edges and replaces every other edge u → v by u's
+// source value: the corrupted prompt's output at the same position (patch), 0
+// (zero), or u's mean output over every token of these clean prompts (mean). The
+// metric is the task's headline metric at the last position, averaged over the
+// prompts (logit difference for IOI). Prompts run packed, at most `maxRows` token
+// rows per pass; each pass computes its source once and runs every circuit on it,
+// so a whole curve costs one source run plus one run per point per pass.
+//
+// Faithfulness curve exactly as MIB's `evaluate_area_under_curve`:
+//   f(k) = (m(C_k) − m(∅)) / (m(M) − m(∅)),  k ∈ {0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100} % of edges,
+// C_k = the top k % by score (signed for CPR, |score| for CMD), ∅ = no edge kept, M = the full model;
+// CPR = ∫ f, CMD = ∫ |1 − f| over the edge fraction (linear axis, trapezoids).
+
+public enum GraphIntervention: String, Sendable, CaseIterable {
+    case patch, zero, mean
+}
+
+public final class GraphEvaluator {
+    public let split: SplitForward
+    public let items: [TaskItem]
+    public let intervention: GraphIntervention
+    public let metric: HeadlineMetric
+    public let maxRows: Int
+    /// [n_forward, d] mean output of every node (mean intervention only).
+    private var means: [Float]?
+
+    public init(_ split: SplitForward, _ items: [TaskItem], intervention: GraphIntervention, maxRows: Int = 256) throws {
+        self.split = split; self.items = items; self.intervention = intervention; self.maxRows = maxRows
+        metric = HeadlineMetric.forItems(items)
+        if intervention == .patch {
+            for it in items {
+                guard let c = it.corruptedTokens else { throw GraphAttributionError.needsCorrupted(it.location) }
+                guard c.count == it.tokens.count else {
+                    throw GraphAttributionError.lengthMismatch(it.location, clean: it.tokens.count, corrupted: c.count)
+                }
+            }
+        }
+        if intervention == .mean { means = measureMeans() }
+    }
+
+    private func forEachPass(_ body: (_ start: Int, _ seqs: [[Int]], _ segs: [Segment], _ emb: [Float]) throws -> Void) rethrows {
+        var start = 0
+        while start < items.count {
+            var end = start, rows = 0
+            while end < items.count, end == start || rows + items[end].tokens.count <= maxRows { rows += items[end].tokens.count; end += 1 }
+            let seqs = items[start..<end].map(\.tokens)
+            let segs = split.segments(seqs)
+            try body(start, seqs, segs, split.model.embedRows(seqs.flatMap { $0 }, segments: segs))
+            start = end
+        }
+    }
+
+    private func measureMeans() -> [Float] {
+        let F = split.graph.nForward, d = split.model.config.dModel
+        var sum = [Double](repeating: 0, count: F * d), tokens = 0
+        forEachPass { _, seqs, segs, emb in
+            let out = split.run(embeddings: emb, segments: segs, record: true).outputs!
+            let n = emb.count / d
+            for u in 0..<F { for r in 0..<n { for j in 0..<d { sum[u * d + j] += Double(out[(u * n + r) * d + j]) } } }
+            tokens += n
+        }
+        return sum.map { Float($0 / Double(max(tokens, 1))) }
+    }
+
+    /// Mean metric of each circuit (`nil` = the full model), in one sweep over the prompts.
+    public func metrics(_ circuits: [[Bool]?]) throws -> [Double] {
+        let F = split.graph.nForward, d = split.model.config.dModel, v = split.model.config.vocabSize
+        var sums = [Double](repeating: 0, count: circuits.count)
+        try forEachPass { start, seqs, segs, emb in
+            let n = emb.count / d
+            var source: [Float]? = nil
+            if circuits.contains(where: { $0 != nil }) {
+                switch intervention {
+                case .patch:
+                    let corr = seqs.indices.flatMap { items[start + $0].corruptedTokens! }
+                    source = split.run(embeddings: split.model.embedRows(corr, segments: segs), segments: segs, record: true).outputs
+                case .zero:
+                    source = [Float](repeating: 0, count: F * n * d)
+                case .mean:
+                    var s = [Float](repeating: 0, count: F * n * d)
+                    for u in 0..<F { for r in 0..<n { for j in 0..<d { s[(u * n + r) * d + j] = means![u * d + j] } } }
+                    source = s
+                }
+            }
+            for (ci, keep) in circuits.enumerated() {
+                let run = split.run(embeddings: emb, segments: segs, keep: keep, source: keep == nil ? nil : source)
+                let logits = split.lastLogits(run.final, segments: segs)
+                let pm = TaskEvaluator.metrics(logits, items, from: start, v, nil)
+                for m in pm {
+                    guard let x = metric.value(m) else { throw FaithfulnessError.metricUndefined(metric) }
+                    sums[ci] += x
+                }
+            }
+        }
+        return sums.map { $0 / Double(max(items.count, 1)) }
+    }
+}
+
+public struct FaithfulnessCurve: Sendable {
+    /// MIB's grid (fractions of all edges).
+    public static let fractions: [Double] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
+
+    public var absolute: Bool
+    public var fractions: [Double]
+    public var edgeCounts: [Int]
+    /// m(C_k) per point; m(M) and m(∅).
+    public var metrics: [Double]
+    public var full: Double
+    public var empty: Double
+
+    public var faithfulness: [Double] { metrics.map { ($0 - empty) / (full - empty) } }
+    /// ∫ f over the edge fraction (trapezoids): MIB's CPR (signed ranking).
+    public var area: Double { Self.trapezoid(fractions, faithfulness) }
+    /// ∫ |1 − f|: MIB's CMD (absolute ranking).
+    public var areaFromOne: Double { Self.trapezoid(fractions, faithfulness.map { abs(1 - $0) }) }
+
+    public static func trapezoid(_ x: [Double], _ y: [Double]) -> Double {
+        var a = 0.0
+        for i in 1..<min(x.count, y.count) { a += (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2 }
+        return a
+    }
+
+    /// Edges kept at a fraction of `total` (rounded; at least 0, at most total).
+    public static func edgeCount(_ fraction: Double, total: Int) -> Int { min(total, max(0, Int((fraction * Double(total)).rounded()))) }
+
+    /// Measures the curve for `scores` (ranked signed or by |score|) with `evaluator`; `extra` circuits are
+    /// measured in the same sweep and their metrics returned beside the curve.
+    public static func measure(_ scores: ScoredGraph, absolute: Bool, evaluator: GraphEvaluator,
+                               extra: [[Bool]] = []) throws -> (curve: FaithfulnessCurve, extra: [Double]) {
+        let total = scores.graph.edgeCount, size = scores.scores.count
+        let ranking = scores.ranking(absolute: absolute)
+        let counts = fractions.map { edgeCount($0, total: total) }
+        var circuits: [[Bool]?] = [nil, [Bool](repeating: false, count: size)]
+        circuits += counts.map { ScoredGraph.topN(ranking, $0, count: size) }
+        circuits += extra.map { Optional($0) }
+        let m = try evaluator.metrics(circuits)
+        guard m[0] != m[1] else { throw FaithfulnessError.degenerate(full: m[0], empty: m[1]) }
+        let curve = FaithfulnessCurve(absolute: absolute, fractions: fractions, edgeCounts: counts,
+                                      metrics: Array(m[2..<(2 + counts.count)]), full: m[0], empty: m[1])
+        return (curve, Array(m[(2 + counts.count)...]))
+    }
+}
