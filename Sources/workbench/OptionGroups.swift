@@ -46,6 +46,23 @@ enum LRPOptions {
                                           help: "Greedy continuation length for --target continuation")
 }
 
+/// Which toxicity scorer (`toxicity`, `evaluate`).
+enum ToxicityOptions {
+    static let scorer = Option<String>("scorer", "command", help: "External scorer: /bin/sh -c COMMAND reads {\"text\": …} lines, prints {\"toxicity\": x} lines")
+    static let model = Option<String>("toxicity-model", "json", defaultText: "$WORKBENCH_ASSETS/" + ProfanityModel.assetPath,
+                                      help: "The built-in scorer's model file (alt-profanity-check export)")
+
+    /// The scorer these flags choose: the command, else the built-in model.
+    static func scorer(_ args: Args) throws -> any ToxicityScorer {
+        if let c = try args.ifGiven(scorer) {
+            if args.given(model) { throw UsageError(message: "--scorer and --toxicity-model are mutually exclusive") }
+            guard !c.allSatisfy(\.isWhitespace) else { throw UsageError(message: "--scorer is empty") }
+            return CommandScorer(command: c)
+        }
+        return try ProfanityModel(path: try args.ifGiven(model) ?? TaskCommandSupport.assetPath(ProfanityModel.assetPath))
+    }
+}
+
 /// Output shape shared by reporting commands.
 enum OutputOptions {
     static let json = Flag("json", help: "Print one JSON object")

@@ -18,7 +18,11 @@ enum TaskCommandSupport {
     /// The IOI asset: --templates-file, else $WORKBENCH_ASSETS, else ../shared/assets or shared/assets from here.
     static func ioiAssetPath(_ args: Args) throws -> String {
         if let p = try args.ifGiven(TasksIOICommand.Options.templatesFile) { return p }
-        let rel = "eval/ioi/ioi_templates.json"
+        return assetPath("eval/ioi/ioi_templates.json")
+    }
+
+    /// A shared asset: $WORKBENCH_ASSETS/rel, else ../shared/assets/rel or shared/assets/rel from here.
+    static func assetPath(_ rel: String) -> String {
         if let env = ProcessInfo.processInfo.environment["WORKBENCH_ASSETS"], !env.isEmpty { return env + "/" + rel }
         for base in ["../shared/assets", "shared/assets"] where FileManager.default.fileExists(atPath: base + "/" + rel) {
             return base + "/" + rel
