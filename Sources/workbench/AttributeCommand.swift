@@ -46,7 +46,7 @@ enum AttributeCommand: Command {
         options: ModelOptions.all + CalibrationOptions.all
             + [Options.method, Options.target, LRPOptions.seedValue, Options.absPerSample, Options.absPerToken, LRPOptions.rule,
                LRPOptions.epsilon, LRPOptions.maxNewTokens, Options.out, Options.resume, Options.checkpointEvery,
-               MemoryOptions.budgetMB, OutputOptions.quiet],
+               DistributedOptions.shard, MemoryOptions.budgetMB, OutputOptions.quiet],
         discussion: """
         TARGETS (--target, lrp and gradient):
           auto          per prompt: its own target fields, else its continuation, else next-token (default)
@@ -69,6 +69,10 @@ enum AttributeCommand: Command {
           __metadata__ (method, rule, target, seed value, samples, seqlen, sha256 of model and data, …).
         RESUME: a checkpoint <out>.partial is written every --checkpoint-every samples and on SIGINT/SIGTERM (exit 130);
           --resume continues it after checking that every setting matches, and gives bit-identical tensors.
+        SHARDS (--shard K/N): the samples are drawn as for the whole run, and shard K takes the contiguous samples
+          [K·S/N, (K+1)·S/N); --out is then a part holding their raw F64 sums, the shard, its samples, counts and every
+          setting with the model and data sha256. A part resumes like a run (--resume). 'workbench merge' adds the N parts
+          up into the file one run writes.
         """)
 
     static func run(_ args: Args) throws {
@@ -92,6 +96,10 @@ enum AttributeCommand: Command {
         let out = try args[Options.out]
         let resume = args[Options.resume]
         let modelPath = try args[ModelOptions.model]
+        let shard = try args.ifGiven(DistributedOptions.shard)
+        if shard != nil, !method.needsData {
+            throw UsageError(message: "'--shard' needs a method that reads data (magnitude scores need no samples)")
+        }
         if args[Options.absPerSample] && args[Options.absPerToken] {
             throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
         }
@@ -122,6 +130,7 @@ enum AttributeCommand: Command {
             calibration.record(into: &settings)
         }
         settings.samples = samples.count
+        settings.shard = shard
         let t0 = Date()
         let h = try SHA256.model(path: modelPath)
         settings.modelSHA256 = h.sha256
@@ -159,7 +168,7 @@ enum AttributeCommand: Command {
         Out.print("tokens: \(s.tokens)")
         Out.print(String(format: "time: %.2f s (%.1f tok/s this session)", s.seconds, s.tokensPerSecond))
         if let c = s.conservationMean { Out.print(String(format: "conservation (Σ input relevance / Σ explained): mean %.4f", c)) }
-        Out.print("output: \(s.out) (\(s.tensorCount) tensors)")
+        Out.print("output: \(s.out) (\(s.tensorCount) tensors" + (st.shard.map { ", raw sums of shard \($0), samples \(Shard.text($0.range(of: st.samples))) of \(st.samples)" } ?? "") + ")")
     }
 
     /// Neither `--out` nor its checkpoint may be a file the run reads (the model's files, including

@@ -15,11 +15,15 @@ struct CommandSpec {
     /// In help order; shared groups are spliced in (`ModelOptions.all + …`).
     let options: [any CLIOption]
     var discussion: String = ""
+    /// Plain (non-option) arguments the command takes, e.g. merge's parts: placeholder and help; nil = none.
+    var positional: (name: String, help: String)? = nil
 
     static let help = Flag("help", help: "Show help information")
 
     var helpText: String {
-        var s = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n\nOPTIONS:\n"
+        var s = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n\n"
+        if let p = positional { s += "ARGUMENTS:\n" + "  <\(p.name)> ...".padding(toLength: 30, withPad: " ", startingAt: 0) + p.help + ".\n\n" }
+        s += "OPTIONS:\n"
         for o in options + [Self.help] {
             let left = "  --\(o.name)" + (o.valueName.map { " <\($0)>" } ?? "")
             s += left.padding(toLength: max(30, left.count + 2), withPad: " ", startingAt: 0) + o.renderedHelp + "\n"
@@ -40,6 +44,8 @@ struct Args {
     let spec: CommandSpec
     private var values: [String: String] = [:]
     private var flags: Set<String> = []
+    /// Plain arguments, in order (only for a spec with `positional`).
+    private(set) var positionals: [String] = []
     let wantsHelp: Bool
 
     init(_ argv: [String], spec: CommandSpec) throws {
@@ -49,7 +55,10 @@ struct Args {
         while i < argv.count {
             let a = argv[i]
             if a == "--help" || a == "-h" { help = true; i += 1; continue }
-            guard a.hasPrefix("--") else { throw UsageError(message: "Unexpected argument '\(QuotedName.safe(a))'") }
+            guard a.hasPrefix("--") else {
+                guard spec.positional != nil else { throw UsageError(message: "Unexpected argument '\(QuotedName.safe(a))'") }
+                positionals.append(a); i += 1; continue
+            }
             var name = String(a.dropFirst(2))
             var inline: String? = nil
             if let eq = name.firstIndex(of: "=") {

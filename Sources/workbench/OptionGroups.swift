@@ -1,4 +1,5 @@
 import Circuits
+import Tokenize
 import Foundation
 import Transformer
 
@@ -95,6 +96,21 @@ extension TargetMode: OptionValue {
 extension PruneScheme: OptionValue {
     static func parse(_ text: String, option: String) throws -> PruneScheme {
         do { return try PruneScheme(parsing: text) } catch { throw UsageError(message: error.localizedDescription) }
+    }
+    var optionText: String { description }
+}
+
+/// Splitting work over processes or machines (Circuits/Distributed).
+enum DistributedOptions {
+    static let shard = Option<Shard>("shard", "K/N", help: "Run only shard K of N (0 ≤ K < N) and write its raw sums as a part for 'workbench merge'")
+}
+
+extension Shard: OptionValue {
+    static func parse(_ text: String, option: String) throws -> Shard {
+        do { return try Shard(parsing: text) } catch {
+            throw UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(option)': "
+                + ((error as? DistributedError).flatMap { if case .badShard(_, let r) = $0 { return r } else { return nil } } ?? "\(error)"))
+        }
     }
     var optionText: String { description }
 }

@@ -272,7 +272,7 @@ final class AttributionRunnerTests: XCTestCase {
         // F64 round trip is bit-exact.
         let d: [Double] = [1.0 / 3.0, -2e-300, .pi]
         try StreamingSafetensors.write([OutTensor(name: "x", shape: [3], payload: .f64(d))], metadata: nil, to: out)
-        XCTAssertEqual(try SafetensorsFile(path: out).checkpointF64("x", count: 3), d)
+        XCTAssertEqual(try SafetensorsFile(path: out).sums("x", count: 3), d)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent)
         XCTAssertEqual(leftovers, ["w.safetensors"], "no temporary files left")
     }

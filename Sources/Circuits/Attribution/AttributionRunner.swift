@@ -49,6 +49,9 @@ public struct AttributionSummary: Sendable {
 
 public enum AttributionRunner {
     static let partialFormat = "sparc3-relevance-partial"
+    static let finalFormat = "sparc3-relevance"
+    /// A finished shard: raw F64 sums of its samples, for `workbench merge` (Distributed/ShardMerger).
+    static let partFormat = "sparc3-relevance-part"
 
     /// The checkpoint path for an output path.
     public static func checkpointPath(for out: String) -> String { out + ".partial" }
@@ -68,16 +71,17 @@ public enum AttributionRunner {
         if !resume, lstat(cp, &st) == 0 { throw AttributionError.checkpointExists(path: cp) }
     }
 
-    /// Runs `settings.method` over `samples` and writes `out` (see the file comment).
+    /// Runs `settings.method` over `samples` and writes `out` (see the file comment). With `settings.shard`
+    /// only that shard's samples are run and `out` is a part holding their raw sums (`workbench merge` adds them up).
     public static func run(model: Model, samples: [AttributionSample], settings s: AttributionSettings, out: String,
                            options o: AttributionRunOptions = AttributionRunOptions()) throws -> AttributionSummary {
         try preflight(out: out, resume: o.resume)
         // A device or FIFO output (`--out /dev/null`) is written through at the end, without checkpoints.
         let cp = try OutputDestination.of(out).isStream ? nil : checkpointPath(for: out)
         let r = try stream(model: model, samples: samples, settings: s, checkpoint: cp, stoppable: out, options: o)
-        // Final file (with the sha256 of its data), then drop the checkpoint.
-        let tensors = r.scorer.finalTensors(samples: r.done, tokens: r.tokens)
-        try StreamingSafetensors.write(tensors, metadata: r.metadata(s), checksum: true, to: out)
+        // Final file or part (with the sha256 of its data), then drop the checkpoint.
+        let tensors = s.shard == nil ? r.scorer.finalTensors(samples: r.done, tokens: r.tokens) : r.scorer.checkpointTensors()
+        try StreamingSafetensors.write(tensors, metadata: r.metadata(s, kind: s.shard == nil ? .final : .part), checksum: true, to: out)
         if let cp { try? FileManager.default.removeItem(atPath: cp) }
         return r.summary(out: out, tensorCount: tensors.count)
     }
@@ -104,8 +108,8 @@ public enum AttributionRunner {
         let scorer: AttributionScorer
         let done: Int, tokens: Int, consSum: Double, consCount: Int, resumedAt: Int, seconds: Double, sessionTokens: Int
 
-        func metadata(_ s: AttributionSettings) -> [String: String] {
-            s.metadata(samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: false)
+        func metadata(_ s: AttributionSettings, kind: AttributionSettings.FileKind = .final) -> [String: String] {
+            s.metadata(samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, kind: kind)
         }
 
         func summary(out: String, tensorCount: Int) -> AttributionSummary {
@@ -122,6 +126,9 @@ public enum AttributionRunner {
     static func stream(model: Model, samples: [AttributionSample], settings s: AttributionSettings, checkpoint cp: String?,
                        stoppable out: String?, options o: AttributionRunOptions) throws -> Streamed {
         precondition(s.samples == samples.count, "settings.samples must equal the number of samples")
+        // A shard runs its own samples; `done` counts within them.
+        let mine = s.shard?.range(of: samples.count) ?? samples.indices
+        let total = mine.count
         let scorer = makeScorer(model, s)
         var done = 0, tokens = 0, consSum = 0.0, consCount = 0
         // Resume.
@@ -145,12 +152,12 @@ public enum AttributionRunner {
             if let d = s.firstDifference(from: f.metadata) {
                 throw AttributionError.resumeMismatch(path: cp, field: d.key, checkpoint: d.checkpoint, now: d.now)
             }
-            guard let n = Int(f.metadata["samples_done"] ?? ""), n >= 0, n <= samples.count,
+            guard let n = Int(f.metadata["samples_done"] ?? ""), n >= 0, n <= total,
                   let t = Int(f.metadata["tokens"] ?? ""), let cs = Double(f.metadata["conservation_sum"] ?? ""),
                   let cc = Int(f.metadata["conservation_count"] ?? "") else {
                 throw AttributionError.badCheckpoint(path: cp, reason: "progress fields are missing or invalid")
             }
-            try scorer.restore(f)
+            try scorer.restore(f, samplesDone: n)
             (done, tokens, consSum, consCount) = (n, t, cs, cc)
         }
         let resumedAt = done
@@ -158,22 +165,23 @@ public enum AttributionRunner {
         func checkpoint() throws {
             guard let cp else { return }
             try StreamingSafetensors.write(scorer.checkpointTensors(), metadata: s.metadata(
-                samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, partial: true),
+                samplesDone: done, tokens: tokens, conservationSum: consSum, conservationCount: consCount, kind: .checkpoint),
                 checksum: true, allowStreams: false, to: cp)
             saved = done
         }
         // Stream the samples.
         let start = Date()
         var sessionTokens = 0
-        let line = ProgressLine(resumedAt > 0 ? "attribute (resumed at \(resumedAt))" : "attribute", total: samples.count - resumedAt,
-                                unit: "samples", enabled: o.progress && samples.count > resumedAt)
-        while done < samples.count {
+        let label = "attribute" + (s.shard.map { " shard \($0)" } ?? "")
+        let line = ProgressLine(resumedAt > 0 ? "\(label) (resumed at \(resumedAt))" : label, total: total - resumedAt,
+                                unit: "samples", enabled: o.progress && total > resumedAt)
+        while done < total {
             if let out, o.shouldStop() || o.stopAfter.map({ done >= $0 }) == true {
-                guard let cp else { throw AttributionError.interruptedWithoutCheckpoint(samplesDone: done, total: samples.count, out: out) }
+                guard let cp else { throw AttributionError.interruptedWithoutCheckpoint(samplesDone: done, total: total, out: out) }
                 try checkpoint()
-                throw AttributionError.interrupted(samplesDone: done, total: samples.count, checkpoint: cp)
+                throw AttributionError.interrupted(samplesDone: done, total: total, checkpoint: cp)
             }
-            let sample = samples[done]
+            let sample = samples[mine.lowerBound + done]
             do {
                 if let r = try scorer.process(sample), r.isFinite { consSum += r; consCount += 1 }
             } catch {
@@ -184,7 +192,7 @@ public enum AttributionRunner {
             tokens += sample.tokens.count
             sessionTokens += sample.tokens.count
             line.update(done - resumedAt, tokens: sessionTokens)
-            if o.checkpointEvery > 0, done % o.checkpointEvery == 0, done < samples.count { try checkpoint() }
+            if o.checkpointEvery > 0, done % o.checkpointEvery == 0, done < total { try checkpoint() }
         }
         return Streamed(scorer: scorer, done: done, tokens: tokens, consSum: consSum, consCount: consCount, resumedAt: resumedAt,
                         seconds: Date().timeIntervalSince(start), sessionTokens: sessionTokens)

@@ -29,8 +29,10 @@ public struct AttributionSettings: Equatable, Sendable {
     /// Corpus windows: tokens per window and the sampling seed.
     public var seqlen: Int? = nil
     public var corpusSeed: UInt64? = nil
-    /// Number of samples the run covers.
+    /// Number of samples the run draws (all shards together).
     public var samples = 0
+    /// The part of the samples this run takes (`--shard K/N`, an MPI rank); nil = all.
+    public var shard: Shard? = nil
 
     public init() {}
 
@@ -59,12 +61,15 @@ public struct AttributionSettings: Equatable, Sendable {
             ("samples", "\(samples)"),
             ("seed", dataKind == .corpus ? "\(corpusSeed ?? 0)" : na),
             ("max_new_tokens", ex && target == .continuation ? "\(maxNewTokens)" : na),
-        ]
+        ] + (shard.map { [("shard", $0.description)] } ?? [])
     }
 
     /// sha256 over the canonical "key=value\n" lines of `fingerprintFields`.
-    public var fingerprint: String {
-        SHA256.hex(Array(fingerprintFields.map { "\($0.key)=\($0.value)\n" }.joined().utf8))
+    public var fingerprint: String { Self.fingerprint(fingerprintFields) }
+
+    /// sha256 over the canonical "key=value\n" lines of `fields` (a merge recomputes the unsharded one).
+    static func fingerprint(_ fields: [(key: String, value: String)]) -> String {
+        SHA256.hex(Array(fields.map { "\($0.key)=\($0.value)\n" }.joined().utf8))
     }
 
     /// How the stored numbers were aggregated (for the file's metadata).
@@ -80,11 +85,22 @@ public struct AttributionSettings: Equatable, Sendable {
         }
     }
 
-    /// Metadata of the final file (and, with `partial`, of a checkpoint).
-    func metadata(samplesDone: Int, tokens: Int, conservationSum: Double, conservationCount: Int, partial: Bool) -> [String: String] {
+    /// What a file holds: the scores, a resumable checkpoint, or a finished shard's sums.
+    enum FileKind { case final, checkpoint, part }
+
+    /// Metadata of the final file, a checkpoint or a shard part.
+    func metadata(samplesDone: Int, tokens: Int, conservationSum: Double, conservationCount: Int, kind: FileKind) -> [String: String] {
         var m: [String: String] = [:]
         for (k, v) in fingerprintFields { m[k] = v }
-        m["format"] = partial ? AttributionRunner.partialFormat : "sparc3-relevance"
+        switch kind {
+        case .final: m["format"] = AttributionRunner.finalFormat
+        case .checkpoint: m["format"] = AttributionRunner.partialFormat
+        case .part: m["format"] = AttributionRunner.partFormat
+        }
+        if let shard {
+            m["shard"] = shard.description
+            m["shard_samples"] = Shard.text(shard.range(of: samples))
+        }
         m["version"] = "1 (\(Workbench.version))"
         m["fingerprint"] = fingerprint
         m["model"] = modelPath

@@ -45,7 +45,7 @@ final class MagnitudeScorer: AttributionScorer {
     init(model: Model) { self.model = model }
     func process(_ s: AttributionSample) throws -> Double? { nil }
     func checkpointTensors() -> [OutTensor] { [] }
-    func restore(_ f: SafetensorsFile) throws {}
+    func restore(_ sums: SumSource, samplesDone: Int) throws {}
     func finalTensors(samples: Int, tokens: Int) -> [OutTensor] {
         model.linears.map { l in
             let w = l.weight
@@ -110,9 +110,9 @@ final class WandaScorer: AttributionScorer {
         }
     }
 
-    func restore(_ f: SafetensorsFile) throws {
+    func restore(_ f: SumSource, samplesDone: Int) throws {
         for l in sumsq.indices { for site in WandaSite.allCases {
-            sumsq[l][site] = try f.checkpointF64(Self.key(l, site), count: site.width(model.config))
+            sumsq[l][site] = try f.sums(Self.key(l, site), count: site.width(model.config))
         } }
     }
 
@@ -166,11 +166,11 @@ final class ActivationScorer: AttributionScorer {
         }
     }
 
-    func restore(_ f: SafetensorsFile) throws {
+    func restore(_ f: SumSource, samplesDone: Int) throws {
         let c = model.config
         for l in 0..<c.nLayers {
-            neuronSums[l] = try f.checkpointF64(Self.neuronKey(l), count: c.dFF)
-            headSums[l] = try f.checkpointF64(Self.headKey(l), count: c.nHeads)
+            neuronSums[l] = try f.sums(Self.neuronKey(l), count: c.dFF)
+            headSums[l] = try f.sums(Self.headKey(l), count: c.nHeads)
         }
     }
 

@@ -11,8 +11,9 @@ protocol AttributionScorer: AnyObject {
     func process(_ s: AttributionSample) throws -> Double?
     /// Raw running sums for a checkpoint.
     func checkpointTensors() -> [OutTensor]
-    /// Restores the sums written by `checkpointTensors`.
-    func restore(_ f: SafetensorsFile) throws
+    /// Restores the sums written by `checkpointTensors` (from a checkpoint, or added up from shard
+    /// parts) after `samplesDone` samples.
+    func restore(_ sums: SumSource, samplesDone: Int) throws
     /// The final score tensors after `samples` samples of `tokens` tokens in total.
     func finalTensors(samples: Int, tokens: Int) -> [OutTensor]
     /// The final score values in memory, the same numbers `finalTensors` writes; may consume the
@@ -68,48 +69,45 @@ final class LRPScorer: AttributionScorer {
         return r.explained != 0 ? r.inputTotal / r.explained : nil
     }
 
-    /// Weights first (HF names), then neuron/head sums (ScoreNames); raw sums.
+    /// Weights first (HF names), then neuron/head sums (ScoreNames); raw F64 sums.
     func checkpointTensors() -> [OutTensor] {
-        model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: .f32(accumulator.weights[$0.name] ?? [])) }
-            + accumulator.units.keys.sorted().map { OutTensor(name: $0, shape: [accumulator.units[$0]?.count ?? 0],
-                                                              payload: .f32(accumulator.units[$0] ?? [])) }
+        let a = accumulator
+        return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: .f64(a.weightSums[$0.name] ?? [])) }
+            + a.unitSums.keys.sorted().map { OutTensor(name: $0, shape: [a.unitSums[$0]?.count ?? 0], payload: .f64(a.unitSums[$0] ?? [])) }
     }
 
-    func restore(_ f: SafetensorsFile) throws {
-        var w: [String: [Float]] = [:], u: [String: [Float]] = [:]
-        for l in model.linears { w[l.name] = try f.checkpointF32(l.name, count: l.weight.count) }
-        for (k, v) in accumulator.units { u[k] = try f.checkpointF32(k, count: v.count) }
-        accumulator.restore(weights: w, units: u, samples: Int(f.metadata["samples_done"] ?? "") ?? 0)
+    func restore(_ sums: SumSource, samplesDone: Int) throws {
+        var w: [String: [Double]] = [:], u: [String: [Double]] = [:]
+        for l in model.linears { w[l.name] = try sums.sums(l.name, count: l.weight.count) }
+        for (k, v) in accumulator.unitSums { u[k] = try sums.sums(k, count: v.count) }
+        accumulator.restore(weights: w, units: u, samples: samplesDone)
     }
 
     /// Sum / samples, element by element, exactly as `RelevanceAccumulator.meanTensors()`.
     func finalTensors(samples: Int, tokens: Int) -> [OutTensor] {
-        let k = Float(max(samples, 1))
-        func mean(_ v: [Float]) -> OutTensor.Payload {
-            .computed(count: v.count) { r, dst in v.withUnsafeBufferPointer { p in for i in r { dst[i - r.lowerBound] = p[i] / k } } }
+        let a = accumulator
+        func mean(_ v: [Double]) -> OutTensor.Payload {
+            .computed(count: v.count) { r, dst in
+                v.withUnsafeBufferPointer { p in for i in r { dst[i - r.lowerBound] = RelevanceAccumulator.mean(p[i], samples: samples) } }
+            }
         }
-        return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: mean(accumulator.weights[$0.name] ?? [])) }
-            + accumulator.units.keys.sorted().map { OutTensor(name: $0, shape: [accumulator.units[$0]?.count ?? 0],
-                                                              payload: mean(accumulator.units[$0] ?? [])) }
+        return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: mean(a.weightSums[$0.name] ?? [])) }
+            + a.unitSums.keys.sorted().map { OutTensor(name: $0, shape: [a.unitSums[$0]?.count ?? 0], payload: mean(a.unitSums[$0] ?? [])) }
     }
 
-    /// The same means as `finalTensors`, computed in the accumulator's own arrays (which it
-    /// gives up): no second weight-sized copy while the pruner ranks them.
+    /// The same means as `finalTensors`, made one tensor at a time from the accumulator's sums
+    /// (which it gives up; each is dropped once narrowed, so the F32 means never sit beside all the F64 sums).
     func takeFinalTensors(samples: Int, tokens: Int) -> [(name: String, shape: [Int], values: [Float])] {
-        let k = Float(max(samples, 1))
         var (weights, units) = accumulator.takeSums()
-        func mean(_ v: inout [Float]) -> [Float] {
-            v.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = p[i] / k } }
-            return v
-        }
+        func mean(_ v: [Double]) -> [Float] { v.map { RelevanceAccumulator.mean($0, samples: samples) } }
         var out: [(name: String, shape: [Int], values: [Float])] = []
         for l in model.linears {
-            var v = weights.removeValue(forKey: l.name) ?? []
-            out.append((l.name, [l.outDim, l.inDim], mean(&v)))
+            let v = weights.removeValue(forKey: l.name) ?? []
+            out.append((l.name, [l.outDim, l.inDim], mean(v)))
         }
         for name in units.keys.sorted() {
-            var v = units.removeValue(forKey: name) ?? []
-            out.append((name, [v.count], mean(&v)))
+            let v = units.removeValue(forKey: name) ?? []
+            out.append((name, [v.count], mean(v)))
         }
         return out
     }

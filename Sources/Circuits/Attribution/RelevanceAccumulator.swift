@@ -3,10 +3,13 @@ import Transformer
 
 // MARK: - Streaming relevance accumulation
 //
-// Memory does not grow with the number of samples: one F32 accumulator per
-// decoder linear weight (the size of the model's linear weights), plus one per
-// MLP neuron and attention head. Each sample's δW is turned into R_W = W ⊙ δW
-// (or |W ⊙ δW| with `absPerSample`, as PXP does) and added immediately.
+// Memory does not grow with the number of samples: one F64 accumulator per
+// decoder linear weight (twice the size of the model's F32 linear weights), plus
+// one per MLP neuron and attention head. Each sample's δW is turned into the F32
+// R_W = W ⊙ δW (or |W ⊙ δW| with `absPerSample`, as PXP does) and added in F64
+// immediately. F64 sums of F32 terms are exact while a weight's terms and running sum
+// span less than 2^29 in magnitude (otherwise off by 2^-53 relative), and a sum split over
+// shards and added back (Distributed/ShardMerger) is then the same number a sequential run has.
 
 /// Names of the non-weight score tensors, namespaced by the HF module they belong to.
 public enum ScoreNames {
@@ -33,10 +36,13 @@ public final class RelevanceAccumulator: RelevanceSink {
     public var wantsAbsPerToken: Bool { aggregation == .absPerToken }
     /// Per-token absolute aggregation never reads the signed δW.
     public var wantsSignedGradient: Bool { aggregation != .absPerToken }
-    /// Σ over samples of R_W per HF weight name [out·in].
-    public private(set) var weights: [String: [Float]] = [:]
-    /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`.
-    public private(set) var units: [String: [Float]] = [:]
+    /// Σ over samples of R_W per HF weight name [out·in], in F64.
+    public private(set) var weightSums: [String: [Double]] = [:]
+    /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`, in F64.
+    public private(set) var unitSums: [String: [Double]] = [:]
+    /// The sums narrowed to F32 (a copy; for inspection and tests).
+    public var weights: [String: [Float]] { weightSums.mapValues { $0.map { Float($0) } } }
+    public var units: [String: [Float]] { unitSums.mapValues { $0.map { Float($0) } } }
     public internal(set) var samples = 0
     let model: Model
 
@@ -47,27 +53,27 @@ public final class RelevanceAccumulator: RelevanceSink {
     public init(model: Model, aggregation: Aggregation) {
         self.model = model
         self.aggregation = aggregation
-        for l in model.linears { weights[l.name] = [Float](repeating: 0, count: l.weight.count) }
+        for l in model.linears { weightSums[l.name] = [Double](repeating: 0, count: l.weight.count) }
         for b in model.blocks {
-            units[ScoreNames.neurons(model, layer: b.index)] = [Float](repeating: 0, count: model.config.dFF)
-            units[ScoreNames.heads(model, layer: b.index)] = [Float](repeating: 0, count: model.config.nHeads)
+            unitSums[ScoreNames.neurons(model, layer: b.index)] = [Double](repeating: 0, count: model.config.dFF)
+            unitSums[ScoreNames.heads(model, layer: b.index)] = [Double](repeating: 0, count: model.config.nHeads)
         }
     }
 
-    /// Restores accumulated sums (for `--resume`).
-    public func restore(weights w: [String: [Float]], units u: [String: [Float]], samples n: Int) {
-        for (k, v) in w where weights[k]?.count == v.count { weights[k] = v }
-        for (k, v) in u where units[k]?.count == v.count { units[k] = v }
+    /// Restores accumulated sums (for `--resume` and merging shards).
+    public func restore(weights w: [String: [Double]], units u: [String: [Double]], samples n: Int) {
+        for (k, v) in w where weightSums[k]?.count == v.count { weightSums[k] = v }
+        for (k, v) in u where unitSums[k]?.count == v.count { unitSums[k] = v }
         samples = n
     }
 
     public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {
         let n = linear.weight.count
         linear.weight.withUnsafeBufferPointer { w in
-            weights[linear.name]!.withUnsafeMutableBufferPointer { acc in
+            weightSums[linear.name]!.withUnsafeMutableBufferPointer { acc in
                 let a = acc.baseAddress!, wp = w.baseAddress!
                 parallelRows(2, work: n) { part in
-                    for i in (n * part.lowerBound / 2)..<(n * part.upperBound / 2) { a[i] += Swift.abs(wp[i]) * g[i] }
+                    for i in (n * part.lowerBound / 2)..<(n * part.upperBound / 2) { a[i] += Double(Swift.abs(wp[i]) * g[i]) }
                 }
             }
         }
@@ -77,12 +83,13 @@ public final class RelevanceAccumulator: RelevanceSink {
         if aggregation == .absPerToken { return }                     // weightAbsGradient carries it
         let n = linear.weight.count, abs = absPerSample
         linear.weight.withUnsafeBufferPointer { w in
-            weights[linear.name]!.withUnsafeMutableBufferPointer { acc in
+            weightSums[linear.name]!.withUnsafeMutableBufferPointer { acc in
                 let a = acc.baseAddress!, wp = w.baseAddress!
                 parallelRows(2, work: n) { part in
                     let lo = n * part.lowerBound / 2, hi = n * part.upperBound / 2
-                    if abs { for i in lo..<hi { a[i] += Swift.abs(wp[i] * dW[i]) } }
-                    else { for i in lo..<hi { a[i] += wp[i] * dW[i] } }
+                    // The term is the F32 product (the same term as when the sums were F32); only the sum is wider.
+                    if abs { for i in lo..<hi { a[i] += Double(Swift.abs(wp[i] * dW[i])) } }
+                    else { for i in lo..<hi { a[i] += Double(wp[i] * dW[i]) } }
                 }
             }
         }
@@ -93,30 +100,33 @@ public final class RelevanceAccumulator: RelevanceSink {
 
     func add(_ key: String, _ r: [Float]) {
         let abs = absPerSample
-        units[key]!.withUnsafeMutableBufferPointer { acc in
-            for i in r.indices { acc[i] += abs ? Swift.abs(r[i]) : r[i] }
+        unitSums[key]!.withUnsafeMutableBufferPointer { acc in
+            for i in r.indices { acc[i] += Double(abs ? Swift.abs(r[i]) : r[i]) }
         }
     }
 
     /// Hands over the running sums, leaving the accumulator empty (so a caller can turn them
-    /// into means in place instead of copying a weight-sized set).
-    func takeSums() -> (weights: [String: [Float]], units: [String: [Float]]) {
-        defer { weights = [:]; units = [:] }
-        return (weights, units)
+    /// into means one tensor at a time instead of holding a second full set).
+    func takeSums() -> (weights: [String: [Double]], units: [String: [Double]]) {
+        defer { weightSums = [:]; unitSums = [:] }
+        return (weightSums, unitSums)
     }
 
     /// Marks one sample done (callers call this after each `lrp` pass).
     public func finishSample() { samples += 1 }
 
+    /// The F32 mean of an F64 sum over `samples` samples (the one rounding of every written score).
+    static func mean(_ sum: Double, samples: Int) -> Float { Float(sum / Double(max(samples, 1))) }
+
     /// Mean over samples (SparC³ Eq. 1) as named tensors with HF shapes.
     public func meanTensors() -> [(String, Tensor)] {
-        let k = Float(max(samples, 1))
+        let k = samples
         var out: [(String, Tensor)] = []
         for l in model.linears {
-            out.append((l.name, Tensor(shape: [l.outDim, l.inDim], data: weights[l.name]!.map { $0 / k })))
+            out.append((l.name, Tensor(shape: [l.outDim, l.inDim], data: weightSums[l.name]!.map { Self.mean($0, samples: k) })))
         }
-        for (name, v) in units.sorted(by: { $0.key < $1.key }) {
-            out.append((name, Tensor(shape: [v.count], data: v.map { $0 / k })))
+        for (name, v) in unitSums.sorted(by: { $0.key < $1.key }) {
+            out.append((name, Tensor(shape: [v.count], data: v.map { Self.mean($0, samples: k) })))
         }
         return out
     }

@@ -86,25 +86,45 @@ extension OutTensor {
     }
 }
 
-// MARK: - Reading checkpoints back
+// MARK: - Reading running sums back
 
-extension SafetensorsFile {
-    /// An F32 tensor with exactly `count` values (checkpoint restore), or a typed error.
-    func checkpointF32(_ name: String, count: Int) throws -> [Float] {
-        guard let e = entries[name] else { throw AttributionError.badCheckpoint(path: path, reason: "tensor '\(name)' is missing") }
-        guard e.dtype == .F32, e.shape.reduce(1, *) == count else {
-            throw AttributionError.badCheckpoint(path: path, reason: "tensor '\(name)' is \(e.dtype.rawValue) \(e.shape), expected F32 of \(count) values")
-        }
-        return try tensor(name).data
-    }
+/// Where restored running sums come from: a checkpoint or shard part (`SafetensorsFile`), or sums
+/// added up from several parts (`SumTable`).
+protocol SumSource {
+    /// The F64 sums stored under `name`, exactly `count` of them, bit-exact, or a typed error.
+    func sums(_ name: String, count: Int) throws -> [Double]
+}
 
-    /// An F64 tensor with exactly `count` values, bit-exact.
-    func checkpointF64(_ name: String, count: Int) throws -> [Double] {
+extension SafetensorsFile: SumSource {
+    /// An F64 tensor with exactly `count` values, bit-exact. An F32 tensor (a checkpoint of a build
+    /// that summed LRP relevance in F32) is widened, which is exact.
+    func sums(_ name: String, count: Int) throws -> [Double] {
         guard let e = entries[name] else { throw AttributionError.badCheckpoint(path: path, reason: "tensor '\(name)' is missing") }
-        guard e.dtype == .F64, e.shape.reduce(1, *) == count else {
+        guard e.dtype == .F64 || e.dtype == .F32, e.shape.reduce(1, *) == count else {
             throw AttributionError.badCheckpoint(path: path, reason: "tensor '\(name)' is \(e.dtype.rawValue) \(e.shape), expected F64 of \(count) values")
         }
+        if e.dtype == .F32 { return try tensor(name).data.map { Double($0) } }
         let raw = try rawBytes(name)
-        return (0..<count).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) }
+        return [Double](unsafeUninitializedCapacity: count) { buf, n in
+            for i in 0..<count {
+                buf[i] = Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+            }
+            n = count
+        }
+    }
+}
+
+/// Sums held in memory (shards added up), read like a checkpoint.
+struct SumTable: SumSource {
+    var values: [String: [Double]]
+    /// Named in errors (the parts these sums came from).
+    var origin: String
+
+    func sums(_ name: String, count: Int) throws -> [Double] {
+        guard let v = values[name] else { throw AttributionError.badCheckpoint(path: origin, reason: "tensor '\(name)' is missing") }
+        guard v.count == count else {
+            throw AttributionError.badCheckpoint(path: origin, reason: "tensor '\(name)' has \(v.count) values, expected \(count)")
+        }
+        return v
     }
 }

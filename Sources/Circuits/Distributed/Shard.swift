@@ -1,0 +1,45 @@
+import Foundation
+
+// MARK: - A deterministic partition of the sample set
+//
+// Shard K of N takes the contiguous samples [⌊K·S/N⌋, ⌊(K+1)·S/N⌋) of the S samples the run
+// draws (prompt lines in file order, corpus windows in draw order). The samples themselves
+// do not depend on N (the corpus windows are drawn from the seed for all S, then cut), so the
+// N shards together hold each sample exactly once, and shard sizes differ by at most one.
+
+/// Shard `index` of `count` (`--shard K/N`, or MPI rank/size).
+public struct Shard: Equatable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public let count: Int
+
+    /// 0 ≤ index < count.
+    public init(index: Int, count: Int) throws {
+        guard count >= 1 else { throw DistributedError.badShard(spec: "\(index)/\(count)", reason: "N must be at least 1") }
+        guard index >= 0, index < count else {
+            throw DistributedError.badShard(spec: "\(index)/\(count)", reason: "K must be in 0..<N (shards are numbered from 0)")
+        }
+        self.index = index; self.count = count
+    }
+
+    /// Parses "K/N".
+    public init(parsing spec: String) throws {
+        let parts = spec.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
+            throw DistributedError.badShard(spec: spec, reason: "expected K/N, two integers, e.g. 0/4")
+        }
+        try self.init(index: k, count: n)
+    }
+
+    /// "K/N".
+    public var description: String { "\(index)/\(count)" }
+
+    /// The sample indices this shard takes out of `total`. Overflow-checked: `index · total` fits
+    /// whenever `total` fits in 32 bits, which sample counts do.
+    public func range(of total: Int) -> Range<Int> {
+        precondition(total >= 0 && total <= Int(Int32.max), "sample count \(total)")
+        return (index * total / count)..<((index + 1) * total / count)
+    }
+
+    /// "lo-hi" (inclusive, as recorded in a part's metadata), or "none" for an empty shard.
+    public static func text(_ r: Range<Int>) -> String { r.isEmpty ? "none" : "\(r.lowerBound)-\(r.upperBound - 1)" }
+}
