@@ -73,9 +73,34 @@ enum AttributeCommand: Command {
           [K·S/N, (K+1)·S/N); --out is then a part holding their raw F64 sums, the shard, its samples, counts and every
           setting with the model and data sha256. A part resumes like a run (--resume). 'workbench merge' adds the N parts
           up into the file one run writes.
+        MPI: under Open MPI's mpirun (loaded at run time, no build dependency) each rank runs shard rank/size with its own
+          checkpoint <out>.shard-K-of-N.partial, rank 0 adds the ranks' sums in rank order and writes --out (the merge
+          of the same N shards, bit for bit). A failing rank ends the job naming itself; rerun with --resume. MPICH-family
+          launchers are refused (other ABI). Ranks sharing a machine's cores run one BLAS thread each. See docs/slurm.md.
         """)
 
     static func run(_ args: Args) throws {
+        // Under Open MPI's mpirun (more than one rank) every rank runs its shard; see Distributed/MPIAttribution.
+        guard let mpi = try MPI.launched() else { return try attribute(args, mpi: nil) }
+        let who = "rank \(mpi.rank) of \(mpi.size)"
+        do {
+            try attribute(args, mpi: mpi)
+            mpi.finalize()
+        } catch let e as UsageError {
+            Out.err("Error: \(who): \(e.message)")
+            Out.err("Usage: \(spec.usage)")
+            mpi.abort(64)
+        } catch let e as AttributionError where e.isInterruption {
+            Out.err("Error: \(who): \(e.localizedDescription)")
+            mpi.abort(130)
+        } catch {
+            // The launcher ends the other ranks; finished ranks keep their checkpoints for --resume.
+            Out.err("Error: \(who): \(error.localizedDescription)")
+            mpi.abort(1)
+        }
+    }
+
+    static func attribute(_ args: Args, mpi: MPI?) throws {
         // Usage checks (no I/O yet).
         let method = try args[Options.method]
         let calibration = try CalibrationOptions.calibration(args, needsData: method.needsData, method: method.rawValue)
@@ -103,7 +128,18 @@ enum AttributeCommand: Command {
         if args[Options.absPerSample] && args[Options.absPerToken] {
             throw UsageError(message: "--abs-per-sample and --abs-per-token are exclusive")
         }
-        try AttributionRunner.preflight(out: out, resume: resume)
+        if let mpi {
+            if shard != nil { throw UsageError(message: "'--shard' under mpirun: each rank already runs shard rank/size; drop --shard") }
+            try MPIAttribution.preflight(out: out, resume: resume, mpi: mpi)
+            // Ranks on one machine share its cores: with one core each, no threads inside a rank.
+            if mpi.localSize >= ProcessInfo.processInfo.activeProcessorCount,
+               ProcessInfo.processInfo.environment["WORKBENCH_BLAS_THREADS"] == nil {
+                setenv("WORKBENCH_BLAS_THREADS", "1", 0)
+                parallelElementwise = false
+            }
+        } else {
+            try AttributionRunner.preflight(out: out, resume: resume)
+        }
 
         // Load and validate everything before heavy work.
         let m = try Common.load(args, tokenizer: method.needsData)
@@ -142,13 +178,21 @@ enum AttributeCommand: Command {
         var options = AttributionRunOptions()
         options.resume = resume
         options.checkpointEvery = every
-        options.progress = !args[OutputOptions.quiet]
+        options.progress = !args[OutputOptions.quiet] && (mpi?.rank ?? 0) == 0
         options.shouldStop = { attributeStopRequested != 0 }
         options.log = { Out.err($0) }
-        if resume, !FileManager.default.fileExists(atPath: AttributionRunner.checkpointPath(for: out)) {
-            Out.err("note: --resume: no checkpoint \(AttributionRunner.checkpointPath(for: out)); starting from the first sample")
+        let cp = try mpi.map { MPIAttribution.checkpointPath(out: out, shard: try Shard(index: $0.rank, count: $0.size)) }
+            ?? AttributionRunner.checkpointPath(for: out)
+        if resume, !FileManager.default.fileExists(atPath: cp) {
+            Out.err("note: --resume: no checkpoint \(cp); starting from the first sample")
         }
         installStopHandlers()
+        if let mpi {
+            // Interruptions and errors end the job in `run` (MPI_Abort), after this rank's checkpoint.
+            let summary = try MPIAttribution.run(model: m.model, samples: samples, settings: settings, out: out, mpi: mpi, options: options)
+            if let summary { printSummary(summary, settings, ranks: mpi.size) }
+            return
+        }
         let summary: AttributionSummary
         do {
             summary = try AttributionRunner.run(model: m.model, samples: samples, settings: settings, out: out, options: options)
@@ -159,13 +203,14 @@ enum AttributeCommand: Command {
         printSummary(summary, settings)
     }
 
-    static func printSummary(_ s: AttributionSummary, _ st: AttributionSettings) {
+    static func printSummary(_ s: AttributionSummary, _ st: AttributionSettings, ranks: Int? = nil) {
         let f = st.fingerprintFields.reduce(into: [String: String]()) { $0[$1.key] = $1.value }
         Out.print("method: \(st.method.rawValue)" + (st.method.explains
             ? " (rule \(f["rule"] ?? ""), ε \(f["epsilon"] ?? "n/a"), target \(st.target), seed value \(st.seedValue.rawValue)\(st.absPerSample ? ", |R| per sample" : "")\(st.absPerToken ? ", |R| per position" : ""))"
             : ""))
         Out.print("samples: \(s.samples)" + (s.resumedAt > 0 ? " (resumed at \(s.resumedAt))" : ""))
         Out.print("tokens: \(s.tokens)")
+        if let ranks { Out.print("ranks: \(ranks) (MPI; time and rate are rank 0's shard)") }
         Out.print(String(format: "time: %.2f s (%.1f tok/s this session)", s.seconds, s.tokensPerSecond))
         if let c = s.conservationMean { Out.print(String(format: "conservation (Σ input relevance / Σ explained): mean %.4f", c)) }
         Out.print("output: \(s.out) (\(s.tensorCount) tensors" + (st.shard.map { ", raw sums of shard \($0), samples \(Shard.text($0.range(of: st.samples))) of \(st.samples)" } ?? "") + ")")

@@ -47,9 +47,10 @@ public enum WorkbenchCLI {
     /// - environment: variables set on top of the test process's environment.
     /// - interruptAfter: seconds after which SIGINT is sent if the run is still going (the checkpoint path).
     /// - timeout: the run is killed and the test fails after this many seconds.
+    /// - launcher: a program that starts workbench (`mpirun -np 2 …`): it runs `launcher + [workbench] + args`.
     /// stdout, stderr and stdin go through temporary files, so a chatty run cannot deadlock on a full pipe.
     public static func run(_ args: [String], stdin: Data? = nil, environment: [String: String] = [:],
-                           interruptAfter: TimeInterval? = nil, timeout: TimeInterval = 300,
+                           interruptAfter: TimeInterval? = nil, timeout: TimeInterval = 300, launcher: [String] = [],
                            file: StaticString = #filePath, line: UInt = #line) throws -> WorkbenchRun {
         let exe = try executable()
         let fm = FileManager.default
@@ -61,8 +62,13 @@ public enum WorkbenchCLI {
         fm.createFile(atPath: errURL.path, contents: nil)
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         let p = Process()
-        p.executableURL = exe
-        p.arguments = args
+        if let program = launcher.first {
+            p.executableURL = URL(fileURLWithPath: program)
+            p.arguments = Array(launcher.dropFirst()) + [exe.path] + args
+        } else {
+            p.executableURL = exe
+            p.arguments = args
+        }
         p.standardOutput = out
         p.standardError = err
         if let stdin {

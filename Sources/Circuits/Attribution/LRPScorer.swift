@@ -11,6 +11,8 @@ protocol AttributionScorer: AnyObject {
     func process(_ s: AttributionSample) throws -> Double?
     /// Raw running sums for a checkpoint.
     func checkpointTensors() -> [OutTensor]
+    /// The running sums, handed over (the scorer is done with them), in `checkpointTensors` order.
+    func takeSums() -> [(name: String, values: [Double])]
     /// Restores the sums written by `checkpointTensors` (from a checkpoint, or added up from shard
     /// parts) after `samplesDone` samples.
     func restore(_ sums: SumSource, samplesDone: Int) throws
@@ -22,6 +24,13 @@ protocol AttributionScorer: AnyObject {
 }
 
 extension AttributionScorer {
+    func takeSums() -> [(name: String, values: [Double])] {
+        checkpointTensors().map { t in
+            guard case .f64(let v) = t.payload else { preconditionFailure("\(t.name): checkpoint sums are F64") }
+            return (t.name, v)
+        }
+    }
+
     func takeFinalTensors(samples: Int, tokens: Int) -> [(name: String, shape: [Int], values: [Float])] {
         finalTensors(samples: samples, tokens: tokens).map { ($0.name, $0.shape, $0.values()) }
     }
@@ -74,6 +83,14 @@ final class LRPScorer: AttributionScorer {
         let a = accumulator
         return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: .f64(a.weightSums[$0.name] ?? [])) }
             + a.unitSums.keys.sorted().map { OutTensor(name: $0, shape: [a.unitSums[$0]?.count ?? 0], payload: .f64(a.unitSums[$0] ?? [])) }
+    }
+
+    /// Without a second copy of the weight-sized sums (the accumulator gives them up).
+    func takeSums() -> [(name: String, values: [Double])] {
+        let taken = accumulator.takeSums()
+        var w = taken.weights, u = taken.units
+        defer { u = [:] }
+        return model.linears.map { ($0.name, w.removeValue(forKey: $0.name) ?? []) } + u.keys.sorted().map { ($0, u[$0]!) }
     }
 
     func restore(_ sums: SumSource, samplesDone: Int) throws {
