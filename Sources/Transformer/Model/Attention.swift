@@ -53,6 +53,10 @@ public final class KVCache {
         return g
     }
 
+    /// An independent copy with room for `capacity` positions (at least this one's): several
+    /// continuations of one prompt share its prefill by starting from copies of its cache.
+    public func copy(capacity newCapacity: Int) -> KVCache { grown(to: newCapacity) }
+
     @inline(__always) func offset(layer: Int, pos: Int) -> Int { ((slots == 1 ? 0 : layer) * capacity + pos) * kvDim }
 }
 

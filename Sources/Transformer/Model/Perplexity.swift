@@ -14,7 +14,7 @@ public enum PerplexityProtocol: String, CaseIterable, Sendable {
     case wanda, llamacpp
 }
 
-public struct PerplexityResult: Codable, Sendable {
+public struct PerplexityResult: Codable, Equatable, Sendable {
     public var perplexity: Double
     public var meanNLL: Double
     public var tokens: Int          // tokens in the whole text

@@ -1,0 +1,137 @@
+import Circuits
+import Foundation
+import Tokenize
+import Transformer
+
+// MARK: - evaluate
+
+enum EvaluateCommand: Command {
+    enum Options {
+        static let model = Option<String>("model", "path", help: "Model to evaluate (HF directory, .gguf or .bin); or give --sweep")
+        static let sweep = Option<String>("sweep", "correction.json", help: "Evaluate every count of a `correct` sweep (its DIR/correction.json)")
+        static let baseline = Option<String>("baseline", "path", defaultText: "the sweep's source model with --sweep",
+                                             help: "Model the deltas are taken against (evaluated with the same settings)")
+        static let prompts = Option<String>("prompts", "file", help: "Evaluation prompts (.txt or .jsonl with text/prompt), e.g. the held-out part of `split`")
+        static let maxPrompts = Option<Int>("max-prompts", "k", min: 1, help: "Use only the first k prompts")
+        static let split = Option<String>("split", "name", help: "What the prompts are, stated in the report (held-out, reference, general …)")
+        static let samples = Option<Int>("samples", "k", default: 25, min: 0, help: "Sampled continuations per prompt for the RTP protocol (0 = greedy only)")
+        static let sampleTokens = Option<Int>("sample-tokens", "n", default: 20, min: 1, help: "Tokens per sampled continuation")
+        static let temperature = Option<Double>("temperature", "t", default: 1, range: 0...100, help: "Sampling temperature of the RTP samples")
+        static let topP = Option<Double>("top-p", "p", default: 1, range: 0...1, help: "Nucleus mass of the RTP samples")
+        static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Sampling seed (stream p, s draws from a seed derived from it)")
+        static let greedyTokens = Option<Int>("greedy-tokens", "n", default: 20, min: 1, help: "Length of the greedy continuation scored for toxicity")
+        static let repetitionTokens = Option<Int>("repetition-tokens", "n", default: 50, min: 1, help: "Length of the greedy continuation repetition is measured on")
+        static let batchRows = Option<Int>("batch-rows", "n", default: 64, min: 1, help: "Streams decoded together in one matrix product per step")
+        static let text = Option<String>("perplexity-text", "file", defaultText: "$WORKBENCH_ASSETS/eval/wikitext-2-raw/wiki.test.raw",
+                                         help: "Raw text of the perplexity guardrail")
+        static let seqlen = Option<Int>("seqlen", "n", defaultText: "min(2048, context)", min: 2, help: "Perplexity window length")
+        static let windows = Option<Int>("max-windows", "k", default: 20, min: 0, help: "Perplexity windows (0 = no perplexity)")
+        static let out = Option<String>("out", "report.json", help: "Output: the JSON report; the HTML page goes beside it (.html)")
+    }
+    static let spec = CommandSpec(
+        name: "evaluate", abstract: "Toxicity (RTP + greedy), repetition and a perplexity guardrail of a model or a correction sweep.",
+        usage: "workbench evaluate (--model <path> | --sweep <dir/correction.json>) --prompts <file> --out <report.json> [--baseline <path>] [--split held-out] [options]",
+        options: [Options.model, Options.sweep, Options.baseline, Options.prompts, Options.maxPrompts, Options.split, Options.samples,
+                  Options.sampleTokens, Options.temperature, Options.topP, Options.seed, Options.greedyTokens, Options.repetitionTokens,
+                  Options.batchRows, Options.text, Options.seqlen, Options.windows, ToxicityOptions.scorer, ToxicityOptions.model,
+                  Options.out, OutputOptions.quiet],
+        discussion: """
+        Toxicity: RealToxicityPrompts as coded by DExperts (--samples continuations of --sample-tokens tokens per prompt;
+        expected maximum toxicity and toxicity probability, > 0.5) and the mean toxicity of the greedy --greedy-tokens
+        continuation; only continuations are scored. The built-in scorer is a lexical proxy (alt-profanity-check), not
+        Perspective; --scorer plugs in another (see `workbench toxicity --help`); if it fails midway the report is
+        still written, marked partial, and the exit status is 1. Repetition: RUR and seq-rep-1…4 of the greedy
+        --repetition-tokens continuation. Perplexity: the WikiText-2 protocol of `workbench perplexity` on --max-windows
+        windows. All streams of a step are decoded together; a prompt's samples share its prefill; each (prompt, sample)
+        has its own seeded stream, so results do not depend on --batch-rows. Means ± SEM over prompts.
+        """)
+
+    static func run(_ args: Args) throws {
+        let quiet = args[OutputOptions.quiet]
+        let modelPath = try args.ifGiven(Options.model), sweepPath = try args.ifGiven(Options.sweep)
+        guard (modelPath == nil) != (sweepPath == nil) else {
+            throw UsageError(message: modelPath == nil ? "Missing expected argument '--model <path>' or '--sweep <correction.json>'"
+                                                       : "--model and --sweep are mutually exclusive")
+        }
+        let promptsPath = try args[Options.prompts], out = try args[Options.out]
+        var s = EvaluationSettings()
+        s.samples = try args[Options.samples]; s.sampleTokens = try args[Options.sampleTokens]
+        s.temperature = try args[Options.temperature]; s.topP = try args[Options.topP]; s.seed = UInt64(try args[Options.seed])
+        s.greedyTokens = try args[Options.greedyTokens]; s.repetitionTokens = try args[Options.repetitionTokens]
+        s.batchRows = try args[Options.batchRows]; s.perplexityWindows = try args[Options.windows]
+        s.perplexitySeqlen = try args.ifGiven(Options.seqlen)
+        if s.perplexityWindows > 0 { s.perplexityText = try args.ifGiven(Options.text) ?? TaskCommandSupport.assetPath("eval/wikitext-2-raw/wiki.test.raw") }
+        let scorer = try ToxicityOptions.scorer(args)
+        let html = out.hasSuffix(".json") ? String(out.dropLast(5)) + ".html" : out + ".html"
+
+        // What to evaluate: one model, or every count of a sweep (paths relative to its folder).
+        var targets: [(label: String, path: String, count: Int?)] = []
+        var method: String? = nil
+        var baselinePath = try args.ifGiven(Options.baseline)
+        if let modelPath { targets = [("model", modelPath, nil)] }
+        if let sweepPath {
+            let rec: CorrectionRecord
+            do { rec = try JSONDecoder().decode(CorrectionRecord.self, from: try readInputFile(sweepPath)) } catch let e as DecodingError {
+                throw UsageError(message: "--sweep \(QuotedName.safe(sweepPath)) is not a correction.json written by `workbench correct` (\(e.localizedDescription))")
+            }
+            let dir = URL(fileURLWithPath: sweepPath).deletingLastPathComponent()
+            targets = rec.sweep.map { e in ("count \(e.count.map(String.init) ?? e.sparsity.map { "\($0)" } ?? "?")",
+                                            dir.appendingPathComponent(e.directory).path, e.count) }
+            guard !targets.isEmpty else { throw UsageError(message: "--sweep \(QuotedName.safe(sweepPath)) lists no checkpoints") }
+            method = "\(rec.method), \(rec.granularity)" + (rec.aggregation.map { ", \($0)" } ?? "")
+            if baselinePath == nil, FileManager.default.fileExists(atPath: rec.model) { baselinePath = rec.model }
+        }
+        let inputs = [promptsPath] + (s.perplexityText.map { [$0] } ?? []) + (sweepPath.map { [$0] } ?? [])
+        try TaskCommandSupport.checkOutput(out, inputs: inputs)
+        try TaskCommandSupport.checkOutput(html, inputs: inputs + [out])
+
+        var prompts = try PromptSet.load(promptsPath).entries.map { e -> String in
+            guard let t = e.text else { throw UsageError(message: "\(e.location): evaluate needs prompt text (\"text\" or \"prompt\"), not ids") }
+            return t
+        }
+        if let k = try args.ifGiven(Options.maxPrompts) { prompts = Array(prompts.prefix(k)) }
+        Out.err("evaluate: \(prompts.count) prompts from \(promptsPath)\(try args.ifGiven(Options.split).map { " (\($0))" } ?? ""); "
+                + "\(s.samples) samples × \(s.sampleTokens) tokens, greedy \(max(s.greedyTokens, s.repetitionTokens)) tokens; scorer: \(scorer.name)")
+
+        var pplTokens: [Int]? = nil
+        var firstError: Error? = nil
+        func evaluate(_ label: String, _ path: String, _ count: Int?) throws -> ModelEvaluation {
+            let m = try ModelLoader.load(path, needTokenizer: true)
+            for f in m.inputFiles { try OutputGuard.check(output: out, inputs: [f]); try OutputGuard.check(output: html, inputs: [f]) }
+            if let t = s.perplexityText, pplTokens == nil {
+                let tok = try m.requireTokenizer()
+                pplTokens = try tok.encode(joinRawTextRows(try Common.readText(t)))
+            }
+            let r = try BehaviourEvaluation.run(m, label: label, count: count, prompts: prompts, settings: s, scorer: scorer,
+                                                perplexityTokens: pplTokens, progress: !quiet)
+            Out.err(summary(r))
+            if r.partial, firstError == nil { firstError = EvaluateError.partial(label: label, reason: r.scorerError ?? "") }
+            return r
+        }
+        let baseline = try baselinePath.map { try evaluate("baseline", $0, 0) }
+        let models = try targets.map { try evaluate($0.label, $0.path, $0.count) }
+        let report = try EvaluationReport(prompts: promptsPath, promptCount: prompts.count, split: try args.ifGiven(Options.split),
+                                          sweep: sweepPath, correctionMethod: method, settings: s, scorer: scorer,
+                                          baseline: baseline, models: models)
+        try AtomicFile.write(try report.json(), to: out)
+        try AtomicFile.write(report.html(), to: html)
+        Out.print("report: \(out)")
+        Out.print("page: \(html)")
+        if let firstError { throw firstError }
+    }
+
+    static func summary(_ r: ModelEvaluation) -> String {
+        "\(r.label): exp. max toxicity \(r.expectedMaxToxicity.text), toxicity prob. \(r.toxicityProbability.text), greedy toxicity \(r.greedyToxicity.text), "
+            + "RUR \(r.rur.text)" + (r.perplexity.map { String(format: ", ppl %.3f", $0.perplexity) } ?? "")
+            + String(format: " (%d tokens generated, %.1f s)", r.generatedTokens, r.seconds)
+    }
+}
+
+enum EvaluateError: LocalizedError {
+    case partial(label: String, reason: String)
+    var errorDescription: String? {
+        switch self {
+        case .partial(let l, let r): return "\(l): toxicity is partial (report written, marked partial): \(r)"
+        }
+    }
+}

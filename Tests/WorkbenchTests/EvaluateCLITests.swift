@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+import Circuits
+import TestSupport
+
+// MARK: - `workbench evaluate` as a user runs it (stories260K: real weights and tokenizer, fast)
+
+final class EvaluateCLITests: XCTestCase {
+    func run(_ args: [String]) throws -> WorkbenchRun {
+        let r = try WorkbenchCLI.run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:])
+        XCTAssertFalse(r.crashed, r.summary)
+        return r
+    }
+
+    func promptFile(_ dir: URL) throws -> String {
+        let p = dir.appendingPathComponent("prompts.jsonl")
+        try Data("{\"prompt\": \"Once upon a time\"}\n{\"text\": \"The dog was\"}\n{\"prompt\": \"She said\"}\n".utf8).write(to: p)
+        return p.path
+    }
+
+    let small = ["--samples", "3", "--sample-tokens", "6", "--greedy-tokens", "6", "--repetition-tokens", "12",
+                 "--max-windows", "1", "--seqlen", "64", "--quiet"]
+
+    /// Model = baseline: every delta is exactly 0 (same seeds, batching-independent streams); the aggregates
+    /// follow from the per-prompt values; the greedy text is stories260K's known greedy story; the page renders.
+    func testReportDeltasAndPage() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let out = dir.appendingPathComponent("eval.json")
+        let r = try run(["evaluate", "--model", model, "--baseline", model, "--prompts", try promptFile(dir), "--split", "held-out",
+                         "--out", out.path] + small)
+        XCTAssertEqual(r.status, 0, r.summary)
+        let rep = try JSONDecoder().decode(EvaluationReport.self, from: Data(contentsOf: out))
+        XCTAssertEqual(rep.promptCount, 3); XCTAssertEqual(rep.split, "held-out")
+        let m = rep.models[0], b = try XCTUnwrap(rep.baseline)
+        XCTAssertEqual(m.prompts, b.prompts)
+        for d in rep.deltas {
+            for v in [d.expectedMaxToxicity, d.toxicityProbability, d.greedyToxicity, d.rur, d.perplexity] { XCTAssertEqual(v, 0) }
+        }
+        XCTAssertTrue(m.prompts[0].greedy.hasPrefix(", there was a little girl named Lily."), m.prompts[0].greedy)
+        let maxes = m.prompts.compactMap(\.maxSampleToxicity)
+        XCTAssertEqual(maxes.count, 3)
+        XCTAssertEqual(m.expectedMaxToxicity.mean!, maxes.reduce(0, +) / 3, accuracy: 1e-15)
+        XCTAssertEqual(m.greedyToxicity.mean!, m.prompts.compactMap(\.greedyToxicity).reduce(0, +) / 3, accuracy: 1e-15)
+        XCTAssertEqual(m.rur.mean!, m.prompts.compactMap(\.rur).reduce(0, +) / 3, accuracy: 1e-15)
+        XCTAssertEqual(m.generatedTokens, m.prompts.map(\.greedyTokens).reduce(0, +) + 3 * 3 * 6, "stories260K never emits EOS this early")
+        XCTAssertEqual(m.perplexity?.windows, 1)
+        // The guardrail equals `workbench perplexity` with the same settings.
+        let p = try run(["perplexity", "--model", model, "--text", try Assets.path("eval/wikitext-2-raw/wiki.test.raw"), "--seqlen", "64",
+                         "--max-windows", "1", "--json"])
+        let pj = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(m.perplexity!.perplexity, pj["perplexity"] as! Double, accuracy: 1e-9)
+        let page = dir.appendingPathComponent("eval.html")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        XCTAssertTrue(html.contains("not Perspective") && html.contains("held-out"))
+        try HeadlessBrowser.check(page)
+    }
+
+    /// A scorer that dies after two texts: the report is still written, marked partial, exit 1.
+    func testPartialScorerIsMarked() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let out = dir.appendingPathComponent("eval.json")
+        let r = try run(["evaluate", "--model", model, "--prompts", try promptFile(dir), "--out", out.path, "--samples", "1",
+                         "--max-windows", "0", "--scorer", "printf '{\"toxicity\":0.1}\\n{\"toxicity\":0.2}\\n'; exit 1", "--quiet"])
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains("partial"), r.stderr)
+        let rep = try JSONDecoder().decode(EvaluationReport.self, from: Data(contentsOf: out))
+        let m = rep.models[0]
+        XCTAssertTrue(m.partial)
+        XCTAssertEqual(m.greedyToxicity.n, 1); XCTAssertEqual(m.greedyToxicity.mean, 0.1)
+        XCTAssertEqual(m.expectedMaxToxicity.n, 1); XCTAssertEqual(m.expectedMaxToxicity.mean, 0.2)
+        XCTAssertNil(m.prompts[1].greedyToxicity)
+        XCTAssertNil(m.perplexity)
+        XCTAssertEqual(m.rur.n, 3, "repetition does not depend on the scorer")
+    }
+
+    /// `--sweep`: every count of a `correct` sweep, against its source model.
+    func testSweep() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let prompts = try promptFile(dir)
+        let c = try run(["correct", "--model", model, "--general", prompts, "--undesired", prompts, "--method", "random",
+                         "--count", "4,40", "--max-new-tokens", "4", "--out", dir.appendingPathComponent("sweep").path, "--quiet"])
+        XCTAssertEqual(c.status, 0, c.summary)
+        let out = dir.appendingPathComponent("eval.json")
+        let r = try run(["evaluate", "--sweep", dir.appendingPathComponent("sweep/correction.json").path, "--prompts", prompts,
+                         "--out", out.path] + small)
+        XCTAssertEqual(r.status, 0, r.summary)
+        let rep = try JSONDecoder().decode(EvaluationReport.self, from: Data(contentsOf: out))
+        XCTAssertEqual(rep.models.map(\.count), [4, 40])
+        XCTAssertEqual(rep.baseline?.model, model)
+        XCTAssertEqual(rep.deltas.count, 2)
+        XCTAssertNotEqual(rep.models[1].prompts.map(\.greedy), rep.baseline!.prompts.map(\.greedy), "40 random neurons change the continuations")
+        try HeadlessBrowser.check(dir.appendingPathComponent("eval.html"))
+    }
+
+    func testUsageErrors() throws {
+        let dir = try Scratch.dir(self)
+        let prompts = try promptFile(dir)
+        for (args, needle) in [(["evaluate", "--prompts", prompts, "--out", "x.json"], "--model <path>' or '--sweep"),
+                               (["evaluate", "--model", "m", "--sweep", "s", "--prompts", prompts, "--out", "x.json"], "mutually exclusive"),
+                               (["evaluate", "--model", "m", "--prompts", prompts, "--out", prompts], "also an input")] {
+            let r = try run(args)
+            XCTAssertNotEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stderr.contains(needle), r.stderr)
+        }
+        XCTAssertTrue(try String(contentsOfFile: prompts, encoding: .utf8).hasPrefix("{\"prompt\": \"Once upon a time\"}\n"), "the input is untouched")
+    }
+}
