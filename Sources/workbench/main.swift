@@ -8,7 +8,8 @@ import Transformer
 let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
                                 BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
                                 SparsityCommand.self, CircuitCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self, CorrectCommand.self, SplitCommand.self,
-                                ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self]
+                                ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self,
+                                GraphAttributeCommand.self, GraphEvalCommand.self]
 
 func topHelp() -> String {
     var s = "OVERVIEW: Attribution-guided pruning workbench for Llama and OPT models.\n\nUSAGE: workbench <subcommand> [options]\n\nSUBCOMMANDS:\n"
