@@ -22,13 +22,16 @@ enum PruneCommand: Command {
         static let format = Option<WeightFormat>("format", "f", default: .dense, choices: [.dense, .sparseBitmask],
                                                  help: "dense = F32 with exact zeros; sparse-bitmask = compressed-tensors")
         static let force = Flag("force", help: "Replace an existing output directory")
+        static let sequential = Flag("sequential", help: "wanda: prune layer by layer, each layer scored on inputs from the pruned layers below (the reference code)")
+        static let sequentialCacheMB = Option<Int>("sequential-cache-mb", "mb", default: 1024, min: 0,
+                                                   help: "With --sequential: layer inputs kept in memory, in MB; samples beyond it are recomputed")
     }
     static let spec = CommandSpec(
         name: "prune", abstract: "Prune a model by scores (file or on the fly) and write a complete HF checkpoint directory.",
         usage: "workbench prune --model <path> (--scores <file> | --method <m>) --scheme <s> (--sparsity <f> | --count <n>) --out <dir> [options]",
         options: ModelOptions.all + [Options.scores, Options.method] + CalibrationOptions.all
             + [Options.aggregation, Options.scheme, Options.sparsity, Options.count, Options.layers, Options.rank, Options.out,
-               Options.format, Options.force],
+               Options.format, Options.force, Options.sequential, Options.sequentialCacheMB],
         discussion: """
         Schemes (ties between equal scores: lower flat index pruned first, so counts are exact):
           row        every output row of every selected matrix loses exactly floor(cols·s) weights (Wanda/SparC³).
@@ -48,6 +51,9 @@ enum PruneCommand: Command {
         target auto, seed value logit) except the aggregation: --aggregation abs-per-token (default; Σ_t |R_t|,
         no cancellation between positions), abs-per-sample or signed (the published mean, which measured far worse
         than magnitude for compression). For other settings run `attribute` and use --scores.
+        --method wanda scores every layer on the dense model's activations by default; --sequential prunes as the
+        Wanda reference code does: layer by layer, each layer's activations computed through the already-pruned
+        layers below (per-matrix schemes only: row, layer, nm:N:M). pruning.json records which ("sequential").
         Writes config.json, tokenizer files, model.safetensors, pruning.json (provenance) and mask.safetensors
         (U8, 1 = kept). The output is a valid --model for every command. Bad input writes nothing.
         """)
@@ -105,8 +111,17 @@ enum PruneCommand: Command {
             case (_?, _?): throw UsageError(message: "--sparsity and --count are mutually exclusive")
             }
             let spec = try PruneSpec(scheme: scheme, amount: amount, rank: try args[Options.rank], layers: try args.ifGiven(Options.layers))
-            return PruneOptions(model: model, scores: scores, spec: spec, out: out, format: try args[Options.format],
-                                force: args[Options.force])
+            let sequential = args[Options.sequential]
+            if !sequential, args.given(Options.sequentialCacheMB) {
+                throw UsageError(message: "--sequential-cache-mb applies only with --sequential")
+            }
+            let cacheMB = try args[Options.sequentialCacheMB]
+            let (cacheBytes, overflow) = cacheMB.multipliedReportingOverflow(by: 1 << 20)
+            if overflow { throw UsageError(message: "--sequential-cache-mb \(cacheMB) is too large") }
+            let o = PruneOptions(model: model, scores: scores, spec: spec, out: out, format: try args[Options.format],
+                                 force: args[Options.force], sequentialCacheBytes: sequential ? cacheBytes : nil)
+            try o.validateSequential()
+            return o
         } catch let e as PruneError where e.isUsageError {
             throw UsageError(message: e.localizedDescription)
         }

@@ -66,3 +66,53 @@ final class PruneCLITests: XCTestCase {
         XCTAssertNotNil(try ModelLoader.load(out, needTokenizer: false).model.forward(Fixtures.tokens))
     }
 }
+
+// MARK: - `prune --method wanda --sequential`
+
+final class SequentialWandaCLITests: XCTestCase {
+
+    func record(_ dir: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/pruning.json"))
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    func testSequentialIsRecordedForWandaOnlyAndMisuseExits64() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let prompts = dir.appendingPathComponent("p.txt").path
+        try "Once upon a time there was a girl.\nThe dog ran to the park and played with a ball.\n".write(toFile: prompts, atomically: true, encoding: .utf8)
+        func prune(_ name: String, _ extra: [String]) throws -> WorkbenchRun {
+            try WorkbenchCLI.run(["prune", "--model", model, "--prompts", prompts, "--scheme", "row", "--sparsity", "0.5",
+                                  "--out", dir.appendingPathComponent(name).path] + extra)
+        }
+        let seq = try prune("seq", ["--method", "wanda", "--sequential", "--sequential-cache-mb", "0"])
+        XCTAssertEqual(seq.status, 0, seq.summary)
+        XCTAssertTrue(seq.stderr.contains("sequential wanda over 2 samples"), seq.stderr)
+        let j = try record(dir.appendingPathComponent("seq").path)
+        XCTAssertEqual(j["sequential"] as? Bool, true)
+        XCTAssertEqual(j["method"] as? String, "wanda")
+        XCTAssertTrue(((j["scores"] as? [String: Any])?["source"] as? String)?.contains("sequential") == true)
+        let oneShot = try prune("dense", ["--method", "wanda"])
+        XCTAssertEqual(oneShot.status, 0, oneShot.summary)
+        XCTAssertEqual(try record(dir.appendingPathComponent("dense").path)["sequential"] as? Bool, false)
+        // The two procedures give different checkpoints (layers ≥ 1 see pruned inputs).
+        let a = try Data(contentsOf: dir.appendingPathComponent("seq/mask.safetensors"))
+        let b = try Data(contentsOf: dir.appendingPathComponent("dense/mask.safetensors"))
+        XCTAssertNotEqual(a, b)
+        let lrp = try prune("lrp", ["--method", "lrp"])
+        XCTAssertEqual(lrp.status, 0, lrp.summary)
+        XCTAssertNil(try record(dir.appendingPathComponent("lrp").path)["sequential"], "no sequential key for other methods")
+        for (extra, needle) in [(["--method", "lrp", "--sequential"], "only with --method wanda"),
+                                (["--method", "wanda", "--sequential-cache-mb", "8"], "only with --sequential"),
+                                (["--method", "wanda", "--sequential", "--sequential-cache-mb", "-1"], "sequential-cache-mb")] {
+            let r = try prune("bad", extra)
+            XCTAssertEqual(r.status, 64, "\(extra): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(extra): \(r.stderr)")
+        }
+        let global = try WorkbenchCLI.run(["prune", "--model", model, "--prompts", prompts, "--method", "wanda", "--sequential",
+                                           "--scheme", "global", "--sparsity", "0.5", "--out", dir.appendingPathComponent("bad").path])
+        XCTAssertEqual(global.status, 64, global.stderr)
+        XCTAssertTrue(global.stderr.contains("ranks across layers"), global.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bad").path))
+    }
+}

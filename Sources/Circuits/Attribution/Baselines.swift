@@ -6,9 +6,10 @@ import Transformer
 // magnitude   S_ij = |W_ij|                      (no data; per-weight tensors only)
 // wanda       S_ij = |W_ij| · ‖X_j‖₂             ‖X_j‖ over every calibration token of the
 //             linear's input column j (Sun et al. 2023). The dense model's activations are
-//             used for every layer (not Wanda's sequential pruned-prefix inputs): these are
-//             scores, and pruning decides what to do with them. Σx² is accumulated in
-//             Double; the cost is the forward passes alone.
+//             used for every layer: these are scores, and pruning decides what to do with
+//             them. Σx² is accumulated in Double; the cost is the forward passes alone.
+//             `prune --method wanda --sequential` (SequentialWanda) uses the same sums layer
+//             by layer over the already-pruned layers below, as the reference code does.
 // activation  mean |activation| per MLP neuron (hook_post, over all tokens) and per head
 //             (mean |z| over all tokens and the head's dims), as IFR/ACDC-style activation
 //             baselines. No per-weight tensors: an activation is a property of a unit, not
@@ -95,13 +96,36 @@ final class WandaScorer: AttributionScorer {
     static func key(_ l: Int, _ s: WandaSite) -> String { "wanda.layers.\(l).\(s.rawValue).sumsq" }
 
     func process(_ s: AttributionSample) throws -> Double? {
-        let c = model.config
-        forwardBlocks(model, s.tokens) { l, bb in
-            for site in WandaSite.allCases {
-                accumulateColumns(site.values(bb), rows: bb.rows, cols: site.width(c), into: &sumsq[l][site]!)
-            }
-        }
+        forwardBlocks(model, s.tokens) { l, bb in accumulate(layer: l, bb) }
         return nil
+    }
+
+    /// Adds one block call's linear inputs to layer `l`'s sums.
+    func accumulate(layer l: Int, _ bb: BlockBuffers) {
+        for site in WandaSite.allCases {
+            accumulateColumns(site.values(bb), rows: bb.rows, cols: site.width(model.config), into: &sumsq[l][site]!)
+        }
+    }
+
+    /// |W_ij| · ‖X_j‖₂ of one linear from the sums so far.
+    func norms(_ lin: Linear, in blk: Block) -> [Float] {
+        sumsq[blk.index][WandaSite.of(lin, in: blk)]!.map { Float($0.squareRoot()) }
+    }
+
+    static func score(_ w: UnsafeBufferPointer<Float>, _ norm: UnsafeBufferPointer<Float>, cols: Int, _ r: Range<Int>,
+                      into dst: UnsafeMutablePointer<Float>) {
+        for i in r { dst[i - r.lowerBound] = abs(w[i]) * norm[i % cols] }
+    }
+
+    /// The scores of one linear as an array (sequential Wanda ranks them right away).
+    func weightScores(_ lin: Linear, in blk: Block) -> [Float] {
+        let norm = norms(lin, in: blk)
+        return [Float](unsafeUninitializedCapacity: lin.weight.count) { dst, n in
+            lin.weight.withUnsafeBufferPointer { wp in norm.withUnsafeBufferPointer { np in
+                Self.score(wp, np, cols: lin.inDim, 0..<wp.count, into: dst.baseAddress!)
+            } }
+            n = lin.weight.count
+        }
     }
 
     func checkpointTensors() -> [OutTensor] {
@@ -119,12 +143,10 @@ final class WandaScorer: AttributionScorer {
     func finalTensors(samples: Int, tokens: Int) -> [OutTensor] {
         model.blocks.flatMap { blk in
             blk.linears.map { lin in
-                let norm = sumsq[blk.index][WandaSite.of(lin, in: blk)]!.map { Float($0.squareRoot()) }
+                let norm = norms(lin, in: blk)
                 let w = lin.weight, cols = lin.inDim
                 return OutTensor(name: lin.name, shape: [lin.outDim, cols], payload: .computed(count: w.count) { r, dst in
-                    w.withUnsafeBufferPointer { wp in norm.withUnsafeBufferPointer { np in
-                        for i in r { dst[i - r.lowerBound] = abs(wp[i]) * np[i % cols] }
-                    } }
+                    w.withUnsafeBufferPointer { wp in norm.withUnsafeBufferPointer { np in Self.score(wp, np, cols: cols, r, into: dst) } }
                 })
             }
         }

@@ -31,6 +31,18 @@ enum OnTheFlyScores {
                         model: Model, source: CheckpointSourceInfo, log: (String) -> Void) throws -> ScoreMap {
         try validate(method, calibration)
         guard let calibration else { return ScoreMap.magnitude(model) }
+        let (samples, settings) = try prepare(method: method, calibration: calibration, aggregation: aggregation,
+                                              model: model, source: source)
+        let r = try AttributionRunner.scores(model: model, samples: samples, settings: settings)
+        log(String(format: "%@ scores over %d samples (%d tokens) in %.2f s", method.rawValue, r.summary.samples, r.summary.tokens,
+                   r.summary.seconds))
+        return ScoreMap(tensors: r.tensors, source: "\(method.rawValue) (computed on the fly over \(settings.dataPath))",
+                        metadata: r.metadata)
+    }
+
+    /// The calibration samples and the settings `attribute` would record for them (hashes included).
+    static func prepare(method: AttributionMethod, calibration: Calibration, aggregation: RelevanceAccumulator.Aggregation,
+                        model: Model, source: CheckpointSourceInfo) throws -> ([AttributionSample], AttributionSettings) {
         // Only text prompts and corpora need the tokenizer; pre-tokenized prompts do not.
         let tokenizer = try source.tokenizer.map {
             try ModelLoader.makeCheckedTokenizer($0, hints: hints(source), config: source.config,
@@ -50,11 +62,7 @@ enum OnTheFlyScores {
         settings.modelSHA256 = h.sha256
         settings.modelFiles = h.files
         settings.dataSHA256 = try SHA256.hex(file: settings.dataPath)
-        let r = try AttributionRunner.scores(model: model, samples: samples, settings: settings)
-        log(String(format: "%@ scores over %d samples (%d tokens) in %.2f s", method.rawValue, r.summary.samples, r.summary.tokens,
-                   r.summary.seconds))
-        return ScoreMap(tensors: r.tensors, source: "\(method.rawValue) (computed on the fly over \(settings.dataPath))",
-                        metadata: r.metadata)
+        return (samples, settings)
     }
 
     static func hints(_ s: CheckpointSourceInfo) -> TokenizerHints {

@@ -36,8 +36,25 @@ public struct PruneOptions: Sendable {
     public var out: String
     public var format: WeightFormat
     public var force: Bool
-    public init(model: String, scores: ScoreSource, spec: PruneSpec, out: String, format: WeightFormat = .dense, force: Bool = false) {
+    /// `--sequential` (wanda only): prune layer by layer as the Wanda reference code does, keeping at most
+    /// this many bytes of layer inputs (see SequentialWanda); nil = score every layer on the dense model.
+    public var sequentialCacheBytes: Int?
+    public init(model: String, scores: ScoreSource, spec: PruneSpec, out: String, format: WeightFormat = .dense, force: Bool = false,
+                sequentialCacheBytes: Int? = nil) {
         self.model = model; self.scores = scores; self.spec = spec; self.out = out; self.format = format; self.force = force
+        self.sequentialCacheBytes = sequentialCacheBytes
+    }
+
+    /// Whether scores come from sequential Wanda.
+    public var sequential: Bool { sequentialCacheBytes != nil }
+
+    /// Usage checks of `--sequential`: wanda on the fly, a per-matrix scheme.
+    public func validateSequential() throws {
+        guard sequential else { return }
+        guard case .method(.wanda, _, _) = scores else {
+            throw PruneError.invalidArgument(option: "sequential", reason: "applies only with --method wanda")
+        }
+        try SequentialWanda.validate(spec)
     }
 }
 
@@ -63,21 +80,37 @@ public enum PrunePipeline {
         case .file(let p): if !FileManager.default.fileExists(atPath: p) { throw ModelError.fileNotFound(path: p) }
         case .method(let m, let c, _): try OnTheFlyScores.validate(m, c)
         }
+        try o.validateSequential()
         // 2. Model.
         let (model, source) = try CheckpointSourceInfo.load(o.model)
         lap("load model")
         log(String(format: "loaded %@ (%@, %@, %d decoder linear weights)", o.model, source.format, source.sourceDType, model.linears.count))
         // Replacing the output directory must not delete anything this run reads.
         try OutputGuard.checkDirectory(output: o.out, inputs: source.inputFiles + o.scores.files)
-        // 3. Scores.
-        var scores = try loadScores(o.scores, model: model, source: source, log: log)
-        lap("scores")
-        // 4. Mask, then apply it.
-        let mask = try Pruner.mask(model, scores: scores, spec: o.spec)
-        let scoreSource = scores.source, scoreMeta = scores.metadata, promptsHash = scores.promptsHash
-        scores = ScoreMap(tensors: [:], source: scoreSource)          // free ~1 weight-set of memory
-        lap("mask")
-        try mask.apply(to: model)
+        let mask: PruneMask, scoreSource: String, scoreMeta: [String: String], promptsHash: String?
+        if let cacheBytes = o.sequentialCacheBytes, case .method(let m, let c?, let a) = o.scores {
+            // 3–4. Scores, mask and pruning interleaved, one layer at a time.
+            let (samples, settings) = try OnTheFlyScores.prepare(method: m, calibration: c, aggregation: a, model: model, source: source)
+            let r = try SequentialWanda.prune(model, samples: samples, spec: o.spec, cacheBytes: cacheBytes, progress: true)
+            log(String(format: "sequential wanda over %d samples (%d tokens, %d with kept layer inputs) in %.2f s",
+                       r.summary.samples, r.summary.tokens, r.summary.cachedSamples, r.summary.seconds))
+            mask = r.mask
+            scoreSource = "wanda, sequential (computed layer by layer over \(settings.dataPath))"
+            scoreMeta = settings.metadata(samplesDone: samples.count, tokens: r.summary.tokens, conservationSum: 0,
+                                          conservationCount: 0, partial: false)
+            promptsHash = ScoreMap(tensors: [:], source: scoreSource, metadata: scoreMeta).promptsHash
+            lap("sequential wanda")
+        } else {
+            // 3. Scores.
+            var scores = try loadScores(o.scores, model: model, source: source, log: log)
+            lap("scores")
+            // 4. Mask, then apply it.
+            mask = try Pruner.mask(model, scores: scores, spec: o.spec)
+            (scoreSource, scoreMeta, promptsHash) = (scores.source, scores.metadata, scores.promptsHash)
+            scores = ScoreMap(tensors: [:], source: scoreSource)          // free ~1 weight-set of memory
+            lap("mask")
+            try mask.apply(to: model)
+        }
         let report = SparsityReport.measure(model)
         lap("apply")
         // 5. Write.

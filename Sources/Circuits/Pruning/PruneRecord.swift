@@ -66,10 +66,13 @@ public struct PruneRecord: Codable, Equatable {
     @ExplicitNull public var calibration: CalibrationFlags?
     public var achieved: Achieved
     public var units: [Unit]
+    /// wanda only: true = layer by layer over the already-pruned layers (the reference code's procedure),
+    /// false = every layer scored on the dense model. Absent for every other method.
+    public var sequential: Bool?
 
     enum CodingKeys: String, CodingKey {
         case tool, timestamp, input, method, scheme, schemeDefinition = "scheme_definition", rank, target, layers
-        case tieBreak = "tie_break", outputFormat = "output_format", scores, calibration, achieved, units
+        case tieBreak = "tie_break", outputFormat = "output_format", scores, calibration, achieved, units, sequential
     }
 
     /// Pretty-printed with sorted keys (stable, diffable bytes).
@@ -98,6 +101,7 @@ extension PruneRecord {
         case .method(let m, let c, _):
             method = m.rawValue
             calibration = c?.flags ?? CalibrationFlags()
+            if m == .wanda { sequential = options.sequential }
         }
         let zeros = Dictionary(report.rows.map { ($0.name, $0.zeros) }, uniquingKeysWith: { a, _ in a })
         let matrices = mask.tensors.filter { $0.shape.count == 2 }

@@ -41,31 +41,12 @@ public enum Pruner {
         let linears = try targets(model, layers: spec.layersRegex)
         let scoreArrays = try linears.map { try scores.weightScores($0) }
         let total = linears.reduce(0) { $0 + $1.weight.count }
-        // A count for a per-row / per-matrix scheme becomes the fraction count/total.
-        func fraction() throws -> Double {
-            switch spec.amount {
-            case .fraction(let s)?: return s
-            case .count(let c)?:
-                guard c <= total else { throw PruneError.countTooLarge(count: c, available: total, unit: "weights") }
-                return total == 0 ? 0 : Double(c) / Double(total)
-            case nil: return 0
-            }
-        }
         var masks: [TensorMask]
         switch spec.scheme {
-        case .row:
-            let s = try fraction()
-            masks = zip(linears, scoreArrays).map { l, sc in
-                rowMask(l, sc, k: PruneSpec.units(of: l.inDim, fraction: s), rank: spec.rank)
-            }
-        case .layer:
-            let s = try fraction()
-            masks = zip(linears, scoreArrays).map { l, sc in
-                let keep = sc.withUnsafeBufferPointer {
-                    Selection.lowestMasks([$0], k: PruneSpec.units(of: sc.count, fraction: s), rank: spec.rank)[0]
-                }
-                return TensorMask(name: l.name, shape: [l.outDim, l.inDim], keep: keep)
-            }
+        case .row, .layer, .nm:
+            try checkColumns(linears, spec.scheme)
+            let s = try fraction(spec, total: total)
+            masks = zip(linears, scoreArrays).map { matrixMask($0, $1, scheme: spec.scheme, fraction: s, rank: spec.rank) }
         case .global:
             let k: Int
             switch spec.amount {
@@ -77,15 +58,50 @@ public enum Pruner {
             }
             let keeps = withBuffers(scoreArrays) { Selection.lowestMasks($0, k: k, rank: spec.rank) }
             masks = zip(linears, keeps).map { TensorMask(name: $0.name, shape: [$0.outDim, $0.inDim], keep: $1) }
-        case .nm(let n, let m):
-            if let bad = linears.first(where: { $0.inDim % m != 0 }) {
-                throw PruneError.columnsNotMultiple(tensor: bad.name, cols: bad.inDim, m: m)
-            }
-            masks = zip(linears, scoreArrays).map { nmMask($0, $1, n: n, m: m, rank: spec.rank) }
         case .neurons, .heads:
             masks = []
         }
         return PruneMask(tensors: masks)
+    }
+
+    // MARK: - Per-matrix schemes
+
+    /// Whether each matrix's mask depends on its own scores alone (row, layer, N:M): then the
+    /// matrices can be decided one layer at a time (sequential Wanda) with the same result.
+    public static func isPerMatrix(_ s: PruneScheme) -> Bool {
+        switch s { case .row, .layer, .nm: return true; case .global, .neurons, .heads: return false }
+    }
+
+    /// The fraction a per-matrix scheme prunes: the given one, or count / total weights of the targets.
+    static func fraction(_ spec: PruneSpec, total: Int) throws -> Double {
+        switch spec.amount {
+        case .fraction(let s)?: return s
+        case .count(let c)?:
+            guard c <= total else { throw PruneError.countTooLarge(count: c, available: total, unit: "weights") }
+            return total == 0 ? 0 : Double(c) / Double(total)
+        case nil: return 0
+        }
+    }
+
+    /// N:M needs every target's column count to be a multiple of M.
+    static func checkColumns(_ linears: [Linear], _ scheme: PruneScheme) throws {
+        if case .nm(_, let m) = scheme, let bad = linears.first(where: { $0.inDim % m != 0 }) {
+            throw PruneError.columnsNotMultiple(tensor: bad.name, cols: bad.inDim, m: m)
+        }
+    }
+
+    /// The mask of one matrix under a per-matrix scheme (`isPerMatrix`).
+    static func matrixMask(_ l: Linear, _ sc: [Float], scheme: PruneScheme, fraction s: Double, rank: RankMode) -> TensorMask {
+        switch scheme {
+        case .row: return rowMask(l, sc, k: PruneSpec.units(of: l.inDim, fraction: s), rank: rank)
+        case .nm(let n, let m): return nmMask(l, sc, n: n, m: m, rank: rank)
+        default:
+            precondition(scheme == .layer, "matrixMask: \(scheme) is not a per-matrix scheme")
+            let keep = sc.withUnsafeBufferPointer {
+                Selection.lowestMasks([$0], k: PruneSpec.units(of: sc.count, fraction: s), rank: rank)[0]
+            }
+            return TensorMask(name: l.name, shape: [l.outDim, l.inDim], keep: keep)
+        }
     }
 
     // MARK: - Per-row and N:M
