@@ -97,7 +97,7 @@ public enum PrunePipeline {
             mask = r.mask
             scoreSource = "wanda, sequential (computed layer by layer over \(settings.dataPath))"
             scoreMeta = settings.metadata(samplesDone: samples.count, tokens: r.summary.tokens, conservationSum: 0,
-                                          conservationCount: 0, partial: false)
+                                          conservationCount: 0, kind: .final)
             promptsHash = ScoreMap(tensors: [:], source: scoreSource, metadata: scoreMeta).promptsHash
             lap("sequential wanda")
         } else {
