@@ -39,6 +39,9 @@ public final class GGUFFile {
     public let version: UInt32
     public let metadata: [String: GGUFValue]
     public let metadataKeys: [String]          // file order
+    /// Each key's stored GGUF value type (and array element type), so a writer can carry
+    /// metadata over with the same widths (GGUFValue folds every integer width into Int64).
+    public let metadataTypes: [String: GGUFTypeTag]
     public let tensors: [GGUFTensorInfo]       // file order
     public let alignment: Int
     public let dataOffset: Int
@@ -62,14 +65,18 @@ public final class GGUFFile {
         guard nTensors <= 1 << 24 else { throw GGUFError.absurdCount(path: path, what: "tensor count", count: nTensors) }
         // No allocation is sized by these counts: each loop iteration below consumes at least
         // 13 (metadata) or 32 (tensor info) bytes or throws `truncated`.
-        var meta = [String: GGUFValue](), keys = [String]()
+        var meta = [String: GGUFValue](), keys = [String](), tags = [String: GGUFTypeTag]()
         for i in 0..<Int(nKV) {
             let key = try c.string("metadata key #\(i)")
             guard meta[key] == nil else { throw GGUFError.badKey(path: path, key: key, reason: "appears twice") }
-            meta[key] = try c.value(try c.u32(key), key: key)
+            let t = try c.u32(key)
+            // An array's element type is the next u32 (value() reads it again, bounds-checked).
+            let element: UInt32? = t == 9 && file.size - c.pos >= 4 ? file.u32(c.pos) : nil
+            meta[key] = try c.value(t, key: key)
+            tags[key] = GGUFTypeTag(type: t, element: element)
             keys.append(key)
         }
-        metadata = meta; metadataKeys = keys
+        metadata = meta; metadataKeys = keys; metadataTypes = tags
         var align = 32
         if let v = meta["general.alignment"] {
             guard let a = v.intValue, a > 0, a & (a - 1) == 0, a <= 1 << 20 else {

@@ -41,6 +41,16 @@ public enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A stored GGUF value type (gguf.h `gguf_type`: 0 u8 … 12 f64) and, for arrays (9), the element type.
+public struct GGUFTypeTag: Hashable, Sendable {
+    public var type: UInt32
+    public var element: UInt32?
+    public init(type: UInt32, element: UInt32? = nil) { self.type = type; self.element = element }
+    public static let u32 = GGUFTypeTag(type: 4), i32 = GGUFTypeTag(type: 5), f32 = GGUFTypeTag(type: 6)
+    public static let bool = GGUFTypeTag(type: 7), string = GGUFTypeTag(type: 8), u64 = GGUFTypeTag(type: 10)
+    public static func array(_ element: UInt32) -> GGUFTypeTag { GGUFTypeTag(type: 9, element: element) }
+}
+
 // MARK: - Bounds-checked cursor
 
 struct GGUFCursor {

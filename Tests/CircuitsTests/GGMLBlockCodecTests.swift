@@ -1,0 +1,122 @@
+import XCTest
+import Transformer
+import TestSupport
+@testable import Circuits
+
+/// The codec against ggml's reference rows as the `gguf` package encodes them, and the GGUF
+/// writer against the same package's GGUFWriter (golden: Tests/Fixtures/goldens/ggml_blocks.gguf,
+/// tools/ggml_block_goldens.py).
+final class GGMLBlockCodecTests: XCTestCase {
+    private func golden() throws -> GGUFFile { try GGUFFile(path: try Fixtures.path("goldens/ggml_blocks.gguf")) }
+
+    func testEncodingIsBitExactWithGGUFPackage() throws {
+        let g = try golden()
+        let input = try g.dequantize(try XCTUnwrap(g.tensor(named: "input")))
+        XCTAssertEqual(input.count, 1024)
+        for (name, type) in [("f16", GGMLType.f16), ("bf16", .bf16), ("q8_0", .q8_0), ("q4_0", .q4_0), ("q4_1", .q4_1)] {
+            let info = try XCTUnwrap(g.tensor(named: name))
+            XCTAssertEqual(info.type, type)
+            let expected = try XCTUnwrap(g.rawBytes(info))
+            let ours = GGMLBlockCodec.encode(input, type: type)
+            XCTAssertEqual(ours.count, expected.count, name)
+            let diff = zip(ours, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            XCTAssertEqual(diff.count, 0, "\(name): \(diff.count) bytes differ, first at \(diff.first ?? -1): \(ours.prefix(6)) vs \(expected.prefix(6))")
+            // Decoding the golden bytes gives what the loader gives.
+            XCTAssertEqual(GGMLBlockCodec.decode(expected, type: type, count: input.count), try g.dequantize(info), name)
+        }
+        XCTAssertEqual(GGMLBlockCodec.encode(input, type: .f32), try XCTUnwrap(g.rawBytes(try XCTUnwrap(g.tensor(named: "input")))))
+    }
+
+    func testWriterReproducesGGUFPackageFileByteForByte() throws {
+        let g = try golden()
+        let tensors = try g.tensors.map { t in
+            GGUFTensorRecord(name: t.name, dims: t.dims, type: t.type, data: try XCTUnwrap(g.rawBytes(t)))
+        }
+        XCTAssertEqual(g.metadataTypes["test.ints"], .array(5))
+        let out = try Scratch.dir(self).appendingPathComponent("copy.gguf").path
+        try GGUFWriter.write(to: out, metadata: g.metadataItems, tensors: tensors)
+        let a = try Data(contentsOf: URL(fileURLWithPath: out)), b = try Data(contentsOf: URL(fileURLWithPath: g.path))
+        XCTAssertEqual(a.count, b.count)
+        XCTAssertTrue(a == b, "our GGUF differs from gguf-py's")
+        // Read back by our reader: same metadata and tensors.
+        let r = try GGUFFile(path: out)
+        XCTAssertEqual(r.metadataKeys, g.metadataKeys)
+        XCTAssertEqual(r.string("test.string"), "héllo")
+        XCTAssertEqual(try r.int("test.u64"), 1 << 40)
+        XCTAssertEqual(try r.dequantize(try XCTUnwrap(r.tensor(named: "q4_1"))), try g.dequantize(try XCTUnwrap(g.tensor(named: "q4_1"))))
+    }
+
+    func testWriterRefusesInconsistentTensors() throws {
+        let out = try Scratch.dir(self).appendingPathComponent("bad.gguf").path
+        XCTAssertThrowsError(try GGUFWriter.write(to: out, metadata: [], tensors: [
+            GGUFTensorRecord(name: "w", dims: [48, 2], type: .q4_0, data: [UInt8](repeating: 0, count: 54))])) { e in
+            XCTAssertEqual(e as? GGUFWriterError, .badTensor(name: "w", reason: "row length 48 is not a multiple of the Q4_0 block size 32"))
+        }
+        XCTAssertThrowsError(try GGUFWriter.write(to: out, metadata: [], tensors: [
+            GGUFTensorRecord(name: "w", dims: [32, 2], type: .q8_0, data: [UInt8](repeating: 0, count: 34))]))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing half-written")
+    }
+
+    /// Error bounds per type on random data: |x − x̂| ≤ d/2 per block (d the stored scale), and exact
+    /// round trips for values the type represents.
+    func testErrorBoundsAndExactRoundTrips() {
+        var rng = SplitMix(seed: 7)
+        let x = (0..<4096).map { _ in Float(rng.normal()) * 0.1 }
+        for type in [GGMLType.q8_0, .q4_0, .q4_1] {
+            let y = GGMLBlockCodec.decode(GGMLBlockCodec.encode(x, type: type), type: type, count: x.count)
+            for b in 0..<(x.count / 32) {
+                let blk = x[(32 * b)..<(32 * b + 32)]
+                // One quantisation step (Q4_0's clamp at +7 costs up to a full step on the side
+                // opposite the largest |x|), plus the f16 rounding of the scale (≤ 2⁻¹¹ relative) times the largest level.
+                let (step, steps, maxLevel): (Float, Float, Float) = type == .q8_0 ? (blk.map(abs).max()! / 127, 0.5, 127)
+                    : type == .q4_0 ? (blk.map(abs).max()! / 8, 1, 8) : ((blk.max()! - blk.min()!) / 15, 0.5, 15)
+                let bound = step * (steps + maxLevel / 2048) + abs(blk.min()!) / 2048 + 1e-7
+                for j in (32 * b)..<(32 * b + 32) { XCTAssertLessThanOrEqual(abs(x[j] - y[j]), bound, "\(type) block \(b)") }
+            }
+        }
+        // Representable: integers −8…7 times a power of two for Q4_0, with −8 present.
+        let rep = (0..<64).map { Float(($0 % 16) - 8) * 0.25 }
+        XCTAssertEqual(GGMLBlockCodec.decode(GGMLBlockCodec.encode(rep, type: .q4_0), type: .q4_0, count: 64), rep)
+        let rep8 = (0..<64).map { Float(($0 * 37) % 255 - 127) / 64 }
+        XCTAssertEqual(GGMLBlockCodec.decode(GGMLBlockCodec.encode(rep8, type: .q8_0), type: .q8_0, count: 64).map { $0 * 64 }, rep8.map { $0 * 64 })
+        let h = (0..<64).map { Float($0) * 0.5 - 3 }
+        XCTAssertEqual(GGMLBlockCodec.decode(GGMLBlockCodec.encode(h, type: .f16), type: .f16, count: 64), h)
+        XCTAssertEqual(GGMLBlockCodec.decode(GGMLBlockCodec.encode(h, type: .bf16), type: .bf16, count: 64), h)
+        XCTAssertEqual(GGMLBlockCodec.decode(GGMLBlockCodec.encode(x, type: .f32), type: .f32, count: x.count), x)
+    }
+
+    /// Importance-weighted scales are never worse than plain ones on the weighted error, and
+    /// strictly better in total on heavy-tailed importance.
+    func testImportanceWeightedScalesNeverWorse() {
+        var rng = SplitMix(seed: 11)
+        let x = (0..<8192).map { _ in Float(rng.normal()) * 0.05 }
+        let w = (0..<8192).map { _ in Float(exp(2 * rng.normal())) }
+        for type in [GGMLType.q8_0, .q4_0, .q4_1] {
+            let plain = GGMLBlockCodec.encode(x, type: type), weighted = GGMLBlockCodec.encode(x, type: type, importance: w)
+            var total = (0.0, 0.0)
+            for b in 0..<(x.count / 32) {
+                let r = (32 * b)..<(32 * b + 32), bb = GGMLBlockCodec.byteCount(type, count: 32)
+                let xb = Array(x[r]), wb = Array(w[r])
+                let ep = GGMLBlockCodec.weightedError(xb, Array(plain[(bb * b)..<(bb * b + bb)]), type: type, importance: wb)
+                let ew = GGMLBlockCodec.weightedError(xb, Array(weighted[(bb * b)..<(bb * b + bb)]), type: type, importance: wb)
+                XCTAssertLessThanOrEqual(ew, ep * (1 + 1e-9), "\(type) block \(b)")
+                total.0 += ep; total.1 += ew
+            }
+            XCTAssertLessThan(total.1, 0.97 * total.0, "\(type): weighted search should gain on heavy-tailed importance")
+        }
+    }
+}
+
+/// Deterministic generator for test data (SplitMix64 + Box–Muller).
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func normal() -> Double { sqrt(-2 * log(max(uniform(), 1e-300))) * cos(2 * .pi * uniform()) }
+}
