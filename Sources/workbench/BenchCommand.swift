@@ -14,12 +14,13 @@ enum BenchCommand: Command {
         static let lrp = Flag("lrp", help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)")
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
+        static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
     }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--runs <n>] [--json]",
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--runs <n>] [--distributed] [--json]",
         options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, MemoryOptions.budgetMB, Options.runs,
-                                     OutputOptions.json],
+                                     Options.distributed, OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
         (what decode does), with each of OpenBLAS's two sgemv kernels (y = Ax and y = Aᵀx), the faster counted.
@@ -125,6 +126,14 @@ enum BenchCommand: Command {
         let lengths = try args[Options.lengths]
         let m = try Common.load(args, tokenizer: false)
         BLASInfo.lines().forEach(Out.err)
+        if args[Options.distributed] {
+            var report = try DistributedBench.measure(model: m.model, modelPath: try args[ModelOptions.model], parts: 8, samples: 8, length: 128)
+            let peak = sgemmPeak()
+            Out.err(String(format: "machine: sgemm peak %.1f GFLOP/s after the run (shared, loaded machine: compare ratios, not seconds)", peak))
+            report["sgemm_peak_gflops"] = peak
+            if args[OutputOptions.json] { Out.print(Out.json(report)) }
+            return
+        }
         var reports: [[String: Any]] = []
         for r in 1...runs {
             if runs > 1 { Out.err("run \(r) of \(runs)") }

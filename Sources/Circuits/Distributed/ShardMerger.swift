@@ -64,6 +64,9 @@ public struct MergeSummary: Sendable {
     /// Bytes of sums read from the parts.
     public var bytesRead: Int
     public var seconds: Double
+    /// Of which: adding the sums up, and writing the output (with its sha256).
+    public var addSeconds: Double
+    public var writeSeconds: Double
     public var out: String
 }
 
@@ -215,15 +218,18 @@ public enum ShardMerger {
             consSum += p.conservationSum; consCount += p.conservationCount
         }
         let samples = parts[0].totalSamples
+        let addStart = Date()
         let (sums, bytes) = try addUp(parts)
+        let addSeconds = Date().timeIntervalSince(addStart), writeStart = Date()
         let scorer = AttributionRunner.makeScorer(model, settings)
         try scorer.restore(SumTable(values: sums, origin: parts.map(\.path).joined(separator: " + ")), samplesDone: samples)
         let tensors = scorer.finalTensors(samples: samples, tokens: tokens)
         try StreamingSafetensors.write(tensors, metadata: finalMetadata(parts, samples: samples, tokens: tokens, consSum: consSum,
                                                                         consCount: consCount),
                                        checksum: true, to: out)
+        let writeSeconds = Date().timeIntervalSince(writeStart)
         if !keepParts { for p in parts { try? FileManager.default.removeItem(atPath: p.path) } }
         return MergeSummary(parts: parts.count, samples: samples, tokens: tokens, tensorCount: tensors.count, bytesRead: bytes,
-                            seconds: Date().timeIntervalSince(start), out: out)
+                            seconds: Date().timeIntervalSince(start), addSeconds: addSeconds, writeSeconds: writeSeconds, out: out)
     }
 }
