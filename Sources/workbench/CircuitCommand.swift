@@ -28,16 +28,18 @@ enum CircuitCommand: Command {
                                               help: "Faithfulness the circuit must reach on the reference set")
         static let seed = Option<Int>("seed", "s", min: 0, help: "Seed of --method random's scores (default 0)")
         static let points = Option<Int>("points", "n", default: 16, min: 12, help: "Kept-fraction grid points (0, then log-spaced to 1)")
+        static let seeds = Option<Int>("seeds", "n", default: 1, min: 1,
+                                       help: "Cut the reference file into n disjoint parts and find a circuit on each (random: seed + i); report mean ± SEM")
         static let out = Option<String>("out", "dir", help: "Output directory (must not exist; written atomically)")
     }
     static let spec = CommandSpec(
         name: "circuit", abstract: "Find the sparsest weights, neurons or heads that keep a task's metric (faithfulness curve + bisection).",
         usage: "workbench circuit --model <path> --prompts <task> [--heldout <task>] --method lrp|gradient|wanda|activation|magnitude|random "
             + "--granularity weights|neurons|heads [--scheme global|row] [--layers <regex>] [--ablation zero|mean|patch] "
-            + "[--threshold 0.9] [--seed <s>] --out <dir>",
+            + "[--threshold 0.9] [--seed <s>] [--seeds <n>] --out <dir>",
         options: ModelOptions.all + [Options.prompts, Options.heldout, Options.method, Options.aggregation, Options.granularity,
                                      Options.scheme, Options.layers, Options.ablation, Options.rank, Options.threshold, Options.seed,
-                                     Options.points, Options.out, OutputOptions.quiet],
+                                     Options.points, Options.seeds, Options.out, OutputOptions.quiet],
         discussion: """
         Attribution runs once on the reference prompts and explains, per prompt at its last position, mean logit(answers) −
         mean logit(distractors) (IOI: logit(IO) − logit(S)). Components are ranked once; a circuit of size k keeps the k best.
@@ -47,6 +49,10 @@ enum CircuitCommand: Command {
         measured at that size. mean ablation uses the mean over every reference token; patch the corrupted prompt of each prompt.
         OUTPUT (--out DIR, atomic): curve.json, curve.csv, curve.svg, mask.safetensors (U8, HF names, 1 = kept), circuit.json
         (hashes, every setting, size, kept per tensor and per layer, kept heads/neurons with scores).
+        SEEDS (--seeds N > 1): the reference prompts are shuffled with a fixed seed and cut into N disjoint parts of
+        ⌊n/N⌋; the whole discovery runs on each part (random: score seed --seed + i) against the same held-out set.
+        DIR/seed-i/ holds each run's files; DIR/seeds.json and seeds.csv the per-seed numbers and their mean ± SEM
+        (size, f on reference and held-out, AUCs, the mean curve, and how many seeds kept each head or neuron).
         """)
 
     static func run(_ args: Args) throws {
@@ -109,41 +115,94 @@ enum CircuitCommand: Command {
                                      heldoutSHA256: try heldoutPath.map { try SHA256.hex(file: $0) })
         if !quiet { Out.err(String(format: "sha256 of model and tasks in %.2f s", Date().timeIntervalSince(t0))) }
 
-        // Attribute once and rank.
+        let seeds = try args[Options.seeds]
+        let parts = try ReferenceResamples.parts(ref, parts: seeds)
+        var runs: [CircuitSeedRun] = []
+        let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
+        let started = Date()
+        try CircuitReport.writeDirectory(out, inputs: prov.inputs) { tmp in
+            for (i, part) in parts.enumerated() {
+                var si = s
+                if s.method == .random { si.seed = s.seed + UInt64(i) }
+                var pi = prov
+                if seeds > 1 {
+                    pi.referencePart = (i, seeds)
+                    if !quiet { Out.err("seed \(i) of \(seeds): \(part.count) reference prompts" + Self.eta(started, done: i, of: seeds)) }
+                }
+                let r = try discover(model: m.model, part, held, si, pi, quiet: quiet)
+                let dir = seeds > 1 ? tmp + "/seed-\(i)" : tmp
+                if seeds > 1 { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false) }
+                try CircuitReport.writeFiles(r, si, pi, model: m.model, into: dir, title: title + (seeds > 1 ? " (seed \(i))" : ""))
+                report(r, si, seed: seeds > 1 ? i : nil)
+                runs.append(CircuitSeedRun(seed: i, r))
+            }
+            if seeds > 1 {
+                let summary = CircuitSeedSummary(runs: runs, granularity: s.granularity)
+                let settings = CircuitReport.settingsDict(s, metric: HeadlineMetric.forItems(ref))
+                try AtomicFile.write(try CircuitReport.json(summary.json(settings: settings)), to: tmp + "/seeds.json")
+                try AtomicFile.write(summary.csv, to: tmp + "/seeds.csv")
+                reportSeeds(summary, s)
+            }
+        }
+        Out.print("output: \(out) (" + (seeds > 1 ? "seed-0 … seed-\(seeds - 1)/ each with " : "")
+                  + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (seeds > 1 ? "; seeds.json, seeds.csv)" : ")"))
+    }
+
+    /// " (elapsed 12 s, ETA 24 s)" once a run has finished.
+    static func eta(_ start: Date, done: Int, of n: Int) -> String {
+        guard done > 0 else { return "" }
+        let t = Date().timeIntervalSince(start)
+        return String(format: " (elapsed %.0f s, ETA %.0f s)", t, t / Double(done) * Double(n - done))
+    }
+
+    /// Attribution once on `ref`, ranking, curve and bisection.
+    static func discover(model: Model, _ ref: [TaskItem], _ held: [TaskItem]?, _ s: CircuitSettings, _ prov: CircuitProvenance,
+                         quiet: Bool) throws -> CircuitResult {
         var a = AttributionSettings()
-        a.modelPath = modelPath; a.modelSHA256 = h.sha256; a.modelFiles = h.files
-        a.dataKind = .prompts; a.dataPath = promptsPath; a.dataSHA256 = prov.referenceSHA256
+        a.modelPath = prov.modelPath; a.modelSHA256 = prov.modelSHA256; a.modelFiles = prov.modelFiles
+        a.dataKind = .prompts; a.dataPath = prov.referencePath; a.dataSHA256 = prov.referenceSHA256
         let t1 = Date()
-        let scores = try CircuitDiscovery.scores(model: m.model, items: ref, settings: s, attribution: a, progress: !quiet)
-        let candidates = try CircuitCandidates(model: m.model, granularity: s.granularity, scheme: s.scheme, rank: s.rank,
+        let scores = try CircuitDiscovery.scores(model: model, items: ref, settings: s, attribution: a, progress: !quiet)
+        let candidates = try CircuitCandidates(model: model, granularity: s.granularity, scheme: s.scheme, rank: s.rank,
                                                layers: s.layers, scores: scores)
         let attributionSeconds = Date().timeIntervalSince(t1)
         if !quiet {
             Out.err(String(format: "%@ scores for %d %@ in %.2f s", s.method.rawValue, candidates.total, s.granularity.rawValue, attributionSeconds))
         }
-
-        // Curve and bisection.
-        var r = try CircuitDiscovery.search(model: m.model, candidates: candidates, reference: ref, heldout: held, settings: s,
+        var r = try CircuitDiscovery.search(model: model, candidates: candidates, reference: ref, heldout: held, settings: s,
                                             log: { if !quiet { Out.err($0) } })
         r.attributionSeconds = attributionSeconds
-        let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
-        try CircuitReport.write(r, s, prov, model: m.model, to: out, title: title)
+        return r
+    }
 
+    static func report(_ r: CircuitResult, _ s: CircuitSettings, seed: Int?) {
         let c = r.crossing
-        Out.print("settings: method \(s.method.rawValue)"
+        let tag = seed.map { "[seed \($0)] " } ?? ""
+        Out.print(tag + "settings: method \(s.method.rawValue)"
             + ((s.method == .lrp || s.method == .gradient) ? " (\(s.aggregation.rawValue))" : "")
             + (s.method == .random ? " (seed \(s.seed))" : "")
             + ", granularity \(s.granularity.rawValue), scheme \(s.scheme.rawValue), ablation \(s.ablation.rawValue), score sign \(s.rank.rawValue)")
-        Out.print(String(format: "reference: %d prompts, m(full) %.4f, m(empty) %.4f (%@)", ref.count, r.reference.baseline.full,
-                         r.reference.baseline.empty, r.reference.baseline.metric.rawValue))
-        Out.print(String(format: "circuit: %d of %d %@ (%.4g) with f_ref %.4f ≥ %.4g (%d bisection evaluations)", c.kept, candidates.total,
-                         s.granularity.rawValue, c.fraction, c.reference.f, s.threshold, r.bisectionEvaluations))
+        Out.print(tag + String(format: "reference: %d prompts, m(full) %.4f, m(empty) %.4f (%@)", r.reference.items.count, r.reference.baseline.full,
+                               r.reference.baseline.empty, r.reference.baseline.metric.rawValue))
+        Out.print(tag + String(format: "circuit: %d of %d %@ (%.4g) with f_ref %.4f ≥ %.4g (%d bisection evaluations)", c.kept, r.candidates.total,
+                               s.granularity.rawValue, c.fraction, c.reference.f, s.threshold, r.bisectionEvaluations))
         if let hc = c.heldout, let hb = r.heldout {
-            Out.print(String(format: "held-out: %d prompts, f %.4f at that size (m %.4f; full %.4f, empty %.4f)", hb.items.count, hc.f,
-                             hc.metric, hb.baseline.full, hb.baseline.empty))
+            Out.print(tag + String(format: "held-out: %d prompts, f %.4f at that size (m %.4f; full %.4f, empty %.4f)", hb.items.count, hc.f,
+                                   hc.metric, hb.baseline.full, hb.baseline.empty))
         }
-        Out.print(String(format: "AUC (f over kept fraction, linear): reference %.4f", r.aucReference)
+        Out.print(tag + String(format: "AUC (f over kept fraction, linear): reference %.4f", r.aucReference)
             + (r.aucHeldout.map { String(format: ", held-out %.4f", $0) } ?? ""))
-        Out.print("output: \(out) (curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json)")
+    }
+
+    static func reportSeeds(_ m: CircuitSeedSummary, _ s: CircuitSettings) {
+        Out.print("over \(m.runs.count) seeds (mean ± SEM): circuit \(m.kept.text(digits: 1)) of \(m.runs.first?.total ?? 0) \(s.granularity.rawValue)"
+                  + " (fraction \(m.fraction.text(digits: 4))), f_ref \(m.fReference.text(digits: 3))"
+                  + (m.fHeldout.map { ", f_heldout \($0.text(digits: 3))" } ?? ""))
+        Out.print("AUC over seeds: reference \(m.aucReference.text(digits: 4))" + (m.aucHeldout.map { ", held-out \($0.text(digits: 4))" } ?? ""))
+        let rec = m.recurrence.filter { $0.seeds == m.runs.count }
+        if s.granularity != .weights {
+            Out.print("kept by every seed: \(rec.count) \(s.granularity.rawValue)"
+                      + (rec.isEmpty ? "" : ": " + rec.prefix(24).map { $0.unit.name(s.granularity) }.joined(separator: " ") + (rec.count > 24 ? " …" : "")))
+        }
     }
 }

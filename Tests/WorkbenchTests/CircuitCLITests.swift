@@ -86,6 +86,60 @@ final class CircuitCLITests: XCTestCase {
         }
     }
 
+    func json(_ path: String) throws -> [String: Any] {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    }
+
+    /// --seeds 3 on 6 prompts: three disjoint parts of 2, one directory each, and seeds.json equal to the mean ± SEM
+    /// of what those directories' circuit.json files say (recomputed here from the files).
+    func testSeedsGiveMeanAndSEMOfTheRunsOnDisjointParts() throws {
+        let dir = try Scratch.dir(self)
+        let task = dir.appendingPathComponent("task.jsonl").path, held = dir.appendingPathComponent("held.jsonl").path
+        try writeTask(task); try writeTask(held)
+        let model = try tinyWithTokenizer("tiny-llama-bias", in: dir)
+        for method in ["lrp", "random"] {
+            let out = dir.appendingPathComponent("seeds-\(method)").path
+            let r = try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", method, "--granularity", "heads",
+                             "--threshold", "0.8", "--seeds", "3", "--out", out, "--quiet"])
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssertTrue(r.out.contains("over 3 seeds (mean ± SEM): circuit "), r.out)
+            var kept: [Double] = [], fHeld: [Double] = [], lines: Set<Int> = []
+            for i in 0..<3 {
+                let cj = try json(out + "/seed-\(i)/circuit.json")
+                let c = try XCTUnwrap(cj["circuit"] as? [String: Any])
+                kept.append(Double(try XCTUnwrap(c["kept"] as? Int)))
+                fHeld.append(try XCTUnwrap(c["f_heldout"] as? Double))
+                let ref = try XCTUnwrap((cj["task"] as? [String: Any])?["reference"] as? [String: Any])
+                XCTAssertEqual(ref["prompts"] as? Int, 2); XCTAssertEqual(ref["part"] as? Int, i); XCTAssertEqual(ref["parts"] as? Int, 3)
+                if method == "random" { XCTAssertEqual((cj["settings"] as? [String: Any])?["seed"] as? Int, i, "random: --seed + i") }
+                for f in ["curve.json", "curve.csv", "curve.svg", "mask.safetensors"] {
+                    XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/seed-\(i)/" + f), f)
+                }
+                // Which prompts the run used: the attribution's per-sample labels are not written, so recompute the parts.
+                lines.formUnion(try ReferenceResamples.parts(Array(1...6), parts: 3)[i])
+            }
+            XCTAssertEqual(lines.count, 6, "the three parts cover the six prompts once each")
+            let s = try json(out + "/seeds.json")
+            XCTAssertEqual(s["seeds"] as? Int, 3)
+            let k = try XCTUnwrap(s["kept"] as? [String: Any]), h = try XCTUnwrap(s["f_heldout"] as? [String: Any])
+            let mean = kept.reduce(0, +) / 3
+            let sem = (kept.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2 / 3).squareRoot()
+            XCTAssertEqual(try XCTUnwrap(k["mean"] as? Double), mean, accuracy: 1e-12)
+            XCTAssertEqual(try XCTUnwrap(k["sem"] as? Double), sem, accuracy: 1e-12)
+            XCTAssertEqual(try XCTUnwrap(h["mean"] as? Double), fHeld.reduce(0, +) / 3, accuracy: 1e-12)
+            XCTAssertEqual((s["runs"] as? [[String: Any]])?.count, 3)
+            let csv = try String(contentsOfFile: out + "/seeds.csv", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(csv.count, 4)
+            XCTAssertEqual((s["settings"] as? [String: Any])?["method"] as? String, method)
+        }
+        // Too few prompts for the parts: refused, nothing written.
+        let out = dir.appendingPathComponent("too-many").path
+        let r = try run(["circuit", "--model", model, "--prompts", task, "--seeds", "4", "--out", out, "--quiet"])
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertTrue(r.err.contains("--seeds 4 cuts the reference file into 4 disjoint parts, but its 6 prompts"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func testBadInputIsRefusedAndNothingIsWritten() throws {
         let dir = try Scratch.dir(self)
         let model = try tinyWithTokenizer("tiny-opt", in: dir)

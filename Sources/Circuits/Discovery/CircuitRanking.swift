@@ -28,6 +28,8 @@ public enum CircuitError: LocalizedError, Equatable {
     case patchNeedsCorrupted(at: String)
     /// f(all kept) < threshold: no circuit can reach it.
     case fullModelMisses(threshold: Double, f: Double)
+    /// `--seeds N` needs at least 2 reference prompts per part.
+    case tooFewPromptsForSeeds(prompts: Int, seeds: Int)
 
     public var errorDescription: String? {
         switch self {
@@ -38,6 +40,8 @@ public enum CircuitError: LocalizedError, Equatable {
         case .patchNeedsCorrupted(let at): return "--ablation patch needs a 'corrupted' prompt on every line; \(at) has none"
         case .fullModelMisses(let t, let f):
             return String(format: "the full model itself reaches f = %.4f on the reference set, below --threshold %.4g: no circuit can reach it", f, t)
+        case .tooFewPromptsForSeeds(let p, let n):
+            return "--seeds \(n) cuts the reference file into \(n) disjoint parts, but its \(p) prompts give fewer than 2 per part"
         }
     }
 }
@@ -147,6 +151,16 @@ public struct CircuitCandidates {
             let q = Int32(clamping: quota(k, groupSize: e.groupSize))
             return e.ranks.map { $0 < q }
         }
+    }
+
+    /// Kept heads or neurons at nominal size k with their scores, best first (ties: layer, then index); empty for weights.
+    public func keptUnits(_ k: Int) -> [(unit: CircuitUnit, score: Float)] {
+        guard granularity != .weights else { return [] }
+        var out: [(unit: CircuitUnit, score: Float)] = []
+        for (e, f) in zip(entries, keep(k)) {
+            for (i, on) in f.enumerated() where on { out.append((CircuitUnit(layer: e.layer, index: i), e.scores[i])) }
+        }
+        return out.sorted { $0.score != $1.score ? $0.score > $1.score : $0.unit < $1.unit }
     }
 
     /// The number of candidates kept at nominal size k.

@@ -53,13 +53,7 @@ public struct MetricSummary: Equatable, Sendable {
         logProbAnswer = mean(ms.map(\.logProbAnswer))
         kl = all(\.kl).map(mean)
         klPerVocab = kl.map { $0 / Double(vocabSize) }
-        if let xs = all({ headline.value($0) }), xs.count > 1 {
-            let m = mean(xs)
-            let variance = xs.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(xs.count - 1)
-            headlineSEM = (variance / Double(xs.count)).squareRoot()
-        } else {
-            headlineSEM = nil
-        }
+        headlineSEM = all({ headline.value($0) }).flatMap { MeanSEM($0).sem }
     }
 }
 

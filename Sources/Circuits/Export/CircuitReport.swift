@@ -21,20 +21,28 @@ public struct CircuitProvenance: Sendable {
     public var referenceSHA256: String
     public var heldoutPath: String?
     public var heldoutSHA256: String?
+    /// With `circuit --seeds N`: this circuit's reference prompts are part `index` of `of` (see `ReferenceResamples`).
+    public var referencePart: (index: Int, of: Int)? = nil
     public init(modelPath: String, modelSHA256: String, modelFiles: [String], referencePath: String, referenceSHA256: String,
                 heldoutPath: String?, heldoutSHA256: String?) {
         self.modelPath = modelPath; self.modelSHA256 = modelSHA256; self.modelFiles = modelFiles
         self.referencePath = referencePath; self.referenceSHA256 = referenceSHA256
         self.heldoutPath = heldoutPath; self.heldoutSHA256 = heldoutSHA256
     }
+    /// Every file the circuit was computed from (an output may be none of them).
+    public var inputs: [String] { [modelPath, referencePath] + (heldoutPath.map { [$0] } ?? []) }
 }
 
 public enum CircuitReport {
     public static func settingsDict(_ s: CircuitSettings, _ r: CircuitResult) -> [String: Any] {
+        settingsDict(s, metric: r.reference.baseline.metric)
+    }
+
+    public static func settingsDict(_ s: CircuitSettings, metric: HeadlineMetric) -> [String: Any] {
         var d: [String: Any] = [
             "method": s.method.rawValue, "granularity": s.granularity.rawValue, "scheme": s.scheme.rawValue,
             "ablation": s.ablation.rawValue, "score_sign": s.rank.rawValue, "threshold": s.threshold, "grid_points": s.gridPoints,
-            "metric": r.reference.baseline.metric.rawValue, "layers": s.layers ?? NSNull(),
+            "metric": metric.rawValue, "layers": s.layers ?? NSNull(),
             "faithfulness": "f = (m(C) - m(empty)) / (m(full) - m(empty)); m(empty) = every candidate ablated, measured",
         ]
         if s.method == .lrp || s.method == .gradient {
@@ -89,20 +97,21 @@ public enum CircuitReport {
         let c = r.candidates, k = r.crossing.nominal, keep = c.keep(k)
         var perTensor: [String: Any] = [:]
         var perLayer: [Int: (Int, Int)] = [:]
-        var keptUnits: [(layer: Int, index: Int, score: Double)] = []
         for (e, f) in zip(c.entries, keep) {
             let kept = f.lazy.filter { $0 }.count
             perTensor[e.name] = ["kept": kept, "total": f.count]
             let l = perLayer[e.layer] ?? (0, 0)
             perLayer[e.layer] = (l.0 + kept, l.1 + f.count)
-            if s.granularity != .weights {
-                for (i, on) in f.enumerated() where on { keptUnits.append((e.layer, i, Double(e.scores[i]))) }
-            }
         }
         // Sorted while the score is still typed, then turned into JSON objects.
-        keptUnits.sort { $0.score > $1.score }
-        let units: [[String: Any]] = keptUnits.map { ["layer": $0.layer, "index": $0.index, "score": $0.score] }
-        var task: [String: Any] = ["reference": ["path": p.referencePath, "sha256": p.referenceSHA256, "prompts": r.reference.items.count]]
+        let units: [[String: Any]] = c.keptUnits(k).map {
+            ["layer": $0.unit.layer, "index": $0.unit.index, "name": $0.unit.name(s.granularity), "score": Double($0.score)]
+        }
+        var reference: [String: Any] = ["path": p.referencePath, "sha256": p.referenceSHA256, "prompts": r.reference.items.count]
+        if let part = p.referencePart {
+            reference["part"] = part.index; reference["parts"] = part.of; reference["part_rule"] = ReferenceResamples.rule
+        }
+        var task: [String: Any] = ["reference": reference]
         if let h = r.heldout { task["heldout"] = ["path": p.heldoutPath ?? "", "sha256": p.heldoutSHA256 ?? "", "prompts": h.items.count] }
         var circuit: [String: Any] = [
             "kept": r.crossing.kept, "candidates": c.total, "fraction": r.crossing.fraction,
@@ -138,15 +147,32 @@ public enum CircuitReport {
         }
     }
 
-    static func json(_ d: [String: Any]) throws -> Data {
+    /// Pretty, key-sorted JSON (stable bytes for the same values).
+    public static func json(_ d: [String: Any]) throws -> Data {
         try JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])
     }
 
-    /// Writes the whole directory atomically: a hidden temp sibling, then one rename. `out` must not exist
-    /// (checked with `CheckpointWriter.preflight` against every input).
+    /// The circuit's files into an existing directory `dir`.
+    public static func writeFiles(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model, into dir: String,
+                                  title: String) throws {
+        let md = ["format": "circuit-mask", "granularity": s.granularity.rawValue, "method": s.method.rawValue,
+                  "ablation": s.ablation.rawValue, "kept": "\(r.crossing.kept)", "candidates": "\(r.candidates.total)"]
+        try Safetensors.write(maskRecords(r, model: model), metadata: md, to: dir + "/mask.safetensors")
+        try AtomicFile.write(try json(curveJSON(r, s, p)), to: dir + "/curve.json")
+        try AtomicFile.write(curveCSV(r, s), to: dir + "/curve.csv")
+        try AtomicFile.write(CurveSVG.render(r, settings: s, title: title), to: dir + "/curve.svg")
+        try AtomicFile.write(try json(circuitJSON(r, s, p, model: model)), to: dir + "/circuit.json")
+    }
+
+    /// Writes one circuit's directory atomically (see `writeDirectory`).
     public static func write(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model, to out: String,
                              title: String) throws {
-        let inputs = [p.modelPath, p.referencePath] + (p.heldoutPath.map { [$0] } ?? [])
+        try writeDirectory(out, inputs: p.inputs) { try writeFiles(r, s, p, model: model, into: $0, title: title) }
+    }
+
+    /// Builds the directory `out` atomically: `body` fills a hidden temp sibling, then one rename. `out` must not exist
+    /// (checked with `CheckpointWriter.preflight` against every input, before and again right before the rename).
+    public static func writeDirectory(_ out: String, inputs: [String], _ body: (String) throws -> Void) throws {
         for i in inputs { try CheckpointWriter.preflight(output: out, input: i, force: false) }
         let fm = FileManager.default
         let target = URL(fileURLWithPath: CheckpointWriter.resolved(out))
@@ -157,13 +183,7 @@ public enum CircuitReport {
         let tmp = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do {
             try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
-            let md = ["format": "circuit-mask", "granularity": s.granularity.rawValue, "method": s.method.rawValue,
-                      "ablation": s.ablation.rawValue, "kept": "\(r.crossing.kept)", "candidates": "\(r.candidates.total)"]
-            try Safetensors.write(maskRecords(r, model: model), metadata: md, to: tmp.path + "/mask.safetensors")
-            try AtomicFile.write(try json(curveJSON(r, s, p)), to: tmp.path + "/curve.json")
-            try AtomicFile.write(curveCSV(r, s), to: tmp.path + "/curve.csv")
-            try AtomicFile.write(CurveSVG.render(r, settings: s, title: title), to: tmp.path + "/curve.svg")
-            try AtomicFile.write(try json(circuitJSON(r, s, p, model: model)), to: tmp.path + "/circuit.json")
+            try body(tmp.path)
         } catch {
             try? fm.removeItem(at: tmp)
             throw error

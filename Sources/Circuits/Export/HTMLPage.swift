@@ -42,11 +42,7 @@ public enum HTMLPage {
 
     /// Mean ± SEM as printed in every report (SEM = sample sd / √n; "n = 1" has no SEM).
     public static func meanSEM(_ values: [Double], digits: Int = 3) -> String {
-        guard !values.isEmpty else { return "–" }
-        let n = Double(values.count), mean = values.reduce(0, +) / n
-        guard values.count > 1 else { return String(format: "%.\(digits)f (n = 1)", mean) }
-        let v = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
-        return String(format: "%.\(digits)f ± %.\(digits)f", mean, (v / n).squareRoot())
+        MeanSEM(values).text(digits: digits)
     }
 
     static let style = """

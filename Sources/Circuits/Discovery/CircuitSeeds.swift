@@ -1,0 +1,146 @@
+import Foundation
+import Transformer
+
+// MARK: - Several reference sets: mean ± SEM over seeds (`circuit --seeds N`)
+//
+// One circuit found on one prompt set is one sample: its size and faithfulness
+// move with the prompts (and, for `random`, with the draw). With --seeds N the
+// reference file is cut into N disjoint parts of equal size (a seeded shuffle,
+// each part in file order), the whole discovery — attribution, ranking, curve,
+// bisection — runs on each part, and every number is reported as mean ± SEM
+// over the N runs. The held-out set is the same for every run, so the spread of
+// its f is the spread of the circuits, not of the prompts they are judged on.
+
+public enum ReferenceResamples {
+    /// Fixed shuffle seed: the parts of a file are the same on every machine and every run.
+    public static let shuffleSeed: UInt64 = 0
+    public static let rule = "SplitMix64(0) Fisher–Yates shuffle of the file's prompts; part i = shuffled[i·m ..< (i+1)·m], m = ⌊n / parts⌋, in file order"
+
+    /// `parts` disjoint parts of ⌊count / parts⌋ elements each (the remainder is unused), each in the input's order.
+    public static func parts<T>(_ items: [T], parts n: Int) throws -> [[T]] {
+        precondition(n >= 1)
+        if n == 1 { return [items] }
+        let m = items.count / n
+        guard m >= 2 else { throw CircuitError.tooFewPromptsForSeeds(prompts: items.count, seeds: n) }
+        var order = Array(items.indices)
+        var rng = SeededRNG(seed: shuffleSeed)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return (0..<n).map { p in order[(p * m)..<((p + 1) * m)].sorted().map { items[$0] } }
+    }
+}
+
+/// What one seed's run contributes to the summary (small: no scores, no masks).
+public struct CircuitSeedRun: Sendable {
+    public var seed: Int
+    public var referencePrompts: Int
+    public var total: Int
+    public var kept: Int
+    public var fraction: Double
+    public var fReference: Double
+    public var fHeldout: Double?
+    public var aucReference: Double
+    public var aucHeldout: Double?
+    /// Per grid point (the grid depends only on the candidate count, so it is the same for every seed).
+    public var curve: [(fraction: Double, fReference: Double, fHeldout: Double?)]
+    /// Kept heads or neurons as (layer, index); empty for weight circuits.
+    public var units: [CircuitUnit]
+
+    public init(seed: Int, referencePrompts: Int, total: Int, kept: Int, fraction: Double, fReference: Double, fHeldout: Double?,
+                aucReference: Double, aucHeldout: Double?, curve: [(fraction: Double, fReference: Double, fHeldout: Double?)],
+                units: [CircuitUnit]) {
+        self.seed = seed; self.referencePrompts = referencePrompts; self.total = total; self.kept = kept; self.fraction = fraction
+        self.fReference = fReference; self.fHeldout = fHeldout; self.aucReference = aucReference; self.aucHeldout = aucHeldout
+        self.curve = curve; self.units = units
+    }
+
+    public init(seed: Int, _ r: CircuitResult) {
+        self.seed = seed
+        referencePrompts = r.reference.items.count
+        total = r.candidates.total
+        kept = r.crossing.kept
+        fraction = r.crossing.fraction
+        fReference = r.crossing.reference.f
+        fHeldout = r.crossing.heldout?.f
+        aucReference = r.aucReference
+        aucHeldout = r.aucHeldout
+        curve = r.curve.map { ($0.fraction, $0.reference.f, $0.heldout?.f) }
+        units = r.candidates.granularity == .weights ? [] : r.candidates.keptUnits(r.crossing.nominal).map(\.unit)
+    }
+}
+
+/// A head (`a{L}.h{H}`) or an MLP neuron (`m{L}.n{I}`) by layer and index.
+public struct CircuitUnit: Hashable, Comparable, Sendable {
+    public var layer: Int
+    public var index: Int
+    public init(layer: Int, index: Int) { self.layer = layer; self.index = index }
+    public static func < (a: Self, b: Self) -> Bool { (a.layer, a.index) < (b.layer, b.index) }
+    /// EAP-IG's node name for a head; neurons as the MLP node plus the hidden index.
+    public func name(_ g: Granularity) -> String { g == .heads ? "a\(layer).h\(index)" : "m\(layer).n\(index)" }
+}
+
+public struct CircuitSeedSummary {
+    public var runs: [CircuitSeedRun]
+    public var granularity: Granularity
+
+    public init(runs: [CircuitSeedRun], granularity: Granularity) { self.runs = runs; self.granularity = granularity }
+
+    public var kept: MeanSEM { MeanSEM(runs.map { Double($0.kept) }) }
+    public var fraction: MeanSEM { MeanSEM(runs.map(\.fraction)) }
+    public var fReference: MeanSEM { MeanSEM(runs.map(\.fReference)) }
+    public var fHeldout: MeanSEM? { runs.allSatisfy { $0.fHeldout != nil } && !runs.isEmpty ? MeanSEM(runs.map { $0.fHeldout! }) : nil }
+    public var aucReference: MeanSEM { MeanSEM(runs.map(\.aucReference)) }
+    public var aucHeldout: MeanSEM? { runs.allSatisfy { $0.aucHeldout != nil } && !runs.isEmpty ? MeanSEM(runs.map { $0.aucHeldout! }) : nil }
+
+    /// f at each grid point, mean ± SEM over seeds (x = the mean kept fraction at that point).
+    public var meanCurve: [(fraction: Double, fReference: MeanSEM, fHeldout: MeanSEM?)] {
+        guard let n = runs.map(\.curve.count).min() else { return [] }
+        return (0..<n).map { i in
+            let pts = runs.map { $0.curve[i] }
+            let held = pts.allSatisfy { $0.fHeldout != nil } ? MeanSEM(pts.map { $0.fHeldout! }) : nil
+            return (MeanSEM(pts.map(\.fraction)).mean, MeanSEM(pts.map(\.fReference)), held)
+        }
+    }
+
+    /// Every unit kept by at least one seed with the number of seeds that kept it (most often first, then by layer, index).
+    public var recurrence: [(unit: CircuitUnit, seeds: Int)] {
+        var c: [CircuitUnit: Int] = [:]
+        for r in runs { for u in r.units { c[u, default: 0] += 1 } }
+        return c.map { ($0.key, $0.value) }.sorted { $0.seeds != $1.seeds ? $0.seeds > $1.seeds : $0.unit < $1.unit }
+    }
+
+    static func dict(_ m: MeanSEM) -> [String: Any] { ["mean": m.mean, "sem": m.sem ?? NSNull(), "n": m.n] }
+
+    public func json(settings: [String: Any]) -> [String: Any] {
+        var d: [String: Any] = [
+            "settings": settings, "seeds": runs.count, "resample_rule": ReferenceResamples.rule,
+            "sem": "sample standard deviation (n - 1) / sqrt(n) over seeds",
+            "kept": Self.dict(kept), "fraction": Self.dict(fraction), "f_reference": Self.dict(fReference),
+            "auc_reference": Self.dict(aucReference),
+            "runs": runs.map { r -> [String: Any] in
+                ["seed": r.seed, "directory": "seed-\(r.seed)", "reference_prompts": r.referencePrompts, "kept": r.kept, "candidates": r.total,
+                 "fraction": r.fraction, "f_reference": r.fReference, "f_heldout": r.fHeldout ?? NSNull(),
+                 "auc_reference": r.aucReference, "auc_heldout": r.aucHeldout ?? NSNull()]
+            },
+            "mean_curve": meanCurve.map { p -> [String: Any] in
+                ["fraction": p.fraction, "f_reference": Self.dict(p.fReference), "f_heldout": p.fHeldout.map(Self.dict) ?? NSNull()]
+            },
+        ]
+        if let h = fHeldout { d["f_heldout"] = Self.dict(h) }
+        if let h = aucHeldout { d["auc_heldout"] = Self.dict(h) }
+        if granularity != .weights {
+            d[granularity == .heads ? "recurring_heads" : "recurring_neurons"] = recurrence.map {
+                ["name": $0.unit.name(granularity), "layer": $0.unit.layer, "index": $0.unit.index, "seeds": $0.seeds] as [String: Any]
+            }
+        }
+        return d
+    }
+
+    public var csv: String {
+        var o = "seed,reference_prompts,candidates,kept,fraction,f_reference,f_heldout,auc_reference,auc_heldout\n"
+        for r in runs {
+            o += "\(r.seed),\(r.referencePrompts),\(r.total),\(r.kept),\(r.fraction),\(r.fReference),"
+            o += "\(r.fHeldout.map { "\($0)" } ?? ""),\(r.aucReference),\(r.aucHeldout.map { "\($0)" } ?? "")\n"
+        }
+        return o
+    }
+}
