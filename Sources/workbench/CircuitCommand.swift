@@ -120,7 +120,7 @@ enum CircuitCommand: Command {
         var runs: [CircuitSeedRun] = []
         let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
         let started = Date()
-        try CircuitReport.writeDirectory(out, inputs: prov.inputs) { tmp in
+        try OutputDirectory.write(out, inputs: prov.inputs) { tmp in
             for (i, part) in parts.enumerated() {
                 var si = s
                 if s.method == .random { si.seed = s.seed + UInt64(i) }

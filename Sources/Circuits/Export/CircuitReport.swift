@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Transformer
 
@@ -164,39 +161,9 @@ public enum CircuitReport {
         try AtomicFile.write(try json(circuitJSON(r, s, p, model: model)), to: dir + "/circuit.json")
     }
 
-    /// Writes one circuit's directory atomically (see `writeDirectory`).
+    /// Writes one circuit's directory atomically (`OutputDirectory`).
     public static func write(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model, to out: String,
                              title: String) throws {
-        try writeDirectory(out, inputs: p.inputs) { try writeFiles(r, s, p, model: model, into: $0, title: title) }
-    }
-
-    /// Builds the directory `out` atomically: `body` fills a hidden temp sibling, then one rename. `out` must not exist
-    /// (checked with `CheckpointWriter.preflight` against every input, before and again right before the rename).
-    public static func writeDirectory(_ out: String, inputs: [String], _ body: (String) throws -> Void) throws {
-        for i in inputs { try CheckpointWriter.preflight(output: out, input: i, force: false) }
-        let fm = FileManager.default
-        let target = URL(fileURLWithPath: CheckpointWriter.resolved(out))
-        let parent = target.deletingLastPathComponent()
-        do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
-            throw CheckpointWriteError.cannotWrite(path: parent.path, reason: error.localizedDescription)
-        }
-        let tmp = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        do {
-            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
-            try body(tmp.path)
-        } catch {
-            try? fm.removeItem(at: tmp)
-            throw error
-        }
-        // The world may have changed while computing: check again right before the rename.
-        if fm.fileExists(atPath: target.path) {
-            try? fm.removeItem(at: tmp)
-            throw CheckpointWriteError.outputExists(path: out)
-        }
-        guard rename(tmp.path, target.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? fm.removeItem(at: tmp)
-            throw CheckpointWriteError.cannotWrite(path: out, reason: reason)
-        }
+        try OutputDirectory.write(out, inputs: p.inputs) { try writeFiles(r, s, p, model: model, into: $0, title: title) }
     }
 }
