@@ -11,6 +11,7 @@ enum EvaluateCommand: Command {
         static let sweep = Option<String>("sweep", "correction.json", help: "Evaluate every count of a `correct` sweep (its DIR/correction.json)")
         static let baseline = Option<String>("baseline", "path", defaultText: "the sweep's source model with --sweep",
                                              help: "Model the deltas are taken against (evaluated with the same settings)")
+        static let noBaseline = Flag("no-baseline", help: "With --sweep: do not evaluate its source model (e.g. already evaluated with the same settings)")
         static let prompts = Option<String>("prompts", "file", help: "Evaluation prompts (.txt or .jsonl with text/prompt), e.g. the held-out part of `split`")
         static let maxPrompts = Option<Int>("max-prompts", "k", min: 1, help: "Use only the first k prompts")
         static let split = Option<String>("split", "name", help: "What the prompts are, stated in the report (held-out, reference, general …)")
@@ -31,7 +32,7 @@ enum EvaluateCommand: Command {
     static let spec = CommandSpec(
         name: "evaluate", abstract: "Toxicity (RTP + greedy), repetition and a perplexity guardrail of a model or a correction sweep.",
         usage: "workbench evaluate (--model <path> | --sweep <dir/correction.json>) --prompts <file> --out <report.json> [--baseline <path>] [--split held-out] [options]",
-        options: [Options.model, Options.sweep, Options.baseline, Options.prompts, Options.maxPrompts, Options.split, Options.samples,
+        options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.split, Options.samples,
                   Options.sampleTokens, Options.temperature, Options.topP, Options.seed, Options.greedyTokens, Options.repetitionTokens,
                   Options.batchRows, Options.text, Options.seqlen, Options.windows, ToxicityOptions.scorer, ToxicityOptions.model,
                   Options.out, OutputOptions.quiet],
@@ -79,7 +80,10 @@ enum EvaluateCommand: Command {
                                             dir.appendingPathComponent(e.directory).path, e.count) }
             guard !targets.isEmpty else { throw UsageError(message: "--sweep \(QuotedName.safe(sweepPath)) lists no checkpoints") }
             method = "\(rec.method), \(rec.granularity)" + (rec.aggregation.map { ", \($0)" } ?? "")
-            if baselinePath == nil, FileManager.default.fileExists(atPath: rec.model) { baselinePath = rec.model }
+            if baselinePath == nil, !args[Options.noBaseline], FileManager.default.fileExists(atPath: rec.model) { baselinePath = rec.model }
+        }
+        if args[Options.noBaseline], sweepPath == nil || args.given(Options.baseline) {
+            throw UsageError(message: "--no-baseline applies only with --sweep and without --baseline")
         }
         let inputs = [promptsPath] + (s.perplexityText.map { [$0] } ?? []) + (sweepPath.map { [$0] } ?? [])
         try TaskCommandSupport.checkOutput(out, inputs: inputs)

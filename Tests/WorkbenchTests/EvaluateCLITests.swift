@@ -100,7 +100,8 @@ final class EvaluateCLITests: XCTestCase {
         let prompts = try promptFile(dir)
         for (args, needle) in [(["evaluate", "--prompts", prompts, "--out", "x.json"], "--model <path>' or '--sweep"),
                                (["evaluate", "--model", "m", "--sweep", "s", "--prompts", prompts, "--out", "x.json"], "mutually exclusive"),
-                               (["evaluate", "--model", "m", "--prompts", prompts, "--out", prompts], "also an input")] {
+                               (["evaluate", "--model", "m", "--prompts", prompts, "--out", prompts], "also an input"),
+                               (["evaluate", "--model", "m", "--no-baseline", "--prompts", prompts, "--out", "x.json"], "only with --sweep")] {
             let r = try run(args)
             XCTAssertNotEqual(r.status, 0, r.summary)
             XCTAssertTrue(r.stderr.contains(needle), r.stderr)
