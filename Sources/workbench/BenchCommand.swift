@@ -12,14 +12,15 @@ enum BenchCommand: Command {
             l.allSatisfy { $0 > 1 } ? nil : "every length must be at least 2"
         }
         static let lrp = Flag("lrp", help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)")
+        static let graphs = Flag("graphs", help: "Also time EAP edge scores and one faithfulness point on the head/MLP graph")
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
     }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--runs <n>] [--distributed] [--json]",
-        options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, MemoryOptions.budgetMB, Options.runs,
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--runs <n>] [--distributed] [--json]",
+        options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, Options.graphs, MemoryOptions.budgetMB, Options.runs,
                                      Options.distributed, OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
@@ -33,6 +34,10 @@ enum BenchCommand: Command {
         outside such a stretch.
         Prefill GFLOP/s counts linear + attention matmul FLOPs (causal half); decode's bound is bandwidth / weight
         bytes; LRP FLOPs are 3× the linear FLOPs (forward + δX + δW) plus 3.5× the forward's attention FLOPs.
+        --graphs: 8 random 16-token prompt pairs (one token differs) on the head/MLP graph: EAP scores (per prompt two
+        node-output forwards, one gradient pass with node-input taps, the [inputs, nodes] score GEMM; FLOPs = 4× the
+        linear FLOPs + the score GEMM) and one faithfulness point with patching (source run + circuit run = 2× the
+        linear FLOPs + the edge-mixing GEMMs, not counted); "tok/s" there are prompt tokens per second.
         Peak RSS of a phase: the resident set's peak while that phase ran, weights included (the count restarts
         before each phase; the bounds' 256 MB test matrix is not in it). With --runs, later runs start with the
         heap the LRP pass keeps for its next sample (see Allocator.retainFreedBuffers): run 1 has the cold figures.
@@ -137,7 +142,8 @@ enum BenchCommand: Command {
         var reports: [[String: Any]] = []
         for r in 1...runs {
             if runs > 1 { Out.err("run \(r) of \(runs)") }
-            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args[Options.lrp], budget: budget))
+            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args[Options.lrp],
+                                       graphs: args[Options.graphs], budget: budget))
         }
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
@@ -157,7 +163,8 @@ enum BenchCommand: Command {
 
     /// One complete measurement: prefill, decode and (with `lrp`) the LRP pass,
     /// each between two measurements of its bound (sgemm peak or bandwidth).
-    static func measure(_ model: Model, lengths: [Int], decodeTokens: Int, lrp: Bool, budget: Int) throws -> [String: Any] {
+    static func measure(_ model: Model, lengths: [Int], decodeTokens: Int, lrp: Bool, graphs: Bool = false,
+                        budget: Int) throws -> [String: Any] {
         let c = model.config
         var report: [String: Any] = [:]
         var peaks: [Double] = [], bandwidths: [Double] = []
@@ -251,6 +258,7 @@ enum BenchCommand: Command {
                 note(timings[timings.count - 1])
             }
         }
+        if graphs { timings += try graphTimings(model, tokens: tokens, peaks: &peaks, note: note) }
         let runPeak = peaks.max() ?? sgemmPeak(), runBW = bandwidths.max() ?? bandwidth()
         Out.err(String(format: "machine: sgemm peak %.1f–%.1f GFLOP/s, sgemv bandwidth %.1f–%.1f GB/s over the run",
                        peaks.min() ?? runPeak, runPeak, bandwidths.min() ?? runBW, runBW))
@@ -279,12 +287,54 @@ enum BenchCommand: Command {
         report["nll"] = rows("nll")
         report["outputs"] = BenchOutputs.descriptions
         if lrp { report["lrp"] = rows("lrp") }
+        if graphs { report["graph_eap"] = rows("graph-eap"); report["graph_point"] = rows("graph-point") }
         report["peak_rss_mb"] = timings.map(\.rssMB).max() ?? peakRSSMB()   // the largest phase peak
         report["decode"] = ["tokens_per_s": stats.decodeTokensPerSecond, "bandwidth_gbs": bw, "bound_tokens_per_s": bound,
                             "fraction_of_bandwidth_bound": stats.decodeTokensPerSecond / bound,
                             "fraction_of_run_bandwidth_bound": stats.decodeTokensPerSecond * Double(model.weightBytes) / (runBW * 1e9),
                             "weight_bytes": model.weightBytes, "layout_seconds": layoutSeconds, "layout_bytes": layoutBytes]
         return report
+    }
+
+    // MARK: - Component graphs
+
+    /// EAP scores and one patched faithfulness point on 8 random 16-token prompt pairs (issue 15's bench row).
+    static func graphTimings(_ model: Model, tokens: (Int) -> [Int], peaks: inout [Double],
+                             note: (Timing) -> Void) throws -> [Timing] {
+        let c = model.config, t = 16, count = 8
+        let items = (0..<count).map { i -> TaskItem in
+            let clean = tokens(t)
+            var corrupted = clean
+            corrupted[t / 2] = (clean[t / 2] + 1) % c.vocabSize
+            return TaskItem(location: SourceLocation(file: "bench", line: i + 1), kind: .custom, template: nil, tokens: clean,
+                            corruptedTokens: corrupted, answerIds: [1], distractorIds: [2])
+        }
+        let split = SplitForward(model), g = split.graph
+        let f = forwardFlops(model, t)
+        var out: [Timing] = []
+        let ((eapSecs, rss1), peak1) = try bracketed(sgemmPeak, into: &peaks) { () throws -> (Double, Double) in
+            resetPeakRSS()
+            let t0 = Date()
+            _ = try EdgeAttribution(split).scores(items, method: .eap)
+            return (Date().timeIntervalSince(t0), peakRSSMB())
+        }
+        let scoreGEMM = 2 * Double(g.nBackward * g.nForward * t * c.dModel)
+        out.append(Timing(kind: "graph-eap", tokens: t * count, seconds: eapSecs, flops: Double(count) * (4 * f.linear + scoreGEMM),
+                          linearFlops: Double(count) * 4 * f.linear, rssMB: rss1, peak: peak1))
+        note(out[0])
+        var half = [Bool](repeating: false, count: g.nBackward * g.nForward)
+        for (k, e) in g.edgeIndices.enumerated() where k % 2 == 0 { half[e] = true }
+        let ev = try GraphEvaluator(split, items, intervention: .patch)
+        let ((pointSecs, rss2), peak2) = try bracketed(sgemmPeak, into: &peaks) { () throws -> (Double, Double) in
+            resetPeakRSS()
+            let t0 = Date()
+            _ = try ev.metrics([half])
+            return (Date().timeIntervalSince(t0), peakRSSMB())
+        }
+        out.append(Timing(kind: "graph-point", tokens: t * count, seconds: pointSecs, flops: Double(count) * 2 * f.linear,
+                          linearFlops: Double(count) * 2 * f.linear, rssMB: rss2, peak: peak2))
+        note(out[1])
+        return out
     }
 
     // MARK: - Several runs
@@ -298,7 +348,7 @@ enum BenchCommand: Command {
     /// Per measure, the spread over runs of its rate and of its fraction of the run's own bound.
     static func summary(_ reports: [[String: Any]]) -> [String: Any] {
         var out: [String: Any] = [:]
-        for kind in ["prefill", "full_logits", "nll", "lrp"] {
+        for kind in ["prefill", "full_logits", "nll", "lrp", "graph_eap", "graph_point"] {
             let perRun = reports.compactMap { $0[kind] as? [[String: Any]] }
             guard let first = perRun.first else { continue }
             out[kind] = first.indices.map { i -> [String: Any] in
@@ -323,7 +373,7 @@ enum BenchCommand: Command {
             return String(format: "\(fmt)–\(fmt) (median \(fmt))", scale * lo, scale * hi, scale * mid)
         }
         Out.err("over \(runs) runs: sgemm peak \(range(s["sgemm_peak_gflops"])) GFLOP/s, bandwidth \(range(s["bandwidth_gbs"], "%.1f")) GB/s")
-        for kind in ["prefill", "full_logits", "nll", "lrp"] {
+        for kind in ["prefill", "full_logits", "nll", "lrp", "graph_eap", "graph_point"] {
             for row in s[kind] as? [[String: Any]] ?? [] {
                 Out.err("\(kind) T=\(row["tokens"] ?? 0): \(range(row["tokens_per_s"])) tok/s = \(range(row["fraction_of_sgemm_peak"], scale: 100)) % of the sgemm peak around it, \(range(row["fraction_of_run_sgemm_peak"], scale: 100)) % of the run's best")
             }

@@ -127,8 +127,7 @@ enum GraphEvalCommand: Command {
         let split = SplitForward(m.model)
         let t0 = Date()
         let ev = try GraphEvaluator(split, items, intervention: intervention)
-        let (cpr, extra) = try FaithfulnessCurve.measure(sg, absolute: false, evaluator: ev, extra: [sg.inGraph])
-        let (cmd, _) = try FaithfulnessCurve.measure(sg, absolute: true, evaluator: ev)
+        let (cpr, cmd, extra) = try FaithfulnessCurve.measure(sg, evaluator: ev, extra: [sg.inGraph])
         let seconds = Date().timeIntervalSince(t0)
         let inGraphF = (extra[0] - cpr.empty) / (cpr.full - cpr.empty)
         if let html {

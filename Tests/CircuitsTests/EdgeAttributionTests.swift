@@ -127,8 +127,12 @@ final class EdgeAttributionTests: XCTestCase {
         XCTAssertEqual(m[2], m[0], "every edge kept = the full model")
         var sg = ScoredGraph(graph: sf.graph, scores: try EdgeAttribution(sf).scores(items, method: .eap))
         sg.applyTopN(10, absolute: true)
-        let (curve, _) = try FaithfulnessCurve.measure(sg, absolute: false, evaluator: ev)
+        let (curve, absCurve, inGraph) = try FaithfulnessCurve.measure(sg, evaluator: ev, extra: [sg.inGraph])
         XCTAssertEqual(curve.faithfulness.last!, 1, accuracy: 1e-9, "f(100 %) = 1")
+        XCTAssertEqual(absCurve.faithfulness.last!, 1, accuracy: 1e-9)
+        XCTAssertEqual(absCurve.edgeCounts[5], 6, "5 % of 110 edges, rounded")
+        let top10 = try ev.metrics([sg.inGraph])[0]
+        XCTAssertEqual(inGraph[0], top10, accuracy: 1e-12, "the extra circuit is measured in the same sweep")
         XCTAssertEqual(curve.full, clean, accuracy: 1e-3)
         // Hand-made areas: f = x on [0, 1] → ∫f = ½, ∫|1 − f| = ½.
         XCTAssertEqual(FaithfulnessCurve.trapezoid([0, 0.5, 1], [0, 0.5, 1]), 0.5, accuracy: 1e-12)

@@ -128,20 +128,25 @@ public struct FaithfulnessCurve: Sendable {
     /// Edges kept at a fraction of `total` (rounded; at least 0, at most total).
     public static func edgeCount(_ fraction: Double, total: Int) -> Int { min(total, max(0, Int((fraction * Double(total)).rounded()))) }
 
-    /// Measures the curve for `scores` (ranked signed or by |score|) with `evaluator`; `extra` circuits are
-    /// measured in the same sweep and their metrics returned beside the curve.
-    public static func measure(_ scores: ScoredGraph, absolute: Bool, evaluator: GraphEvaluator,
-                               extra: [[Bool]] = []) throws -> (curve: FaithfulnessCurve, extra: [Double]) {
+    /// Measures the signed (CPR) and the |score| (CMD) curves of `scores` with `evaluator` in one sweep over the
+    /// prompts; `extra` circuits are measured in the same sweep and their metrics returned beside the curves.
+    public static func measure(_ scores: ScoredGraph, evaluator: GraphEvaluator,
+                               extra: [[Bool]] = []) throws -> (signed: FaithfulnessCurve, absolute: FaithfulnessCurve, extra: [Double]) {
         let total = scores.graph.edgeCount, size = scores.scores.count
-        let ranking = scores.ranking(absolute: absolute)
         let counts = fractions.map { edgeCount($0, total: total) }
         var circuits: [[Bool]?] = [nil, [Bool](repeating: false, count: size)]
-        circuits += counts.map { ScoredGraph.topN(ranking, $0, count: size) }
+        for absolute in [false, true] {
+            let ranking = scores.ranking(absolute: absolute)
+            circuits += counts.map { ScoredGraph.topN(ranking, $0, count: size) }
+        }
         circuits += extra.map { Optional($0) }
         let m = try evaluator.metrics(circuits)
         guard m[0] != m[1] else { throw FaithfulnessError.degenerate(full: m[0], empty: m[1]) }
-        let curve = FaithfulnessCurve(absolute: absolute, fractions: fractions, edgeCounts: counts,
-                                      metrics: Array(m[2..<(2 + counts.count)]), full: m[0], empty: m[1])
-        return (curve, Array(m[(2 + counts.count)...]))
+        let k = counts.count
+        func curve(_ absolute: Bool, _ from: Int) -> FaithfulnessCurve {
+            FaithfulnessCurve(absolute: absolute, fractions: fractions, edgeCounts: counts, metrics: Array(m[from..<(from + k)]),
+                              full: m[0], empty: m[1])
+        }
+        return (curve(false, 2), curve(true, 2 + k), Array(m[(2 + 2 * k)...]))
     }
 }

@@ -23,7 +23,7 @@ extension Model {
             for (which, (lin, dy)) in [(blk.q, dq), (blk.k, dk), (blk.v, dv)].enumerated() {
                 lin.weight.cptr { w in
                     for h in 0..<nh {
-                        BLAS.gemm(transA: false, transB: false, m: n, n: d, k: hd, dy + h * hd, lda: qDim, w + h * hd * d, ldb: d,
+                        BLAS.gemmSerial(transA: false, transB: false, m: n, n: d, k: hd, dy + h * hd, lda: qDim, w + h * hd * d, ldb: d,
                                   tp, ldc: d)                                 // δ(normed input) = δy_h · W_h
                         blk.attnNorm.backward(dy: tp, x: b.resid.p, inv: b.inv1.p, dx: op + (which * nh + h) * n * d,
                                               rows: n, d: d, constantNormaliser: rules.normIsConstant, accumulate: false,

@@ -44,6 +44,8 @@ extension Model {
     /// every head, then the k inputs, then the v inputs). Returns each head's output
     /// o_proj[:, h]·z_h [H, N, d]; o_proj's bias (none in Llama) is no head's output and is left out.
     /// `segments` carry caches of this (ungrouped) model's shape.
+    /// The per-head products are small ([N, d]·[d, hd]): single-threaded sgemm, since splitting each
+    /// over the worker team cost more in synchronisation than it saved (perf: 23 % in the team's loop).
     public func headOutputs(layer l: Int, inputs: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
         let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
         precondition(c.nKVHeads == nh, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
@@ -55,7 +57,7 @@ extension Model {
                 for h in 0..<nh {
                     blk.attnNorm.forward(inputs + (which * nh + h) * n * d, np, inv: nil, rows: n, d: d, eps: c.normEps)
                     lin.weight.cptr { w in                                      // out[:, h] [N, hd] = normed · W[h]ᵀ
-                        BLAS.gemm(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
+                        BLAS.gemmSerial(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
                                   out + h * hd, ldc: qDim)
                     }
                     if let bias = lin.bias {
@@ -69,7 +71,7 @@ extension Model {
         out.ptr { op in
             blk.o.weight.cptr { w in
                 for h in 0..<nh {                                               // o_proj columns of head h
-                    BLAS.gemm(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
+                    BLAS.gemmSerial(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
                               op + h * n * d, ldc: d)
                 }
             }
