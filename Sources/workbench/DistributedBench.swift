@@ -38,8 +38,8 @@ enum DistributedBench {
     /// Starts `program args`, output to files in `dir` (no pipe can fill up).
     static func start(_ program: String, _ args: [String], env: [String: String], dir: String, tag: String) throws -> (Process, String, String) {
         let out = "\(dir)/\(tag).out", err = "\(dir)/\(tag).err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args
