@@ -31,15 +31,17 @@ enum CircuitCommand: Command {
         static let seeds = Option<Int>("seeds", "n", default: 1, min: 1,
                                        help: "Cut the reference file into n disjoint parts and find a circuit on each (random: seed + i); report mean ± SEM")
         static let out = Option<String>("out", "dir", help: "Output directory (must not exist; written atomically)")
+        static let saveCheckpoint = Option<String>("save-checkpoint", "dir",
+                                                   help: "Also write the circuit as a pruned HF checkpoint (zero ablation, one seed)")
     }
     static let spec = CommandSpec(
         name: "circuit", abstract: "Find the sparsest weights, neurons or heads that keep a task's metric (faithfulness curve + bisection).",
         usage: "workbench circuit --model <path> --prompts <task> [--heldout <task>] --method lrp|gradient|wanda|activation|magnitude|random "
             + "--granularity weights|neurons|heads [--scheme global|row] [--layers <regex>] [--ablation zero|mean|patch] "
-            + "[--threshold 0.9] [--seed <s>] [--seeds <n>] --out <dir>",
+            + "[--threshold 0.9] [--seed <s>] [--seeds <n>] --out <dir> [--save-checkpoint <dir>]",
         options: ModelOptions.all + [Options.prompts, Options.heldout, Options.method, Options.aggregation, Options.granularity,
                                      Options.scheme, Options.layers, Options.ablation, Options.rank, Options.threshold, Options.seed,
-                                     Options.points, Options.seeds, Options.out, OutputOptions.quiet],
+                                     Options.points, Options.seeds, Options.out, Options.saveCheckpoint, OutputOptions.quiet],
         discussion: """
         Attribution runs once on the reference prompts and explains, per prompt at its last position, mean logit(answers) −
         mean logit(distractors) (IOI: logit(IO) − logit(S)). Components are ranked once; a circuit of size k keeps the k best.
@@ -53,6 +55,10 @@ enum CircuitCommand: Command {
         ⌊n/N⌋; the whole discovery runs on each part (random: score seed --seed + i) against the same held-out set.
         DIR/seed-i/ holds each run's files; DIR/seeds.json and seeds.csv the per-seed numbers and their mean ± SEM
         (size, f on reference and held-out, AUCs, the mean curve, and how many seeds kept each head or neuron).
+        circuit.html (self-contained): f vs kept fraction (mean ± SEM over seeds), the size table and the heads
+        (layer × head grid) or neurons kept. --save-checkpoint DIR writes the model with everything outside the
+        circuit zeroed as an HF directory any command loads (with mask.safetensors and circuit.json); it needs
+        --ablation zero (mean and patch ablations are not weights of the original architecture) and one seed.
         """)
 
     static func run(_ args: Args) throws {
@@ -83,6 +89,14 @@ enum CircuitCommand: Command {
         if s.granularity == .weights, s.ablation != .zero {
             throw UsageError(message: AblationError.unsupported(.weights, s.ablation).localizedDescription)
         }
+        let seeds = try args[Options.seeds]
+        let saveCheckpoint = try args.ifGiven(Options.saveCheckpoint)
+        if saveCheckpoint != nil {
+            guard s.ablation == .zero else {
+                throw UsageError(message: "'--save-checkpoint' needs --ablation zero: a \(s.ablation.rawValue)-ablated circuit is not a pruned checkpoint")
+            }
+            guard seeds == 1 else { throw UsageError(message: "'--save-checkpoint' saves one circuit; it cannot be combined with --seeds \(seeds)") }
+        }
         let modelPath = try args[ModelOptions.model]
         let promptsPath = try args[Options.prompts]
         let heldoutPath = try args.ifGiven(Options.heldout)
@@ -91,6 +105,11 @@ enum CircuitCommand: Command {
         // Output path before any work (checked again right before the rename).
         for i in [modelPath, promptsPath] + (heldoutPath.map { [$0] } ?? []) {
             try CheckpointWriter.preflight(output: out, input: i, force: false)
+            if let c = saveCheckpoint { try CheckpointWriter.preflight(output: c, input: i, force: false) }
+        }
+        if let c = saveCheckpoint {
+            try CheckpointWriter.preflight(output: c, input: out, force: false)
+            try CheckpointWriter.preflight(output: out, input: c, force: false)
         }
 
         // Tasks, then the model.
@@ -115,7 +134,6 @@ enum CircuitCommand: Command {
                                      heldoutSHA256: try heldoutPath.map { try SHA256.hex(file: $0) })
         if !quiet { Out.err(String(format: "sha256 of model and tasks in %.2f s", Date().timeIntervalSince(t0))) }
 
-        let seeds = try args[Options.seeds]
         let parts = try ReferenceResamples.parts(ref, parts: seeds)
         var runs: [CircuitSeedRun] = []
         let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
@@ -135,9 +153,15 @@ enum CircuitCommand: Command {
                 try CircuitReport.writeFiles(r, si, pi, model: m.model, into: dir, title: title + (seeds > 1 ? " (seed \(i))" : ""))
                 report(r, si, seed: seeds > 1 ? i : nil)
                 runs.append(CircuitSeedRun(seed: i, r))
+                if let c = saveCheckpoint { try save(r, si, pi, model: m.model, to: c) }
             }
+            let summary = CircuitSeedSummary(runs: runs, granularity: s.granularity)
+            let cfg = m.model.config
+            let page = CircuitPage.render(title: title, provenance: Self.provenance(s, prov, ref: ref, seeds: seeds, held: held),
+                                          entries: [CircuitPageEntry(label: CircuitPageEntry.label(s), summary: summary)],
+                                          threshold: s.threshold, layers: cfg.nLayers, unitsPerLayer: s.granularity == .heads ? cfg.nHeads : cfg.dFF)
+            try AtomicFile.write(page, to: tmp + "/circuit.html")
             if seeds > 1 {
-                let summary = CircuitSeedSummary(runs: runs, granularity: s.granularity)
                 let settings = CircuitReport.settingsDict(s, metric: HeadlineMetric.forItems(ref))
                 try AtomicFile.write(try CircuitReport.json(summary.json(settings: settings)), to: tmp + "/seeds.json")
                 try AtomicFile.write(summary.csv, to: tmp + "/seeds.csv")
@@ -145,7 +169,33 @@ enum CircuitCommand: Command {
             }
         }
         Out.print("output: \(out) (" + (seeds > 1 ? "seed-0 … seed-\(seeds - 1)/ each with " : "")
-                  + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (seeds > 1 ? "; seeds.json, seeds.csv)" : ")"))
+                  + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (seeds > 1 ? "; seeds.json, seeds.csv" : "")
+                  + "; circuit.html)" + (saveCheckpoint.map { "; pruned checkpoint: \($0)" } ?? ""))
+    }
+
+    /// The page's provenance table: model, split, method, aggregation, ablation, seeds.
+    static func provenance(_ s: CircuitSettings, _ p: CircuitProvenance, ref: [TaskItem], seeds: Int, held: [TaskItem]?) -> [(String, String)] {
+        var o: [(String, String)] = [("model", "\(p.modelPath) (sha256 \(p.modelSHA256.prefix(16))…)"),
+                                     ("reference", "\(p.referencePath): \(ref.count) prompts" + (seeds > 1 ? ", cut into \(seeds) disjoint parts of \(ref.count / seeds) (\(ReferenceResamples.rule))" : ""))]
+        if let h = held, let hp = p.heldoutPath { o.append(("held-out", "\(hp): \(h.count) prompts (the same for every seed)")) }
+        o += [("method", s.method.rawValue + (s.method == .random ? " (seed \(s.seed) + i)" : "")),
+              ("aggregation", s.method == .lrp || s.method == .gradient ? s.aggregation.rawValue : "–"),
+              ("granularity / scheme", "\(s.granularity.rawValue) / \(s.scheme.rawValue)" + (s.layers.map { ", layers matching \($0)" } ?? "")),
+              ("ablation", s.ablation.rawValue + (s.ablation == .mean ? " (mean over every token of the reference set)" : "")),
+              ("score sign", s.rank.rawValue), ("seeds", "\(seeds)"), ("explained", CircuitDiscovery.explained)]
+        return o
+    }
+
+    /// The model with everything outside the circuit zeroed, as an HF checkpoint (zero ablation = pruning).
+    static func save(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model, to dir: String) throws {
+        let source = CheckpointSourceInfo(try ModelLoader.checkpoint(p.modelPath))   // the writer's view of the input (config, tokenizer)
+        let ablator = Ablator(model: model)
+        try ablator.apply(r.candidates.mask(r.crossing.nominal), ablation: .zero)
+        defer { ablator.restore() }
+        var w = CheckpointWriter(source: source, format: .dense)
+        w.extraSafetensors["mask.safetensors"] = CircuitReport.maskRecords(r, model: model)
+        w.extraFiles["circuit.json"] = try CircuitReport.json(CircuitReport.circuitJSON(r, s, p, model: model))
+        try w.write(model, to: dir, force: false)
     }
 
     /// " (elapsed 12 s, ETA 24 s)" once a run has finished.

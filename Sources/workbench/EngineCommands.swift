@@ -5,8 +5,8 @@ import Transformer
 // MARK: - Shared model loading
 
 enum Common {
-    static func load(_ args: Args, tokenizer: Bool = true) throws -> LoadedModel {
-        let path = try args[ModelOptions.model]
+    static func load(_ args: Args, tokenizer: Bool = true, modelPath: String? = nil) throws -> LoadedModel {
+        let path = try modelPath ?? args[ModelOptions.model]
         let m = try ModelLoader.load(path, needTokenizer: tokenizer)
         Out.err(String(format: "loaded %@ (%@, %@) in %.2f s", path, m.model.config.family.rawValue, m.sourceDType, m.loadSeconds))
         return m

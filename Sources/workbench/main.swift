@@ -7,7 +7,7 @@ import Transformer
 
 let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
                                 BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
-                                SparsityCommand.self, CircuitCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self, CorrectCommand.self, SplitCommand.self,
+                                SparsityCommand.self, CircuitCommand.self, CircuitCompareCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self, CorrectCommand.self, SplitCommand.self,
                                 ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self,
                                 GraphAttributeCommand.self, GraphEvalCommand.self]
 

@@ -140,6 +140,86 @@ final class CircuitCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// circuit.html renders in headless Chromium; --save-checkpoint writes a checkpoint that loads and scores, with no
+    /// ablation at all, the metric circuit.json reports for the circuit (zero ablation = pruning, exactly).
+    func testPageRendersAndSavedCheckpointReproducesTheCircuitMetric() throws {
+        let dir = try Scratch.dir(self)
+        let task = dir.appendingPathComponent("task.jsonl").path, held = dir.appendingPathComponent("held.jsonl").path
+        try writeTask(task); try writeTask(held)
+        let model = try tinyWithTokenizer("tiny-llama-bias", in: dir)
+        for g in ["heads", "neurons"] {
+            let out = dir.appendingPathComponent("c-\(g)").path, ck = dir.appendingPathComponent("ck-\(g)").path
+            let r = try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", "lrp", "--granularity", g,
+                             "--threshold", "0.8", "--out", out, "--save-checkpoint", ck, "--quiet"])
+            XCTAssertEqual(r.status, 0, r.err)
+            let c = try XCTUnwrap(try json(out + "/circuit.json")["circuit"] as? [String: Any])
+            let mRef = try XCTUnwrap(c["metric_reference"] as? Double), kept = try XCTUnwrap(c["kept"] as? Int)
+            let loaded = try ModelLoader.load(ck)
+            let items = try TaskSet.load(task).tokenize(tokenizer: loaded.tokenizer, model: loaded.model)
+            let m = try Faithfulness.metric(loaded.model, items, HeadlineMetric.forItems(items))
+            XCTAssertEqual(m, mRef, accuracy: 1e-4 * max(1, abs(mRef)), g)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: ck + "/mask.safetensors"))
+            XCTAssertEqual((try json(ck + "/circuit.json")["circuit"] as? [String: Any])?["kept"] as? Int, kept)
+            let page = try String(contentsOfFile: out + "/circuit.html", encoding: .utf8)
+            XCTAssertTrue(page.contains("Faithfulness vs kept fraction"))
+            XCTAssertTrue(page.contains(g == "heads" ? "kept by 1 of 1 seeds" : "most often kept neurons"), g)
+            for bad in ["src=", "href=", "@import", "<link"] { XCTAssertFalse(page.lowercased().contains(bad), bad) }
+            try HeadlessBrowser.check(URL(fileURLWithPath: out + "/circuit.html"))
+        }
+        // The seeds page has error bars and the seed count in its table.
+        let seeds = dir.appendingPathComponent("seeds").path
+        XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", "random", "--granularity", "heads",
+                                "--threshold", "0.8", "--seeds", "3", "--out", seeds, "--quiet"]).status, 0)
+        try HeadlessBrowser.check(URL(fileURLWithPath: seeds + "/circuit.html"))
+        for (args, needle) in [(["--ablation", "mean"], "needs --ablation zero"), (["--seeds", "2"], "cannot be combined with --seeds 2")] {
+            let ck = dir.appendingPathComponent("ck-bad").path, out = dir.appendingPathComponent("c-bad").path
+            let r = try run(["circuit", "--model", model, "--prompts", task, "--out", out, "--save-checkpoint", ck, "--quiet"] + args)
+            XCTAssertEqual(r.status, 64, r.err); XCTAssertTrue(r.err.contains(needle), r.err)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: ck)); XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    /// circuit-compare: Jaccard recomputed from the kept_heads lists, the transfer diagonal = each circuit's own f_ref
+    /// (every head is a candidate, so both baselines are the ones its run measured), mixed granularities refused.
+    func testCompareOverlapAndTransfer() throws {
+        let dir = try Scratch.dir(self)
+        let task = dir.appendingPathComponent("task.jsonl").path
+        try writeTask(task)
+        let model = try tinyWithTokenizer("tiny-llama-bias", in: dir)
+        var dirs: [String] = []
+        for (method, g) in [("lrp", "heads"), ("random", "heads"), ("random", "neurons")] {
+            let out = dir.appendingPathComponent("\(method)-\(g)").path
+            XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--method", method, "--granularity", g,
+                                    "--threshold", "0.8", "--out", out, "--quiet"]).status, 0)
+            dirs.append(out)
+        }
+        func heads(_ d: String) throws -> Set<String> {
+            Set(try XCTUnwrap(try json(d + "/circuit.json")["kept_heads"] as? [[String: Any]]).map { $0["name"] as! String })
+        }
+        let a = try heads(dirs[0]), b = try heads(dirs[1])
+        let j = dir.appendingPathComponent("cmp.json").path
+        let r = try run(["circuit-compare", dirs[0], dirs[1] + "/circuit.json", "--json", j, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let cmp = try json(j)
+        let o = try XCTUnwrap((cmp["overlap"] as? [[String: Any]])?.first)
+        XCTAssertEqual(o["intersection"] as? Int, a.intersection(b).count)
+        XCTAssertEqual(o["union"] as? Int, a.union(b).count)
+        XCTAssertEqual(try XCTUnwrap(o["jaccard"] as? Double), Double(a.intersection(b).count) / Double(a.union(b).count), accuracy: 1e-12)
+        XCTAssertEqual(Set(try XCTUnwrap(o["shared"] as? [String])), a.intersection(b))
+        let f = try XCTUnwrap(cmp["transfer_f"] as? [[Double]])
+        XCTAssertEqual(f.count, 2); XCTAssertEqual(f[0].count, 1, "both circuits share one reference set")
+        for (i, d) in dirs.prefix(2).enumerated() {
+            let own = try XCTUnwrap((try json(d + "/circuit.json")["circuit"] as? [String: Any])?["f_reference"] as? Double)
+            XCTAssertEqual(f[i][0], own, accuracy: 1e-9, d)
+        }
+        let same = try run(["circuit-compare", dirs[0], dirs[0], "--quiet"])
+        XCTAssertTrue(same.out.contains("[0] vs [1]: 1.0000"), same.out)
+        let mixed = try run(["circuit-compare", dirs[0], dirs[2], "--quiet"])
+        XCTAssertEqual(mixed.status, 1); XCTAssertTrue(mixed.err.contains("different granularity"), mixed.err)
+        let one = try run(["circuit-compare", dirs[0]])
+        XCTAssertEqual(one.status, 64); XCTAssertTrue(one.err.contains("at least two circuits"), one.err)
+    }
+
     func testBadInputIsRefusedAndNothingIsWritten() throws {
         let dir = try Scratch.dir(self)
         let model = try tinyWithTokenizer("tiny-opt", in: dir)
