@@ -13,15 +13,18 @@ enum BenchCommand: Command {
         }
         static let lrp = Flag("lrp", help: "Also time the AttnLRP pass (forward + backward + R_W accumulation)")
         static let graphs = Flag("graphs", help: "Also time EAP edge scores and one faithfulness point on the head/MLP graph")
+        static let generation = Flag("generation", help: "Also time batched sampling (RealToxicityPrompts-shaped: prompts × 25 samples × 20 tokens)")
+        static let generationPrompts = Option<Int>("generation-prompts", "n", default: 20, min: 1, help: "Prompts for --generation")
+        static let maxBatch = Option<Int>("max-batch", "b", default: 128, min: 1, help: "Streams decoded together for --generation")
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
     }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--runs <n>] [--distributed] [--json]",
-        options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, Options.graphs, MemoryOptions.budgetMB, Options.runs,
-                                     Options.distributed, OutputOptions.json],
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--generation [--generation-prompts <n>] [--max-batch <b>]] [--runs <n>] [--distributed] [--json]",
+        options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, Options.graphs, Options.generation, Options.generationPrompts,
+                                     Options.maxBatch, MemoryOptions.budgetMB, Options.runs, Options.distributed, OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
         (what decode does), with each of OpenBLAS's two sgemv kernels (y = Ax and y = Aᵀx), the faster counted.
@@ -142,8 +145,13 @@ enum BenchCommand: Command {
         var reports: [[String: Any]] = []
         for r in 1...runs {
             if runs > 1 { Out.err("run \(r) of \(runs)") }
-            reports.append(try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args[Options.lrp],
-                                       graphs: args[Options.graphs], budget: budget))
+            var one = try measure(m.model, lengths: lengths, decodeTokens: decodeTokens, lrp: args[Options.lrp],
+                                  graphs: args[Options.graphs], budget: budget)
+            if args[Options.generation] {
+                one["generation"] = try measureGeneration(m.model, prompts: try args[Options.generationPrompts],
+                                                          maxBatch: try args[Options.maxBatch])
+            }
+            reports.append(one)
         }
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]

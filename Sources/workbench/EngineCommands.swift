@@ -1,3 +1,4 @@
+import Circuits
 import Foundation
 import Tokenize
 import Transformer
@@ -77,18 +78,41 @@ enum GenerateCommand: Command {
         static let temperature = Option<Double>("temperature", "t", default: 0, range: 0...100, help: "Sampling temperature; 0 = greedy")
         static let topP = Option<Double>("top-p", "p", default: 1, range: 0...1, help: "Nucleus sampling mass")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Sampling seed")
+        static let prompts = Option<String>("prompts", "file", help: "Batch mode: a prompt file (.txt lines or .jsonl with text/ids)")
+        static let samples = Option<Int>("samples", "k", default: 1, min: 1, help: "Batch mode: continuations per prompt")
+        static let maxBatch = Option<Int>("max-batch", "b", default: 128, min: 1, help: "Batch mode: streams decoded together")
+        static let out = Option<String>("out", "file", help: "Batch mode: output .jsonl (one line per prompt and sample)")
     }
     static let spec = CommandSpec(
-        name: "generate", abstract: "Continue a prompt; only the continuation is printed on stdout, stats on stderr.",
-        usage: "workbench generate --model <path> --prompt <text> [--max-new-tokens <n>] [--temperature <t>] [--top-p <p>] [--seed <s>]",
-        options: ModelOptions.all + [Options.prompt, Options.maxNewTokens, Options.temperature, Options.topP, Options.seed],
+        name: "generate", abstract: "Continue a prompt (stdout), or many prompts × samples in batches (--prompts, --out).",
+        usage: """
+        workbench generate --model <path> --prompt <text> [--max-new-tokens <n>] [--temperature <t>] [--top-p <p>] [--seed <s>]
+               workbench generate --model <path> --prompts <file> --out <file.jsonl> [--samples <k>] [--max-batch <b>] [--max-new-tokens <n>] [--temperature <t>] [--top-p <p>] [--seed <s>]
+        """,
+        options: ModelOptions.all + [Options.prompt, Options.prompts, Options.out, Options.samples, Options.maxBatch,
+                                     Options.maxNewTokens, Options.temperature, Options.topP, Options.seed],
         discussion: """
         For 128 or more new tokens, decode first makes transposed copies of the weights with out ≥ in (q, o, gate,
         up, fc1, lm_head; at most 1 GiB, else it decodes from the plain weights), which OpenBLAS streams faster one
         token at a time, for extra memory (the copies) and a short set-up.
+
+        Batch mode decodes up to --max-batch streams together (one matrix product per weight and step), shares a
+        prompt's prefill among its samples, and gives stream (prompt p, sample k) its own random stream seeded from
+        (--seed, p, k): the output does not depend on --max-batch. Greedy (temperature 0) streams give what
+        --prompt gives. Each output line: {"prompt": p, "sample": k, "text": prompt, "continuation": text,
+        "continuation_ids": [...], "stopped": "eos"|"length"} — a behaviour file `correct --undesired` reads.
         """)
 
     static func run(_ args: Args) throws {
+        switch (args.given(Options.prompt), args.given(Options.prompts)) {
+        case (true, true): throw UsageError(message: "give --prompt or --prompts, not both")
+        case (false, false): throw UsageError(message: "missing --prompt (one prompt) or --prompts (a file, with --out)")
+        case (false, true): return try runBatch(args)
+        case (true, false):
+            for o in [Options.out, Options.samples, Options.maxBatch] as [any CLIOption] where args.given(o) {
+                throw UsageError(message: "'--\(o.name)' applies to batch mode (--prompts) only")
+            }
+        }
         let prompt = try args[Options.prompt]
         let maxNew = try args[Options.maxNewTokens]
         let temp = try args[Options.temperature]
@@ -126,6 +150,51 @@ enum GenerateCommand: Command {
                        stats.promptTokens, Double(stats.promptTokens) / max(stats.prefillSeconds, 1e-9),
                        stats.newTokens, stats.decodeTokensPerSecond,
                        layoutSeconds > 0 ? String(format: " (after %.2f s making the decode layout)", layoutSeconds) : ""))
+    }
+    /// Batch mode: every prompt of the file × --samples continuations, decoded together.
+    static func runBatch(_ args: Args) throws {
+        let promptsPath = try args[Options.prompts]
+        guard args.given(Options.out) else { throw UsageError(message: "--prompts needs --out <file.jsonl>") }
+        let outPath = try args[Options.out]
+        let modelPath = try args[ModelOptions.model]
+        try OutputGuard.check(output: outPath, inputs: [promptsPath, modelPath])
+        let set = try PromptSet.load(promptsPath)
+        guard !set.entries.isEmpty else { throw UsageError(message: "'\(promptsPath)' holds no prompts") }
+        let m = try Common.load(args)
+        let tok = try m.requireTokenizer()
+        var texts: [String] = [], ids: [[Int]] = []
+        for e in set.entries {
+            let t: [Int]
+            if let given = e.ids { t = given } else { t = try tok.encode(e.text ?? "") }
+            guard !t.isEmpty else { throw ModelError.emptyPrompt }
+            texts.append(e.text ?? tok.decode(t)); ids.append(t)
+        }
+        var stop = Set<Int>()
+        if let e = tok.eosId ?? m.model.config.eosTokenId { stop.insert(e) }
+        if let b = tok.bosId ?? m.model.config.bosTokenId { stop.insert(b) }
+        let settings = GenerationSettings(maxNewTokens: try args[Options.maxNewTokens], temperature: Float(try args[Options.temperature]),
+                                          topP: Float(try args[Options.topP]), seed: UInt64(try args[Options.seed]), stop: stop)
+        let samples = try args[Options.samples]
+        // Counted in tokens (streams end together within a batch); the total assumes no stream stops early.
+        let budget = ids.reduce(0) { $0 + min(settings.maxNewTokens, m.model.config.maxSeqLen - $1.count) } * samples
+        let progress = ProgressLine("generate", total: budget, unit: "tokens")
+        let (tokens, stats) = try m.model.generateBatch(prompts: ids, samplesPerPrompt: samples, settings: settings,
+                                                        maxBatch: try args[Options.maxBatch]) { done, streams, produced in
+            progress.update(done == streams ? budget : produced, tokens: produced)
+        }
+        var lines = ""
+        for (p, perPrompt) in tokens.enumerated() {
+            for (k, cont) in perPrompt.enumerated() {
+                let stopped = cont.count < settings.maxNewTokens && ids[p].count + cont.count < m.model.config.maxSeqLen ? "eos" : "length"
+                lines += "{\"prompt\": \(p), \"sample\": \(k), \"text\": \(JSONText.quote(texts[p])), "
+                    + "\"continuation\": \(JSONText.quote(tok.decode(cont))), "
+                    + "\"continuation_ids\": [\(cont.map(String.init).joined(separator: ", "))], \"stopped\": \"\(stopped)\"}\n"
+            }
+        }
+        try AtomicFile.write(lines, to: outPath)
+        Out.err(String(format: "%d prompts × %d samples: %d prompt tokens, %d new tokens in %.1f s (%.1f tok/s generated; prefill %.1f s) → %@",
+                       ids.count, samples, stats.promptTokens, stats.newTokens, stats.prefillSeconds + stats.decodeSeconds,
+                       stats.tokensPerSecond, stats.prefillSeconds, outPath))
     }
 }
 

@@ -199,3 +199,32 @@ func maskedSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, first
         }
     }
 }
+
+/// out[nHeads·hd] = softmax(q Kᵀ/√hd) V for one query row over the first `keys` cached
+/// positions of `layer` (all visible: the row is the newest position). Same result as the
+/// decode branch of `causalAttention` up to summation order; used by batched decode.
+func singleQueryAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, keys: Int,
+                          out: UnsafeMutablePointer<Float>, config c: ModelConfig) {
+    let hd = c.headDim, kvDim = c.kvDim, group = c.nHeads / c.nKVHeads
+    let scale = 1 / Float(hd).squareRoot()
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: keys) { scores in
+        let s = scores.baseAddress!
+        cache.k.withUnsafeBufferPointer { kbuf in
+            cache.v.withUnsafeBufferPointer { vbuf in
+                let kBase = kbuf.baseAddress! + cache.offset(layer: layer, pos: 0)
+                let vBase = vbuf.baseAddress! + cache.offset(layer: layer, pos: 0)
+                for h in 0..<c.nHeads {
+                    let g = h / group, qh = q + h * hd
+                    for j in 0..<keys { s[j] = scale * dotSIMD(qh, kBase + j * kvDim + g * hd, hd) }
+                    let inv = 1 / expRow(s, keys)
+                    let o = out + h * hd
+                    for e in 0..<hd { o[e] = 0 }
+                    for j in 0..<keys {
+                        let w = s[j] * inv, vj = vBase + j * kvDim + g * hd
+                        for e in 0..<hd { o[e] += w * vj[e] }
+                    }
+                }
+            }
+        }
+    }
+}
