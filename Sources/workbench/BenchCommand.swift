@@ -15,7 +15,7 @@ enum BenchCommand: Command {
         static let graphs = Flag("graphs", help: "Also time EAP edge scores and one faithfulness point on the head/MLP graph")
         static let generation = Flag("generation", help: "Also time batched sampling (RealToxicityPrompts-shaped: prompts × 25 samples × 20 tokens)")
         static let generationPrompts = Option<Int>("generation-prompts", "n", default: 20, min: 1, help: "Prompts for --generation")
-        static let maxBatch = Option<Int>("max-batch", "b", default: 128, min: 1, help: "Streams decoded together for --generation")
+        static let maxBatch = Option<Int>("max-batch", "b", default: 256, min: 1, help: "Streams decoded together for --generation")
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")

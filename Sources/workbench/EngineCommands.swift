@@ -80,7 +80,7 @@ enum GenerateCommand: Command {
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Sampling seed")
         static let prompts = Option<String>("prompts", "file", help: "Batch mode: a prompt file (.txt lines or .jsonl with text/ids)")
         static let samples = Option<Int>("samples", "k", default: 1, min: 1, help: "Batch mode: continuations per prompt")
-        static let maxBatch = Option<Int>("max-batch", "b", default: 128, min: 1, help: "Batch mode: streams decoded together")
+        static let maxBatch = Option<Int>("max-batch", "b", default: 256, min: 1, help: "Batch mode: streams decoded together")
         static let out = Option<String>("out", "file", help: "Batch mode: output .jsonl (one line per prompt and sample)")
     }
     static let spec = CommandSpec(

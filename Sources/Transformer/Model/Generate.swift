@@ -47,60 +47,72 @@ public struct Sampler {
         let base = logits.baseAddress!
         let m = maxSIMD(base, n)
         let t = temperature
-        return withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { probs in
-            // Eight lanes at a time: each lane is exactly fastExp((l − m) / T).
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { e in
+            // Eight lanes at a time: each lane is exactly fastExp((l − m) / T); pᵢ = Double(eᵢ) / total.
             var total = 0.0, j = 0
             let raw = UnsafeRawPointer(base)
             let mv = SIMD8<Float>(repeating: m), tv = SIMD8<Float>(repeating: t)
             while j + 8 <= n {
-                let e = expSIMD((raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - mv) / tv)
-                for lane in 0..<8 { let d = Double(e[lane]); probs[j + lane] = d; total += d }
+                let v = expSIMD((raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - mv) / tv)
+                for lane in 0..<8 { e[j + lane] = v[lane]; total += Double(v[lane]) }
                 j += 8
             }
-            while j < n { let d = Double(fastExp((base[j] - m) / t)); probs[j] = d; total += d; j += 1 }
-            for i in 0..<n { probs[i] /= total }
-            return withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { order in
-                let count = nucleus(probs, order)
+            while j < n { let v = fastExp((base[j] - m) / t); e[j] = v; total += Double(v); j += 1 }
+            if topP >= 1 {
+                // The whole vocabulary in id order.
                 var mass = 0.0
-                for k in 0..<count { mass += probs[order[k]] }
+                for i in 0..<n { mass += Double(e[i]) / total }
                 let r = rng.uniform() * mass
                 var acc = 0.0
-                for k in 0..<count {
-                    acc += probs[order[k]]
-                    if r < acc { return order[k] }
+                for i in 0..<n {
+                    acc += Double(e[i]) / total
+                    if r < acc { return i }
                 }
-                return order[count - 1]
+                return n - 1
             }
+            let nucleus = self.nucleus(e, total: total)
+            var mass = 0.0
+            for c in nucleus { mass += c.p }
+            let r = rng.uniform() * mass
+            var acc = 0.0
+            for c in nucleus {
+                acc += c.p
+                if r < acc { return c.id }
+            }
+            return nucleus[nucleus.count - 1].id
         }
     }
 
-    /// Writes the tokens to draw from into `order` (most probable first, ties by id) and
-    /// returns how many: all of them in id order when top-p is 1, else the nucleus.
-    private func nucleus(_ probs: UnsafeMutableBufferPointer<Double>, _ order: UnsafeMutableBufferPointer<Int>) -> Int {
-        let n = probs.count
-        guard topP < 1 else {
-            for i in 0..<n { order[i] = i }
-            return n
-        }
-        let before: (Int, Int) -> Bool = { a, b in probs[a] > probs[b] || (probs[a] == probs[b] && a < b) }
-        let cut: (Int) -> Int? = { count in
-            var cum = 0.0
-            for k in 0..<count {
-                cum += probs[order[k]]
-                if cum >= Double(self.topP) { return k + 1 }
+    /// A token and its probability, ordered most probable first, ties by id.
+    struct Candidate: Comparable {
+        let p: Double
+        let id: Int
+        static func < (a: Candidate, b: Candidate) -> Bool { a.p > b.p || (a.p == b.p && a.id < b.id) }
+    }
+
+    /// The nucleus in draw order: the smallest prefix of the order whose running sum reaches p.
+    /// Tries S = {i : pᵢ ≥ τ} for τ = 1/V (above uniform: usually a few dozen ids), then
+    /// τ = (1 − p)/V (which must hold the cut), then every id. A prefix found inside S is the
+    /// prefix of the full order, since S is itself a prefix of it.
+    private func nucleus(_ e: UnsafeMutableBufferPointer<Float>, total: Double) -> [Candidate] {
+        let n = e.count
+        for tau in [1 / Double(n), (1 - Double(topP)) / Double(n), 0] {
+            // Prefilter in Float with a margin; the exact test is on pᵢ = Double(eᵢ) / total.
+            let loose = Float(tau * total * (1 - 1e-6))
+            var s: [Candidate] = []
+            for i in 0..<n where e[i] >= loose {
+                let p = Double(e[i]) / total
+                if p >= tau { s.append(Candidate(p: p, id: i)) }
             }
-            return nil
+            s.sort()
+            var cum = 0.0
+            for k in s.indices {
+                cum += s[k].p
+                if cum >= Double(topP) { return Array(s[...k]) }
+            }
+            if tau == 0 { return s }                      // rounding never reached p: everything
         }
-        let tau = (1 - Double(topP)) / Double(n)
-        var count = 0
-        for i in 0..<n where probs[i] >= tau { order[count] = i; count += 1 }
-        var candidates = UnsafeMutableBufferPointer(rebasing: order[0..<count])
-        candidates.sort(by: before)
-        if let k = cut(count) { return k }
-        var all = order                                 // rounding left S short of p: the full order
-        for i in 0..<n { all[i] = i }
-        all.sort(by: before)
-        return cut(n) ?? n
+        return []
     }
 }
 

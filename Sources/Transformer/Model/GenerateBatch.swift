@@ -76,7 +76,7 @@ extension Model {
     /// can only matter at an exact tie); a sampled stream (p, s) draws what
     /// `generate(prompt:…, sampler: Sampler(temperature:topP:seed: streamSeed(seed, p, s)))` draws.
     /// `progress(streamsDone, streams, newTokens)` is called after every decode step.
-    public func generateBatch(prompts: [[Int]], samplesPerPrompt: Int, settings: GenerationSettings, maxBatch: Int = 128,
+    public func generateBatch(prompts: [[Int]], samplesPerPrompt: Int, settings: GenerationSettings, maxBatch: Int = 256,
                               progress: ((_ streamsDone: Int, _ streams: Int, _ newTokens: Int) -> Void)? = nil) throws -> (tokens: [[[Int]]], stats: BatchGenerationStats) {
         guard !prompts.isEmpty else { throw GenerationError.noPrompts }
         guard samplesPerPrompt >= 1 else { throw GenerationError.badSetting(name: "samples", reason: "must be at least 1") }
