@@ -1,0 +1,193 @@
+import Foundation
+import Transformer
+
+// Relevance-guided mixed precision (issue 16; Soroush, Raji, Ghavami, "Compressing deep neural
+// networks using explainable AI", brought to decoder LLMs): GGUF types are per tensor, so each
+// 2-D weight tensor gets one type from `types` such that the total importance-weighted squared
+// quantisation error Σ_t Σ_i imp_i·(w_i − ŵ_i)² is small under an average bits-per-weight budget.
+//
+// Allocation (greedy on the error/bits trade-off): every tensor starts at the cheapest type; then,
+// repeatedly, the upgrade (tensor, higher type) with the largest error reduction per extra bit that
+// still fits the budget is taken, until none fits. Bits are exact storage bits, block scales included
+// (Q4_0 4.5, Q4_1 5.0, Q8_0 8.5, F16 16, F32 32 per weight), over the quantised (2-D) tensors;
+// norms and biases stay F32 and are reported apart. The budget is never exceeded; the achieved
+// value is reported.
+//
+// Importance: |relevance| per weight from a score file (HF names and layout; q/k rows permuted
+// like the weights), |W| (magnitude) or 1 (plain). Tensors the score file does not cover (token
+// embedding, lm_head) get the mean importance of the covered weights, so errors stay comparable.
+
+public enum QuantizeError: Error, LocalizedError, Equatable {
+    case budgetOutOfRange(bits: Double, min: Double, max: Double)
+    case unsupportedType(String)
+    case scoreShape(name: String, expected: [Int], found: [Int])
+    case noScoresForModel(path: String)
+
+    public var errorDescription: String? {
+        switch self {
+        case .budgetOutOfRange(let b, let lo, let hi):
+            return "--bits-per-weight \(b) is outside what the types can reach (\(lo) … \(hi))"
+        case .unsupportedType(let t): return "--types: '\(t)' is not one of f32, f16, bf16, q8_0, q4_1, q4_0"
+        case .scoreShape(let n, let e, let f): return "score '\(n)' has shape \(f), the model's weight has \(e) (a score file for another model?)"
+        case .noScoresForModel(let p): return "\(p) holds no score for any weight of this model (a score file for another model?)"
+        }
+    }
+    public var isUsageError: Bool {
+        switch self { case .budgetOutOfRange, .unsupportedType: return true; default: return false }
+    }
+}
+
+public enum QuantizeImportance: Equatable, Sendable {
+    case plain, magnitude
+    case scores(ScoreMapBox)
+    public var label: String {
+        switch self { case .plain: return "plain"; case .magnitude: return "magnitude"; case .scores(let s): return "scores (\(s.map.metadata["method"] ?? "file"))" }
+    }
+}
+
+/// Reference wrapper so the enum stays Equatable without comparing tensors.
+public final class ScoreMapBox: Equatable, @unchecked Sendable {
+    public let map: ScoreMap
+    public init(_ map: ScoreMap) { self.map = map }
+    public static func == (a: ScoreMapBox, b: ScoreMapBox) -> Bool { a === b }
+}
+
+public struct QuantizeSettings {
+    public var bitsPerWeight: Double
+    public var types: [GGMLType]
+    public var importance: QuantizeImportance
+    /// Importance-weighted block scales (else ggml's plain reference scales).
+    public var weightedRounding: Bool
+    public init(bitsPerWeight: Double, types: [GGMLType], importance: QuantizeImportance, weightedRounding: Bool) {
+        self.bitsPerWeight = bitsPerWeight; self.types = types; self.importance = importance; self.weightedRounding = weightedRounding
+    }
+
+    public static func parseTypes(_ s: String) throws -> [GGMLType] {
+        let table: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_1": .q4_1, "q4_0": .q4_0]
+        return try s.split(separator: ",").map { p in
+            guard let t = table[p.trimmingCharacters(in: .whitespaces).lowercased()] else { throw QuantizeError.unsupportedType(String(p)) }
+            return t
+        }
+    }
+}
+
+public struct QuantizedTensorChoice: Codable {
+    public var name: String
+    public var type: String
+    public var count: Int
+    /// Σ importance·error² for each candidate type name.
+    public var errors: [String: Double]
+}
+
+public struct QuantizeReport: Codable {
+    public var budget: Double
+    public var achievedBitsPerWeight: Double
+    public var quantizedWeights: Int
+    public var otherF32Weights: Int
+    public var importance: String
+    public var weightedRounding: Bool
+    public var typeCounts: [String: Int]
+    public var fileBytes: Int
+    public var tensors: [QuantizedTensorChoice]
+}
+
+public enum MixedPrecisionQuantizer {
+    /// Greedy allocation: `errors[t][k]` for tensor t and type k, `counts[t]` weights, `bits[k]` per weight.
+    /// Returns a type index per tensor with Σ counts·bits ≤ budget·Σ counts.
+    public static func allocate(errors: [[Double]], counts: [Int], bits: [Double], budget: Double) -> [Int] {
+        let cheapest = bits.indices.min { bits[$0] < bits[$1] }!
+        var choice = [Int](repeating: cheapest, count: counts.count)
+        let total = Double(counts.reduce(0, +))
+        var used = total * bits[cheapest]
+        let limit = budget * total
+        while true {
+            var best: (t: Int, k: Int, gain: Double)? = nil
+            for t in counts.indices {
+                for k in bits.indices where bits[k] > bits[choice[t]] {
+                    let extra = Double(counts[t]) * (bits[k] - bits[choice[t]])
+                    guard used + extra <= limit else { continue }
+                    let gain = (errors[t][choice[t]] - errors[t][k]) / extra
+                    if gain > 0, gain > (best?.gain ?? 0) { best = (t, k, gain) }
+                }
+            }
+            guard let b = best else { break }
+            used += Double(counts[b.t]) * (bits[b.k] - bits[choice[b.t]])
+            choice[b.t] = b.k
+        }
+        return choice
+    }
+
+    /// Quantises `ck` (a Llama checkpoint) under `settings` and writes a GGUF v3 file to `out`
+    /// (atomically). `carry` are metadata items copied after the `llama.*` keys (the tokenizer of a
+    /// GGUF source). Progress goes to `progress`.
+    public static func run(_ ck: Checkpoint, settings s: QuantizeSettings, carry: [GGUFMetadataItem], out: String,
+                           progress: (_ done: Int, _ total: Int, _ weights: Int) -> Void = { _, _, _ in }) throws -> QuantizeReport {
+        let bits = s.types.map(GGMLBlockCodec.bitsPerWeight)
+        guard let lo = bits.min(), let hi = bits.max(), s.bitsPerWeight >= lo, s.bitsPerWeight <= hi else {
+            throw QuantizeError.budgetOutOfRange(bits: s.bitsPerWeight, min: bits.min() ?? 0, max: bits.max() ?? 0)
+        }
+        let tensors = try GGUFLlamaExport.tensors(ck)
+        let eligible = tensors.indices.filter { tensors[$0].dims.count == 2 && tensors[$0].dims[0] % 32 == 0 }
+
+        // Importance per eligible tensor (GGUF row order).
+        var importance = [Int: [Float]]()
+        switch s.importance {
+        case .plain: break
+        case .magnitude: for i in eligible { importance[i] = tensors[i].values.map { abs($0) } }
+        case .scores(let box):
+            var sum = 0.0, n = 0
+            for i in eligible {
+                guard var t = box.map.tensors[tensors[i].hf] else { continue }
+                let shape = Array(tensors[i].dims.reversed())
+                guard t.shape == shape else { throw QuantizeError.scoreShape(name: tensors[i].hf, expected: shape, found: t.shape) }
+                if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
+                let a = t.data.map { abs($0) }
+                for v in a { sum += Double(v) }; n += a.count
+                importance[i] = a
+            }
+            guard n > 0 else { throw QuantizeError.noScoresForModel(path: box.map.source) }
+            let mean = Float(sum / Double(n))
+            for i in eligible where importance[i] == nil { importance[i] = [Float](repeating: mean, count: tensors[i].values.count) }
+        }
+
+        // Error of every candidate type for every eligible tensor.
+        var errors = [[Double]](), weights = 0
+        for (j, i) in eligible.enumerated() {
+            let x = tensors[i].values, w = importance[i]
+            errors.append(s.types.map { type in
+                let enc = GGMLBlockCodec.encode(x, type: type, importance: s.weightedRounding ? w : nil)
+                return GGMLBlockCodec.weightedError(x, enc, type: type, importance: w)
+            })
+            weights += x.count
+            progress(j + 1, eligible.count, weights)
+        }
+        let counts = eligible.map { tensors[$0].values.count }
+        let choice = allocate(errors: errors, counts: counts, bits: bits, budget: s.bitsPerWeight)
+
+        var records = [GGUFTensorRecord](), report = [QuantizedTensorChoice](), typeCounts = [String: Int]()
+        var usedBits = 0.0, other = 0
+        let pick = Dictionary(uniqueKeysWithValues: zip(eligible, choice))
+        for (i, t) in tensors.enumerated() {
+            let type = pick[i].map { s.types[$0] } ?? .f32
+            let w = s.weightedRounding ? importance[i] : nil
+            records.append(GGUFTensorRecord(name: t.name, dims: t.dims, type: type, data: GGMLBlockCodec.encode(t.values, type: type, importance: w)))
+            if let k = pick[i], let e = eligible.firstIndex(of: i) {
+                usedBits += Double(t.values.count) * bits[k]
+                typeCounts[type.name, default: 0] += 1
+                report.append(QuantizedTensorChoice(name: t.name, type: type.name, count: t.values.count,
+                                                    errors: Dictionary(uniqueKeysWithValues: zip(s.types.map(\.name), errors[e]))))
+            } else { other += t.values.count }
+        }
+        let name = URL(fileURLWithPath: ck.path).deletingPathExtension().lastPathComponent
+        var meta = GGUFLlamaExport.metadata(ck.config, name: name)
+        let own = Set(meta.map(\.key))
+        meta += carry.filter { !own.contains($0.key) && $0.key != "general.alignment" }
+        meta.append(GGUFMetadataItem("workbench.quantize.bits_per_weight", .float(usedBits / Double(counts.reduce(0, +))), as: .f32))
+        meta.append(GGUFMetadataItem("workbench.quantize.importance", .string(s.importance.label), as: .string))
+        try GGUFWriter.write(to: out, metadata: meta, tensors: records)
+        let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
+        return QuantizeReport(budget: s.bitsPerWeight, achievedBitsPerWeight: usedBits / Double(counts.reduce(0, +)),
+                              quantizedWeights: counts.reduce(0, +), otherF32Weights: other, importance: s.importance.label,
+                              weightedRounding: s.weightedRounding && !importance.isEmpty, typeCounts: typeCounts, fileBytes: size, tensors: report)
+    }
+}

@@ -1,0 +1,63 @@
+import Circuits
+import Foundation
+import Transformer
+
+// MARK: - quantize
+
+enum QuantizeCommand: Command {
+    enum Options {
+        static let scores = Option<String>("scores", "file", help: "Per-weight scores (workbench attribute output, HF names): |score| is the importance")
+        static let importance = Option<String>("importance", "kind", default: "plain", choices: ["plain", "magnitude"],
+                                               help: "Importance without --scores: 1 per weight, or |W|")
+        static let bits = Option<Double>("bits-per-weight", "b", help: "Average storage bits per quantised weight, block scales included (Q4_0 4.5, Q4_1 5, Q8_0 8.5, F16 16)")
+        static let types = Option<String>("types", "list", default: "f16,q8_0,q4_1,q4_0", help: "Types a tensor may get (f32, f16, bf16, q8_0, q4_1, q4_0)")
+        static let plainRounding = Flag("plain-rounding", help: "ggml's plain block scales instead of importance-weighted ones")
+        static let out = Option<String>("out", "file", help: "Output GGUF v3 file")
+        static let json = Option<String>("json", "file", help: "Also write the per-tensor choices and errors as JSON")
+    }
+    static let spec = CommandSpec(
+        name: "quantize", abstract: "Mixed-precision GGUF: a ggml type per tensor under a bits-per-weight budget, guided by importance.",
+        usage: "workbench quantize --model <path> [--scores <file> | --importance plain|magnitude] --bits-per-weight <b> [--types f16,q8_0,q4_1,q4_0] [--plain-rounding] --out <file.gguf> [--json <file>]",
+        options: ModelOptions.all + [Options.scores, Options.importance, Options.bits, Options.types, Options.plainRounding, Options.out, Options.json],
+        discussion: """
+        Greedy allocation: every 2-D weight starts at the cheapest type and the upgrade with the largest drop of the
+        importance-weighted squared error per extra bit is taken while the budget allows; norms stay F32 (not counted).
+        Block scales minimise the importance-weighted error (llama.cpp's imatrix way) unless --plain-rounding.
+        Llama models only. A GGUF input's tokenizer keys are carried over; an HF-directory input gets none yet.
+        """)
+
+    static func run(_ args: Args) throws {
+        let modelPath = try args[ModelOptions.model], out = try args[Options.out]
+        let types: [GGMLType], budget = try args[Options.bits]
+        do { types = try QuantizeSettings.parseTypes(try args[Options.types]) } catch let e as QuantizeError { throw UsageError(message: e.localizedDescription) }
+        guard budget.isFinite else { throw UsageError(message: "--bits-per-weight must be a finite number") }
+        let scorePath = try args.ifGiven(Options.scores)
+        if scorePath != nil, try args.ifGiven(Options.importance) != nil { throw UsageError(message: "--scores and --importance exclude each other") }
+        let jsonPath = try args.ifGiven(Options.json)
+        let ck = try ModelLoader.checkpoint(modelPath)
+        let inputs = ck.inputFiles + [modelPath] + (scorePath.map { [$0] } ?? [])
+        try OutputGuard.check(output: out, inputs: inputs)
+        if let jsonPath { try OutputGuard.check(output: jsonPath, inputs: inputs + [out]) }
+        let importance: QuantizeImportance = try scorePath.map { .scores(ScoreMapBox(try ScoreMap.load(path: $0))) }
+            ?? (try args[Options.importance] == "magnitude" ? .magnitude : .plain)
+        let carry = modelPath.hasSuffix(".gguf") ? try GGUFFile(path: modelPath).metadataItems.filter { $0.key.hasPrefix("tokenizer.") } : []
+        let settings = QuantizeSettings(bitsPerWeight: budget, types: types, importance: importance, weightedRounding: !args[Options.plainRounding])
+        let r: QuantizeReport
+        do {
+            var line: ProgressLine?
+            r = try MixedPrecisionQuantizer.run(ck, settings: settings, carry: carry, out: out) { done, total, weights in
+                if line == nil { line = ProgressLine("quantize: scoring types", total: total, unit: "tensors") }
+                line?.update(done, tokens: weights)   // rate shown in weights/s
+            }
+        } catch let e as QuantizeError where e.isUsageError { throw UsageError(message: e.localizedDescription) }
+        Out.print(String(format: "budget %.3f bits/weight, achieved %.4f over %d quantised weights (%d norm/bias weights kept F32)",
+                         r.budget, r.achievedBitsPerWeight, r.quantizedWeights, r.otherF32Weights))
+        Out.print("importance: \(r.importance), \(r.weightedRounding ? "importance-weighted" : "plain") block scales")
+        Out.print("tensors by type: " + r.typeCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        Out.print("wrote \(out) (\(r.fileBytes) bytes)")
+        if let jsonPath {
+            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(try enc.encode(r), to: jsonPath)
+        }
+    }
+}

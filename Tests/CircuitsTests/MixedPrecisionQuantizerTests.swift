@@ -1,0 +1,84 @@
+import XCTest
+import Transformer
+import TestSupport
+@testable import Circuits
+
+/// `workbench quantize`'s library: allocation under the budget, the GGUF it writes read back by our
+/// loader (layout, q/k permutation, values = codec decode), and bad input.
+final class MixedPrecisionQuantizerTests: XCTestCase {
+    private func tiny() throws -> Checkpoint { try ModelLoader.checkpoint(try Fixtures.path("tiny-llama-bias")) }
+
+    func testAllocationMeetsBudgetAndPicksTheBetterTrade() {
+        // Two tensors of 100 weights, types at 4.5 and 8.5 bits: budget for one upgrade only.
+        // Tensor 1 gains more per bit, so it is the one upgraded.
+        let bits = [4.5, 8.5]
+        let c = MixedPrecisionQuantizer.allocate(errors: [[10, 9], [10, 1]], counts: [100, 100], bits: bits, budget: 6.5)
+        XCTAssertEqual(c, [0, 1])
+        // Budget exactly at the cheapest type: nothing upgraded; at the top: everything.
+        XCTAssertEqual(MixedPrecisionQuantizer.allocate(errors: [[10, 9], [10, 1]], counts: [100, 100], bits: bits, budget: 4.5), [0, 0])
+        XCTAssertEqual(MixedPrecisionQuantizer.allocate(errors: [[10, 9], [10, 1]], counts: [100, 100], bits: bits, budget: 8.5), [1, 1])
+        // Random instances: Σ bits ≤ budget always.
+        var rng = SplitMix(seed: 3)
+        let tb = [4.5, 5.0, 8.5, 16]
+        for _ in 0..<50 {
+            let n = 20, counts = (0..<n).map { _ in 32 * (1 + Int(rng.next() % 64)) }
+            let errs = (0..<n).map { _ in tb.map { 1 / $0 * (1 + rng.uniform()) } }
+            let budget = 4.5 + rng.uniform() * 11.5
+            let ch = MixedPrecisionQuantizer.allocate(errors: errs, counts: counts, bits: tb, budget: budget)
+            let used = zip(ch, counts).map { tb[$0] * Double($1) }.reduce(0, +)
+            XCTAssertLessThanOrEqual(used, budget * Double(counts.reduce(0, +)) + 1e-9)
+        }
+    }
+
+    func testF32OutputReloadsToTheSameCheckpoint() throws {
+        let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("f32.gguf").path
+        let r = try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 32, types: [.f32, .q4_0], importance: .plain, weightedRounding: true), carry: [], out: out)
+        XCTAssertEqual(r.achievedBitsPerWeight, 32)
+        let back = try loadGGUF(path: out)
+        XCTAssertEqual(Set(back.tensors.keys), Set(ck.tensors.keys))
+        for (k, t) in ck.tensors { XCTAssertEqual(back.tensors[k]?.data, t.data, k); XCTAssertEqual(back.tensors[k]?.shape, t.shape, k) }
+        XCTAssertEqual(back.config.nKVHeads, ck.config.nKVHeads)
+        XCTAssertEqual(back.config.ropeTheta, ck.config.ropeTheta)
+        XCTAssertEqual(back.config.normEps, ck.config.normEps)
+    }
+
+    func testQuantizedValuesAreTheCodecsDecodeAndBudgetHolds() throws {
+        let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("q.gguf").path
+        let r = try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 6, types: [.q8_0, .q4_1, .q4_0], importance: .magnitude, weightedRounding: true), carry: [], out: out)
+        XCTAssertLessThanOrEqual(r.achievedBitsPerWeight, 6)
+        XCTAssertGreaterThan(r.achievedBitsPerWeight, 4.5)
+        let g = try GGUFFile(path: out)
+        let exported = try GGUFLlamaExport.tensors(ck)
+        for t in exported {
+            let info = try XCTUnwrap(g.tensor(named: t.name))
+            let expected = GGMLBlockCodec.decode(GGMLBlockCodec.encode(t.values, type: info.type, importance: info.type == .f32 ? nil : t.values.map { abs($0) }),
+                                                 type: info.type, count: t.values.count)
+            XCTAssertEqual(try g.dequantize(info), expected, t.name)
+        }
+        // The loader's un-permuted q equals the HF q up to quantisation (rows in the right order).
+        let back = try loadGGUF(path: out), name = try XCTUnwrap(exported.first { $0.ropeHeads != nil }?.hf)
+        let a = try XCTUnwrap(back.tensors[name]).data, b = try XCTUnwrap(ck.tensors[name]).data
+        let maxErr = zip(a, b).map { abs($0 - $1) }.max()!, scale = b.map(abs).max()!
+        XCTAssertLessThan(maxErr, scale / 6, "rows out of order would give errors of the weights' size")
+    }
+
+    func testScoresForAnotherModelAndBadBudgetAreRefused() throws {
+        let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("x.gguf").path
+        let name = try XCTUnwrap(ck.tensors.keys.sorted().first { ck.tensors[$0]!.shape.count == 2 })
+        let wrong = ScoreMap(tensors: [name: Tensor(shape: [3, 5], data: [Float](repeating: 1, count: 15))], source: "s.safetensors")
+        XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 5, types: [.q8_0, .q4_0], importance: .scores(ScoreMapBox(wrong)), weightedRounding: true), carry: [], out: out)) {
+            XCTAssertEqual($0 as? QuantizeError, .scoreShape(name: name, expected: ck.tensors[name]!.shape, found: [3, 5]))
+        }
+        let none = ScoreMap(tensors: ["other": Tensor(shape: [1], data: [1])], source: "s.safetensors")
+        XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 5, types: [.q8_0, .q4_0], importance: .scores(ScoreMapBox(none)), weightedRounding: true), carry: [], out: out)) {
+            XCTAssertEqual($0 as? QuantizeError, .noScoresForModel(path: "s.safetensors"))
+        }
+        for b in [4.0, 9.0] {
+            XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: b, types: [.q8_0, .q4_0], importance: .plain, weightedRounding: true), carry: [], out: out)) {
+                XCTAssertEqual($0 as? QuantizeError, .budgetOutOfRange(bits: b, min: 4.5, max: 8.5))
+            }
+        }
+        XCTAssertThrowsError(try QuantizeSettings.parseTypes("q4_0,q5_k"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing written")
+    }
+}
