@@ -23,7 +23,7 @@ command -v swift >/dev/null 2>&1 || die "swift not found (expected on PATH or at
 # ---------------------------------------------------------------------------
 # 1. System packages
 # ---------------------------------------------------------------------------
-PACKAGES=(libopenblas-dev libsentencepiece-dev pkg-config chromium openmpi-bin libopenmpi-dev)
+PACKAGES=(libopenblas-dev libsentencepiece-dev pkg-config chromium openmpi-bin libopenmpi-dev jq)
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then missing+=("$p"); fi
