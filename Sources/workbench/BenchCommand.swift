@@ -238,8 +238,9 @@ enum BenchCommand: Command {
         model.releaseDecodeLayout()   // made here, freed here: no later phase's RSS carries it
         // Batched sampling (evaluate's RTP protocol): 4 prompts × 16 samples, all live streams in one packed forward per step.
         let bt = Date()
-        let streams = try BatchedGenerator(temperature: 1, seed: 1, maxRows: 64)
-            .generate(model, prompts: (0..<4).map { _ in tokens(16) }, samples: 16, maxNewTokens: min(decodeTokens, c.maxSeqLen - 16), stop: [])
+        let streams = try model.generateBatch(prompts: (0..<4).map { _ in tokens(16) }, samplesPerPrompt: 16,
+                                              settings: GenerationSettings(maxNewTokens: min(decodeTokens, c.maxSeqLen - 16), temperature: 1, seed: 1),
+                                              maxBatch: 64).tokens
         let batchedTokens = streams.joined().reduce(0) { $0 + $1.count }
         let batchedRate = Double(batchedTokens) / Date().timeIntervalSince(bt)
         Out.err(String(format: "batched sampling: 64 streams, %d tokens, %.1f tok/s in aggregate (prefill included) = %.1f× single-stream decode",

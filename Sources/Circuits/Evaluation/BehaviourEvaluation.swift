@@ -119,14 +119,17 @@ public enum BehaviourEvaluation {
         // Greedy: one stream per prompt, repetitionTokens long (≥ greedyTokens).
         let greedyLen = max(s.greedyTokens, s.repetitionTokens)
         let gBar = ProgressLine("\(label): greedy", total: prompts.count, unit: "prompts", enabled: progress)
-        let greedy = try BatchedGenerator(temperature: 0, seed: s.seed, maxRows: s.batchRows)
-            .generate(m.model, prompts: ids, samples: 1, maxNewTokens: greedyLen, stop: stop) { gBar.update($0, tokens: $1) }
-            .map { $0[0] }
+        let greedy = try m.model.generateBatch(prompts: ids, samplesPerPrompt: 1,
+                                               settings: GenerationSettings(maxNewTokens: greedyLen, seed: s.seed, stop: stop),
+                                               maxBatch: s.batchRows) { done, _, tokens in gBar.update(done, tokens: tokens) }
+            .tokens.map { $0[0] }
         var samples: [[[Int]]] = prompts.map { _ in [] }
         if s.samples > 0 {
             let sBar = ProgressLine("\(label): \(s.samples) samples/prompt", total: prompts.count * s.samples, unit: "streams", enabled: progress)
-            samples = try BatchedGenerator(temperature: Float(s.temperature), topP: Float(s.topP), seed: s.seed, maxRows: s.batchRows)
-                .generate(m.model, prompts: ids, samples: s.samples, maxNewTokens: s.sampleTokens, stop: stop) { sBar.update($0, tokens: $1) }
+            let settings = GenerationSettings(maxNewTokens: s.sampleTokens, temperature: Float(s.temperature), topP: Float(s.topP),
+                                              seed: s.seed, stop: stop)
+            samples = try m.model.generateBatch(prompts: ids, samplesPerPrompt: s.samples, settings: settings,
+                                                maxBatch: s.batchRows) { done, _, tokens in sBar.update(done, tokens: tokens) }.tokens
         }
         // Texts to score, prompt by prompt: [greedy n tokens, sample 1 … k], so a partial result covers whole prompts first.
         var texts: [String] = []

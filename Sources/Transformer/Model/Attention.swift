@@ -38,7 +38,8 @@ public final class KVCache {
 
     /// A cache of `newCapacity` positions holding this one's keys and values, so generation can
     /// size the cache by the tokens it actually produces rather than by the whole request
-    /// (which a large declared context lets reach billions of positions).
+    /// (which a large declared context lets reach billions of positions). Also an independent
+    /// copy: several continuations of one prompt share its prefill by starting from copies.
     func grown(to newCapacity: Int) -> KVCache {
         let g = KVCache(kvDim: kvDim, nLayers: nLayers, slots: slots, capacity: max(newCapacity, capacity))
         g.length = length
@@ -52,10 +53,6 @@ public final class KVCache {
         }
         return g
     }
-
-    /// An independent copy with room for `capacity` positions (at least this one's): several
-    /// continuations of one prompt share its prefill by starting from copies of its cache.
-    public func copy(capacity newCapacity: Int) -> KVCache { grown(to: newCapacity) }
 
     @inline(__always) func offset(layer: Int, pos: Int) -> Int { ((slots == 1 ? 0 : layer) * capacity + pos) * kvDim }
 }

@@ -57,17 +57,14 @@ public struct BatchGenerationStats: Sendable {
 }
 
 extension Model {
-    /// The seed of stream (prompt, sample) in a run seeded with `seed`: SplitMix64 finalisers
-    /// over the three numbers, so neighbouring streams get unrelated sequences and a stream's
-    /// draws do not depend on which other streams run, in which batch, or in what order.
+    /// The seed of stream (prompt, sample) in a run seeded with `seed`: SplitMix64 (`SeededRNG`)
+    /// over the three numbers, order-sensitive, so neighbouring streams get unrelated sequences
+    /// and a stream's draws do not depend on which other streams run, in which batch, or in what
+    /// order. (The formula `evaluate` used when docs/results/correction.md was measured.)
     public static func streamSeed(_ seed: UInt64, prompt: Int, sample: Int) -> UInt64 {
-        func mix(_ x: UInt64) -> UInt64 {
-            var z = x &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        return mix(mix(mix(seed) ^ UInt64(truncatingIfNeeded: prompt)) ^ UInt64(truncatingIfNeeded: sample))
+        var r = SeededRNG(seed: seed ^ (UInt64(truncatingIfNeeded: prompt) &* 0x9E37_79B9_7F4A_7C15))
+        var s = SeededRNG(seed: r.next() ^ (UInt64(truncatingIfNeeded: sample) &* 0xD1B5_4A32_D192_ED03))
+        return s.next()
     }
 
     /// `samplesPerPrompt` continuations of every prompt, decoded together in batches of at most
