@@ -50,7 +50,9 @@ enum CircuitCommand: Command {
         kept fractions up to 1, then bisected to the smallest k with f ≥ --threshold on the reference set; the held-out f is
         measured at that size. mean ablation uses the mean over every reference token; patch the corrupted prompt of each prompt.
         OUTPUT (--out DIR, atomic): curve.json, curve.csv, curve.svg, mask.safetensors (U8, HF names, 1 = kept), circuit.json
-        (hashes, every setting, size, kept per tensor and per layer, kept heads/neurons with scores).
+        (hashes, every setting, size, kept per tensor and per layer, kept heads/neurons with scores); head and neuron
+        circuits also graph.json in EAP-IG's graph schema (kept heads a{L}.h{H} and MLPs m{L} with a kept neuron in_graph,
+        edges in_graph when both ends are; node scores = component scores, edge scores 0).
         SEEDS (--seeds N > 1): the reference prompts are shuffled with a fixed seed and cut into N disjoint parts of
         ⌊n/N⌋; the whole discovery runs on each part (random: score seed --seed + i) against the same held-out set.
         DIR/seed-i/ holds each run's files; DIR/seeds.json and seeds.csv the per-seed numbers and their mean ± SEM
@@ -169,7 +171,7 @@ enum CircuitCommand: Command {
             }
         }
         Out.print("output: \(out) (" + (seeds > 1 ? "seed-0 … seed-\(seeds - 1)/ each with " : "")
-                  + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (seeds > 1 ? "; seeds.json, seeds.csv" : "")
+                  + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (s.granularity == .weights ? "" : ", graph.json") + (seeds > 1 ? "; seeds.json, seeds.csv" : "")
                   + "; circuit.html)" + (saveCheckpoint.map { "; pruned checkpoint: \($0)" } ?? ""))
     }
 

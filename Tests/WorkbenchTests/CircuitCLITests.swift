@@ -82,8 +82,54 @@ final class CircuitCLITests: XCTestCase {
                 let model = try XCTUnwrap(cj["model"] as? [String: Any])
                 XCTAssertEqual((model["sha256"] as? String)?.count, 64)
                 XCTAssertEqual(((cj["task"] as? [String: Any])?["reference"] as? [String: Any])?["sha256"] as? String, try SHA256.hex(file: task))
+                try checkGraphFile(out, cj, model: model["path"] as! String, granularity: g, tag: tag)
             }
         }
+    }
+
+    /// graph.json (head and neuron circuits): loaded with our EAP-IG graph reader, its in_graph heads and MLPs are exactly
+    /// the circuit's — kept heads (every MLP stays) or MLPs with a kept neuron (every head stays) — with `input` and
+    /// `logits`; the file's own node flags agree, an edge is in_graph iff both ends are, and node scores are the
+    /// component scores circuit.json lists. Weight circuits write none.
+    func checkGraphFile(_ out: String, _ cj: [String: Any], model path: String, granularity g: String, tag: String) throws {
+        let file = out + "/graph.json"
+        guard g != "weights" else { XCTAssertFalse(FileManager.default.fileExists(atPath: file), tag); return }
+        let cfg = try ModelLoader.load(path, needTokenizer: false).model.config
+        let sg = try GraphFile.read(file, shape: GraphShape(cfg))
+        let units = try XCTUnwrap(cj[g == "heads" ? "kept_heads" : "kept_neurons"] as? [[String: Any]], tag)
+        var want: Set<String> = ["input", "logits"]
+        for l in 0..<cfg.nLayers {
+            if g == "heads" { want.insert("m\(l)") } else { for h in 0..<cfg.nHeads { want.insert("a\(l).h\(h)") } }
+        }
+        var mlpScore: [String: Double] = [:]
+        for u in units {
+            let name = try XCTUnwrap(u["name"] as? String), l = try XCTUnwrap(u["layer"] as? Int)
+            want.insert(g == "heads" ? name : "m\(l)")
+            if g == "neurons" { mlpScore["m\(l)", default: 0] += try XCTUnwrap(u["score"] as? Double) }
+        }
+        XCTAssertEqual(sg.nodesInGraph, want, tag)
+        let top = try json(file), nodes = try XCTUnwrap(top["nodes"] as? [String: [String: Any]], tag)
+        XCTAssertEqual(nodes.count, sg.graph.nodeCount, tag)
+        XCTAssertEqual(Set(nodes.filter { $0.value["in_graph"] as? Bool == true }.keys), want, tag)
+        XCTAssertEqual((top["edges"] as? [String: Any])?.count, sg.graph.edgeCount, tag)
+        let gr = sg.graph
+        for e in gr.edgeIndices {
+            let u = e % gr.nForward, b = e / gr.nForward
+            XCTAssertEqual(sg.inGraph[e], want.contains(gr.forwardNames[u]) && want.contains(gr.nodeName(ofBackward: b)), tag)
+            XCTAssertEqual(sg.scores[e], 0, tag)
+        }
+        let ns = try XCTUnwrap(sg.nodeScores, tag)
+        if g == "heads" {
+            for u in units { XCTAssertEqual(Double(ns[gr.forwardIndex(u["name"] as! String)!]), u["score"] as! Double, accuracy: 1e-6, tag) }
+        } else {
+            // Only an MLP with every neuron kept has its whole score in circuit.json.
+            let all = try XCTUnwrap(cj["kept_per_layer"] as? [[String: Any]])
+            for row in all where row["kept"] as? Int == row["total"] as? Int {
+                let m = "m\(row["layer"] as! Int)"
+                XCTAssertEqual(Double(ns[gr.forwardIndex(m)!]), mlpScore[m] ?? 0, accuracy: 1e-4 * max(1, abs(mlpScore[m] ?? 0)), tag)
+            }
+        }
+        XCTAssertEqual(sg.metadata.first { $0.0 == "workbench_granularity" }?.1, g, tag)
     }
 
     func json(_ path: String) throws -> [String: Any] {

@@ -159,6 +159,26 @@ public enum CircuitReport {
         try AtomicFile.write(curveCSV(r, s), to: dir + "/curve.csv")
         try AtomicFile.write(CurveSVG.render(r, settings: s, title: title), to: dir + "/curve.svg")
         try AtomicFile.write(try json(circuitJSON(r, s, p, model: model)), to: dir + "/circuit.json")
+        if let g = graph(r, s, p, model: model) { try GraphFile.write(g, to: dir + "/graph.json") }
+    }
+
+    /// Head and neuron circuits as an EAP-IG graph (`NodeCircuitGraph`); nil for weight circuits.
+    public static func graph(_ r: CircuitResult, _ s: CircuitSettings, _ p: CircuitProvenance, model: Model) -> ScoredGraph? {
+        let c = r.candidates
+        guard c.granularity != .weights else { return nil }
+        var keep: [Int: [Bool]] = [:], scores: [Int: [Float]] = [:]
+        for (e, f) in zip(c.entries, c.keep(r.crossing.nominal)) { keep[e.layer] = f; scores[e.layer] = e.scores }
+        var g = NodeCircuitGraph.graph(shape: GraphShape(model.config), granularity: c.granularity, keep: keep, scores: scores)
+        let agg = (s.method == .lrp || s.method == .gradient) ? s.aggregation.rawValue : "-"
+        g.metadata = [("workbench_source", "workbench circuit: a \(c.granularity.rawValue) circuit as nodes (edge scores 0; in_graph = both ends kept)"),
+                      ("workbench_model", p.modelPath), ("workbench_model_sha256", p.modelSHA256),
+                      ("workbench_task", p.referencePath), ("workbench_task_sha256", p.referenceSHA256),
+                      ("workbench_method", s.method.rawValue), ("workbench_aggregation", agg),
+                      ("workbench_granularity", c.granularity.rawValue), ("workbench_ablation", s.ablation.rawValue),
+                      ("workbench_score_sign", s.rank.rawValue),
+                      ("workbench_node_score", c.granularity == .heads ? "the head's score" : "sum of the MLP's neuron scores"),
+                      ("workbench_kept", "\(r.crossing.kept) of \(c.total) \(c.granularity.rawValue)")]
+        return g
     }
 
     /// Writes one circuit's directory atomically (`OutputDirectory`).
