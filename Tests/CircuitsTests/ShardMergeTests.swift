@@ -200,6 +200,20 @@ final class ShardMergeTests: XCTestCase {
             XCTAssertTrue(r.contains("rerun its shard"), r)
         }
         XCTAssertNoThrow(try ShardMerger.plan([ps[0], corrupt, ps[2]], verify: false))
+        // Two corrupt parts, hashed side by side: the first in shard order is named, whatever the order given.
+        let corrupt2 = dir.appendingPathComponent("corrupt2.safetensors").path
+        try FileManager.default.copyItem(atPath: ps[2], toPath: corrupt2)
+        let h2 = try FileHandle(forUpdating: URL(fileURLWithPath: corrupt2))
+        try h2.seekToEnd()
+        try h2.seek(toOffset: try h2.offset() - 8)
+        try h2.write(contentsOf: Data([8, 7, 6, 5, 4, 3, 2, 1]))
+        try h2.close()
+        for order in [[ps[0], corrupt, corrupt2], [corrupt2, corrupt, ps[0]]] {
+            refused(order) { e in
+                guard case .badPart(let p, _) = e else { return XCTFail("\(e)") }
+                XCTAssertEqual(p, corrupt)
+            }
+        }
         // A part made with another model's shapes.
         let opt = try F.tiny("tiny-opt")
         XCTAssertThrowsError(try ShardMerger.merge(try ShardMerger.plan(ps), model: opt, modelPath: "tiny-opt", out: out, keepParts: true))
