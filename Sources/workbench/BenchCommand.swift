@@ -18,13 +18,14 @@ enum BenchCommand: Command {
         static let maxBatch = Option<Int>("max-batch", "b", default: 256, min: 1, help: "Streams decoded together for --generation")
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
+        static let faults = Flag("faults", help: "Also time quantising the model (6 bpw, magnitude importance) and one bit-flip trial (Q8_0 storage, BER 1e-5, 4 × 512-token perplexity windows, restore); runs last, once")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
     }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--generation [--generation-prompts <n>] [--max-batch <b>]] [--runs <n>] [--distributed] [--json]",
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--generation [--generation-prompts <n>] [--max-batch <b>]] [--faults] [--runs <n>] [--distributed] [--json]",
         options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, Options.graphs, Options.generation, Options.generationPrompts,
-                                     Options.maxBatch, MemoryOptions.budgetMB, Options.runs, Options.distributed, OutputOptions.json],
+                                     Options.maxBatch, Options.faults, MemoryOptions.budgetMB, Options.runs, Options.distributed, OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
         (what decode does), with each of OpenBLAS's two sgemv kernels (y = Ax and y = Aᵀx), the faster counted.
@@ -155,6 +156,7 @@ enum BenchCommand: Command {
         }
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
+        if args[Options.faults] { report["faults"] = try measureFaults(m.model, modelPath: try args[ModelOptions.model]) }
         report["blas"] = BLAS.configDescription
         report["blas_library"] = BLASInfo.libraryPath ?? "unknown"
         report["blas_core"] = BLASKernelCheck.chosenCore
