@@ -9,7 +9,7 @@ let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, Generate
                                 BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
                                 SparsityCommand.self, CircuitCommand.self, CircuitCompareCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self, CorrectCommand.self, SplitCommand.self,
                                 ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self,
-                                GraphAttributeCommand.self, GraphEvalCommand.self, QuantizeCommand.self, FaultsCommand.self]
+                                GraphAttributeCommand.self, GraphEvalCommand.self, QuantizeCommand.self, ImatrixCommand.self, FaultsCommand.self]
 
 func topHelp() -> String {
     var s = "OVERVIEW: Attribution-guided pruning workbench for Llama and OPT models.\n\nUSAGE: workbench <subcommand> [options]\n\nSUBCOMMANDS:\n"

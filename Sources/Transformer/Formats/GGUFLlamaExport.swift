@@ -48,6 +48,17 @@ public enum GGUFLlamaExport {
         return out
     }
 
+    /// The GGUF name of an HF-named Llama decoder tensor (`model.layers.3.mlp.down_proj.weight` →
+    /// `blk.3.ffn_down.weight`), or nil when `hf` is not one of the `layers` blocks' tensors.
+    public static func ggufName(hf: String, layers: Int) -> String? {
+        for l in 0..<layers {
+            for w in LlamaNames.LayerTensor.allCases {
+                for kind in ["weight", "bias"] where w.name(l, kind) == hf { return "blk.\(l).\(w.gguf).\(kind)" }
+            }
+        }
+        return nil
+    }
+
     /// `general.architecture` and the `llama.*` keys our loader and llama.cpp read, from the config.
     public static func metadata(_ c: ModelConfig, name: String) -> [GGUFMetadataItem] {
         var m: [GGUFMetadataItem] = [
