@@ -96,13 +96,16 @@ extension ByteLevelBPETokenizer {
     /// Token types 3 (control) and 4 (user-defined) are matched atomically; control tokens
     /// are dropped by `decode`. `pre` selects the pre-tokenizer (`"smollm"`; anything else → GPT-2).
     /// BOS is not added by default; pass `TokenizerHints(addBOS:)` through `makeTokenizer`.
-    /// - Throws: `TokenizerError.invalidFile(path: "gguf:tokenizer.ggml.*", …)`.
-    public convenience init(ggufTokens tokens: [String], merges: [String], tokenTypes: [Int32], pre: String?) throws {
+    /// - Throws: `TokenizerError.invalidFile(path: "FILE (tokenizer.ggml.*)", …)`; `file` is the .gguf
+    ///   (also the tokenizer's name, so an encoding error — a missing byte token — names it and the key).
+    public convenience init(ggufTokens tokens: [String], merges: [String], tokenTypes: [Int32], pre: String?,
+                            file: String = "gguf") throws {
+        let key = { (k: String) in "\(file) (tokenizer.ggml.\(k))" }
         guard !tokens.isEmpty else {
-            throw TokenizerError.invalidFile(path: "gguf:tokenizer.ggml.tokens", reason: "empty token list")
+            throw TokenizerError.invalidFile(path: key("tokens"), reason: "empty token list")
         }
         guard tokenTypes.isEmpty || tokenTypes.count == tokens.count else {
-            throw TokenizerError.invalidFile(path: "gguf:tokenizer.ggml.token_type",
+            throw TokenizerError.invalidFile(path: key("token_type"),
                                              reason: "\(tokenTypes.count) types for \(tokens.count) tokens")
         }
         var vocab: [String: Int] = [:]
@@ -112,7 +115,7 @@ extension ByteLevelBPETokenizer {
         pairs.reserveCapacity(merges.count)
         for (n, m) in merges.enumerated() {
             guard let pair = Self.splitMerge(m) else {
-                throw TokenizerError.invalidFile(path: "gguf:tokenizer.ggml.merges", reason: "entry \(n) is not \"a b\"")
+                throw TokenizerError.invalidFile(path: key("merges"), reason: "entry \(n) is not \"a b\"")
             }
             pairs.append(pair)
         }
@@ -122,7 +125,7 @@ extension ByteLevelBPETokenizer {
         }
         let d = Self.defaultSpecialIds { vocab[$0] }
         try self.init(vocab: vocab, merges: pairs, addedTokens: added, preTokenizer: PreTokenizer(ggufPre: pre),
-                      name: "gguf", bosId: d.bos, eosId: d.eos, addsBOS: false)
+                      name: key("tokens"), bosId: d.bos, eosId: d.eos, addsBOS: false)
     }
 
     // MARK: - Parsing helpers

@@ -24,10 +24,10 @@ public enum InputFileError: LocalizedError, Equatable {
 
     public var errorDescription: String? {
         switch self {
-        case .notFound(let p): return "no such file or directory: \(p)"
-        case .notRegular(let p, let k): return "\(p): is a \(k), not a regular file"
-        case .unreadable(let p, let r): return "cannot read \(p): \(r)"
-        case .tooLarge(let p, let s, let l): return "\(p): \(s) bytes is larger than the \(l)-byte limit for this kind of file"
+        case .notFound(let p): return "no such file or directory: \(QuotedName.path(p))"
+        case .notRegular(let p, let k): return "\(QuotedName.path(p)): is a \(k), not a regular file"
+        case .unreadable(let p, let r): return "cannot read \(QuotedName.path(p)): \(r)"
+        case .tooLarge(let p, let s, let l): return "\(QuotedName.path(p)): \(s) bytes is larger than the \(l)-byte limit for this kind of file"
         }
     }
 
@@ -148,10 +148,7 @@ public enum QuotedName {
         var n = 0
         for s in name.unicodeScalars {
             if n == limit { return out + "…(\(name.unicodeScalars.count) characters)" }
-            if s.value < 0x20 || s.value == 0x7F || (0x80..<0xA0).contains(s.value)
-                || s.properties.generalCategory == .unassigned || s.properties.generalCategory == .format
-                || s.properties.generalCategory == .lineSeparator || s.properties.generalCategory == .paragraphSeparator
-                || s.value == 0xFFFD {
+            if needsEscape(s) {
                 out += "\\u{\(String(s.value, radix: 16))}"
             } else if s == "\\" {
                 out += "\\\\"
@@ -161,6 +158,26 @@ public enum QuotedName {
             n += 1
         }
         return out
+    }
+
+    /// A path the user gave (or one built from it), for an error message: the same escaping,
+    /// with room for real paths (a user's path is rarely over 100 characters; a fuzzed one is 100 KB).
+    public static func path(_ p: String) -> String { safe(p, limit: pathLimit) }
+    public static let pathLimit = 240
+
+    /// A list of values (token ids …) for an error: the first `limit`, then how many there are.
+    public static func list<T>(_ items: [T], limit: Int = 8) -> String {
+        let shown = items.prefix(limit).map { "\($0)" }.joined(separator: ", ")
+        return items.count <= limit ? "[\(shown)]" : "[\(shown), …] (\(items.count) in all)"
+    }
+
+    /// Characters that must not reach a terminal raw: C0/C1 controls, DEL, unassigned and
+    /// format characters (bidi overrides), line/paragraph separators, U+FFFD (a decoding error).
+    public static func needsEscape(_ s: Unicode.Scalar) -> Bool {
+        s.value < 0x20 || s.value == 0x7F || (0x80..<0xA0).contains(s.value)
+            || s.properties.generalCategory == .unassigned || s.properties.generalCategory == .format
+            || s.properties.generalCategory == .lineSeparator || s.properties.generalCategory == .paragraphSeparator
+            || s.value == 0xFFFD
     }
 }
 

@@ -56,7 +56,8 @@ public enum TokenizerSource: Sendable {
     case vocabMerges(vocab: String, merges: String)
     /// Byte-level BPE embedded in GGUF metadata (`tokenizer.ggml.*`).
     /// `pre` is `tokenizer.ggml.pre` (e.g. "smollm", "gpt2"): selects the pre-tokenizer regex.
-    case ggufBPE(tokens: [String], merges: [String], tokenTypes: [Int32], pre: String?)
+    /// `file`: the .gguf it came from, named (with the metadata key) in the tokenizer's errors.
+    case ggufBPE(tokens: [String], merges: [String], tokenTypes: [Int32], pre: String?, file: String = "gguf")
 }
 
 

@@ -25,8 +25,8 @@ public func makeTokenizer(_ source: TokenizerSource, hints: TokenizerHints = Tok
         tokenizer = try ByteLevelBPETokenizer(tokenizerJSONPath: path)
     case .vocabMerges(let vocab, let merges):
         tokenizer = try ByteLevelBPETokenizer(vocabPath: vocab, mergesPath: merges)
-    case .ggufBPE(let tokens, let merges, let tokenTypes, let pre):
-        tokenizer = try ByteLevelBPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: tokenTypes, pre: pre)
+    case .ggufBPE(let tokens, let merges, let tokenTypes, let pre, let file):
+        tokenizer = try ByteLevelBPETokenizer(ggufTokens: tokens, merges: merges, tokenTypes: tokenTypes, pre: pre, file: file)
     }
     tokenizer.apply(hints)
     return tokenizer

@@ -31,7 +31,7 @@ enum AttributeCommand: Command {
         static let target = Option<TargetMode>("target", "spec", default: .auto, help: "What is explained, lrp/gradient only; see TARGETS below")
         static let absPerSample = Flag("abs-per-sample", help: "Average |R| per sample instead of signed R (PXP)")
         static let absPerToken = Flag("abs-per-token", help: "Sum |R| over positions: |W|⊙Σ_t|δ_t||x_t|ᵀ (no cancellation; +1 GEMM)")
-        static let out = Option<String>("out", "file", default: "relevance.safetensors", help: "Output safetensors")
+        static let out = Option<String>.path("out", "file", default: "relevance.safetensors", help: "Output safetensors")
         static let resume = Flag("resume", help: "Continue an interrupted run from <out>.partial")
         static let checkpointEvery = Option<Int>("checkpoint-every", "n", default: 8, min: 0,
                                                  help: "Checkpoint every n samples; 0 = only on stop")

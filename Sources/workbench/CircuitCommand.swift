@@ -9,8 +9,8 @@ extension CircuitScheme: ChoiceValue {}
 
 enum CircuitCommand: Command {
     enum Options {
-        static let prompts = Option<String>("prompts", "file", help: "Reference task: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
-        static let heldout = Option<String>("heldout", "file", help: "Held-out task file: f is reported on it at the size found")
+        static let prompts = Option<String>.path("prompts", "file", help: "Reference task: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
+        static let heldout = Option<String>.path("heldout", "file", help: "Held-out task file: f is reported on it at the size found")
         static let method = Option<CircuitMethod>("method", "name", default: .lrp, choices: CircuitMethod.allCases, help: "Component scores")
         static let aggregation = Option<RelevanceAccumulator.Aggregation>(
             "aggregation", "a", default: .signed, choices: [.signed, .absPerToken],
@@ -30,8 +30,8 @@ enum CircuitCommand: Command {
         static let points = Option<Int>("points", "n", default: 16, min: 12, help: "Kept-fraction grid points (0, then log-spaced to 1)")
         static let seeds = Option<Int>("seeds", "n", default: 1, min: 1,
                                        help: "Cut the reference file into n disjoint parts and find a circuit on each (random: seed + i); report mean ± SEM")
-        static let out = Option<String>("out", "dir", help: "Output directory (must not exist; written atomically)")
-        static let saveCheckpoint = Option<String>("save-checkpoint", "dir",
+        static let out = Option<String>.path("out", "dir", help: "Output directory (must not exist; written atomically)")
+        static let saveCheckpoint = Option<String>.path("save-checkpoint", "dir",
                                                    help: "Also write the circuit as a pruned HF checkpoint (zero ablation, one seed)")
     }
     static let spec = CommandSpec(

@@ -6,9 +6,9 @@ import Transformer
 
 enum CircuitCompareCommand: Command {
     enum Options {
-        static let model = Option<String>("model", "path", defaultText: "the path the first circuit.json records",
+        static let model = Option<String>.path("model", "path", defaultText: "the path the first circuit.json records",
                                           help: "The model the circuits were found on (its sha256 must match theirs)")
-        static let json = Option<String>("json", "file", help: "Also write the overlaps and the transfer matrix as JSON (atomically)")
+        static let json = Option<String>.path("json", "file", help: "Also write the overlaps and the transfer matrix as JSON (atomically)")
     }
     static let spec = CommandSpec(
         name: "circuit-compare", abstract: "Overlap of circuits (Jaccard, shared heads/neurons) and the faithfulness of each on the others' prompts.",

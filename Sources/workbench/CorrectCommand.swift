@@ -9,8 +9,8 @@ extension CorrectionGranularity: ChoiceValue {}
 
 enum CorrectCommand: Command {
     enum Options {
-        static let general = Option<String>("general", "file", help: "Prompts of the behaviour to keep (.txt or .jsonl with text/prompt)")
-        static let undesired = Option<String>("undesired", "file", help: "Prompts that trigger the behaviour to remove")
+        static let general = Option<String>.path("general", "file", help: "Prompts of the behaviour to keep (.txt or .jsonl with text/prompt)")
+        static let undesired = Option<String>.path("undesired", "file", help: "Prompts that trigger the behaviour to remove")
         static let generalSamples = Option<Int>("general-samples", "k", min: 1, help: "Use only the first k general prompts")
         static let undesiredSamples = Option<Int>("undesired-samples", "k", min: 1, help: "Use only the first k undesired prompts")
         static let method = Option<CorrectionMethod>("method", "m", default: .lrp, choices: CorrectionMethod.allCases,
@@ -26,7 +26,7 @@ enum CorrectCommand: Command {
                                         help: "Length of the undesired prompts' own greedy continuations that are explained")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Seed of --method random")
         static let layers = Option<String>("layers", "regex", help: "Only layers whose weight or unit score names match")
-        static let out = Option<String>("out", "dir", help: "Output: the pruned HF directory, or with several counts a folder of count-N directories")
+        static let out = Option<String>.path("out", "dir", help: "Output: the pruned HF directory, or with several counts a folder of count-N directories")
         static let force = Flag("force", help: "Replace an existing output")
         static let quiet = OutputOptions.quiet
     }

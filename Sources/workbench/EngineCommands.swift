@@ -78,10 +78,10 @@ enum GenerateCommand: Command {
         static let temperature = Option<Double>("temperature", "t", default: 0, range: 0...100, help: "Sampling temperature; 0 = greedy")
         static let topP = Option<Double>("top-p", "p", default: 1, range: 0...1, help: "Nucleus sampling mass")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Sampling seed")
-        static let prompts = Option<String>("prompts", "file", help: "Batch mode: a prompt file (.txt lines or .jsonl with text/ids)")
+        static let prompts = Option<String>.path("prompts", "file", help: "Batch mode: a prompt file (.txt lines or .jsonl with text/ids)")
         static let samples = Option<Int>("samples", "k", default: 1, min: 1, help: "Batch mode: continuations per prompt")
         static let maxBatch = Option<Int>("max-batch", "b", default: 256, min: 1, help: "Batch mode: streams decoded together")
-        static let out = Option<String>("out", "file", help: "Batch mode: output .jsonl (one line per prompt and sample)")
+        static let out = Option<String>.path("out", "file", help: "Batch mode: output .jsonl (one line per prompt and sample)")
     }
     static let spec = CommandSpec(
         name: "generate", abstract: "Continue a prompt (stdout), or many prompts × samples in batches (--prompts, --out).",
@@ -202,7 +202,7 @@ enum GenerateCommand: Command {
 
 enum PerplexityCommand: Command {
     enum Options {
-        static let text = Option<String>("text", "file", help: "Raw text (e.g. wiki.test.raw)")
+        static let text = Option<String>.path("text", "file", help: "Raw text (e.g. wiki.test.raw)")
         static let seqlen = Option<Int>("seqlen", "n", defaultText: "min(2048, context)", min: 2, help: "Window length")
         static let maxWindows = Option<Int>("max-windows", "k", min: 1, help: "Evaluate at most k windows")
         static let proto = Option<PerplexityProtocol>("protocol", "name", default: .wanda, choices: [.wanda, .llamacpp],

@@ -7,12 +7,12 @@ import Transformer
 
 enum EvaluateCommand: Command {
     enum Options {
-        static let model = Option<String>("model", "path", help: "Model to evaluate (HF directory, .gguf or .bin); or give --sweep")
-        static let sweep = Option<String>("sweep", "correction.json", help: "Evaluate every count of a `correct` sweep (its DIR/correction.json)")
-        static let baseline = Option<String>("baseline", "path", defaultText: "the sweep's source model with --sweep",
+        static let model = Option<String>.path("model", "path", help: "Model to evaluate (HF directory, .gguf or .bin); or give --sweep")
+        static let sweep = Option<String>.path("sweep", "correction.json", help: "Evaluate every count of a `correct` sweep (its DIR/correction.json)")
+        static let baseline = Option<String>.path("baseline", "path", defaultText: "the sweep's source model with --sweep",
                                              help: "Model the deltas are taken against (evaluated with the same settings)")
         static let noBaseline = Flag("no-baseline", help: "With --sweep: do not evaluate its source model (e.g. already evaluated with the same settings)")
-        static let prompts = Option<String>("prompts", "file", help: "Evaluation prompts (.txt or .jsonl with text/prompt), e.g. the held-out part of `split`")
+        static let prompts = Option<String>.path("prompts", "file", help: "Evaluation prompts (.txt or .jsonl with text/prompt), e.g. the held-out part of `split`")
         static let maxPrompts = Option<Int>("max-prompts", "k", min: 1, help: "Use only the first k prompts")
         static let split = Option<String>("split", "name", help: "What the prompts are, stated in the report (held-out, reference, general …)")
         static let samples = Option<Int>("samples", "k", default: 25, min: 0, help: "Sampled continuations per prompt for the RTP protocol (0 = greedy only)")
@@ -23,11 +23,11 @@ enum EvaluateCommand: Command {
         static let greedyTokens = Option<Int>("greedy-tokens", "n", default: 20, min: 1, help: "Length of the greedy continuation scored for toxicity")
         static let repetitionTokens = Option<Int>("repetition-tokens", "n", default: 50, min: 1, help: "Length of the greedy continuation repetition is measured on")
         static let batchRows = Option<Int>("batch-rows", "n", default: 64, min: 1, help: "Streams decoded together in one matrix product per step")
-        static let text = Option<String>("perplexity-text", "file", defaultText: "$WORKBENCH_ASSETS/eval/wikitext-2-raw/wiki.test.raw",
+        static let text = Option<String>.path("perplexity-text", "file", defaultText: "$WORKBENCH_ASSETS/eval/wikitext-2-raw/wiki.test.raw",
                                          help: "Raw text of the perplexity guardrail")
         static let seqlen = Option<Int>("seqlen", "n", defaultText: "min(2048, context)", min: 2, help: "Perplexity window length")
         static let windows = Option<Int>("max-windows", "k", default: 20, min: 0, help: "Perplexity windows (0 = no perplexity)")
-        static let out = Option<String>("out", "report.json", help: "Output: the JSON report; the HTML page goes beside it (.html)")
+        static let out = Option<String>.path("out", "report.json", help: "Output: the JSON report; the HTML page goes beside it (.html)")
     }
     static let spec = CommandSpec(
         name: "evaluate", abstract: "Toxicity (RTP + greedy), repetition and a perplexity guardrail of a model or a correction sweep.",

@@ -24,7 +24,7 @@ struct EdgeBudget: OptionValue {
 }
 
 enum GraphOptions {
-    static let prompts = Option<String>("prompts", "file", help: "Task file with corrupted prompts: .jsonl (text, answer, distractor, corrupted) or EAP-IG/MIB .csv")
+    static let prompts = Option<String>.path("prompts", "file", help: "Task file with corrupted prompts: .jsonl (text, answer, distractor, corrupted) or EAP-IG/MIB .csv")
 }
 
 enum GraphAttributeCommand: Command {
@@ -34,7 +34,7 @@ enum GraphAttributeCommand: Command {
         static let steps = Option<Int>("steps", "n", default: 5, min: 1, help: "eap-ig: points on the corrupted → clean path")
         static let top = Option<EdgeBudget>("top", "K|F%", default: EdgeBudget(count: nil, percent: 1),
                                             help: "Edges marked in_graph: the K (or F % of all) highest signed scores")
-        static let out = Option<String>("out", "dir", help: "Output directory (must not exist; written atomically)")
+        static let out = Option<String>.path("out", "dir", help: "Output directory (must not exist; written atomically)")
     }
     static let spec = CommandSpec(
         name: "graph-attribute", abstract: "Score every edge of the head/MLP graph (EAP, EAP-IG, LRP) and write EAP-IG's graph.json.",
@@ -98,10 +98,10 @@ enum GraphAttributeCommand: Command {
 
 enum GraphEvalCommand: Command {
     enum Options {
-        static let graph = Option<String>("graph", "file", help: "graph.json (ours or EAP-IG's Graph.to_json) for this model's shape")
+        static let graph = Option<String>.path("graph", "file", help: "graph.json (ours or EAP-IG's Graph.to_json) for this model's shape")
         static let intervention = Option<GraphIntervention>("intervention", "kind", default: .patch, choices: GraphIntervention.allCases,
                                                             help: "Out-of-circuit edges carry: the corrupted value, 0, or the node's mean output")
-        static let html = Option<String>("html", "file", help: "Also write a page with the graph and the curves")
+        static let html = Option<String>.path("html", "file", help: "Also write a page with the graph and the curves")
     }
     static let spec = CommandSpec(
         name: "graph-eval", abstract: "MIB faithfulness of an edge graph: curve over edge counts, CPR and CMD, and its in_graph circuit.",

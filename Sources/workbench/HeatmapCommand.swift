@@ -12,7 +12,7 @@ enum HeatmapCommand: Command {
         /// Unlike `attribute`, the plain gradient is a rule here (Gradient×Input).
         static let rule = Option<LRPRules.Variant>("rule", "r", default: .attnLRP, choices: [.attnLRP, .cpLRP, .gradient],
                                                    help: "LRP rule, or gradient for Gradient×Input")
-        static let out = Option<String>("out", "file", default: "heatmap.html", help: "Output HTML")
+        static let out = Option<String>.path("out", "file", default: "heatmap.html", help: "Output HTML")
     }
     static let spec = CommandSpec(
         name: "heatmap", abstract: "Write a self-contained HTML heatmap of per-token input relevance for one prompt.",

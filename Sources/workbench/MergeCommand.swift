@@ -1,5 +1,6 @@
 import Circuits
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - merge
@@ -7,8 +8,8 @@ import Transformer
 /// `workbench merge PART… --out relevance.safetensors`: shard parts → the file one run writes.
 enum MergeCommand: Command {
     enum Options {
-        static let out = Option<String>("out", "file", default: "relevance.safetensors", help: "Output safetensors")
-        static let model = Option<String>("model", "path", defaultText: "the path the parts record",
+        static let out = Option<String>.path("out", "file", default: "relevance.safetensors", help: "Output safetensors")
+        static let model = Option<String>.path("model", "path", defaultText: "the path the parts record",
                                           help: "The model the parts were made with (names and shapes; wanda: its weights, sha256-checked)")
         static let keepParts = Flag("keep-parts", help: "Keep the parts after a successful merge (default: remove them)")
         static let noVerify = Flag("no-verify", help: "Skip checking each part's data against its recorded sha256")
@@ -31,6 +32,9 @@ enum MergeCommand: Command {
     static func run(_ args: Args) throws {
         let paths = args.positionals
         guard !paths.isEmpty else { throw UsageError(message: "Missing parts: give the files 'workbench attribute --shard K/N' wrote") }
+        for p in paths {
+            if let why = PathValue.problem(p) { throw UsageError(message: "The part '\(QuotedName.safe(p))' is invalid: \(why)") }
+        }
         let out = try args[Options.out]
         let quiet = args[OutputOptions.quiet]
         // Cheap checks first: the output is none of the parts, then the parts' metadata.

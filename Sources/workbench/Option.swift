@@ -148,3 +148,31 @@ extension ChoiceValue {
     }
     var optionText: String { rawValue }
 }
+
+// MARK: - Paths
+
+extension Option where Value == String {
+    /// An option whose value is a file or directory path: refused (usage error naming the flag)
+    /// when empty, longer than PATH_MAX, or holding control characters — so no later error
+    /// can echo 100 KB or raw control bytes of it, and `--model ''` does not become
+    /// "no such file or directory: " naming nothing.
+    static func path(_ name: String, _ placeholder: String, default d: String? = nil, defaultText: String? = nil,
+                     help: String) -> Option<String> {
+        Option(name, placeholder, default: d, defaultText: defaultText, help: help, check: PathValue.problem)
+    }
+}
+
+enum PathValue {
+    /// Linux PATH_MAX: `open` refuses longer paths anyway (ENAMETOOLONG).
+    static let maxBytes = 4096
+
+    /// Why `p` cannot be a path, or nil.
+    static func problem(_ p: String) -> String? {
+        if p.isEmpty { return "the path is empty" }
+        if p.utf8.count > maxBytes { return "a path has at most \(maxBytes) bytes; this one has \(p.utf8.count)" }
+        if let c = p.unicodeScalars.first(where: { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) }) {
+            return "the path holds the control character \\u{\(String(c.value, radix: 16))}"
+        }
+        return nil
+    }
+}

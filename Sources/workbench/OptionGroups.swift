@@ -11,14 +11,14 @@ import Transformer
 
 /// The checkpoint every command reads.
 enum ModelOptions {
-    static let model = Option<String>("model", "path", help: "HF directory, .gguf file or llama2.c .bin")
+    static let model = Option<String>.path("model", "path", help: "HF directory, .gguf file or llama2.c .bin")
     static let all: [any CLIOption] = [model]
 }
 
 /// Calibration data (`attribute`, `prune --method`): a prompt file or windows of a corpus.
 enum CalibrationOptions {
-    static let prompts = Option<String>("prompts", "file", help: "Prompt set: .txt (one per line) or .jsonl (fields: see 'workbench attribute --help')")
-    static let text = Option<String>("text", "file", help: "Corpus to draw random windows from (.jsonl or plain text)")
+    static let prompts = Option<String>.path("prompts", "file", help: "Prompt set: .txt (one per line) or .jsonl (fields: see 'workbench attribute --help')")
+    static let text = Option<String>.path("text", "file", help: "Corpus to draw random windows from (.jsonl or plain text)")
     static let seqlen = Option<Int>("seqlen", "n", min: 2, help: "Tokens per corpus window (with --text)")
     static let samples = Option<Int>("samples", "k", min: 1, help: "Windows to draw (with --text), or use only the first k prompts")
     static let seed = Option<Int>("seed", "s", defaultText: "0", min: 0, help: "Window sampling seed, with --text")
@@ -50,7 +50,7 @@ enum LRPOptions {
 /// Which toxicity scorer (`toxicity`, `evaluate`).
 enum ToxicityOptions {
     static let scorer = Option<String>("scorer", "command", help: "External scorer: /bin/sh -c COMMAND reads {\"text\": …} lines, prints {\"toxicity\": x} lines")
-    static let model = Option<String>("toxicity-model", "json", defaultText: "$WORKBENCH_ASSETS/" + ProfanityModel.assetPath,
+    static let model = Option<String>.path("toxicity-model", "json", defaultText: "$WORKBENCH_ASSETS/" + ProfanityModel.assetPath,
                                       help: "The built-in scorer's model file (alt-profanity-check export)")
 
     /// The scorer these flags choose: the command, else the built-in model.

@@ -6,7 +6,7 @@ import Transformer
 
 enum PruneCommand: Command {
     enum Options {
-        static let scores = Option<String>("scores", "file", help: "Score file (relevance.safetensors from `workbench attribute`)")
+        static let scores = Option<String>.path("scores", "file", help: "Score file (relevance.safetensors from `workbench attribute`)")
         static let method = Option<AttributionMethod>("method", "m", choices: [.magnitude, .wanda, .gradient, .lrp],
                                                       help: "Compute scores on the fly")
         static let aggregation = Option<RelevanceAccumulator.Aggregation>(
@@ -18,7 +18,7 @@ enum PruneCommand: Command {
                                            help: "Only decoder linear weights whose HF name matches (e.g. 'fc1', 'mlp\\.up_proj')")
         static let rank = Option<RankMode>("rank", "mode", default: .abs, choices: [.abs, .signed],
                                            help: "abs = lowest |score| first; signed = lowest score first")
-        static let out = Option<String>("out", "dir", help: "Output HF directory (must not exist unless --force; never inside the input)")
+        static let out = Option<String>.path("out", "dir", help: "Output HF directory (must not exist unless --force; never inside the input)")
         static let format = Option<WeightFormat>("format", "f", default: .dense, choices: [.dense, .sparseBitmask],
                                                  help: "dense = F32 with exact zeros; sparse-bitmask = compressed-tensors")
         static let force = Flag("force", help: "Replace an existing output directory")

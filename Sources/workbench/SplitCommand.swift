@@ -5,11 +5,11 @@ import Foundation
 
 enum SplitCommand: Command {
     enum Options {
-        static let prompts = Option<String>("prompts", "file", help: "Prompt file (.txt or .jsonl; lines copied verbatim)")
+        static let prompts = Option<String>.path("prompts", "file", help: "Prompt file (.txt or .jsonl; lines copied verbatim)")
         static let fraction = Option<Double>("heldout-fraction", "f", default: 0.5, help: "Share of the lines that go to the held-out part")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Shuffle seed (the same seed gives the same split everywhere)")
-        static let reference = Option<String>("reference", "file", help: "Output: the reference part (attribute / correct on it)")
-        static let heldout = Option<String>("heldout", "file", help: "Output: the held-out part (evaluate on it)")
+        static let reference = Option<String>.path("reference", "file", help: "Output: the reference part (attribute / correct on it)")
+        static let heldout = Option<String>.path("heldout", "file", help: "Output: the held-out part (evaluate on it)")
     }
     static let spec = CommandSpec(
         name: "split", abstract: "Split a prompt file into seeded reference and held-out parts.",

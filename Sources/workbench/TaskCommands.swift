@@ -37,7 +37,7 @@ enum TaskCommandSupport {
             (0..<PromptPartition.count).contains(seed) ? nil
                 : "must be in 0..<\(PromptPartition.count) (each seed owns one of \(PromptPartition.count) hash partitions of the prompt space)"
         }
-        static let out = Option<String>("out", "file.jsonl", help: "Output task file (written atomically)")
+        static let out = Option<String>.path("out", "file.jsonl", help: "Output task file (written atomically)")
     }
 }
 
@@ -45,7 +45,7 @@ enum TasksIOICommand: Command {
     enum Options {
         static let templates = Option<String>("templates", "list", default: IOIAssets.defaultSelection,
                                               help: "Template selection, e.g. BABA:0-9 or BABA,ABBA,-ABBA:14")
-        static let templatesFile = Option<String>("templates-file", "json", defaultText: "$WORKBENCH_ASSETS/eval/ioi/ioi_templates.json",
+        static let templatesFile = Option<String>.path("templates-file", "json", defaultText: "$WORKBENCH_ASSETS/eval/ioi/ioi_templates.json",
                                                   help: "ACDC template asset")
     }
     static let spec = CommandSpec(

@@ -9,8 +9,8 @@ extension AblationKind: ChoiceValue {}
 
 enum TaskEvalCommand: Command {
     enum Options {
-        static let prompts = Option<String>("prompts", "file", help: "Task file: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
-        static let referenceModel = Option<String>("reference-model", "path",
+        static let prompts = Option<String>.path("prompts", "file", help: "Task file: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
+        static let referenceModel = Option<String>.path("reference-model", "path",
                                                    help: "Full model for KL(P_reference ‖ P_model) at the last position (e.g. the unpruned original)")
         static let ablate = Option<Granularity>("ablate", "granularity", choices: Granularity.allCases,
                                                 help: "Also evaluate with everything at this granularity ablated: the m(∅) end of faithfulness")

@@ -6,8 +6,8 @@ import Transformer
 
 enum ToxicityCommand: Command {
     enum Options {
-        static let texts = Option<String>("texts", "file", defaultText: "stdin", help: "JSONL texts to score, one {\"text\": …} per line")
-        static let out = Option<String>("out", "file", defaultText: "stdout", help: "Output: one {\"toxicity\": x} per input line (written atomically)")
+        static let texts = Option<String>.path("texts", "file", defaultText: "stdin", help: "JSONL texts to score, one {\"text\": …} per line")
+        static let out = Option<String>.path("out", "file", defaultText: "stdout", help: "Output: one {\"toxicity\": x} per input line (written atomically)")
     }
     static let spec = CommandSpec(
         name: "toxicity", abstract: "Score texts for toxicity: JSONL {\"text\": …} in, {\"toxicity\": x} out (itself a valid --scorer).",

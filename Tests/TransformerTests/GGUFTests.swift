@@ -168,7 +168,7 @@ final class GGUFTests: XCTestCase {
                        interleavedToRotateHalf(Tensor(shape: [32, 32], data: q), heads: 2))
         XCTAssertEqual(ck.tensors["model.layers.0.self_attn.k_proj.weight"],
                        interleavedToRotateHalf(Tensor(shape: [16, 32], data: k), heads: 1))
-        guard case .ggufBPE(let tokens, let merges, let types, let pre)? = ck.tokenizer else { return XCTFail("tokenizer") }
+        guard case .ggufBPE(let tokens, let merges, let types, let pre, _)? = ck.tokenizer else { return XCTFail("tokenizer") }
         XCTAssertEqual(tokens, ["a", "b", "<s>", "</s>"]); XCTAssertEqual(merges, ["a b"])
         XCTAssertEqual(types, [1, 1, 3, 3]); XCTAssertEqual(pre, "smollm")
     }
@@ -277,7 +277,7 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(ck.tensors["model.layers.29.self_attn.k_proj.weight"]?.shape, [192, 576])
         XCTAssertEqual(ck.tensors["model.layers.3.mlp.down_proj.weight"]?.shape, [576, 1536])
         XCTAssertEqual(ck.tensors["model.norm.weight"]?.shape, [576])
-        guard case .ggufBPE(let tokens, let merges, let types, let pre)? = ck.tokenizer else { return XCTFail("tokenizer") }
+        guard case .ggufBPE(let tokens, let merges, let types, let pre, _)? = ck.tokenizer else { return XCTFail("tokenizer") }
         XCTAssertEqual(tokens.count, 49152); XCTAssertEqual(merges.count, 48900); XCTAssertEqual(types.count, 49152)
         XCTAssertEqual(tokens[1], "<|im_start|>"); XCTAssertNotNil(pre)
         try compareToGoldens(ck)

@@ -343,7 +343,7 @@ final class LRPOverflowTests: XCTestCase {
             XCTAssertFalse(v.isFinite)
             XCTAssertEqual(p, 1)
             XCTAssertEqual(model, path)
-            XCTAssertTrue(e.localizedDescription.contains("check the weights of \(path)"), e.localizedDescription)
+            XCTAssertTrue(e.localizedDescription.contains("check the weights of --model \(path)"), e.localizedDescription)
         }
         XCTAssertEqual(sink.calls, 0)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - Ranking the candidate components once
@@ -34,9 +35,9 @@ public enum CircuitError: LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case .emptyLayerRegex: return "--layers is empty (give a regular expression, e.g. 'layers\\.(1[0-9])\\.')"
-        case .badLayerRegex(let r): return "--layers '\(r)' is not a valid regular expression"
-        case .noLayersMatch(let r): return "--layers '\(r)' matches no component tensor of this model"
-        case .missingScores(let n): return "the attribution produced no scores for \(n)"
+        case .badLayerRegex(let r): return "--layers '\(QuotedName.safe(r))' is not a valid regular expression"
+        case .noLayersMatch(let r): return "--layers '\(QuotedName.safe(r))' matches no component tensor of this model"
+        case .missingScores(let n): return "the attribution produced no scores for \(QuotedName.safe(n))"
         case .patchNeedsCorrupted(let at): return "--ablation patch needs a 'corrupted' prompt on every line; \(at) has none"
         case .fullModelMisses(let t, let f):
             return String(format: "the full model itself reaches f = %.4f on the reference set, below --threshold %.4g: no circuit can reach it", f, t)

@@ -75,12 +75,12 @@ public enum CheckpointWriteError: LocalizedError, Equatable {
 
     public var errorDescription: String? {
         switch self {
-        case .outputExists(let p): return "\(p) already exists (pass --force to replace it)"
-        case .outputIsInput(let p): return "--out \(p) is the input model itself"
-        case .outputInsideInput(let o, let i): return "--out \(o) is inside the input directory \(i); choose a directory outside it"
-        case .inputInsideOutput(let o, let i): return "--out \(o) contains the input \(i); replacing it would delete the input"
-        case .refusingToReplace(let p, let r): return "refusing to replace \(p): \(r)"
-        case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
+        case .outputExists(let p): return "\(QuotedName.path(p)) already exists (pass --force to replace it)"
+        case .outputIsInput(let p): return "--out \(QuotedName.path(p)) is the input model itself"
+        case .outputInsideInput(let o, let i): return "--out \(QuotedName.path(o)) is inside the input directory \(QuotedName.path(i)); choose a directory outside it"
+        case .inputInsideOutput(let o, let i): return "--out \(QuotedName.path(o)) contains the input \(QuotedName.path(i)); replacing it would delete the input"
+        case .refusingToReplace(let p, let r): return "refusing to replace \(QuotedName.path(p)): \(r)"
+        case .cannotWrite(let p, let r): return "cannot write \(QuotedName.path(p)): \(r)"
         }
     }
 }

@@ -20,7 +20,7 @@ extension CheckpointWriter {
             return
         }
         switch source.tokenizer {
-        case .ggufBPE(let tokens, let merges, let types, let pre)?:
+        case .ggufBPE(let tokens, let merges, let types, let pre, _)?:
             try writeFile(try Self.tokenizerJSON(tokens: tokens, merges: merges, tokenTypes: types, pre: pre), dir + "/tokenizer.json")
             var cfg: [String: Any] = ["add_bos_token": source.addBOS ?? false, "add_eos_token": false,
                                       "model_max_length": source.config.maxSeqLen, "tokenizer_class": "GPT2Tokenizer",

@@ -70,17 +70,17 @@ public enum AttributionError: LocalizedError, Equatable {
         switch self {
         case .emptyPromptFile(let p): return "\(p): the prompt file contains no prompts"
         case .invalidJSON(let l, let r): return "\(l): not a valid JSON object: \(r)"
-        case .missingField(let l, let f): return "\(l): missing field '\(f)'"
-        case .conflictingFields(let l, let a, let b): return "\(l): fields '\(a)' and '\(b)' cannot both be given"
-        case .badField(let l, let f, let r): return "\(l): field '\(f)': \(r)"
+        case .missingField(let l, let f): return "\(l): missing field '\(QuotedName.safe(f))'"
+        case .conflictingFields(let l, let a, let b): return "\(l): fields '\(QuotedName.safe(a))' and '\(QuotedName.safe(b))' cannot both be given"
+        case .badField(let l, let f, let r): return "\(l): field '\(QuotedName.safe(f))': \(r)"
         case .tooFewTokens(let l, let n):
             return "\(l): the prompt tokenizes to \(n) token\(n == 1 ? "" : "s"); at least 2 are needed"
         case .tokenOutOfVocabulary(let l, let f, let id, let v):
-            return "\(l): field '\(f)': token id \(id) is outside the vocabulary (size \(v))"
+            return "\(l): field '\(QuotedName.safe(f))': token id \(id) is outside the vocabulary (size \(v))"
         case .positionOutOfRange(let l, let f, let p, let n):
-            return "\(l): field '\(f)': position \(p) is outside the sequence of \(n) tokens (valid: 0..<\(n) or -\(n)..<0)"
+            return "\(l): field '\(QuotedName.safe(f))': position \(p) is outside the sequence of \(n) tokens (valid: 0..<\(n) or -\(n)..<0)"
         case .notSingleToken(let l, let f, let t, let ids):
-            return "\(l): field '\(f)': \"\(t)\" tokenizes to \(ids.count) tokens \(ids), expected exactly 1 (give an id instead)"
+            return "\(l): field '\(QuotedName.safe(f))': \"\(QuotedName.safe(t))\" tokenizes to \(ids.count) tokens \(QuotedName.list(ids)), expected exactly 1 (give an id instead)"
         case .tooLong(let l, let n, let lim, let o):
             return "\(l): the sequence has \(n) tokens; the model's context is \(lim)" + (o.map { " (\($0))" } ?? "")
         case .badTargetSpec(let s, let r): return "invalid target '\(QuotedName.safe(s))': \(r)"

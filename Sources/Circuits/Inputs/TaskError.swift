@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - Task-set errors
 
@@ -54,16 +55,16 @@ public enum TaskError: LocalizedError, Equatable {
         case .invalidJSON(let l, let r): return "\(l): not a valid JSON object: \(r)"
         case .invalidCSV(let l, let r): return "\(l): malformed CSV: \(r)"
         case .missingColumn(let p, let c, let h):
-            return "\(p): the CSV header \(h) has no '\(c)' column (EAP-IG/MIB format: clean, corrupted, correct_idx, incorrect_idx | label)"
-        case .missingField(let l, let f): return "\(l): missing field '\(f)'"
-        case .conflictingFields(let l, let a, let b): return "\(l): fields '\(a)' and '\(b)' cannot both be given"
-        case .badField(let l, let f, let r): return "\(l): field '\(f)': \(r)"
+            return "\(p): the CSV header \(QuotedName.list(h.map { QuotedName.safe($0) })) has no '\(QuotedName.safe(c))' column (EAP-IG/MIB format: clean, corrupted, correct_idx, incorrect_idx | label)"
+        case .missingField(let l, let f): return "\(l): missing field '\(QuotedName.safe(f))'"
+        case .conflictingFields(let l, let a, let b): return "\(l): fields '\(QuotedName.safe(a))' and '\(QuotedName.safe(b))' cannot both be given"
+        case .badField(let l, let f, let r): return "\(l): field '\(QuotedName.safe(f))': \(r)"
         case .notSingleToken(let l, let f, let t, let ids):
-            return "\(l): field '\(f)': \"\(t)\" is \(ids.count) tokens \(ids) in this model's tokenizer, expected exactly 1"
+            return "\(l): field '\(QuotedName.safe(f))': \"\(QuotedName.safe(t))\" is \(ids.count) tokens \(QuotedName.list(ids)) in this model's tokenizer, expected exactly 1"
         case .tokenOutOfVocabulary(let l, let f, let id, let v):
-            return "\(l): field '\(f)': token id \(id) is outside the vocabulary (size \(v))"
+            return "\(l): field '\(QuotedName.safe(f))': token id \(id) is outside the vocabulary (size \(v))"
         case .idMismatch(let l, let f, let t, let fid, let tid):
-            return "\(l): field '\(f)': the file says id \(fid) but this model's tokenizer encodes \"\(t)\" as \(tid) (a task file made for another model?)"
+            return "\(l): field '\(QuotedName.safe(f))': the file says id \(fid) but this model's tokenizer encodes \"\(QuotedName.safe(t))\" as \(tid) (a task file made for another model?)"
         case .lengthMismatch(let l, let c, let k):
             return "\(l): the clean prompt has \(c) tokens but the corrupted one \(k); they must be equal so positions line up"
         case .badLength(let l, let n, let lim, let o):
@@ -71,13 +72,13 @@ public enum TaskError: LocalizedError, Equatable {
         case .overlappingTargets(let l, let id): return "\(l): token \(id) is both an answer and a distractor"
         case .needsTokenizer(let p): return "\(p): text prompts need a tokenizer, but the model has none"
         case .badAsset(let p, let r): return "\(p): \(r)"
-        case .badTemplateSelection(let s, let r): return "--templates '\(s)': \(r)"
+        case .badTemplateSelection(let s, let r): return "--templates '\(QuotedName.safe(s))': \(r)"
         case .tooFewNames(let k, let d):
-            return "only \(k) names are single tokens in this tokenizer (dropped: \(d.joined(separator: ", "))); at least 5 are needed"
+            return "only \(k) names are single tokens in this tokenizer (dropped: \(QuotedName.list(d.map { QuotedName.safe($0) }))); at least 5 are needed"
         case .promptSpaceExhausted(let t, let s, let f, let n, let size):
             return "\(t) seed \(s): only \(f) distinct prompts found in this seed's partition (about \(size) for all seeds together), \(n) requested; select more templates or ask for fewer"
         case .noEqualLengthCorruption(let t, let n):
-            return "no corrupted prompt with the same token count as \"\(t)\" after \(n) tries"
+            return "no corrupted prompt with the same token count as \"\(QuotedName.safe(t))\" after \(n) tries"
         case .seedOutOfRange(let s, let p):
             return "--seed \(s): must be in 0..<\(p) (each seed owns one of \(p) hash partitions of the prompt space, so different seeds give disjoint sets)"
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - Task files
@@ -65,7 +66,7 @@ extension TaskSet {
         var kind = TaskKind.custom
         if let k = try string("task") {
             guard let parsed = TaskKind(rawValue: k) else {
-                throw TaskError.badField(loc, field: "task", reason: "unknown task '\(k)' (expected \(TaskKind.allCases.map(\.rawValue)))")
+                throw TaskError.badField(loc, field: "task", reason: "unknown task '\(QuotedName.safe(k))' (expected \(TaskKind.allCases.map(\.rawValue)))")
             }
             kind = parsed
         }
@@ -126,7 +127,7 @@ extension TaskSet {
                 if let incorrect { p.distractors = try ids(row.cells[incorrect], "incorrect_idx", loc).map { (.id($0), "incorrect_idx") } }
             } else if let label {
                 let s = row.cells[label].trimmingCharacters(in: .whitespaces)
-                guard let yy = Int(s) else { throw TaskError.badField(loc, field: "label", reason: "expected an integer, got '\(s)'") }
+                guard let yy = Int(s) else { throw TaskError.badField(loc, field: "label", reason: "expected an integer, got '\(QuotedName.safe(s))'") }
                 p.kind = .greaterThan; p.template = "greater-than"; p.startYearSuffix = yy
             }
             return p
@@ -140,7 +141,7 @@ extension TaskSet {
         let parts = body.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty else { throw TaskError.badField(loc, field: field, reason: "empty (expected a token id)") }
         return try parts.map {
-            guard let n = Int($0) else { throw TaskError.badField(loc, field: field, reason: "'\($0)' is not a token id") }
+            guard let n = Int($0) else { throw TaskError.badField(loc, field: field, reason: "'\(QuotedName.safe(String($0)))' is not a token id") }
             return n
         }
     }

@@ -36,7 +36,7 @@ enum OnTheFlyScores {
         let r = try AttributionRunner.scores(model: model, samples: samples, settings: settings)
         log(String(format: "%@ scores over %d samples (%d tokens) in %.2f s", method.rawValue, r.summary.samples, r.summary.tokens,
                    r.summary.seconds))
-        return ScoreMap(tensors: r.tensors, source: "\(method.rawValue) (computed on the fly over \(settings.dataPath))",
+        return ScoreMap(tensors: r.tensors, source: "\(method.rawValue) (computed on the fly from --model \(QuotedName.path(source.path)) over \(settings.dataPath))",
                         metadata: r.metadata)
     }
 

@@ -39,10 +39,10 @@ public enum PruneScheme: Equatable, Sendable, CustomStringConvertible {
                 throw PruneError.invalidArgument(option: "scheme", reason: "'\(QuotedName.safe(s))' is not one of row, layer, global, nm:N:M, neurons, heads")
             }
             guard m >= 2, m <= 256 else {
-                throw PruneError.invalidArgument(option: "scheme", reason: "'\(s)': M must be in 2...256")
+                throw PruneError.invalidArgument(option: "scheme", reason: "'\(QuotedName.safe(s))': M must be in 2...256")
             }
             guard n >= 1, n < m else {
-                throw PruneError.invalidArgument(option: "scheme", reason: "'\(s)': N must satisfy 1 ≤ N < M (N = pruned per group of M)")
+                throw PruneError.invalidArgument(option: "scheme", reason: "'\(QuotedName.safe(s))': N must satisfy 1 ≤ N < M (N = pruned per group of M)")
             }
             self = .nm(n: n, m: m)
         }
@@ -113,7 +113,7 @@ public struct PruneSpec: Sendable {
 
     static func compile(_ pattern: String) throws -> NSRegularExpression {
         do { return try NSRegularExpression(pattern: pattern) } catch {
-            throw PruneError.invalidArgument(option: "layers", reason: "'\(pattern)' is not a valid regular expression")
+            throw PruneError.invalidArgument(option: "layers", reason: "'\(QuotedName.safe(pattern))' is not a valid regular expression")
         }
     }
 
@@ -150,20 +150,20 @@ public enum PruneError: LocalizedError, Equatable {
         switch self {
         case .invalidArgument(let o, let r): return "invalid --\(o): \(r)"
         case .noLayersMatched(let p, let ex):
-            return "--layers '\(p)' matches no decoder linear weight (names look like: \(ex.prefix(4).joined(separator: ", ")))"
-        case .missingScore(let t, let f): return "\(f): no score tensor '\(t)'"
+            return "--layers '\(QuotedName.safe(p))' matches no decoder linear weight (names look like: \(ex.prefix(4).joined(separator: ", ")))"
+        case .missingScore(let t, let f): return "\(f): no score tensor '\(QuotedName.safe(t))'"
         case .unknownScoreTensor(let t, let f):
-            return "\(f): score tensor '\(t)' does not belong to this model (scores from another model?)"
+            return "\(f): score tensor '\(QuotedName.safe(t))' does not belong to this model (scores from another model?)"
         case .scoreShapeMismatch(let t, let f, let e, let s):
-            return "\(f): score tensor '\(t)' has shape \(s) but the model's tensor has shape \(e) (scores from another model?)"
-        case .nonFiniteScore(let t, let f, let i): return "\(f): score tensor '\(t)' holds a NaN at flat index \(i)"
+            return "\(f): score tensor '\(QuotedName.safe(t))' has shape \(s) but the model's tensor has shape \(e) (scores from another model?)"
+        case .nonFiniteScore(let t, let f, let i): return "\(f): score tensor '\(QuotedName.safe(t))' holds a NaN at flat index \(i)"
         case .mixedUnitScores(let m, let f):
-            return "\(f): some layers have unit score tensors and '\(m)' does not; provide them for all selected layers or for none"
+            return "\(f): some layers have unit score tensors and '\(QuotedName.safe(m))' does not; provide them for all selected layers or for none"
         case .countTooLarge(let c, let a, let u): return "--count \(c) exceeds the \(a) \(u) available for pruning"
         case .columnsNotMultiple(let t, let c, let m):
-            return "'\(t)' has \(c) input columns, not a multiple of M = \(m); exclude it with --layers"
+            return "'\(QuotedName.safe(t))' has \(c) input columns, not a multiple of M = \(m); exclude it with --layers"
         case .methodUnavailable(let m, let r): return "--method \(m) is not available: \(r)"
-        case .maskMismatch(let t, let r): return "mask tensor '\(t)': \(r)"
+        case .maskMismatch(let t, let r): return "mask tensor '\(QuotedName.safe(t))': \(r)"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // MARK: - Why an output path is refused
 
@@ -24,14 +25,14 @@ public enum OutputError: LocalizedError, Equatable {
     public var errorDescription: String? {
         switch self {
         case .isInput(let o, let i):
-            return o == i ? "the output \(o) is also an input of this run; choose another path"
-                          : "the output \(o) is also an input of this run (it is \(i)); choose another path"
+            return o == i ? "the output \(QuotedName.path(o)) is also an input of this run; choose another path"
+                          : "the output \(QuotedName.path(o)) is also an input of this run (it is \(QuotedName.path(i))); choose another path"
         case .shadowsInput(let o, let i):
-            return "the output \(o) is a file the model loader looks for (\(i)); creating it would change what the model loads — choose another path"
-        case .containsInput(let o, let i): return "the output directory \(o) contains the input \(i); replacing it would delete the input"
-        case .isDirectory(let p): return "refusing to write \(p): it is a directory"
-        case .notRegularFile(let p, let k): return "refusing to write \(p): it is a \(k), not a regular file"
-        case .danglingSymlink(let p): return "refusing to write \(p): it is a symbolic link to a file that does not exist"
+            return "the output \(QuotedName.path(o)) is a file the model loader looks for (\(QuotedName.path(i))); creating it would change what the model loads — choose another path"
+        case .containsInput(let o, let i): return "the output directory \(QuotedName.path(o)) contains the input \(QuotedName.path(i)); replacing it would delete the input"
+        case .isDirectory(let p): return "refusing to write \(QuotedName.path(p)): it is a directory"
+        case .notRegularFile(let p, let k): return "refusing to write \(QuotedName.path(p)): it is a \(k), not a regular file"
+        case .danglingSymlink(let p): return "refusing to write \(QuotedName.path(p)): it is a symbolic link to a file that does not exist"
         case .emptyPath: return "the output path is empty"
         }
     }

@@ -55,7 +55,7 @@ public struct LlamaHFConfig: Codable {
     /// Converts to the family-neutral config; rejects what the engine does not implement.
     public func modelConfig(file: String) throws -> ModelConfig {
         if let act = hiddenAct, act != "silu" {
-            throw ModelError.badConfig(file: file, key: "hidden_act", reason: "'\(act)' is not supported (only silu)")
+            throw ModelError.badConfig(file: file, key: "hidden_act", reason: "'\(QuotedName.safe(act))' is not supported (only silu)")
         }
         if let rs = ropeScaling, !rs.isEmpty {
             throw ModelError.badConfig(file: file, key: "rope_scaling", reason: "RoPE scaling is not supported yet")

@@ -57,7 +57,7 @@ public struct OPTHFConfig: Codable {
                                        reason: "\(p) ≠ hidden_size \(hiddenSize): project_in/project_out variants are not supported")
         }
         if let a = activationFunction, a != "relu" {
-            throw ModelError.badConfig(file: file, key: "activation_function", reason: "'\(a)' is not supported (only relu)")
+            throw ModelError.badConfig(file: file, key: "activation_function", reason: "'\(QuotedName.safe(a))' is not supported (only relu)")
         }
         if enableBias == false || layerNormElementwiseAffine == false {
             throw ModelError.badConfig(file: file, key: enableBias == false ? "enable_bias" : "layer_norm_elementwise_affine",

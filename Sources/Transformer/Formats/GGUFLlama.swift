@@ -30,9 +30,9 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
         throw GGUFError.badKey(path: p, key: "llama.attention.head_count", reason: "head dim \(headDim) is invalid for embedding length \(dModel)")
     }
     if let s = g.string("llama.rope.scaling.type"), s != "none" {
-        throw ModelError.unsupported(file: p, feature: "RoPE scaling '\(s)'")
+        throw ModelError.unsupported(file: p, feature: "RoPE scaling '\(QuotedName.safe(s))'")
     }
-    let tokens = g.strings("tokenizer.ggml.tokens")
+    let tokens = try ggufTokenizerKeys(g)
     let vocabKey = tokens != nil ? "tokenizer.ggml.tokens" : g.metadata["llama.vocab_size"] != nil ? "llama.vocab_size" : "token_embd.weight"
     guard let vocab = try tokens?.count ?? g.int("llama.vocab_size") ?? g.tensor(named: "token_embd.weight")?.dims.last else {
         throw GGUFError.missingKey(path: p, key: "tokenizer.ggml.tokens")
@@ -66,7 +66,7 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
     for info in g.tensors {
         if let name = LlamaNames.fromGGUF(info.name, nLayers: Int.max)?.hf { shapes[name] = info.shape }
     }
-    try config.checkWeights(shapes, source: source)
+    try config.checkWeights(shapes, source: source, fileOf: { _ in p }, weights: p)
 
     // Expected HF shapes double as the "is every required tensor there" check.
     let expected = LlamaNames.expectedShapes(config)
@@ -101,10 +101,39 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
         if case .intArray(let a)? = g.metadata["tokenizer.ggml.token_type"], a.count == tokens.count {
             types = a.map { Int32(truncatingIfNeeded: $0) }
         }
-        tokenizer = .ggufBPE(tokens: tokens, merges: merges, tokenTypes: types, pre: g.string("tokenizer.ggml.pre"))
+        tokenizer = .ggufBPE(tokens: tokens, merges: merges, tokenTypes: types, pre: g.string("tokenizer.ggml.pre"), file: p)
     }
     let dominant = elements.max { $0.value < $1.value }?.key.name ?? "F32"
     var ck = Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
     ck.configSource = source
     return ck
+}
+
+/// The vocabulary (`tokenizer.ggml.tokens`), after checking the tokenizer keys: a file with none
+/// of them has no tokenizer (token-id prompts still work), but one whose keys are present and
+/// unreadable — a non-string `tokenizer.ggml.model`, tokens or merges that are not string arrays,
+/// a `gpt2` tokenizer without its tokens or merges, tokens without a model — is refused here,
+/// naming the key. Otherwise it would load as "no tokenizer" and fail later with an error
+/// that names neither.
+private func ggufTokenizerKeys(_ g: GGUFFile) throws -> [String]? {
+    let p = g.path, modelKey = "tokenizer.ggml.model", tokensKey = "tokenizer.ggml.tokens", mergesKey = "tokenizer.ggml.merges"
+    for key in [tokensKey, mergesKey] {
+        if let v = g.metadata[key], g.strings(key) == nil {
+            throw GGUFError.badKey(path: p, key: key, reason: "expected an array of strings, found \(v)")
+        }
+    }
+    if let v = g.metadata[modelKey], g.string(modelKey) == nil {
+        throw GGUFError.badKey(path: p, key: modelKey, reason: "expected a tokenizer name such as \"gpt2\", found \(v)")
+    }
+    let tokens = g.strings(tokensKey)
+    switch g.string(modelKey) {
+    case "gpt2"?:
+        for key in [tokensKey, mergesKey] where g.metadata[key] == nil {
+            throw GGUFError.badKey(path: p, key: key, reason: "is missing, but \(modelKey) is \"gpt2\" (a byte-level BPE needs tokens and merges)")
+        }
+    case nil:
+        if g.metadata[tokensKey] != nil || g.metadata[mergesKey] != nil { throw GGUFError.missingKey(path: p, key: modelKey) }
+    default: break      // another tokenizer kind (e.g. SentencePiece "llama"): not built in; token ids still work
+    }
+    return tokens
 }

@@ -25,6 +25,7 @@ extension ModelLoader {
         } else {
             throw ModelError.fileNotFound(path: dir + "/model.safetensors")
         }
+        var tensorFiles: [String: String] = [:]
         for f in files {
             let st = try SafetensorsFile(path: f)
             for name in st.names {
@@ -40,12 +41,14 @@ extension ModelLoader {
                 }
             }
             try SparseBitmask.decodeAll(st, into: &tensors, file: f)
+            for name in tensors.keys where tensorFiles[name] == nil { tensorFiles[name] = f }
         }
         var ck = Checkpoint(config: config, tensors: tensors, tokenizer: findTokenizer(dir), format: "hf-safetensors",
                             sourceDType: dtypes.max { $0.value < $1.value }?.key ?? "F32", path: dir)
         ck.addBOS = readAddBOS(dir)
         ck.configSource = source
         ck.inputFiles = hfInputFiles(dir, weights: files)
+        ck.tensorFiles = tensorFiles
         return ck
     }
 

@@ -61,7 +61,7 @@ public enum ModelLoader {
                 }
             }
             if flags & 0x8000_0000 != 0, let i = data.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError.nonFiniteWeight(name: name, file: ck.path, index: i, value: data[i])
+                throw ModelError.nonFiniteWeight(name: name, file: ck.file(of: name), index: i, value: data[i])
             }
         }
     }
@@ -96,10 +96,7 @@ public enum ModelLoader {
     /// model file and the metadata key instead of a pseudo-path.
     public static func makeCheckedTokenizer(_ source: TokenizerSource, hints: TokenizerHints, config: ModelConfig,
                                             configSource: ConfigSource?, modelPath: String) throws -> Tokenizer {
-        let tok: Tokenizer
-        do { tok = try makeTokenizer(source, hints: hints) } catch TokenizerError.invalidFile(let p, let r) where p.hasPrefix("gguf:") {
-            throw TokenizerError.invalidFile(path: "\(modelPath) (\(p.dropFirst(5)))", reason: r)
-        }
+        let tok = try makeTokenizer(source, hints: hints)     // a GGUF source names its file and key itself
         try checkTokenizer(tok, source: source, config: config, configSource: configSource, modelPath: modelPath)
         return tok
     }

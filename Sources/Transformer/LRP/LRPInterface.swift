@@ -1,4 +1,5 @@
 import Foundation
+import Tokenize
 
 // The LRP pass's public interface: what is explained, how relevance is seeded,
 // where per-layer gradients go, and what a pass returns. The pass is LRPPass.swift;
@@ -95,7 +96,8 @@ public enum LRPError: LocalizedError, Equatable {
     case tooFewTokens(Int)
     case positionOutOfRange(position: Int, length: Int)
     case nothingToExplain
-    /// The forward pass overflowed Float32 (`model`: the checkpoint it was loaded from).
+    /// The forward pass overflowed Float32 (`model`: the checkpoint it was loaded from, which
+    /// every command that explains outputs takes as `--model`).
     case nonFiniteLogit(value: Float, position: Int, token: Int, model: String?)
 
     public var errorDescription: String? {
@@ -105,7 +107,7 @@ public enum LRPError: LocalizedError, Equatable {
         case .nothingToExplain: return "no explained output (every target is empty or has a zero value)"
         case .nonFiniteLogit(let v, let p, let t, let m):
             return "the forward pass gives a non-finite logit (\(v)) for token \(t) at position \(p): the activations overflow Float32 "
-                + "— check the weights of \(m ?? "the model") (a huge weight or scale)"
+                + "— check the weights of " + (m.map { "--model \(QuotedName.path($0))" } ?? "the model") + " (a huge weight or scale)"
         }
     }
 }

@@ -8,7 +8,7 @@ import Tokenize
 // key `hidden_size` of config.json, `llama.embedding_length` of a GGUF, the
 // `dim` field of a llama2.c header. `ConfigSource` carries those names, and
 // all value checks live in `ModelConfig.validate(source:)` and
-// `ModelConfig.checkWeights(_:source:)` below, called by every loader.
+// `ModelConfig.checkWeights(_:source:fileOf:weights:)` below, called by every loader.
 
 /// The fields of `ModelConfig` that come from a file.
 public enum ConfigField: String, CaseIterable, Sendable {
@@ -117,7 +117,10 @@ extension ModelConfig {
     /// config key with both values when they disagree. Without this a wrong `hidden_size` shows
     /// up as "tensor 'model.embed_tokens.weight' has shape [512, 64], expected [512, 7]".
     /// Absent tensors are left to the model builder (which reports them as missing).
-    public func checkWeights(_ shapes: [String: [Int]], source: ConfigSource) throws {
+    /// `fileOf` names the file holding a tensor and `weights` the weight files as a whole, so a
+    /// contradiction caused by a damaged weight file (a renamed tensor) names that file too.
+    public func checkWeights(_ shapes: [String: [Int]], source: ConfigSource,
+                             fileOf: (String) -> String, weights: String) throws {
         func mismatch(_ field: ConfigField, says: Int, tensor: String, has: Int, what: String) -> ModelError {
             ModelError.badConfig(file: source.file, key: source.key(field),
                                  reason: "the config says \(says), but tensor '\(QuotedName.safe(tensor))' has \(has) \(what)")
@@ -137,18 +140,19 @@ extension ModelConfig {
                 "the config says \(maxSeqLen), but tensor '\(pos)' has \(s[0]) rows (= context + \(offset))")
         }
         // Layer count: the highest layer index present, against the declared count.
-        var present = Set<Int>()
-        for name in shapes.keys where name.hasPrefix(layerPrefix) {
+        var present = [Int: String]()     // layer index → its first tensor name
+        for name in shapes.keys.sorted() where name.hasPrefix(layerPrefix) {
             let rest = name.dropFirst(layerPrefix.count)
-            if let dot = rest.firstIndex(of: "."), let l = Int(rest[..<dot]), l >= 0 { present.insert(l) }
+            if let dot = rest.firstIndex(of: "."), let l = Int(rest[..<dot]), l >= 0, present[l] == nil { present[l] = name }
         }
-        if let top = present.max(), top >= nLayers {
-            throw ModelError.badConfig(file: source.file, key: source.key(.nLayers),
-                                       reason: "the config says \(nLayers) layers, but the weights have layers up to \(top) (\(present.count) present)")
+        if let top = present.keys.max(), top >= nLayers, let tensor = present[top] {
+            throw ModelError.badConfig(file: source.file, key: source.key(.nLayers), reason:
+                "the config says \(nLayers) layers, but the weights have layers up to \(top) (\(present.count) present): "
+                + "tensor '\(QuotedName.safe(tensor))' in \(QuotedName.path(fileOf(tensor)))")
         }
         if present.count < nLayers {
             throw ModelError.badConfig(file: source.file, key: source.key(.nLayers),
-                                       reason: "the config says \(nLayers) layers, but the weights hold \(present.count)")
+                                       reason: "the config says \(nLayers) layers, but the weights (\(QuotedName.path(weights))) hold \(present.count)")
         }
         // Per-layer rows are blamed on the config only when the tensor's columns agree with the
         // (already confirmed) hidden size; otherwise the tensor itself is malformed and the
@@ -172,7 +176,7 @@ extension ModelConfig {
         func requires(_ field: ConfigField, _ flag: Bool, _ tensor: String) throws {
             guard flag, shapes[tensor] == nil else { return }
             throw ModelError.badConfig(file: source.file, key: source.key(field),
-                                       reason: "the config requires tensor '\(tensor)', which the weights do not have")
+                                       reason: "the config requires tensor '\(tensor)', which the weights (\(QuotedName.path(weights))) do not have")
         }
         if !tiedEmbeddings && shapes[embed] != nil {
             try requires(.tiedEmbeddings, true, lmHead)

@@ -171,7 +171,8 @@ extension Model {
         let source = checkpoint.configSource
             ?? ConfigSource.hf(file: checkpoint.path, family: c.family, explicitHeadDim: true)
         try c.validate(source: source)
-        try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source)
+        try c.checkWeights(checkpoint.tensors.mapValues(\.shape), source: source,
+                           fileOf: checkpoint.file(of:), weights: checkpoint.weightFiles)
         let model = try c.definition.build(checkpoint)
         model.sourcePath = checkpoint.path
         model.contextOrigin = "\(source.file) key '\(source.key(.maxSeqLen))'"

@@ -62,6 +62,22 @@ public struct Checkpoint {
     /// Every file loading read, and the optional ones it looked for and did not find
     /// (see `ModelLoader.hfInputFiles`): no command may write its output over one of them.
     public var inputFiles: [String] = []
+    /// The file holding each tensor (a shard of an HF folder), for errors; tensors not listed
+    /// are in `path` (a .gguf or .bin, or a checkpoint built in code).
+    public var tensorFiles: [String: String] = [:]
+
+    /// The file that holds tensor `name`.
+    public func file(of name: String) -> String { tensorFiles[name] ?? path }
+
+    /// The weight files, for an error about a tensor none of them has: the file, or the shards.
+    public var weightFiles: String {
+        let files = Set(tensorFiles.values).sorted()
+        switch files.count {
+        case 0: return path
+        case 1: return files[0]
+        default: return "\(files.count) shards (\(files[0]), …)"
+        }
+    }
 
     public init(config: ModelConfig, tensors: [String: Tensor], tokenizer: TokenizerSource?,
                 format: String, sourceDType: String, path: String) {

@@ -27,10 +27,10 @@ public enum ModelError: LocalizedError, Equatable {
 
     public var errorDescription: String? {
         switch self {
-        case .fileNotFound(let p): return "no such file or directory: \(p)"
-        case .unreadable(let p, let r): return "cannot read \(p): \(r)"
+        case .fileNotFound(let p): return "no such file or directory: \(QuotedName.path(p))"
+        case .unreadable(let p, let r): return "cannot read \(QuotedName.path(p)): \(r)"
         case .unknownFormat(let p):
-            return "\(p): not a recognised model (expected an HF directory with config.json, a .gguf file, or a llama2.c .bin)"
+            return "\(QuotedName.path(p)): not a recognised model (expected an HF directory with config.json, a .gguf file, or a llama2.c .bin)"
         case .badConfig(let f, let k, let r): return "\(f): key '\(QuotedName.safe(k))': \(r)"
         case .unknownModelType(let f, let t):
             return "\(f): unsupported model_type '\(QuotedName.safe(t))' (supported: \(ModelFamily.supported.joined(separator: ", ")))"
@@ -41,12 +41,12 @@ public enum ModelError: LocalizedError, Equatable {
         case .nonFiniteWeight(let n, let f, let i, let v):
             return "\(f): tensor '\(QuotedName.safe(n))' holds a non-finite weight (\(v)) at flat index \(i)"
         case .missingTokenizer(let p):
-            return "no tokenizer found for \(p) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
+            return "no tokenizer found for \(QuotedName.path(p)) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
         case .emptyPrompt: return "the prompt is empty"
         case .promptTooLong(let n, let l, let o):
             return "the prompt is \(n) tokens long; the model's context is \(l) tokens" + (o.map { " (\($0))" } ?? "")
         case .invalidToken(let id, let v): return "token id \(id) is outside the vocabulary (size \(v))"
-        case .cannotWrite(let p, let r): return "cannot write \(p): \(r)"
+        case .cannotWrite(let p, let r): return "cannot write \(QuotedName.path(p)): \(r)"
         }
     }
 }

@@ -26,6 +26,21 @@ struct Case {
         names += argv.filter { $0.hasPrefix("--") }
         return names
     }
+
+    /// Input paths exactly as the command line gives them to a flag (`--model m`, `--prompts p.txt`,
+    /// `--model=m`): a message naming one names the file in the user's own words. Only values that
+    /// are inputs of the run (a laid-out file or node, or the folder holding some) count, so an
+    /// option value such as `0.5` never does. Matched as a whole token (`Classifier.namesToken`).
+    var inputPathValues: [String] {
+        var values: [String] = []
+        for (i, a) in argv.enumerated() where a.hasPrefix("--") {
+            if let eq = a.firstIndex(of: "=") { values.append(String(a[a.index(after: eq)...])) }
+            else if i + 1 < argv.count, !argv[i + 1].hasPrefix("--") { values.append(argv[i + 1]) }
+        }
+        return values.filter { v in
+            !v.isEmpty && (files[v] != nil || special[v] != nil || files.keys.contains { $0.hasPrefix(v + "/") })
+        }
+    }
 }
 
 /// The classes of the issue: clean / crash / hang / unclear, plus `long` (a timeout on

@@ -43,11 +43,26 @@ enum Classifier {
                            signature: "unclear \(k.format) \(command) raw bytes echoed")
         }
         let names = k.acceptableNames
-        if !names.isEmpty && !names.contains(where: { line.contains($0) }) {
+        if !names.isEmpty && !names.contains(where: { line.contains($0) }) && !k.inputPathValues.contains(where: { namesToken(line, $0) }) {
             return Verdict(outcome: .unclear, reason: "error names none of \(names.prefix(6)): \(line.prefix(200))",
                            signature: "unclear \(k.format) \(command) \(shape(line))")
         }
         return Verdict(outcome: .clean, reason: "exit \(r.status): \(line.prefix(160))", signature: "clean")
+    }
+
+    /// Whether `line` holds `value` as a whole token: after the start, a space, `(` or a quote, and
+    /// before the end, `:`, a space, `)`, `,` or a quote. So `--model m` is named by "m: tensor … is
+    /// missing" but not by "model" or "m/config.json" (another file).
+    static func namesToken(_ line: String, _ value: String) -> Bool {
+        let before: Set<Character> = [" ", "(", "'", "\""], after: Set<Character> = [":", " ", ")", ",", "'", "\""]
+        var from = line.startIndex
+        while let r = line.range(of: value, range: from..<line.endIndex) {
+            let okBefore = r.lowerBound == line.startIndex || before.contains(line[line.index(before: r.lowerBound)])
+            let okAfter = r.upperBound == line.endIndex || after.contains(line[r.upperBound])
+            if okBefore && okAfter { return true }
+            from = line.index(after: r.lowerBound)
+        }
+        return false
     }
 
     /// What kind of input hung: a FIFO or other node, else the mutation with numbers blanked.
