@@ -3,7 +3,7 @@ import XCTest
 @testable import Transformer
 import TestSupport
 
-/// A NaN or ±Inf weight is refused at load, naming the file and tensor (issue 12): before, it loaded and
+/// A NaN or ±Inf weight is refused at load, naming the file that holds it (the shard) and the tensor (issue 12): before, it loaded and
 /// failed much later as "score tensor … holds a NaN" with no hint of which file was broken.
 final class NonFiniteWeightTests: XCTestCase {
     /// Replaces element `index` of `victim` in a copy of tiny-opt with `value`; returns the directory.
@@ -25,7 +25,7 @@ final class NonFiniteWeightTests: XCTestCase {
         let dir = try poisoned(victim, index: 77, value: .nan)
         XCTAssertThrowsError(try ModelLoader.load(dir)) { e in
             guard case .nonFiniteWeight(let n, let f, let i, let v)? = e as? ModelError else { return XCTFail("got \(e)") }
-            XCTAssertEqual(n, victim); XCTAssertEqual(f, dir); XCTAssertEqual(i, 77); XCTAssertTrue(v.isNaN)
+            XCTAssertEqual(n, victim); XCTAssertEqual(f, dir + "/model.safetensors"); XCTAssertEqual(i, 77); XCTAssertTrue(v.isNaN)
             XCTAssertTrue(e.localizedDescription.contains(victim) && e.localizedDescription.contains(dir), e.localizedDescription)
         }
         let r = try WorkbenchCLI.run(["info", "--model", dir])
@@ -36,7 +36,7 @@ final class NonFiniteWeightTests: XCTestCase {
         let victim = "model.decoder.embed_tokens.weight"
         let dir = try poisoned(victim, index: 0, value: -.infinity)
         XCTAssertThrowsError(try ModelLoader.checkpoint(dir)) { e in
-            XCTAssertEqual(e as? ModelError, .nonFiniteWeight(name: victim, file: dir, index: 0, value: -.infinity))
+            XCTAssertEqual(e as? ModelError, .nonFiniteWeight(name: victim, file: dir + "/model.safetensors", index: 0, value: -.infinity))
         }
         // The largest finite float and a subnormal are legitimate weights.
         let ok = try poisoned(victim, index: 3, value: .greatestFiniteMagnitude)
