@@ -8,7 +8,7 @@ import Transformer
 let commands: [Command.Type] = [InfoCommand.self, TokenizeCommand.self, GenerateCommand.self, PerplexityCommand.self,
                                 BenchCommand.self, AttributeCommand.self, HeatmapCommand.self, PruneCommand.self,
                                 SparsityCommand.self, CircuitCommand.self, CircuitCompareCommand.self, TasksIOICommand.self, TasksGreaterThanCommand.self, TaskEvalCommand.self, CorrectCommand.self, SplitCommand.self,
-                                ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self,
+                                ToxicityCommand.self, MergeCommand.self, EvaluateCommand.self, SelectCommand.self,
                                 GraphAttributeCommand.self, GraphEvalCommand.self, QuantizeCommand.self, ImatrixCommand.self, FaultsCommand.self]
 
 func topHelp() -> String {

@@ -103,10 +103,8 @@ public enum BehaviourEvaluation {
         return (m, sampleScores.contains { $0 > 0.5 })
     }
 
-    /// Evaluates one model on `prompts` (texts). `progress` draws a rate/ETA line on stderr.
-    public static func run(_ m: LoadedModel, label: String, count: Int?, prompts: [String], settings s: EvaluationSettings,
-                           scorer: any ToxicityScorer, perplexityTokens: [Int]?, progress: Bool) throws -> ModelEvaluation {
-        let t0 = Date()
+    /// The prompts' token ids and the ids that end a continuation (EOS, and BOS: a new document).
+    public static func encode(_ m: LoadedModel, _ prompts: [String]) throws -> (tokenizer: Tokenizer, ids: [[Int]], stop: Set<Int>) {
         let tok = try m.requireTokenizer()
         var stop = Set<Int>()
         if let e = tok.eosId ?? m.model.config.eosTokenId { stop.insert(e) }
@@ -116,13 +114,26 @@ public enum BehaviourEvaluation {
             guard !t.isEmpty else { throw ModelError.emptyPrompt }
             return t
         }
-        // Greedy: one stream per prompt, repetitionTokens long (≥ greedyTokens).
-        let greedyLen = max(s.greedyTokens, s.repetitionTokens)
-        let gBar = ProgressLine("\(label): greedy", total: prompts.count, unit: "prompts", enabled: progress)
-        let greedy = try m.model.generateBatch(prompts: ids, samplesPerPrompt: 1,
-                                               settings: GenerationSettings(maxNewTokens: greedyLen, seed: s.seed, stop: stop),
-                                               maxBatch: s.batchRows) { done, _, tokens in gBar.update(done, tokens: tokens) }
+        return (tok, ids, stop)
+    }
+
+    /// Each prompt's greedy continuation of up to `tokens` tokens (stop id excluded), all prompts decoded together.
+    public static func greedy(_ m: LoadedModel, ids: [[Int]], stop: Set<Int>, tokens: Int, batchRows: Int,
+                              label: String, progress: Bool) throws -> [[Int]] {
+        let bar = ProgressLine("\(label): greedy", total: ids.count, unit: "prompts", enabled: progress)
+        return try m.model.generateBatch(prompts: ids, samplesPerPrompt: 1, settings: GenerationSettings(maxNewTokens: tokens, stop: stop),
+                                         maxBatch: batchRows) { done, _, produced in bar.update(done, tokens: produced) }
             .tokens.map { $0[0] }
+    }
+
+    /// Evaluates one model on `prompts` (texts). `progress` draws a rate/ETA line on stderr.
+    public static func run(_ m: LoadedModel, label: String, count: Int?, prompts: [String], settings s: EvaluationSettings,
+                           scorer: any ToxicityScorer, perplexityTokens: [Int]?, progress: Bool) throws -> ModelEvaluation {
+        let t0 = Date()
+        let (tok, ids, stop) = try encode(m, prompts)
+        // Greedy: one stream per prompt, repetitionTokens long (≥ greedyTokens).
+        let greedy = try Self.greedy(m, ids: ids, stop: stop, tokens: max(s.greedyTokens, s.repetitionTokens), batchRows: s.batchRows,
+                                     label: label, progress: progress)
         var samples: [[[Int]]] = prompts.map { _ in [] }
         if s.samples > 0 {
             let sBar = ProgressLine("\(label): \(s.samples) samples/prompt", total: prompts.count * s.samples, unit: "streams", enabled: progress)
