@@ -231,11 +231,15 @@ final class CircuitCLITests: XCTestCase {
         let dir = try Scratch.dir(self)
         let task = dir.appendingPathComponent("task.jsonl").path
         try writeTask(task)
+        // Held-out: other prompts (four of the task's lines, reversed, one changed).
+        let held = dir.appendingPathComponent("held.jsonl").path
+        let lines = try String(contentsOfFile: task, encoding: .utf8).split(separator: "\n").prefix(4).reversed()
+        try (lines.joined(separator: "\n").replacingOccurrences(of: "Anna", with: "Anne") + "\n").write(toFile: held, atomically: true, encoding: .utf8)
         let model = try tinyWithTokenizer("tiny-llama-bias", in: dir)
         var dirs: [String] = []
         for (method, g) in [("lrp", "heads"), ("random", "heads"), ("random", "neurons")] {
             let out = dir.appendingPathComponent("\(method)-\(g)").path
-            XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--method", method, "--granularity", g,
+            XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", method, "--granularity", g,
                                     "--threshold", "0.8", "--out", out, "--quiet"]).status, 0)
             dirs.append(out)
         }
@@ -258,6 +262,17 @@ final class CircuitCLITests: XCTestCase {
             let own = try XCTUnwrap((try json(d + "/circuit.json")["circuit"] as? [String: Any])?["f_reference"] as? Double)
             XCTAssertEqual(f[i][0], own, accuracy: 1e-9, d)
         }
+        // --prompts FILE: one column, every circuit on FILE; on the held-out file it repeats each circuit's f_heldout.
+        let jh = dir.appendingPathComponent("cmp-held.json").path
+        let rh = try run(["circuit-compare", dirs[0], dirs[1], "--prompts", held, "--json", jh, "--quiet"])
+        XCTAssertEqual(rh.status, 0, rh.err)
+        let fh = try XCTUnwrap(try json(jh)["transfer_f"] as? [[Double]])
+        XCTAssertEqual(fh.map(\.count), [1, 1])
+        for (i, d) in dirs.prefix(2).enumerated() {
+            let own = try XCTUnwrap((try json(d + "/circuit.json")["circuit"] as? [String: Any])?["f_heldout"] as? Double)
+            XCTAssertEqual(fh[i][0], own, accuracy: 1e-9, d)
+        }
+        XCTAssertNotEqual(fh[0][0], f[0][0], "the held-out prompts differ from the reference ones")
         let same = try run(["circuit-compare", dirs[0], dirs[0], "--quiet"])
         XCTAssertTrue(same.out.contains("[0] vs [1]: 1.0000"), same.out)
         let mixed = try run(["circuit-compare", dirs[0], dirs[2], "--quiet"])
