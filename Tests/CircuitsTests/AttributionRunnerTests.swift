@@ -289,3 +289,37 @@ final class AttributionRunnerTests: XCTestCase {
         XCTAssertEqual(inc.finalizeHex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }
+
+// MARK: - Units only (head and neuron circuits)
+
+final class UnitsOnlyAttributionTests: XCTestCase {
+    /// Skipping every δW changes no neuron or head score (bit for bit) for lrp and gradient in every
+    /// aggregation, on both tiny families, and returns no weight tensor.
+    func testUnitScoresAreThoseOfTheFullRunWithoutWeightTensors() throws {
+        for name in ["tiny-llama-bias", "tiny-opt"] {
+            let model = try AttributionFixtures.tiny(name)
+            let smp = (0..<3).map { k in
+                AttributionSample(label: "s\(k)", tokens: AttributionFixtures.tokens(9 + k, vocab: model.config.vocabSize, seed: UInt64(7 + k)),
+                                  promptLength: 9 + k, explain: .nextToken(from: 0))
+            }
+            for method in [AttributionMethod.lrp, .gradient] {
+                for (perSample, perToken) in [(false, false), (true, false), (false, true)] {
+                    var s = AttributionSettings()
+                    s.method = method; s.dataKind = .prompts; s.samples = smp.count
+                    s.absPerSample = perSample; s.absPerToken = perToken
+                    let full = try AttributionRunner.scores(model: model, samples: smp, settings: s).tensors
+                    s.unitsOnly = true
+                    let units = try AttributionRunner.scores(model: model, samples: smp, settings: s).tensors
+                    let tag = "\(name) \(method) perSample \(perSample) perToken \(perToken)"
+                    let unitNames = Set(model.blocks.flatMap { [ScoreNames.neurons(model, layer: $0.index), ScoreNames.heads(model, layer: $0.index)] })
+                    XCTAssertEqual(Set(units.keys), unitNames, tag)
+                    XCTAssertTrue(model.linears.allSatisfy { full[$0.name] != nil }, tag)
+                    for n in unitNames {
+                        XCTAssertEqual(units[n]?.data, full[n]?.data, "\(tag) \(n)")
+                        XCTAssertTrue(full[n]!.data.contains { $0 != 0 }, "\(tag) \(n): scores are not all zero")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,48 +1,67 @@
 #!/usr/bin/env bash
-# IOI circuits on SmolLM2-135M: LRP against gradient / random / signed-LRP baselines, mean ± SEM over seeds.
+# IOI circuits on SmolLM2-135M: LRP (|R| per token and signed) against gradient and random, mean ± SEM over seeds.
 #
-#   Reference: N_REF × SEEDS prompts of `tasks ioi --seed 0`, cut by `circuit --seeds SEEDS` into SEEDS disjoint
-#   parts of N_REF; held-out: N_HELD prompts of `tasks ioi --seed 1` (disjoint from seed 0 by construction), the
-#   same for every seed. For each ablation in ABLATIONS and each method in METHODS one `workbench circuit
-#   --seeds SEEDS` run at GRANULARITY; the table (docs/results/ioi.md) is built here from each run's seeds.csv
-#   (mean ± SEM = sample sd / √n over seeds) and the "kept by every seed" line the run printed.
+#   Reference: N_REF × SEEDS prompts of `tasks ioi --seed 0` on the templates REF_TEMPLATES, cut by
+#   `circuit --seeds SEEDS` into SEEDS disjoint parts of N_REF (one circuit each). Held-out: N_HELD prompts of
+#   `tasks ioi --seed 1` on the same templates (disjoint prompts: each seed owns a hash partition), the same for
+#   every seed; and N_TPL prompts of `tasks ioi --seed 2` on templates no circuit saw (TPL_TEMPLATES), evaluated
+#   afterwards with `circuit-compare --prompts` (f with m(M) and m(∅) measured on that set, each circuit's own
+#   ablation). RUNS lists granularity:ablation:method triples; each is one `workbench circuit --seeds SEEDS` run.
+#   docs/results/ioi.md is built here from each run's seeds.csv (mean ± SEM = sample sd / √n over seeds), the
+#   "kept by every seed" line the run printed and the circuit-compare output (template f, Jaccard between seeds).
+#   The hand-written findings in docs/results/ioi.findings.md, if present, are appended.
 #
 # Resumable: a run whose output directory exists is skipped (circuit writes its directory atomically, so an
-# interrupted run leaves nothing and is redone). No Python: bash and awk only.
+# interrupted run leaves nothing and is redone); likewise the template evaluation (its .compare.txt, written last).
+# No Python: bash and awk only.
 #
 # Knobs (environment):
-#   N_REF=32 SEEDS=3 N_HELD=48 POINTS=12 THRESHOLD=0.9 GRANULARITY=heads
+#   N_REF=32 SEEDS=3 N_HELD=64 N_TPL=64 POINTS=12 THRESHOLD=0.9
+#   REF_TEMPLATES=BABA:0-9,ABBA:0-9  TPL_TEMPLATES=BABA:10-13,ABBA:10-13  (ABBA:14 is near chance on this model: left out)
 #   METHODS="lrp-apt lrp-signed gradient random"   (lrp-apt = LRP with |R| per token; lrp-signed = published signed R)
-#   ABLATIONS="zero mean"
+#   RUNS="heads:zero:* heads:mean:* neurons:zero:*"  (* = every method in METHODS)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/ioi  RESULTS=docs/results
 #
 #   mkdir -p out/experiments/ioi && nohup nice -n 10 scripts/experiments/ioi.sh > out/experiments/ioi/log.txt 2>&1 &
+#   scripts/experiments/ioi.sh report     # rebuild docs/results/ioi.md from what has finished
 set -euo pipefail
 
-main() {
+setup() {
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
-N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-48}"; POINTS="${POINTS:-12}"; THRESHOLD="${THRESHOLD:-0.9}"
-GRANULARITY="${GRANULARITY:-heads}"
+N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TPL:-64}"; POINTS="${POINTS:-12}"
+THRESHOLD="${THRESHOLD:-0.9}"
+REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
 METHODS="${METHODS:-lrp-apt lrp-signed gradient random}"
-ABLATIONS="${ABLATIONS:-zero mean}"
+RUNS="${RUNS:-heads:zero:* heads:mean:* neurons:zero:*}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 OUT="${OUT:-out/experiments/ioi}"
 RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
-
 REF="$OUT/ref-seed0-$((N_REF * SEEDS)).jsonl"
 HELD="$OUT/held-seed1-$N_HELD.jsonl"
-[ -f "$REF" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n $((N_REF * SEEDS)) --seed 0 --out "$REF"
-[ -f "$HELD" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$N_HELD" --seed 1 --out "$HELD"
+TPL="$OUT/templates-seed2-$N_TPL.jsonl"
+# Every run as granularity:ablation:method, * expanded.
+LIST=()
+for r in $RUNS; do
+  if [ "${r##*:}" = "*" ]; then for m in $METHODS; do LIST+=("${r%:*}:$m"); done; else LIST+=("$r"); fi
+done
+}
 
-for ablation in $ABLATIONS; do
-  for m in $METHODS; do
-    dir="$OUT/$GRANULARITY-$ablation-$m"
-    [ -d "$dir" ] && { echo "skip $dir (done)"; continue; }
+run_all() {
+[ -f "$REF" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n $((N_REF * SEEDS)) --seed 0 --templates "$REF_TEMPLATES" --out "$REF"
+[ -f "$HELD" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$N_HELD" --seed 1 --templates "$REF_TEMPLATES" --out "$HELD"
+[ -f "$TPL" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$N_TPL" --seed 2 --templates "$TPL_TEMPLATES" --out "$TPL"
+local t0 i=0
+t0=$(date +%s)
+for run in "${LIST[@]}"; do
+  i=$((i + 1))
+  IFS=: read -r g ablation m <<< "$run"
+  local name="$g-$ablation-$m" dir="$OUT/$g-$ablation-$m"
+  if [ -d "$dir" ]; then echo "skip $dir (done)"; else
     case "$m" in
       lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
       lrp-signed) args=(--method lrp --aggregation signed) ;;
@@ -50,16 +69,24 @@ for ablation in $ABLATIONS; do
       random) args=(--method random --seed 0) ;;
       *) args=(--method "$m") ;;
     esac
-    echo "== $dir ($(date -u +%H:%M:%S))"
+    echo "== [$i/${#LIST[@]}] $dir ($(date -u +%H:%M:%S), $(( $(date +%s) - t0 )) s since start)"
+    local start
     start=$(date +%s)
-    "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" --heldout "$HELD" "${args[@]}" --granularity "$GRANULARITY" \
+    "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" --heldout "$HELD" "${args[@]}" --granularity "$g" \
       --ablation "$ablation" --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" --out "$dir" --quiet \
-      > "$OUT/$GRANULARITY-$ablation-$m.stdout"
-    echo "$(( $(date +%s) - start ))" > "$OUT/$GRANULARITY-$ablation-$m.seconds"
-    cat "$OUT/$GRANULARITY-$ablation-$m.stdout"
-  done
+      > "$OUT/$name.stdout"
+    echo "$(( $(date +%s) - start ))" > "$OUT/$name.seconds"
+    cat "$OUT/$name.stdout"
+  fi
+  if [ ! -f "$OUT/$name.compare.txt" ]; then
+    local seeds=() s
+    for ((s = 0; s < SEEDS; s++)); do seeds+=("$dir/seed-$s"); done
+    "$WORKBENCH_BIN" circuit-compare "${seeds[@]}" --model "$MODEL" --prompts "$TPL" --quiet > "$OUT/$name.compare.tmp"
+    mv "$OUT/$name.compare.tmp" "$OUT/$name.compare.txt"
+  fi
+  report
 done
-report
+echo "all runs done in $(( $(date +%s) - t0 )) s"
 }
 
 # mean ± SEM of column $2 of a seeds.csv (header skipped), formatted with $3 decimals.
@@ -69,42 +96,75 @@ msem() {
           if (n > 1) printf "%." d "f ± %." d "f", m, sqrt(v / (n - 1) / n); else printf "%." d "f (n = 1)", m }' "$1"
 }
 
+# mean ± SEM of the template-set f (the transfer column circuit-compare printed) and the mean Jaccard between seeds.
+template_f() {
+  awk '/^transfer:/ { t = 1; next } t && /^  \[ *[0-9]+\] +-?[0-9.]+(e-?[0-9]+)? *$/ { x[n++] = $NF; s += $NF }
+    END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
+          if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }' "$1"
+}
+jaccard() {
+  awk '/^  \[[0-9]+\] vs \[[0-9]+\]: / { x = $4; sub(/[^0-9.]/, "", x); s += x; n++ }
+    END { if (n == 0) print "–"; else printf "%.2f", s / n }' "$1"
+}
+
 report() {
-  local md="$RESULTS/ioi.md"
+  local md="$RESULTS/ioi.md" figs="$RESULTS/ioi"
+  mkdir -p "$figs"
   {
     echo "# IOI circuits on SmolLM2-135M-Instruct (Q4_1 GGUF)"
     echo
-    echo "Generated by \`scripts/experiments/ioi.sh\` ($(date -u +%Y-%m-%d)). Reference: $((N_REF * SEEDS)) prompts of"
-    echo "\`tasks ioi --seed 0\`, cut by \`circuit --seeds $SEEDS\` into $SEEDS disjoint sets of $N_REF (one circuit each);"
-    echo "held-out: $N_HELD prompts of \`tasks ioi --seed 1\` (disjoint), the same for every seed. Metric: logit difference"
-    echo "logit(IO) − logit(S) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)), both ends measured with the same"
-    echo "ablation. Granularity: $GRANULARITY (candidates: all of them). Circuit = smallest k with f_ref ≥ $THRESHOLD"
-    echo "(log grid of $POINTS points, then bisection). Values are mean ± SEM over the $SEEDS seeds (SEM = sample sd / √n)."
-    echo "Score sign: keep the highest signed scores (\`--rank signed\`). LRP = AttnLRP explaining logit(IO) − logit(S);"
-    echo "\"|R| per token\" sums |R| over tokens per prompt (\`--aggregation abs-per-token\`), \"signed\" is the published"
-    echo "definition. random = seeded uniform scores (seed i for seed i), the floor any method must beat."
-    echo "Times are wall clock on 2 cores shared with 6 other jobs (loaded machine): upper bounds, not absolutes."
+    echo "Generated by \`scripts/experiments/ioi.sh\` ($(date -u +%Y-%m-%d)); release build, run under \`nice -n 10\` on a"
+    echo "2-core machine shared with three other engineers' builds, tests and experiments: wall times are upper bounds."
     echo
-    echo "| ablation | method | size (of all) | kept fraction | f ref | f held-out | AUC ref | AUC held-out | kept by every seed | wall time |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
-    for ablation in $ABLATIONS; do
-      for m in $METHODS; do
-        local dir="$OUT/$GRANULARITY-$ablation-$m" csv="$OUT/$GRANULARITY-$ablation-$m/seeds.csv"
-        [ -f "$csv" ] || { echo "| $ablation | $m | (not run) | | | | | | | |"; continue; }
-        local total every secs
-        total=$(awk -F, 'NR == 2 { print $3 }' "$csv")
-        every=$(grep -o 'kept by every seed: .*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
-        secs=$(cat "$dir.seconds" 2>/dev/null || echo "?")
-        echo "| $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 3) | $(msem "$csv" 6 3) | $(msem "$csv" 7 3) | $(msem "$csv" 8 3) | $(msem "$csv" 9 3) | ${every:-–} | ${secs} s |"
-      done
+    echo "- **Model:** \`$MODEL\` (sha256 in each run's circuit.json)."
+    echo "- **Reference:** $((N_REF * SEEDS)) prompts of \`tasks ioi --seed 0 --templates $REF_TEMPLATES\`, cut by"
+    echo "  \`circuit --seeds $SEEDS\` into $SEEDS disjoint sets of $N_REF (shuffle with a fixed seed; one circuit per set)."
+    echo "- **Held-out (same templates):** $N_HELD prompts of \`tasks ioi --seed 1\` (disjoint prompts), the same for every seed."
+    echo "- **Held-out templates:** $N_TPL prompts of \`tasks ioi --seed 2 --templates $TPL_TEMPLATES\` (templates no"
+    echo "  circuit saw; ABBA:14 left out, the full model is near chance on it), f measured by \`circuit-compare --prompts\`."
+    echo "- **Metric:** logit difference logit(IO) − logit(S) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)),"
+    echo "  m(M) and m(∅) measured on each prompt set with the run's ablation. Mean ablation: means over the reference set's"
+    echo "  tokens, also for the held-out f; for the held-out-template f (\`circuit-compare\`), over that set's own tokens."
+    echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then bisection);"
+    echo "  candidates: every head (270) or every MLP neuron (46,080); ranking global, keep the highest signed scores."
+    echo "- **Methods:** lrp-apt = AttnLRP explaining logit(IO) − logit(S), |R| summed over tokens per prompt"
+    echo "  (\`--method lrp --aggregation abs-per-token\`); lrp-signed = the published signed relevance (\`--aggregation signed\`);"
+    echo "  gradient = gradient × input, signed (the same backward with plain-gradient rules); random = seeded uniform scores"
+    echo "  (seed i for reference set i: $SEEDS draws), the floor any method must beat. Attribution runs once per reference set."
+    echo "- **Statistics:** mean ± SEM over the $SEEDS reference sets (SEM = sample sd / √n). Jaccard = mean over pairs of seeds"
+    echo "  of |A∩B| / |A∪B| of the kept sets."
+    echo
+    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | AUC held-out | Jaccard between seeds | kept by every seed | wall time |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for run in "${LIST[@]}"; do
+      IFS=: read -r g ablation m <<< "$run"
+      local name="$g-$ablation-$m"
+      local dir="$OUT/$name" csv="$OUT/$name/seeds.csv"
+      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | | |"; continue; }
+      local total every secs tplf jac
+      total=$(awk -F, 'NR == 2 { print $3 }' "$csv")
+      every=$(grep -o 'kept by every seed: .*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
+      secs=$(cat "$dir.seconds" 2>/dev/null || echo "?")
+      tplf="–"; jac="–"
+      if [ -f "$dir.compare.txt" ]; then tplf=$(template_f "$dir.compare.txt"); jac=$(jaccard "$dir.compare.txt"); fi
+      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $(msem "$csv" 7 3) | $tplf | $(msem "$csv" 8 3) | $(msem "$csv" 9 3) | $jac | ${every:-–} | ${secs} s |"
+      mkdir -p "$figs/$name"
+      cp "$dir/seeds.json" "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
+      cp "$dir/seed-0/curve.svg" "$figs/$name/curve-seed0.svg"
     done
     echo
-    echo "Method names: lrp-apt = \`--method lrp --aggregation abs-per-token\`; lrp-signed = \`--method lrp --aggregation signed\`;"
-    echo "gradient = \`--method gradient\` (gradient × input: the same backward with plain-gradient rules, signed); random = \`--method random\`."
-    echo "Per-seed numbers: \`$OUT/<granularity>-<ablation>-<method>/seeds.csv\`, each seed's curve and circuit in \`seed-i/\`."
+    echo "Per run, \`docs/results/ioi/<granularity>-<ablation>-<method>/\`: seeds.json / seeds.csv (per-seed numbers, mean ± SEM,"
+    echo "the mean curve, how many seeds kept each unit), circuit.html (curve with ± SEM, head grid or neuron counts) and"
+    echo "curve-seed0.svg. Each seed's full output (mask.safetensors, circuit.json, graph.json) is in \`$OUT/\` (not committed)."
+    echo
+    echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
+    echo "(here $N_HELD + $N_TPL on held-out templates), weight-granularity circuits, patch ablation, mean ablation for neurons."
+    echo "They were cut so the whole run fits in about an hour of a shared 2-core machine."
+    if [ -f "$RESULTS/ioi.findings.md" ]; then echo; cat "$RESULTS/ioi.findings.md"; fi
   } > "$md.tmp"
   mv "$md.tmp" "$md"
   echo "wrote $md"
 }
 
-main "$@"
+setup
+if [ "${1:-}" = "report" ]; then report; else run_all; fi

@@ -202,7 +202,7 @@ public enum AttributionRunner {
         switch s.method {
         case .lrp, .gradient:
             return LRPScorer(model: model, rules: s.effectiveRules, seed: s.seedValue, aggregation: s.aggregationMode,
-                             memoryBudget: s.memoryBudget)
+                             memoryBudget: s.memoryBudget, unitsOnly: s.unitsOnly)
         case .wanda: return WandaScorer(model: model)
         case .magnitude: return MagnitudeScorer(model: model)
         case .activation: return ActivationScorer(model: model)

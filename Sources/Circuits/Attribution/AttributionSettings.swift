@@ -15,6 +15,9 @@ public struct AttributionSettings: Equatable, Sendable {
     public var absPerSample = false
     /// Σ_t |R_t| per weight (no cancellation between positions); exclusive with `absPerSample`.
     public var absPerToken = false
+    /// lrp/gradient: keep only neuron and head relevance (no per-weight tensors; skips every δW GEMM).
+    /// In memory only (`circuit` at head/neuron granularity); a run that writes files keeps the weights.
+    public var unitsOnly = false
     /// Greedy continuation length for `--target continuation` prompts without one.
     public var maxNewTokens = 20
     /// Bytes of stored activations the LRP pass may keep (does not change results).
@@ -61,7 +64,7 @@ public struct AttributionSettings: Equatable, Sendable {
             ("samples", "\(samples)"),
             ("seed", dataKind == .corpus ? "\(corpusSeed ?? 0)" : na),
             ("max_new_tokens", ex && target == .continuation ? "\(maxNewTokens)" : na),
-        ] + (shard.map { [("shard", $0.description)] } ?? [])
+        ] + (shard.map { [("shard", $0.description)] } ?? []) + (unitsOnly && ex ? [("units_only", "true")] : [])
     }
 
     /// sha256 over the canonical "key=value\n" lines of `fingerprintFields`.

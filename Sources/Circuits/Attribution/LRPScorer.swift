@@ -66,9 +66,14 @@ final class LRPScorer: AttributionScorer {
     let seed: SeedValue
     let memoryBudget: Int
 
-    init(model: Model, rules: LRPRules, seed: SeedValue, aggregation: RelevanceAccumulator.Aggregation, memoryBudget: Int) {
+    /// The linears whose weight relevance is kept (none with `unitsOnly`).
+    let weightLinears: [Linear]
+
+    init(model: Model, rules: LRPRules, seed: SeedValue, aggregation: RelevanceAccumulator.Aggregation, memoryBudget: Int,
+         unitsOnly: Bool = false) {
         self.model = model; self.rules = rules; self.seed = seed; self.memoryBudget = memoryBudget
-        accumulator = RelevanceAccumulator(model: model, aggregation: aggregation)
+        accumulator = RelevanceAccumulator(model: model, aggregation: aggregation, weights: !unitsOnly)
+        weightLinears = unitsOnly ? [] : model.linears
     }
 
     func process(_ s: AttributionSample) throws -> Double? {
@@ -81,7 +86,7 @@ final class LRPScorer: AttributionScorer {
     /// Weights first (HF names), then neuron/head sums (ScoreNames); raw F64 sums.
     func checkpointTensors() -> [OutTensor] {
         let a = accumulator
-        return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: .f64(a.weightSums[$0.name] ?? [])) }
+        return weightLinears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: .f64(a.weightSums[$0.name] ?? [])) }
             + a.unitSums.keys.sorted().map { OutTensor(name: $0, shape: [a.unitSums[$0]?.count ?? 0], payload: .f64(a.unitSums[$0] ?? [])) }
     }
 
@@ -90,12 +95,12 @@ final class LRPScorer: AttributionScorer {
         let taken = accumulator.takeSums()
         var w = taken.weights, u = taken.units
         defer { u = [:] }
-        return model.linears.map { ($0.name, w.removeValue(forKey: $0.name) ?? []) } + u.keys.sorted().map { ($0, u[$0]!) }
+        return weightLinears.map { ($0.name, w.removeValue(forKey: $0.name) ?? []) } + u.keys.sorted().map { ($0, u[$0]!) }
     }
 
     func restore(_ sums: SumSource, samplesDone: Int) throws {
         var w: [String: [Double]] = [:], u: [String: [Double]] = [:]
-        for l in model.linears { w[l.name] = try sums.sums(l.name, count: l.weight.count) }
+        for l in weightLinears { w[l.name] = try sums.sums(l.name, count: l.weight.count) }
         for (k, v) in accumulator.unitSums { u[k] = try sums.sums(k, count: v.count) }
         accumulator.restore(weights: w, units: u, samples: samplesDone)
     }
@@ -108,7 +113,7 @@ final class LRPScorer: AttributionScorer {
                 v.withUnsafeBufferPointer { p in for i in r { dst[i - r.lowerBound] = RelevanceAccumulator.mean(p[i], samples: samples) } }
             }
         }
-        return model.linears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: mean(a.weightSums[$0.name] ?? [])) }
+        return weightLinears.map { OutTensor(name: $0.name, shape: [$0.outDim, $0.inDim], payload: mean(a.weightSums[$0.name] ?? [])) }
             + a.unitSums.keys.sorted().map { OutTensor(name: $0, shape: [a.unitSums[$0]?.count ?? 0], payload: mean(a.unitSums[$0] ?? [])) }
     }
 
@@ -118,7 +123,7 @@ final class LRPScorer: AttributionScorer {
         var (weights, units) = accumulator.takeSums()
         func mean(_ v: [Double]) -> [Float] { v.map { RelevanceAccumulator.mean($0, samples: samples) } }
         var out: [(name: String, shape: [Int], values: [Float])] = []
-        for l in model.linears {
+        for l in weightLinears {
             let v = weights.removeValue(forKey: l.name) ?? []
             out.append((l.name, [l.outDim, l.inDim], mean(v)))
         }

@@ -36,6 +36,8 @@ public final class RelevanceAccumulator: RelevanceSink {
     public var wantsAbsPerToken: Bool { aggregation == .absPerToken }
     /// Per-token absolute aggregation never reads the signed δW.
     public var wantsSignedGradient: Bool { aggregation != .absPerToken }
+    /// False for a units-only accumulator: no weight sums, no δW in the backward.
+    public let wantsWeightRelevance: Bool
     /// Σ over samples of R_W per HF weight name [out·in], in F64.
     public private(set) var weightSums: [String: [Double]] = [:]
     /// Σ over samples of neuron / head relevance, keyed by `ScoreNames`, in F64.
@@ -50,10 +52,12 @@ public final class RelevanceAccumulator: RelevanceSink {
         self.init(model: model, aggregation: absPerSample ? .absPerSample : .signed)
     }
 
-    public init(model: Model, aggregation: Aggregation) {
+    /// `weights: false` keeps only the neuron and head sums (heads/neurons circuits need nothing else).
+    public init(model: Model, aggregation: Aggregation, weights: Bool = true) {
         self.model = model
         self.aggregation = aggregation
-        for l in model.linears { weightSums[l.name] = [Double](repeating: 0, count: l.weight.count) }
+        wantsWeightRelevance = weights
+        if weights { for l in model.linears { weightSums[l.name] = [Double](repeating: 0, count: l.weight.count) } }
         for b in model.blocks {
             unitSums[ScoreNames.neurons(model, layer: b.index)] = [Double](repeating: 0, count: model.config.dFF)
             unitSums[ScoreNames.heads(model, layer: b.index)] = [Double](repeating: 0, count: model.config.nHeads)
@@ -122,7 +126,7 @@ public final class RelevanceAccumulator: RelevanceSink {
     public func meanTensors() -> [(String, Tensor)] {
         let k = samples
         var out: [(String, Tensor)] = []
-        for l in model.linears {
+        for l in model.linears where wantsWeightRelevance {
             out.append((l.name, Tensor(shape: [l.outDim, l.inDim], data: weightSums[l.name]!.map { Self.mean($0, samples: k) })))
         }
         for (name, v) in unitSums.sorted(by: { $0.key < $1.key }) {

@@ -110,6 +110,8 @@ public enum CircuitDiscovery {
             a.method = AttributionMethod(rawValue: s.method.rawValue)!
             a.absPerToken = s.aggregation == .absPerToken
             a.absPerSample = s.aggregation == .absPerSample
+            // Head and neuron circuits rank units only: no per-weight relevance (every δW GEMM skipped).
+            a.unitsOnly = s.granularity != .weights && (s.method == .lrp || s.method == .gradient)
             a.samples = items.count
             let smp = try samples(items, vocab: c.vocabSize)
             let r = try AttributionRunner.scores(model: model, samples: smp, settings: a, progress: progress)

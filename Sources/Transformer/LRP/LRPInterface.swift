@@ -44,6 +44,10 @@ public protocol RelevanceSink: AnyObject {
     /// Asks for the signed δW (`weightGradient`). Default true; a sink that only
     /// aggregates per-token absolute values says false and saves one GEMM per linear.
     var wantsSignedGradient: Bool { get }
+    /// Asks for any per-weight quantity (`weightGradient` / `weightAbsGradient`). Default true; a sink
+    /// that only wants neuron and head relevance says false and saves every δW GEMM (the largest
+    /// part of a short prompt's backward).
+    var wantsWeightRelevance: Bool { get }
     /// Asks for per-token absolute aggregation: Σ_t |δy_t|ᵀ|x_t| per linear
     /// (`weightAbsGradient`) and Σ_t |·| for neurons and heads. Default false.
     var wantsAbsPerToken: Bool { get }
@@ -70,6 +74,7 @@ public protocol RelevanceSink: AnyObject {
 
 extension RelevanceSink {
     public var wantsSignedGradient: Bool { true }
+    public var wantsWeightRelevance: Bool { true }
     public var wantsAbsPerToken: Bool { false }
     public func weightAbsGradient(_ linear: Linear, _ g: UnsafePointer<Float>) {}
     public var wantsNodeInputs: Bool { false }

@@ -39,7 +39,7 @@ extension Model {
                               w, ldb: lin.inDim, beta: accumulate ? 1 : 0, dx, ldc: lin.inDim)
                 }
             }
-            if let sink {
+            if let sink, sink.wantsWeightRelevance {
                 scratch.dW.ptr { dw in
                     if sink.wantsSignedGradient {
                         BLAS.gemm(transA: true, transB: false, m: lin.outDim, n: lin.inDim, k: n, dy, lda: lin.outDim,
