@@ -3,23 +3,25 @@
 #
 #   Reference: N_REF × SEEDS prompts of `tasks ioi --seed 0` on the templates REF_TEMPLATES, cut by
 #   `circuit --seeds SEEDS` into SEEDS disjoint parts of N_REF (one circuit each). Held-out: N_HELD prompts of
-#   `tasks ioi --seed 1` on the same templates (disjoint prompts: each seed owns a hash partition), the same for
-#   every seed; and N_TPL prompts of `tasks ioi --seed 2` on templates no circuit saw (TPL_TEMPLATES), evaluated
-#   afterwards with `circuit-compare --prompts` (f with m(M) and m(∅) measured on that set, each circuit's own
-#   ablation). RUNS lists granularity:ablation:method triples; each is one `workbench circuit --seeds SEEDS` run.
-#   docs/results/ioi.md is built here from each run's seeds.csv (mean ± SEM = sample sd / √n over seeds), the
-#   "kept by every seed" line the run printed and the circuit-compare output (template f, Jaccard between seeds).
+#   `tasks ioi --seed 1` on the same templates (disjoint prompts: each seed owns a hash partition), and N_TPL
+#   prompts of `tasks ioi --seed 2` on templates no circuit saw (TPL_TEMPLATES). Both are evaluated at each
+#   circuit's size only, afterwards, with `circuit-compare --prompts` (f with m(M) and m(∅) measured on that set,
+#   each circuit's own ablation; for zero ablation this is the number `circuit --heldout` reports, tested) — not
+#   along the whole curve, which would cost three times the evaluations. RUNS lists granularity:ablation:method
+#   triples; each is one `workbench circuit --seeds SEEDS` run. docs/results/ioi.md is built here from each run's
+#   seeds.csv (mean ± SEM = sample sd / √n over seeds), the "kept by every seed" line the run printed and the
+#   circuit-compare outputs (held-out f, template f, Jaccard between seeds).
 #   The hand-written findings in docs/results/ioi.findings.md, if present, are appended.
 #
 # Resumable: a run whose output directory exists is skipped (circuit writes its directory atomically, so an
-# interrupted run leaves nothing and is redone); likewise the template evaluation (its .compare.txt, written last).
+# interrupted run leaves nothing and is redone); likewise each held-out evaluation (its .txt is moved in place last).
 # No Python: bash and awk only.
 #
 # Knobs (environment):
 #   N_REF=32 SEEDS=3 N_HELD=64 N_TPL=64 POINTS=12 THRESHOLD=0.9
 #   REF_TEMPLATES=BABA:0-9,ABBA:0-9  TPL_TEMPLATES=BABA:10-13,ABBA:10-13  (ABBA:14 is near chance on this model: left out)
 #   METHODS="lrp-apt lrp-signed gradient random"   (lrp-apt = LRP with |R| per token; lrp-signed = published signed R)
-#   RUNS="heads:zero:* heads:mean:* neurons:zero:*"  (* = every method in METHODS)
+#   RUNS="heads:zero:* neurons:zero:* heads:mean:*"  (* = every method in METHODS; run in this order)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/ioi  RESULTS=docs/results
 #
@@ -34,7 +36,7 @@ N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TP
 THRESHOLD="${THRESHOLD:-0.9}"
 REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
 METHODS="${METHODS:-lrp-apt lrp-signed gradient random}"
-RUNS="${RUNS:-heads:zero:* heads:mean:* neurons:zero:*}"
+RUNS="${RUNS:-heads:zero:* neurons:zero:* heads:mean:*}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -72,18 +74,20 @@ for run in "${LIST[@]}"; do
     echo "== [$i/${#LIST[@]}] $dir ($(date -u +%H:%M:%S), $(( $(date +%s) - t0 )) s since start)"
     local start
     start=$(date +%s)
-    "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" --heldout "$HELD" "${args[@]}" --granularity "$g" \
+    "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" "${args[@]}" --granularity "$g" \
       --ablation "$ablation" --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" --out "$dir" --quiet \
       > "$OUT/$name.stdout"
     echo "$(( $(date +%s) - start ))" > "$OUT/$name.seconds"
     cat "$OUT/$name.stdout"
   fi
-  if [ ! -f "$OUT/$name.compare.txt" ]; then
-    local seeds=() s
-    for ((s = 0; s < SEEDS; s++)); do seeds+=("$dir/seed-$s"); done
-    "$WORKBENCH_BIN" circuit-compare "${seeds[@]}" --model "$MODEL" --prompts "$TPL" --quiet > "$OUT/$name.compare.tmp"
-    mv "$OUT/$name.compare.tmp" "$OUT/$name.compare.txt"
-  fi
+  local seeds=() s set file
+  for ((s = 0; s < SEEDS; s++)); do seeds+=("$dir/seed-$s"); done
+  for set in held templates; do
+    [ "$set" = held ] && file="$HELD" || file="$TPL"
+    [ -f "$OUT/$name.$set.txt" ] && continue
+    "$WORKBENCH_BIN" circuit-compare "${seeds[@]}" --model "$MODEL" --prompts "$file" --quiet > "$OUT/$name.$set.tmp"
+    mv "$OUT/$name.$set.tmp" "$OUT/$name.$set.txt"
+  done
   report
 done
 echo "all runs done in $(( $(date +%s) - t0 )) s"
@@ -96,8 +100,8 @@ msem() {
           if (n > 1) printf "%." d "f ± %." d "f", m, sqrt(v / (n - 1) / n); else printf "%." d "f (n = 1)", m }' "$1"
 }
 
-# mean ± SEM of the template-set f (the transfer column circuit-compare printed) and the mean Jaccard between seeds.
-template_f() {
+# mean ± SEM of the f column circuit-compare printed (one prompt set), and the mean Jaccard between seeds.
+compare_f() {
   awk '/^transfer:/ { t = 1; next } t && /^  \[ *[0-9]+\] +-?[0-9.]+(e-?[0-9]+)? *$/ { x[n++] = $NF; s += $NF }
     END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
           if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }' "$1"
@@ -121,10 +125,12 @@ report() {
     echo "  \`circuit --seeds $SEEDS\` into $SEEDS disjoint sets of $N_REF (shuffle with a fixed seed; one circuit per set)."
     echo "- **Held-out (same templates):** $N_HELD prompts of \`tasks ioi --seed 1\` (disjoint prompts), the same for every seed."
     echo "- **Held-out templates:** $N_TPL prompts of \`tasks ioi --seed 2 --templates $TPL_TEMPLATES\` (templates no"
-    echo "  circuit saw; ABBA:14 left out, the full model is near chance on it), f measured by \`circuit-compare --prompts\`."
+    echo "  circuit saw; ABBA:14 left out, the full model is near chance on it)."
+    echo "- **Held-out f:** at each circuit's size only (\`circuit-compare --prompts\`), not along the curve (that would triple"
+    echo "  the evaluations): so there is no held-out AUC."
     echo "- **Metric:** logit difference logit(IO) − logit(S) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)),"
     echo "  m(M) and m(∅) measured on each prompt set with the run's ablation. Mean ablation: means over the reference set's"
-    echo "  tokens, also for the held-out f; for the held-out-template f (\`circuit-compare\`), over that set's own tokens."
+    echo "  tokens for f ref; for the held-out f, over that held-out set's own tokens (as \`circuit-compare\` measures)."
     echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then bisection);"
     echo "  candidates: every head (270) or every MLP neuron (46,080); ranking global, keep the highest signed scores."
     echo "- **Methods:** lrp-apt = AttnLRP explaining logit(IO) − logit(S), |R| summed over tokens per prompt"
@@ -134,20 +140,21 @@ report() {
     echo "- **Statistics:** mean ± SEM over the $SEEDS reference sets (SEM = sample sd / √n). Jaccard = mean over pairs of seeds"
     echo "  of |A∩B| / |A∪B| of the kept sets."
     echo
-    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | AUC held-out | Jaccard between seeds | kept by every seed | wall time |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | Jaccard between seeds | kept by every seed | wall time |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for run in "${LIST[@]}"; do
       IFS=: read -r g ablation m <<< "$run"
       local name="$g-$ablation-$m"
       local dir="$OUT/$name" csv="$OUT/$name/seeds.csv"
-      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | | |"; continue; }
-      local total every secs tplf jac
+      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | |"; continue; }
+      local total every secs heldf tplf jac
       total=$(awk -F, 'NR == 2 { print $3 }' "$csv")
       every=$(grep -o 'kept by every seed: .*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
       secs=$(cat "$dir.seconds" 2>/dev/null || echo "?")
-      tplf="–"; jac="–"
-      if [ -f "$dir.compare.txt" ]; then tplf=$(template_f "$dir.compare.txt"); jac=$(jaccard "$dir.compare.txt"); fi
-      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $(msem "$csv" 7 3) | $tplf | $(msem "$csv" 8 3) | $(msem "$csv" 9 3) | $jac | ${every:-–} | ${secs} s |"
+      heldf="–"; tplf="–"; jac="–"
+      if [ -f "$dir.held.txt" ]; then heldf=$(compare_f "$dir.held.txt"); jac=$(jaccard "$dir.held.txt"); fi
+      if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); fi
+      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $jac | ${every:-–} | ${secs} s |"
       mkdir -p "$figs/$name"
       cp "$dir/seeds.json" "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
       cp "$dir/seed-0/curve.svg" "$figs/$name/curve-seed0.svg"
@@ -158,7 +165,8 @@ report() {
     echo "curve-seed0.svg. Each seed's full output (mask.safetensors, circuit.json, graph.json) is in \`$OUT/\` (not committed)."
     echo
     echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
-    echo "(here $N_HELD + $N_TPL on held-out templates), weight-granularity circuits, patch ablation, mean ablation for neurons."
+    echo "(here $N_HELD + $N_TPL on held-out templates), held-out curves and AUCs (held-out f at the circuit's size only),"
+    echo "weight-granularity circuits, patch ablation, mean ablation for neurons, and any run marked (not run) above."
     echo "They were cut so the whole run fits in about an hour of a shared 2-core machine."
     if [ -f "$RESULTS/ioi.findings.md" ]; then echo; cat "$RESULTS/ioi.findings.md"; fi
   } > "$md.tmp"
