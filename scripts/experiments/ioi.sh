@@ -18,10 +18,12 @@
 # No Python: bash and awk only.
 #
 # Knobs (environment):
-#   N_REF=32 SEEDS=3 N_HELD=64 N_TPL=64 POINTS=12 THRESHOLD=0.9
+#   N_REF=32 SEEDS=3 N_HELD=64 N_TPL=32 POINTS=12 THRESHOLD=0.9
 #   REF_TEMPLATES=BABA:0-9,ABBA:0-9  TPL_TEMPLATES=BABA:10-13,ABBA:10-13  (ABBA:14 is near chance on this model: left out)
 #   METHODS="lrp-apt lrp-signed gradient random"   (lrp-apt = LRP with |R| per token; lrp-signed = published signed R)
-#   RUNS="heads:zero:* neurons:zero:* heads:mean:*"  (* = every method in METHODS; run in this order)
+#   RUNS="…" granularity:ablation:method, run in this order (* = every method in METHODS); the default interleaves
+#     granularities and methods so the most informative comparisons finish first (see RUNS= below)
+#   BUDGET_SECONDS=3300: no run starts after this many seconds (the rest is reported as not run)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/ioi  RESULTS=docs/results
 #
@@ -32,11 +34,13 @@ set -euo pipefail
 setup() {
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
-N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TPL:-64}"; POINTS="${POINTS:-12}"
+N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TPL:-32}"; POINTS="${POINTS:-12}"
 THRESHOLD="${THRESHOLD:-0.9}"
 REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
 METHODS="${METHODS:-lrp-apt lrp-signed gradient random}"
-RUNS="${RUNS:-heads:zero:* neurons:zero:* heads:mean:*}"
+RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random neurons:zero:lrp-apt neurons:zero:random heads:zero:lrp-signed heads:zero:gradient
+  neurons:zero:gradient neurons:zero:lrp-signed heads:mean:lrp-apt heads:mean:random heads:mean:gradient heads:mean:lrp-signed}"
+BUDGET_SECONDS="${BUDGET_SECONDS:-3300}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -63,7 +67,9 @@ for run in "${LIST[@]}"; do
   i=$((i + 1))
   IFS=: read -r g ablation m <<< "$run"
   local name="$g-$ablation-$m" dir="$OUT/$g-$ablation-$m"
-  if [ -d "$dir" ]; then echo "skip $dir (done)"; else
+  if [ -d "$dir" ]; then echo "skip $dir (done)"
+  elif [ $(( $(date +%s) - t0 )) -ge "$BUDGET_SECONDS" ]; then echo "budget of $BUDGET_SECONDS s spent: $dir not run"; continue
+  else
     case "$m" in
       lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
       lrp-signed) args=(--method lrp --aggregation signed) ;;
