@@ -272,7 +272,8 @@ final class CircuitCLITests: XCTestCase {
             let own = try XCTUnwrap((try json(d + "/circuit.json")["circuit"] as? [String: Any])?["f_heldout"] as? Double)
             XCTAssertEqual(fh[i][0], own, accuracy: 1e-9, d)
         }
-        XCTAssertNotEqual(fh[0][0], f[0][0], "the held-out prompts differ from the reference ones")
+        // Not vacuous: the random circuit (2 of 8 heads) scores differently on the two sets.
+        XCTAssertGreaterThan(abs(fh[1][0] - f[1][0]), 1e-3, "the held-out prompts differ from the reference ones")
         let same = try run(["circuit-compare", dirs[0], dirs[0], "--quiet"])
         XCTAssertTrue(same.out.contains("[0] vs [1]: 1.0000"), same.out)
         let mixed = try run(["circuit-compare", dirs[0], dirs[2], "--quiet"])
