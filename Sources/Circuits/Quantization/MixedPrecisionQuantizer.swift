@@ -151,13 +151,14 @@ public enum MixedPrecisionQuantizer {
         }
 
         // Error of every candidate type for every eligible tensor.
-        var errors = [[Double]](), weights = 0
+        // The encodings are kept (≈ 4.2 bytes per weight for the four default types): the chosen one is
+        // written as is instead of being searched again.
+        var errors = [[Double]](), encodings = [[[UInt8]]](), weights = 0
         for (j, i) in eligible.enumerated() {
             let x = tensors[i].values, w = importance[i]
-            errors.append(s.types.map { type in
-                let enc = GGMLBlockCodec.encode(x, type: type, importance: s.weightedRounding ? w : nil)
-                return GGMLBlockCodec.weightedError(x, enc, type: type, importance: w)
-            })
+            let enc = s.types.map { GGMLBlockCodec.encode(x, type: $0, importance: s.weightedRounding ? w : nil) }
+            errors.append(zip(s.types, enc).map { GGMLBlockCodec.weightedError(x, $1, type: $0, importance: w) })
+            encodings.append(enc)
             weights += x.count
             progress(j + 1, eligible.count, weights)
         }
@@ -169,9 +170,10 @@ public enum MixedPrecisionQuantizer {
         let pick = Dictionary(uniqueKeysWithValues: zip(eligible, choice))
         for (i, t) in tensors.enumerated() {
             let type = pick[i].map { s.types[$0] } ?? .f32
-            let w = s.weightedRounding ? importance[i] : nil
-            records.append(GGUFTensorRecord(name: t.name, dims: t.dims, type: type, data: GGMLBlockCodec.encode(t.values, type: type, importance: w)))
-            if let k = pick[i], let e = eligible.firstIndex(of: i) {
+            let e = eligible.firstIndex(of: i)
+            let data = e.flatMap { e in pick[i].map { encodings[e][$0] } } ?? GGMLBlockCodec.encode(t.values, type: type)
+            records.append(GGUFTensorRecord(name: t.name, dims: t.dims, type: type, data: data))
+            if let k = pick[i], let e {
                 usedBits += Double(t.values.count) * bits[k]
                 typeCounts[type.name, default: 0] += 1
                 report.append(QuantizedTensorChoice(name: t.name, type: type.name, count: t.values.count,
