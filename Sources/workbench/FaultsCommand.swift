@@ -106,9 +106,12 @@ enum FaultsCommand: Command {
         try AtomicFile.write(report.html(), to: html)
         Out.print(String(format: "dense %@: %.4f", report.metric, report.dense))
         for r in report.rows {
-            Out.print(String(format: "BER %g %@: median %@, p10 %@, p90 %@, failed %.0f %%", r.ber, r.criterion,
-                             r.median.map { String(format: "%.4f", $0) } ?? "n/a", r.p10.map { String(format: "%.4f", $0) } ?? "n/a",
-                             r.p90.map { String(format: "%.4f", $0) } ?? "n/a", 100 * r.failedFraction))
+            // One line per row (scripts/experiments/faults.sh builds its table from these lines with awk).
+            func f(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "n/a" }
+            Out.print(String(format: "BER %g %@: median %@, p10 %@, p90 %@, failed %.0f %%, gain %@ pp, protected %d weights, overhead %.2f %%, flips %.1f, wrong-read %.1f",
+                             r.ber, r.criterion, f(r.median), f(r.p10), f(r.p90), 100 * r.failedFraction,
+                             r.reliabilityGain.map { String(format: "%+.0f", 100 * $0) } ?? "n/a", r.protectedWeights, 100 * r.overhead,
+                             r.meanPrimaryFlips, r.meanReadFlips))
         }
         Out.print("report: \(out)")
         Out.print("page: \(html)")

@@ -9,19 +9,6 @@ import TestSupport
 final class GGMLBlockCodecTests: XCTestCase {
     private func golden() throws -> GGUFFile { try GGUFFile(path: try Fixtures.path("goldens/ggml_blocks.gguf")) }
 
-    /// The libm-free rounding helpers equal roundf / truncf (then clamped) on halves, their neighbours and random values.
-    func testRoundingHelpersMatchLibm() {
-        var vs: [Float] = []
-        for k in -300...300 { let h = Float(k) + 0.5; vs += [h, h.nextUp, h.nextDown, Float(k), Float(k).nextUp, Float(k).nextDown] }
-        var rng = SeededRNG(seed: 4)
-        for _ in 0..<20000 { vs.append(Float(rng.uniform() * 600 - 300)) }
-        for v in vs {
-            XCTAssertEqual(GGMLBlockCodec.roundAwayClamped(v, -128, 127), Int32(max(-128, min(127, v.rounded(.toNearestOrAwayFromZero)))), "\(v)")
-            XCTAssertEqual(GGMLBlockCodec.roundAwayClamped(v, 0, 15), Int32(min(15, max(0, v.rounded(.toNearestOrAwayFromZero)))), "\(v)")
-            XCTAssertEqual(GGMLBlockCodec.truncClamped(v, 0, 15), min(15, max(0, Int32(v.rounded(.towardZero)))), "\(v)")
-        }
-    }
-
     func testEncodingIsBitExactWithGGUFPackage() throws {
         let g = try golden()
         let input = try g.dequantize(try XCTUnwrap(g.tensor(named: "input")))

@@ -110,31 +110,17 @@ public enum GGMLBlockCodec {
         return ((hi - lo) / 15, lo)
     }
 
-    // Rounding without libm calls (truncf/roundf are calls on a baseline x86-64 target, and the weighted
-    // search evaluates them 20 × 64 times a block): clamp to one past the range, convert with truncation
-    // (cvttss2si), then for roundf add ±1 when the exact remainder c − trunc(c) reaches ±0.5 — exactly
-    // C's roundf (half away from zero) for |c| < 2²³, so the plain encodings stay bit-exact with ggml.
-    @inline(__always) static func truncClamped(_ v: Float, _ lo: Int32, _ hi: Int32) -> Int32 {
-        Swift.min(hi, Swift.max(lo, Int32(Swift.min(Swift.max(v, Float(lo) - 1), Float(hi) + 1))))
-    }
-
-    @inline(__always) static func roundAwayClamped(_ v: Float, _ lo: Int32, _ hi: Int32) -> Int32 {
-        let c = Swift.min(Swift.max(v, Float(lo) - 1), Float(hi) + 1)
-        let t = Int32(c), f = c - Float(t)
-        return Swift.min(hi, Swift.max(lo, f >= 0.5 ? t + 1 : (f <= -0.5 ? t - 1 : t)))
-    }
-
     /// Level for weight x under the inverse scale (ggml's rounding: roundf for Q8_0,
     /// truncation of x·id + 8.5 clamped to 0…15 for Q4_0), as the stored unsigned nibble / signed byte.
     @inline(__always)
     static func level(_ x: Float, _ inv: Float, type: GGMLType) -> Int32 {
         if type == .q8_0 {
             let v = x * inv
-            return roundAwayClamped(v, -128, 127)
+            return Int32(max(-128, min(127, v.rounded(.toNearestOrAwayFromZero))))
         }
         let t = x * inv
         let v = t + 8.5
-        return truncClamped(v, 0, 15)
+        return min(15, max(0, Int32(v.rounded(.towardZero))))
     }
 
     static func writeSymmetric(_ x: UnsafePointer<Float>, d: Float, inverse: Float, type: GGMLType, into o: UnsafeMutableRawPointer) {
@@ -155,7 +141,7 @@ public enum GGMLBlockCodec {
         @inline(__always) func q(_ v: Float) -> UInt8 {
             let t = (v - m) * inverse
             let u = t + 0.5
-            return UInt8(truncClamped(u, 0, 15))
+            return UInt8(min(15, max(0, Int32(u.rounded(.towardZero)))))
         }
         for j in 0..<16 { o.storeBytes(of: q(x[j]) | (q(x[j + 16]) << 4), toByteOffset: 4 + j, as: UInt8.self) }
     }
@@ -205,7 +191,7 @@ public enum GGMLBlockCodec {
         for j in 0..<32 {
             let t = (x[j] - m) * inverse
             let u = t + 0.5
-            let q = Float(truncClamped(u, 0, 15))
+            let q = Float(min(15, max(0, Int32(u.rounded(.towardZero)))))
             let r = Double(x[j] - (q * ds + ms)); e += Double(w[j]) * r * r
         }
         return e
@@ -219,7 +205,7 @@ public enum GGMLBlockCodec {
             // Levels for this trial, then the weighted least-squares (d, m) for those levels.
             var sw = 0.0, sl = 0.0, sll = 0.0, sx = 0.0, slx = 0.0
             for j in 0..<32 {
-                let l = Double(roundAwayClamped((x[j] - plain.1) * inv0, 0, 15))
+                let l = Double(min(15, max(0, ((x[j] - plain.1) * inv0).rounded(.toNearestOrAwayFromZero))))
                 let wj = Double(w[j]), xj = Double(x[j])
                 sw += wj; sl += wj * l; sll += wj * l * l; sx += wj * xj; slx += wj * l * xj
             }
