@@ -74,6 +74,7 @@ enum FaultsCommand: Command {
         try scores?.validate(against: m.model)
 
         let metric: FaultMetric
+        var tokensPerTrial = 0          // for the progress line's tok/s
         if let textPath {
             let tok = try m.requireTokenizer()
             let ids = try tok.encode(joinRawTextRows(try Common.readText(textPath)))
@@ -82,9 +83,11 @@ enum FaultsCommand: Command {
                 throw UsageError(message: "--text \(QuotedName.safe(textPath)) has \(ids.count) tokens, fewer than --windows \(windows) × --seqlen \(seqlen)")
             }
             metric = .perplexity(tokens: ids, seqlen: seqlen, windows: windows, text: textPath)
+            tokensPerTrial = seqlen * windows
         } else {
             let items = try TaskSet.load(promptsPath!).tokenize(tokenizer: m.tokenizer, model: m.model)
             metric = .task(items: items, floor: try args[Options.floor], prompts: promptsPath!)
+            tokensPerTrial = items.reduce(0) { $0 + $1.tokens.count }
         }
 
         let t0 = Date()
@@ -101,7 +104,7 @@ enum FaultsCommand: Command {
                        setups.map { "\($0.criterion.name) \($0.protected.count)" }.joined(separator: ", "), Date().timeIntervalSince(t0)))
         let bar = ProgressLine("faults", total: bers.count * trials * setups.count, unit: "trials")
         let report = try FaultCampaign.run(model: m.model, storage: storage, criteria: setups, bers: bers, trials: trials, seed: seed,
-                                           fraction: fraction, metric: metric, modelPath: modelPath) { done, _ in bar.update(done, tokens: done) }
+                                           fraction: fraction, metric: metric, modelPath: modelPath) { done, _ in bar.update(done, tokens: done * tokensPerTrial) }
         try AtomicFile.write(try report.json(), to: out)
         try AtomicFile.write(report.html(), to: html)
         Out.print(String(format: "dense %@: %.4f", report.metric, report.dense))
