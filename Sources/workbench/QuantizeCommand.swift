@@ -12,13 +12,14 @@ enum QuantizeCommand: Command {
         static let bits = Option<Double>("bits-per-weight", "b", help: "Average storage bits per quantised weight, block scales included (Q4_0 4.5, Q4_1 5, Q8_0 8.5, F16 16)")
         static let types = Option<String>("types", "list", default: "f16,q8_0,q4_1,q4_0", help: "Types a tensor may get (f32, f16, bf16, q8_0, q4_1, q4_0)")
         static let plainRounding = Flag("plain-rounding", help: "ggml's plain block scales instead of importance-weighted ones")
+        static let pruneNonPositive = Flag("prune-nonpositive", help: "First set every weight whose signed score is ≤ 0 to zero (needs --scores with signed relevance); reports the sparsity")
         static let out = Option<String>("out", "file", help: "Output GGUF v3 file")
         static let json = Option<String>("json", "file", help: "Also write the per-tensor choices and errors as JSON")
     }
     static let spec = CommandSpec(
         name: "quantize", abstract: "Mixed-precision GGUF: a ggml type per tensor under a bits-per-weight budget, guided by importance.",
-        usage: "workbench quantize --model <path> [--scores <file> | --importance plain|magnitude] --bits-per-weight <b> [--types f16,q8_0,q4_1,q4_0] [--plain-rounding] --out <file.gguf> [--json <file>]",
-        options: ModelOptions.all + [Options.scores, Options.importance, Options.bits, Options.types, Options.plainRounding, Options.out, Options.json],
+        usage: "workbench quantize --model <path> [--scores <file> | --importance plain|magnitude] --bits-per-weight <b> [--types f16,q8_0,q4_1,q4_0] [--plain-rounding] [--prune-nonpositive] --out <file.gguf> [--json <file>]",
+        options: ModelOptions.all + [Options.scores, Options.importance, Options.bits, Options.types, Options.plainRounding, Options.pruneNonPositive, Options.out, Options.json],
         discussion: """
         Greedy allocation: every 2-D weight starts at the cheapest type and the upgrade with the largest drop of the
         importance-weighted squared error per extra bit is taken while the budget allows; norms stay F32 (not counted).
@@ -32,6 +33,7 @@ enum QuantizeCommand: Command {
         do { types = try QuantizeSettings.parseTypes(try args[Options.types]) } catch let e as QuantizeError { throw UsageError(message: e.localizedDescription) }
         guard budget.isFinite else { throw UsageError(message: "--bits-per-weight must be a finite number") }
         let scorePath = try args.ifGiven(Options.scores)
+        if args[Options.pruneNonPositive], scorePath == nil { throw UsageError(message: QuantizeError.pruneNeedsScores.localizedDescription) }
         if scorePath != nil, try args.ifGiven(Options.importance) != nil { throw UsageError(message: "--scores and --importance exclude each other") }
         let jsonPath = try args.ifGiven(Options.json)
         let ck = try ModelLoader.checkpoint(modelPath)
@@ -41,7 +43,8 @@ enum QuantizeCommand: Command {
         let importance: QuantizeImportance = try scorePath.map { .scores(ScoreMapBox(try ScoreMap.load(path: $0))) }
             ?? (try args[Options.importance] == "magnitude" ? .magnitude : .plain)
         let carry = modelPath.hasSuffix(".gguf") ? try GGUFFile(path: modelPath).metadataItems.filter { $0.key.hasPrefix("tokenizer.") } : []
-        let settings = QuantizeSettings(bitsPerWeight: budget, types: types, importance: importance, weightedRounding: !args[Options.plainRounding])
+        let settings = QuantizeSettings(bitsPerWeight: budget, types: types, importance: importance, weightedRounding: !args[Options.plainRounding],
+                                      pruneNonPositive: args[Options.pruneNonPositive])
         let r: QuantizeReport
         do {
             var line: ProgressLine?
@@ -53,6 +56,9 @@ enum QuantizeCommand: Command {
         Out.print(String(format: "budget %.3f bits/weight, achieved %.4f over %d quantised weights (%d norm/bias weights kept F32)",
                          r.budget, r.achievedBitsPerWeight, r.quantizedWeights, r.otherF32Weights))
         Out.print("importance: \(r.importance), \(r.weightedRounding ? "importance-weighted" : "plain") block scales")
+        if args[Options.pruneNonPositive] {
+            Out.print(String(format: "pruned %d weights with signed relevance ≤ 0 (%.2f %% of the weights the score file covers)", r.prunedWeights, 100 * r.prunedFraction))
+        }
         Out.print("tensors by type: " + r.typeCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         Out.print("wrote \(out) (\(r.fileBytes) bytes)")
         if let jsonPath {

@@ -62,6 +62,38 @@ final class MixedPrecisionQuantizerTests: XCTestCase {
         XCTAssertLessThan(maxErr, scale / 6, "rows out of order would give errors of the weights' size")
     }
 
+    /// --prune-nonpositive: exactly the weights with signed score ≤ 0 are zero in the output (F32, so exact), in
+    /// quantised and kept-F32 tensors alike (q rows un-permuted by our loader), the rest unchanged; the count is reported.
+    func testPruneNonPositiveZeroesExactlyTheNonPositiveScores() throws {
+        let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("p.gguf").path
+        var rng = SeededRNG(seed: 5)
+        var scores: [String: Tensor] = [:], expectedPruned = 0, covered = 0
+        for (name, t) in ck.tensors where t.shape.count == 2 && name.contains("layers.0.") {
+            let s = (0..<t.count).map { k in k % 7 == 0 ? 0 : Float(rng.uniform() - 0.4) }
+            scores[name] = Tensor(shape: t.shape, data: s)
+            expectedPruned += s.filter { $0 <= 0 }.count; covered += s.count
+        }
+        let map = ScoreMap(tensors: scores, source: "signed.safetensors")
+        let r = try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 32, types: [.f32], importance: .scores(ScoreMapBox(map)),
+                                                                              weightedRounding: true, pruneNonPositive: true), carry: [], out: out)
+        XCTAssertEqual(r.prunedWeights, expectedPruned)
+        XCTAssertEqual(r.prunedFraction, Double(expectedPruned) / Double(covered), accuracy: 1e-12)
+        let back = try loadGGUF(path: out)
+        for (name, t) in ck.tensors {
+            let got = try XCTUnwrap(back.tensors[name]).data
+            if let s = scores[name] {
+                XCTAssertEqual(got, zip(t.data, s.data).map { $1 <= 0 ? 0 : $0 }, name)
+            } else {
+                XCTAssertEqual(got, t.data, name)
+            }
+        }
+        // Without a score file it is refused.
+        XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 32, types: [.f32], importance: .magnitude,
+                                                                                           weightedRounding: true, pruneNonPositive: true), carry: [], out: out + "2")) {
+            XCTAssertEqual($0 as? QuantizeError, .pruneNeedsScores)
+        }
+    }
+
     func testScoresForAnotherModelAndBadBudgetAreRefused() throws {
         let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("x.gguf").path
         let name = try XCTUnwrap(ck.tensors.keys.sorted().first { ck.tensors[$0]!.shape.count == 2 })

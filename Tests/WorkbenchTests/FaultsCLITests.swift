@@ -58,6 +58,30 @@ final class FaultsCLITests: XCTestCase {
         try HeadlessBrowser.check(page)
     }
 
+    /// --metric task: accuracy (answer id above distractor id) on a small task file; dense = `task-eval`'s accuracy;
+    /// failure = accuracy below --floor.
+    func testTaskMetric() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self), task = dir.appendingPathComponent("task.jsonl")
+        let lines = (0..<8).map { i in #"{"text": "Once upon a time, there was a little girl named Lily \#(i)", "answer_id": \#(400 + i), "distractor_id": \#(300 + i)}"# }
+        try lines.joined(separator: "\n").write(to: task, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("t.json")
+        let r = try run(["faults", "--model", model, "--metric", "task", "--prompts", task.path, "--floor", "0.4", "--ber", "1e-3",
+                         "--trials", "2", "--criteria", "none,magnitude", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let rep = try JSONDecoder().decode(FaultReport.self, from: Data(contentsOf: out))
+        XCTAssertEqual(rep.metric, "accuracy"); XCTAssertFalse(rep.lowerIsBetter); XCTAssertEqual(rep.failThreshold, 0.4)
+        let te = try run(["task-eval", "--model", model, "--prompts", task.path, "--json"])
+        let tj = try JSONSerialization.jsonObject(with: Data(te.stdout.utf8)) as! [String: Any]
+        let acc = try XCTUnwrap(((tj["clean"] as? [String: Any])?["accuracy"] as? Double) ?? (tj["accuracy"] as? Double), te.stdout)
+        XCTAssertEqual(rep.dense, acc, accuracy: 1e-12)
+        for row in rep.rows {
+            for v in row.values { XCTAssertTrue(v.map { $0 >= 0 && $0 <= 1 } ?? true) }
+            XCTAssertEqual(row.failedFraction, Double(row.values.filter { $0 == nil || $0! < 0.4 }.count) / 2, accuracy: 1e-12)
+        }
+        try HeadlessBrowser.check(dir.appendingPathComponent("t.html"))
+    }
+
     /// Bad BER, fraction, criteria and score file: clear errors, nothing written.
     func testBadInputWritesNothing() throws {
         let model = try Assets.path("stories260K/hf")

@@ -22,6 +22,7 @@ public enum QuantizeError: Error, LocalizedError, Equatable {
     case unsupportedType(String)
     case scoreShape(name: String, expected: [Int], found: [Int])
     case noScoresForModel(path: String)
+    case pruneNeedsScores
 
     public var errorDescription: String? {
         switch self {
@@ -30,10 +31,11 @@ public enum QuantizeError: Error, LocalizedError, Equatable {
         case .unsupportedType(let t): return "--types: '\(t)' is not one of f32, f16, bf16, q8_0, q4_1, q4_0"
         case .scoreShape(let n, let e, let f): return "score '\(n)' has shape \(f), the model's weight has \(e) (a score file for another model?)"
         case .noScoresForModel(let p): return "\(p) holds no score for any weight of this model (a score file for another model?)"
+        case .pruneNeedsScores: return "--prune-nonpositive needs signed per-weight scores (--scores)"
         }
     }
     public var isUsageError: Bool {
-        switch self { case .budgetOutOfRange, .unsupportedType: return true; default: return false }
+        switch self { case .budgetOutOfRange, .unsupportedType, .pruneNeedsScores: return true; default: return false }
     }
 }
 
@@ -58,8 +60,11 @@ public struct QuantizeSettings {
     public var importance: QuantizeImportance
     /// Importance-weighted block scales (else ggml's plain reference scales).
     public var weightedRounding: Bool
-    public init(bitsPerWeight: Double, types: [GGMLType], importance: QuantizeImportance, weightedRounding: Bool) {
+    /// Set every weight whose signed score is ≤ 0 to zero before quantising (the seed paper's first step; needs `.scores`).
+    public var pruneNonPositive: Bool
+    public init(bitsPerWeight: Double, types: [GGMLType], importance: QuantizeImportance, weightedRounding: Bool, pruneNonPositive: Bool = false) {
         self.bitsPerWeight = bitsPerWeight; self.types = types; self.importance = importance; self.weightedRounding = weightedRounding
+        self.pruneNonPositive = pruneNonPositive
     }
 
     public static func parseTypes(_ s: String) throws -> [GGMLType] {
@@ -88,6 +93,9 @@ public struct QuantizeReport: Codable {
     public var weightedRounding: Bool
     public var typeCounts: [String: Int]
     public var fileBytes: Int
+    /// Weights set to zero by --prune-nonpositive (signed score ≤ 0), and their share of the weights the score file covers.
+    public var prunedWeights: Int = 0
+    public var prunedFraction: Double = 0
     public var tensors: [QuantizedTensorChoice]
 }
 
@@ -126,7 +134,21 @@ public enum MixedPrecisionQuantizer {
         guard let lo = bits.min(), let hi = bits.max(), s.bitsPerWeight >= lo, s.bitsPerWeight <= hi else {
             throw QuantizeError.budgetOutOfRange(bits: s.bitsPerWeight, min: bits.min() ?? 0, max: bits.max() ?? 0)
         }
-        let tensors = try GGUFLlamaExport.tensors(ck)
+        var tensors = try GGUFLlamaExport.tensors(ck)
+        if s.pruneNonPositive { guard case .scores = s.importance else { throw QuantizeError.pruneNeedsScores } }
+        // --prune-nonpositive: every weight the score file covers whose signed relevance is ≤ 0 (it does not help the
+        // explained outputs) is set to 0 first, in every 2-D tensor the file covers (quantised or kept F32).
+        var pruned = 0, scored = 0
+        if s.pruneNonPositive, case .scores(let box) = s.importance {
+            for i in tensors.indices where tensors[i].dims.count == 2 {
+                guard var t = box.map.tensors[tensors[i].hf] else { continue }
+                let shape = Array(tensors[i].dims.reversed())
+                guard t.shape == shape else { throw QuantizeError.scoreShape(name: tensors[i].hf, expected: shape, found: t.shape) }
+                if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
+                for k in t.data.indices where t.data[k] <= 0 { tensors[i].values[k] = 0; pruned += 1 }
+                scored += t.count
+            }
+        }
         let eligible = tensors.indices.filter { tensors[$0].dims.count == 2 && tensors[$0].dims[0] % 32 == 0 }
 
         // Importance per eligible tensor (GGUF row order).
@@ -188,8 +210,11 @@ public enum MixedPrecisionQuantizer {
         meta.append(GGUFMetadataItem("workbench.quantize.importance", .string(s.importance.label), as: .string))
         try GGUFWriter.write(to: out, metadata: meta, tensors: records)
         let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
-        return QuantizeReport(budget: s.bitsPerWeight, achievedBitsPerWeight: usedBits / Double(counts.reduce(0, +)),
+        var result = QuantizeReport(budget: s.bitsPerWeight, achievedBitsPerWeight: usedBits / Double(counts.reduce(0, +)),
                               quantizedWeights: counts.reduce(0, +), otherF32Weights: other, importance: s.importance.label,
                               weightedRounding: s.weightedRounding && !importance.isEmpty, typeCounts: typeCounts, fileBytes: size, tensors: report)
+        result.prunedWeights = pruned
+        result.prunedFraction = Double(pruned) / Double(max(scored, 1))
+        return result
     }
 }
