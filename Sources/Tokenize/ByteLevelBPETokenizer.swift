@@ -48,12 +48,12 @@ public final class ByteLevelBPETokenizer: Tokenizer {
     public var kind: String { "byte-level BPE (\(vocabSize) tokens, \(preTokenizer.rawValue))" }
 
     private let tokenToId: [String: Int]
-    private let idToToken: [String?]
+    let idToToken: [String?]
     private let idBytes: [[UInt8]]
-    private let isControlId: [Bool]
+    let isControlId: [Bool]
     private let byteToId: [Int32]
     /// (left << 32 | right) -> (rank << 32 | merged id)
-    private let merges: [UInt64: UInt64]
+    let merges: [UInt64: UInt64]
     /// For each first byte: indices into `addedTokens` (longest first).
     private let addedByFirstByte: [[Int]]
     private let addedBytes: [[UInt8]]

@@ -24,7 +24,7 @@ enum QuantizeCommand: Command {
         Greedy allocation: every 2-D weight starts at the cheapest type and the upgrade with the largest drop of the
         importance-weighted squared error per extra bit is taken while the budget allows; norms stay F32 (not counted).
         Block scales minimise the importance-weighted error (llama.cpp's imatrix way) unless --plain-rounding.
-        Llama models only. A GGUF input's tokenizer keys are carried over; an HF-directory input gets none yet.
+        Llama models only. A GGUF input's tokenizer keys are carried over; an HF directory's byte-level BPE tokenizer is written as llama.cpp's converter writes it.
         """)
 
     static func run(_ args: Args) throws {
@@ -42,7 +42,15 @@ enum QuantizeCommand: Command {
         if let jsonPath { try OutputGuard.check(output: jsonPath, inputs: inputs + [out]) }
         let importance: QuantizeImportance = try scorePath.map { .scores(ScoreMapBox(try ScoreMap.load(path: $0))) }
             ?? (try args[Options.importance] == "magnitude" ? .magnitude : .plain)
-        let carry = modelPath.hasSuffix(".gguf") ? try GGUFFile(path: modelPath).metadataItems.filter { $0.key.hasPrefix("tokenizer.") } : []
+        // Tokenizer keys: a GGUF source's own, else built from the HF tokenizer files (byte-level BPE).
+        let carry: [GGUFMetadataItem]
+        if modelPath.hasSuffix(".gguf") {
+            carry = try GGUFFile(path: modelPath).metadataItems.filter { $0.key.hasPrefix("tokenizer.") }
+        } else {
+            let t = try GGUFLlamaExport.tokenizerMetadata(ck)
+            carry = t.items
+            if let reason = t.reason { Out.err("quantize: the output has no tokenizer keys: \(reason)") }
+        }
         let settings = QuantizeSettings(bitsPerWeight: budget, types: types, importance: importance, weightedRounding: !args[Options.plainRounding],
                                       pruneNonPositive: args[Options.pruneNonPositive])
         let r: QuantizeReport

@@ -59,6 +59,35 @@ public enum GGUFLlamaExport {
         return nil
     }
 
+    /// `tokenizer.ggml.*` keys for a checkpoint whose tokenizer comes from HF files (tokenizer.json or
+    /// vocab.json + merges.txt, byte-level BPE): model "gpt2", pre, tokens, token_type, merges (as
+    /// convert_hf_to_gguf.py writes them, padded to the model's vocabulary), BOS/EOS ids and
+    /// add_bos_token. Empty for a checkpoint without one, or with a tokenizer kind this cannot
+    /// describe (SentencePiece, llama2.c): `reason` says which. A GGUF source's own keys are carried
+    /// over by the caller instead.
+    public static func tokenizerMetadata(_ ck: Checkpoint) throws -> (items: [GGUFMetadataItem], reason: String?) {
+        guard let source = ck.tokenizer else { return ([], "the checkpoint has no tokenizer files") }
+        switch source {
+        case .tokenizerJSON, .vocabMerges: break
+        default: return ([], "only byte-level BPE tokenizers (tokenizer.json, vocab.json + merges.txt) are exported to GGUF keys")
+        }
+        let tok = try ModelLoader.makeCheckedTokenizer(source, hints: ModelLoader.tokenizerHints(for: ck), config: ck.config,
+                                                       configSource: ck.configSource, modelPath: ck.path)
+        guard let bpe = tok as? ByteLevelBPETokenizer else { return ([], "the tokenizer is not a byte-level BPE") }
+        let a = bpe.ggufArrays(vocabularySize: ck.config.vocabSize)
+        var items = [
+            GGUFMetadataItem("tokenizer.ggml.model", .string("gpt2"), as: .string),
+            GGUFMetadataItem("tokenizer.ggml.pre", .string(a.pre), as: .string),
+            GGUFMetadataItem("tokenizer.ggml.tokens", .stringArray(a.tokens), as: .array(8)),
+            GGUFMetadataItem("tokenizer.ggml.token_type", .intArray(a.tokenTypes.map(Int64.init)), as: .array(5)),
+            GGUFMetadataItem("tokenizer.ggml.merges", .stringArray(a.merges), as: .array(8)),
+        ]
+        if let b = bpe.bosId { items.append(GGUFMetadataItem("tokenizer.ggml.bos_token_id", .uint(UInt64(b)), as: .u32)) }
+        if let e = bpe.eosId { items.append(GGUFMetadataItem("tokenizer.ggml.eos_token_id", .uint(UInt64(e)), as: .u32)) }
+        items.append(GGUFMetadataItem("tokenizer.ggml.add_bos_token", .bool(bpe.addsBOS), as: .bool))
+        return (items, nil)
+    }
+
     /// `general.architecture` and the `llama.*` keys our loader and llama.cpp read, from the config.
     public static func metadata(_ c: ModelConfig, name: String) -> [GGUFMetadataItem] {
         var m: [GGUFMetadataItem] = [
