@@ -114,3 +114,17 @@ final class MixedPrecisionQuantizerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing written")
     }
 }
+
+/// The committed GGUF golden (checked independently by tools/quantize_check.py with the `gguf` package): today's
+/// quantiser reproduces it byte for byte, so a change of layout, rounding, allocation or metadata shows here.
+final class QuantizeGoldenTests: XCTestCase {
+    func testReproducesTheCheckedGolden() throws {
+        let ck = try ModelLoader.checkpoint(try Fixtures.path("tiny-llama-bias"))
+        let out = try Scratch.dir(self).appendingPathComponent("tiny.gguf").path
+        let r = try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 6, types: [.q8_0, .q4_1, .q4_0], importance: .magnitude,
+                                                                              weightedRounding: true), carry: [], out: out)
+        XCTAssertEqual(r.achievedBitsPerWeight, 5.9375)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)),
+                       try Data(contentsOf: URL(fileURLWithPath: try Fixtures.path("goldens/quantize_tiny_llama_bias.gguf"))))
+    }
+}
