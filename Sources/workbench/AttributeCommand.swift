@@ -112,10 +112,7 @@ enum AttributeCommand: Command {
         }
         let target = try args[Options.target]
         do { try calibration?.check(target: target) } catch { throw UsageError(message: error.localizedDescription) }
-        let variant = try args[LRPOptions.rule]
-        let epsilon = try args[LRPOptions.epsilon]
-        let seedValue = try args[LRPOptions.seedValue]
-        let maxNew = try args[LRPOptions.maxNewTokens]
+        let lrp = try LRPOptions.chosen(args)
         let every = try args[Options.checkpointEvery]
         let budgetMB = try args[MemoryOptions.budgetMB]
         let out = try args[Options.out]
@@ -146,20 +143,20 @@ enum AttributeCommand: Command {
         try checkOutput(out, inputs: m.inputFiles + SHA256.modelFiles(path: modelPath) + [calibration?.path].compactMap { $0 })
         var settings = AttributionSettings()
         settings.method = method
-        settings.rules = LRPRules(variant, epsilon: Float(epsilon))
+        settings.rules = lrp.rules
         // Corpus windows have no per-prompt targets: record what `auto` means for them.
         if case .corpus? = calibration, target == .auto { settings.target = .nextToken } else { settings.target = target }
-        settings.seedValue = seedValue
+        settings.seedValue = lrp.seedValue
         settings.absPerSample = args[Options.absPerSample]
         settings.absPerToken = args[Options.absPerToken]
-        settings.maxNewTokens = maxNew
+        settings.maxNewTokens = lrp.maxNewTokens
         settings.memoryBudget = budgetMB << 20
         settings.modelPath = modelPath
         var samples: [AttributionSample] = []
         if let calibration {
             do {
                 samples = try calibration.samples(model: m.model, tokenizer: m.tokenizer, modelPath: m.path, target: target,
-                                                  maxNewTokens: maxNew, progress: !args[OutputOptions.quiet])
+                                                  maxNewTokens: lrp.maxNewTokens, progress: !args[OutputOptions.quiet])
             } catch let e as CalibrationError {
                 throw UsageError(message: e.localizedDescription)
             }

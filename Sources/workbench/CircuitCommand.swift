@@ -4,9 +4,6 @@ import Transformer
 
 // MARK: - circuit
 
-extension CircuitMethod: ChoiceValue {}
-extension CircuitScheme: ChoiceValue {}
-
 enum CircuitCommand: Command {
     enum Options {
         static let prompts = Option<String>.path("prompts", "file", help: "Reference task: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")

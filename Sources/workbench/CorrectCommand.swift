@@ -4,9 +4,6 @@ import Transformer
 
 // MARK: - correct
 
-extension CorrectionMethod: ChoiceValue {}
-extension CorrectionGranularity: ChoiceValue {}
-
 enum CorrectCommand: Command {
     enum Options {
         static let general = Option<String>.path("general", "file", help: "Prompts of the behaviour to keep (.txt or .jsonl with text/prompt)")

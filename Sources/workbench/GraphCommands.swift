@@ -5,8 +5,6 @@ import Transformer
 
 // MARK: - graph-attribute, graph-eval (component graphs, issue 15)
 
-extension GraphMethod: ChoiceValue {}
-extension GraphIntervention: ChoiceValue {}
 
 /// `--top K` or `--top F%`: how many edges the written circuit marks in_graph.
 struct EdgeBudget: OptionValue {

@@ -30,10 +30,7 @@ enum HeatmapCommand: Command {
         let prompt = try args[Options.prompt]
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         let target = try args[Options.target]
-        let variant = try args[Options.rule]
-        let epsilon = try args[LRPOptions.epsilon]
-        let seedValue = try args[LRPOptions.seedValue]
-        let maxNew = try args[LRPOptions.maxNewTokens]
+        let lrp = try LRPOptions.chosen(args, rule: Options.rule)
         let out = try args[Options.out]
         let modelPath = try args[ModelOptions.model]
         _ = try OutputDestination.of(out)   // a directory or socket is refused before any work
@@ -43,11 +40,11 @@ enum HeatmapCommand: Command {
         let tok = try m.requireTokenizer()
         let set = PromptSet(path: "--prompt", entries: [PromptEntry(location: SourceLocation(file: "--prompt", line: 0), text: prompt)])
         guard let sample = try PromptSamples.prepare(set, model: m.model, tokenizer: tok, target: target,
-                                                     maxNewTokens: maxNew).first else { throw ModelError.emptyPrompt }
-        let rules = LRPRules(variant, epsilon: Float(epsilon))
-        let r = try m.model.lrp(tokens: sample.tokens, explain: sample.explain, seed: seedValue, rules: rules, sink: nil)
+                                                     maxNewTokens: lrp.maxNewTokens).first else { throw ModelError.emptyPrompt }
+        let rules = lrp.rules
+        let r = try m.model.lrp(tokens: sample.tokens, explain: sample.explain, seed: lrp.seedValue, rules: rules, sink: nil)
         var report = HeatmapReport.from(tokens: sample.tokens, result: r, tokenizer: tok, model: modelPath,
-                                        rule: rules.variant.rawValue + (epsilon > 0 ? " (ε = \(epsilon))" : ""), seedValue: seedValue)
+                                        rule: rules.variant.rawValue + (rules.epsilon > 0 ? " (ε = \(rules.epsilon))" : ""), seedValue: lrp.seedValue)
         report.title = "Input relevance: \(target)"
         if sample.tokens.count > sample.promptLength {
             report.notes.append("Tokens from position \(sample.promptLength) on are the continuation.")

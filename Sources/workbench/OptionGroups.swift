@@ -45,6 +45,18 @@ enum LRPOptions {
                                              help: "Seed the explained output with its logit or one")
     static let maxNewTokens = Option<Int>("max-new-tokens", "n", default: 20, min: 0,
                                           help: "Greedy continuation length for --target continuation")
+
+    /// What the group's flags choose, read once for every command that explains outputs.
+    struct Chosen {
+        let rules: LRPRules
+        let seedValue: SeedValue
+        let maxNewTokens: Int
+    }
+    /// `rule`: the command's own --rule declaration when it offers other variants (heatmap adds gradient).
+    static func chosen(_ args: Args, rule: Option<LRPRules.Variant> = LRPOptions.rule) throws -> Chosen {
+        Chosen(rules: LRPRules(try args[rule], epsilon: Float(try args[epsilon])), seedValue: try args[seedValue],
+               maxNewTokens: try args[maxNewTokens])
+    }
 }
 
 /// Which toxicity scorer (`toxicity`, `evaluate`).
@@ -85,6 +97,15 @@ extension PerplexityProtocol: ChoiceValue {}
 extension RankMode: ChoiceValue {}
 extension WeightFormat: ChoiceValue {}
 extension RelevanceAccumulator.Aggregation: ChoiceValue {}
+extension CircuitMethod: ChoiceValue {}
+extension CircuitScheme: ChoiceValue {}
+extension CorrectionMethod: ChoiceValue {}
+extension CorrectionGranularity: ChoiceValue {}
+extension GraphMethod: ChoiceValue {}
+extension GraphIntervention: ChoiceValue {}
+extension SelectionMetric: ChoiceValue {}
+extension Granularity: ChoiceValue {}
+extension AblationKind: ChoiceValue {}
 
 extension TargetMode: OptionValue {
     static func parse(_ text: String, option: String) throws -> TargetMode {

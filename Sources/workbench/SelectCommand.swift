@@ -4,8 +4,6 @@ import Transformer
 
 // MARK: - select
 
-extension SelectionMetric: ChoiceValue {}
-
 enum SelectCommand: Command {
     enum Options {
         static let prompts = Option<String>("prompts", "file", help: "Candidate prompts (.txt lines or .jsonl with text/prompt); kept lines are copied verbatim")

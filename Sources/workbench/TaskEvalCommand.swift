@@ -4,9 +4,6 @@ import Transformer
 
 // MARK: - task-eval
 
-extension Granularity: ChoiceValue {}
-extension AblationKind: ChoiceValue {}
-
 enum TaskEvalCommand: Command {
     enum Options {
         static let prompts = Option<String>.path("prompts", "file", help: "Task file: .jsonl (text, answer, distractor?, corrupted?) or EAP-IG/MIB .csv")
