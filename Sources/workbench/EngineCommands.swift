@@ -159,7 +159,7 @@ enum GenerateCommand: Command {
         let modelPath = try args[ModelOptions.model]
         try OutputGuard.check(output: outPath, inputs: [promptsPath, modelPath])
         let set = try PromptSet.load(promptsPath)
-        guard !set.entries.isEmpty else { throw UsageError(message: "'\(promptsPath)' holds no prompts") }
+        guard !set.entries.isEmpty else { throw UsageError(message: "--prompts '\(QuotedName.path(promptsPath))' holds no prompts") }
         let m = try Common.load(args)
         let tok = try m.requireTokenizer()
         var texts: [String] = [], ids: [[Int]] = []
