@@ -205,8 +205,8 @@ enum BenchCommand: Command {
         }
         // Logits at every position: what perplexity and task metrics need, and what a
         // PyTorch/HF forward returns (`model(ids).logits`, [T, vocab]). "full-logits" is
-        // exactly that output; "nll" is a perplexity window (logits 256 rows at a time,
-        // log-softmax, NLL of the next token at every position). Both add the lm_head
+        // exactly that output; "nll" is a perplexity window (logits 256 rows at a time
+        // into one block kept across windows, log-softmax, NLL of the next token at every position). Both add the lm_head
         // GEMM, 2·T·d·vocab, to the prefill FLOPs; the log-softmax is not counted.
         for t in lengths where t <= c.maxSeqLen {
             let ids = tokens(t)
@@ -215,8 +215,10 @@ enum BenchCommand: Command {
             for kind in ["full-logits", "nll"] {
                 let ((secs, rss), peak) = bracketed(sgemmPeak, into: &peaks) { () -> (Double, Double) in
                     resetPeakRSS()
+                    // nll reuses one logit block across windows, as `perplexity` does.
+                    let block = kind == "nll" ? model.nllLogitBlock() : nil
                     let secs = time(t >= 2048 ? 3 : 6, skipFirst: true) {
-                        if kind == "nll" { _ = model.nll(window: ids, scored: 0..<(t - 1)) } else { _ = model.forward(ids) }
+                        if kind == "nll" { _ = model.nll(window: ids, scored: 0..<(t - 1), logitBlock: block) } else { _ = model.forward(ids) }
                     }
                     return (secs, peakRSSMB())
                 }

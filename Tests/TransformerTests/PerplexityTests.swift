@@ -138,6 +138,44 @@ final class PerplexityTests: XCTestCase {
         XCTAssertEqual(got.sum, want, accuracy: 1e-6 * Double(299) * 10)
     }
 
+    /// One logit block kept across windows (what `perplexity` does) gives bitwise the NLL a fresh
+    /// block gives: the block starts NaN-poisoned and holds the previous window's logits when the
+    /// next window runs, so any element read before the GEMM writes it would show.
+    func testReusedLogitBlockGivesTheFreshBlocksNLL() throws {
+        let m = try storiesHF().model
+        var r = SeededRNG(seed: 11)
+        let windows = (0..<3).map { _ in (0..<300).map { _ in 3 + Int(r.next() % UInt64(m.config.vocabSize - 3)) } }
+        let block = m.nllLogitBlock()
+        XCTAssertEqual(block.count, Model.nllBlockRows * m.config.vocabSize)
+        block.p.update(repeating: .nan, count: block.count)
+        for (i, ids) in windows.enumerated() {
+            let scored = i == 1 ? 150..<299 : 0..<299
+            let fresh = m.nll(window: ids, scored: scored)
+            let reused = m.nll(window: ids, scored: scored, logitBlock: block)
+            XCTAssertEqual(reused.count, scored.count)
+            XCTAssertEqual(reused.sum.bitPattern, fresh.sum.bitPattern, "window \(i)")
+            XCTAssertTrue(reused.sum.isFinite)
+        }
+    }
+
+    /// `logits(_:rows:into:)` writes every element of a poisoned buffer and agrees bitwise with the
+    /// returned logits (made without a zero fill) and with the rows of `forward`.
+    func testLogitsIntoPoisonedBufferEqualsReturnedLogits() throws {
+        let m = try storiesHF().model
+        let ids = [1, 403, 210, 29, 7, 98, 12, 300]   // stories260K: vocab 512
+        let v = m.config.vocabSize, n = ids.count
+        let cache = KVCache(config: m.config, capacity: n)
+        let h = m.hidden(tokens: ids, segments: [Segment(rowStart: 0, count: n, pos0: 0, cache: cache)])
+        let returned = h.withUnsafeBufferPointer { m.logits($0.baseAddress!, rows: n) }
+        let out = Buffer(uninitialized: n * v)
+        out.p.update(repeating: .nan, count: out.count)
+        h.withUnsafeBufferPointer { m.logits($0.baseAddress!, rows: n, into: out.p) }
+        XCTAssertEqual(returned.count, n * v)
+        XCTAssertFalse(returned.contains { !$0.isFinite })
+        XCTAssertEqual(Array(out).map(\.bitPattern), returned.map(\.bitPattern))
+        XCTAssertEqual(m.forward(ids).map(\.bitPattern), returned.map(\.bitPattern))
+    }
+
     // MARK: - Text preparation
 
     func testJoinRawTextRowsCRLFAndBlankRows() {

@@ -129,14 +129,26 @@ extension Model {
 
     /// logits[rows, vocab] for `rows` final-normed hidden rows starting at `h`.
     public func logits(_ h: UnsafePointer<Float>, rows: Int) -> [Float] {
-        var out = zeros(rows * config.vocabSize)
-        if rows == 1, let wt = unembeddingT {   // decode layout: [dModel, vocab]
-            out.ptr { BLAS.gemvTRows(n: config.dModel, k: config.vocabSize, wt.pointer, lda: config.vocabSize, h, $0) }
+        if rows == 1 {
+            var out = zeros(config.vocabSize)
+            if let wt = unembeddingT {   // decode layout: [dModel, vocab]
+                out.ptr { BLAS.gemvTRows(n: config.dModel, k: config.vocabSize, wt.pointer, lda: config.vocabSize, h, $0) }
+            } else {
+                out.ptr { logits(h, rows: 1, into: $0) }
+            }
             return out
         }
-        let w = lmHead ?? embed
-        w.cptr { wp in out.ptr { BLAS.linear(h, wp, $0, m: rows, k: config.dModel, n: config.vocabSize) } }
+        // Not zero-filled first: the GEMM (β = 0) writes every element, and at T = 512 the
+        // fill alone was a single-threaded 100 MB memset ahead of it. The pages are first
+        // touched inside the GEMM, by both halves of the column split at once.
+        var out = uninitialized(rows * config.vocabSize)
+        out.ptr { logits(h, rows: rows, into: $0) }
         return out
+    }
+
+    /// logits[rows, vocab] into `out` (every element written; nothing read).
+    public func logits(_ h: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        (lmHead ?? embed).cptr { BLAS.linear(h, $0, out, m: rows, k: config.dModel, n: config.vocabSize) }
     }
 
     /// Final-normed hidden states [N, d] for packed segments; fills each segment's cache.

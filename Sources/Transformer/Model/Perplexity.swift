@@ -39,23 +39,34 @@ public func joinRawTextRows(_ raw: String) -> String {
 }
 
 extension Model {
+    /// Rows of logits `nll` makes at a time: [256, vocab] is 50 MB for SmolLM2, never [T, vocab].
+    public static let nllBlockRows = 256
+
+    /// A block `nll` can make its logits in, [nllBlockRows, vocab]: `perplexity` makes one for all
+    /// its windows. Above glibc's 32 MB mmap ceiling every fresh block is a new mapping, so each
+    /// window would otherwise map, fault in and zero 50 MB twice (at seqlen 512).
+    public func nllLogitBlock() -> Buffer { Buffer(uninitialized: Model.nllBlockRows * config.vocabSize) }
+
     /// Mean NLL of predicting ids[t+1] from ids[0...t] for t in `scored` (a range of positions).
-    /// Logits are made 256 rows at a time so [T, vocab] is never held.
-    public func nll(window ids: [Int], scored: Range<Int>) -> (sum: Double, count: Int) {
+    /// Logits are made `nllBlockRows` rows at a time, into `logitBlock` when given (see `nllLogitBlock`).
+    public func nll(window ids: [Int], scored: Range<Int>, logitBlock: Buffer? = nil) -> (sum: Double, count: Int) {
         let cache = KVCache(config: config, capacity: ids.count)
         let h = hidden(tokens: ids, segments: [Segment(rowStart: 0, count: ids.count, pos0: 0, cache: cache)])
-        let d = config.dModel, v = config.vocabSize
+        let d = config.dModel, v = config.vocabSize, blockRows = Model.nllBlockRows
+        let block = logitBlock ?? Buffer(uninitialized: min(blockRows, scored.count) * v)
+        precondition(block.count >= min(blockRows, scored.count) * v, "nll: a logit block of \(block.count) floats is too small")
+        let lp = block.p                                                    // [rows, vocab]
         var sum = 0.0, count = 0
         var r0 = scored.lowerBound
-        var rowNLL = [Double](repeating: 0, count: 256)
+        var rowNLL = [Double](repeating: 0, count: blockRows)
         while r0 < scored.upperBound {
-            let r1 = min(r0 + 256, scored.upperBound)
-            let lg = h.cptr { logits($0 + r0 * d, rows: r1 - r0) }           // [r1 - r0, vocab]
+            let r1 = min(r0 + blockRows, scored.upperBound)
+            let rows = r1 - r0
+            h.cptr { logits($0 + r0 * d, rows: rows, into: lp) }           // [rows, vocab]
             // Log-softmax of each row, rows split over the worker team (after the
             // logits GEMM, so never nested with BLAS's own split); per-row results
             // are summed in row order, so the total does not depend on the split.
-            let rows = r1 - r0
-            lg.cptr { lp in rowNLL.withUnsafeMutableBufferPointer { out in
+            rowNLL.withUnsafeMutableBufferPointer { out in
                 let parts = rows >= 16 ? BLAS.ways : 1
                 WorkerTeam.shared.run(parts: parts) { k in
                     for i in (rows * k / parts)..<(rows * (k + 1) / parts) {
@@ -63,7 +74,7 @@ extension Model {
                         out[i] = logSumExp(row, v) - Double(row[ids[r0 + i + 1]])
                     }
                 }
-            } }
+            }
             for i in 0..<rows { sum += rowNLL[i] }
             count += rows
             r0 = r1
@@ -87,6 +98,7 @@ extension Model {
         let t0 = Date()
         let bar = ProgressLine("perplexity", total: windows, unit: "windows", enabled: progress)
         var sum = 0.0, count = 0
+        let block = nllLogitBlock()                                         // one for every window
         for w in 0..<windows {
             var ids = Array(tokens[(w * seqlen)..<((w + 1) * seqlen)])
             let scored: Range<Int>
@@ -96,7 +108,7 @@ extension Model {
                 if let bos { ids[0] = bos }
                 scored = (seqlen / 2)..<(seqlen - 1)
             }
-            let r = nll(window: ids, scored: scored)
+            let r = nll(window: ids, scored: scored, logitBlock: block)
             sum += r.sum; count += r.count
             bar.update(w + 1, tokens: (w + 1) * seqlen)
         }
