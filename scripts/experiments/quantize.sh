@@ -109,8 +109,9 @@ report() {
   echo
   echo "## Limits"
   echo
-  echo "- One budget ($BUDGET bpw) and $WINDOWS evaluation windows; no \`--prune-nonpositive\` (not implemented) and no"
-  echo "  Wanda-style activation importance (pass an \`attribute --method wanda\` score file to \`--scores\`)."
+  echo "- One budget ($BUDGET bpw) and $WINDOWS evaluation windows. Not run: \`--prune-nonpositive\` (needs signed relevance;"
+  echo "  the LRP file here is \`--abs-per-token\`, ≥ 0 everywhere) and Wanda-style activation importance (an"
+  echo "  \`attribute --method wanda\` score file passed to \`--scores\`)."
   echo "- The source is already Q4_1, so this measures re-quantisation of a Q4_1 model, not quantisation from F16."
   echo "- The machine was shared and loaded; quantize seconds are wall times under that load, not meaningful as absolutes."
 }
