@@ -25,6 +25,9 @@
 #     granularities and methods so the most informative comparisons finish first (see RUNS= below)
 #   BUDGET_SECONDS=3300: no run starts after this many seconds (the rest is reported as not run)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+#   WORKBENCH_BLAS_THREADS=1 WORKBENCH_SERIAL=1 (default here): one thread per process. On the shared, oversubscribed
+#     machine the two-way split spends half its CPU spin-waiting for a descheduled partner (measured: task-eval of
+#     96 prompts, 13.4 s user / 45 s wall split vs 6.7 s user / 33–43 s wall serial); set them empty to split.
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/ioi  RESULTS=docs/results
 #
 #   mkdir -p out/experiments/ioi && nohup nice -n 10 scripts/experiments/ioi.sh > out/experiments/ioi/log.txt 2>&1 &
@@ -38,12 +41,15 @@ N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TP
 THRESHOLD="${THRESHOLD:-0.9}"
 REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
 METHODS="${METHODS:-lrp-apt lrp-signed gradient random}"
-RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random neurons:zero:lrp-apt neurons:zero:random heads:zero:lrp-signed heads:zero:gradient
+RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random heads:zero:gradient neurons:zero:random neurons:zero:lrp-apt heads:zero:lrp-signed
   neurons:zero:gradient neurons:zero:lrp-signed heads:mean:lrp-apt heads:mean:random heads:mean:gradient heads:mean:lrp-signed}"
 BUDGET_SECONDS="${BUDGET_SECONDS:-3300}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
+export WORKBENCH_BLAS_THREADS="${WORKBENCH_BLAS_THREADS-1}" WORKBENCH_SERIAL="${WORKBENCH_SERIAL-1}"
+[ -n "$WORKBENCH_BLAS_THREADS" ] || unset WORKBENCH_BLAS_THREADS
+[ -n "$WORKBENCH_SERIAL" ] || unset WORKBENCH_SERIAL
 OUT="${OUT:-out/experiments/ioi}"
 RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
