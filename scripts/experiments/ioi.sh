@@ -118,6 +118,14 @@ compare_f() {
     END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
           if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }' "$1"
 }
+# Units among the TOP best-scored kept units of every seed (circuit.json lists kept units best first), in seed 0's order.
+top_recurring() {
+  local dir="$1" top="$2" s
+  for ((s = 0; s < SEEDS; s++)); do
+    grep -o '"name" : "[am][0-9]*\.[hn][0-9]*"' "$dir/seed-$s/circuit.json" | head -n "$top" | sed 's/.*: "//; s/"$//' | sed "s/^/$s /"
+  done | awk -v n="$SEEDS" '{ c[$2]++; if ($1 == 0) order[k++] = $2 }
+    END { for (i = 0; i < k; i++) if (c[order[i]] == n) { printf "%s%s", sep, order[i]; sep = " " } }'
+}
 jaccard() {
   awk '/^  \[[0-9]+\] vs \[[0-9]+\]: / { x = $4; sub(/[^0-9.]/, "", x); s += x; n++ }
     END { if (n == 0) print "–"; else printf "%.2f", s / n }' "$1"
@@ -150,23 +158,24 @@ report() {
     echo "  gradient = gradient × input, signed (the same backward with plain-gradient rules); random = seeded uniform scores"
     echo "  (seed i for reference set i: $SEEDS draws), the floor any method must beat. Attribution runs once per reference set."
     echo "- **Statistics:** mean ± SEM over the $SEEDS reference sets (SEM = sample sd / √n). Jaccard = mean over pairs of seeds"
-    echo "  of |A∩B| / |A∪B| of the kept sets."
+    echo "  of |A∩B| / |A∪B| of the kept sets. \"In every seed's top 20\": the units among the 20 best-scored kept units of"
+    echo "  every seed (the recurring heads or neurons), in seed 0's order (for random this is chance)."
     echo
-    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | Jaccard between seeds | kept by every seed | wall time |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | Jaccard between seeds | kept by every seed | in every seed's top 20 | wall time |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for run in "${LIST[@]}"; do
       IFS=: read -r g ablation m <<< "$run"
       local name="$g-$ablation-$m"
       local dir="$OUT/$name" csv="$OUT/$name/seeds.csv"
-      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | |"; continue; }
+      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | | |"; continue; }
       local total every secs heldf tplf jac
       total=$(awk -F, 'NR == 2 { print $3 }' "$csv")
-      every=$(grep -o 'kept by every seed: .*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
+      every=$(grep -o 'kept by every seed: [0-9]* [a-z]*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
       secs=$(cat "$dir.seconds" 2>/dev/null || echo "?")
       heldf="–"; tplf="–"; jac="–"
       if [ -f "$dir.held.txt" ]; then heldf=$(compare_f "$dir.held.txt"); jac=$(jaccard "$dir.held.txt"); fi
       if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); fi
-      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $jac | ${every:-–} | ${secs} s |"
+      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
       mkdir -p "$figs/$name"
       cp "$dir/seeds.json" "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
       cp "$dir/seed-0/curve.svg" "$figs/$name/curve-seed0.svg"
