@@ -38,7 +38,7 @@ if [ ! -f "$REL" ]; then
 fi
 
 for f in $FRACTIONS; do
-  run="$OUT/$STORAGE-protect-$f"
+  run="$OUT/$STORAGE-ber-$BERS-protect-$f"
   if [ -f "$run.json" ]; then echo "skip $run (done)"; continue; fi
   echo "== $run ($(date -u +%H:%M:%S))"
   start=$(date +%s)
@@ -71,10 +71,12 @@ report() {
   echo "  (paired). Percentiles are over trials (linear interpolation); a non-finite perplexity counts as the worst value."
   echo "  Gain = reliability (1 − failed fraction) minus that of no protection, in percentage points."
   echo
-  for f in $FRACTIONS; do
-    run="$OUT/$STORAGE-protect-$f"
-    [ -f "$run.stdout" ] || continue
-    echo "## Protected fraction $f ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
+  # Every finished run of this storage (BER sets and fractions of earlier invocations included).
+  for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout; do
+    run="${stdout%.stdout}"
+    [ -f "$run.json" ] || continue
+    bers="${run#*-ber-}"; bers="${bers%-protect-*}"; f="${run##*-protect-}"
+    echo "## BER $bers, protected fraction $f ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
     echo
     awk '/^dense/ { printf "Dense (no faults, %s storage): perplexity %s.\n\n", s, $3 }' s="$STORAGE" "$run.stdout"
     echo "| BER | criterion | median ppl | p10 | p90 | failed | gain vs none | protected weights | overhead | flips / trial | bits read wrong / trial |"
@@ -89,7 +91,7 @@ report() {
   done
   echo "## Limits"
   echo
-  echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, two BERs; the failed fractions have a"
+  echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, two BERs per run; the failed fractions have a"
   echo "  resolution of 1/$TRIALS. Gradient- and Wanda-selected protection were not run (pass their score files to \`--protect\`)."
   echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
 }

@@ -97,15 +97,20 @@ public struct FaultReport: Codable {
             ("time", String(format: "%.1f s", seconds)),
         ]
         var body = "<h2>Metric over trials</h2>\n"
+        // Perplexity under faults spans many orders of magnitude: plotted as log10 (accuracy as is).
+        let logY = lowerIsBetter
+        func y(_ v: Double?) -> Double { guard let v else { return .nan }; return logY ? log10(v) : v }
         let series = criteria.map { c in
-            PlotSeries(name: c, points: rows.filter { $0.criterion == c }.map { (x: $0.ber, y: $0.median ?? .nan, err: nil) }, dashed: c == "none")
+            PlotSeries(name: c, points: rows.filter { $0.criterion == c }.map { (x: $0.ber, y: y($0.median), err: nil) }, dashed: c == "none")
         }
-        body += LinePlotSVG.render(title: "median \(metric) over trials", xLabel: "bit error rate", yLabel: metric, series: series, logX: true,
-                                   hline: (dense, "dense \(num(dense, 4))"))
+        body += LinePlotSVG.render(title: "median \(metric) over trials" + (logY ? " (log10)" : ""), xLabel: "bit error rate",
+                                   yLabel: logY ? "log10 \(metric)" : metric, series: series, logX: true,
+                                   hline: (y(dense), "dense \(num(dense, 4))"))
         let fails = criteria.map { c in
             PlotSeries(name: c, points: rows.filter { $0.criterion == c }.map { (x: $0.ber, y: $0.failedFraction, err: nil) }, dashed: c == "none")
         }
-        body += LinePlotSVG.render(title: "fraction of failed trials", xLabel: "bit error rate", yLabel: "failed fraction", series: fails, logX: true)
+        body += LinePlotSVG.render(title: "fraction of failed trials", xLabel: "bit error rate", yLabel: "failed fraction", series: fails, logX: true,
+                                   hline: (0, "no failure"))
         let header = ["BER", "criterion", "median", "p10", "p90", "failed", "reliability", "gain vs none", "failure reduction",
                       "protected weights", "overhead", "flips / trial", "wrong bits read / trial"]
         let table = rows.map { r -> [String] in
