@@ -177,13 +177,17 @@ report() {
       if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); fi
       echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
       mkdir -p "$figs/$name"
-      cp "$dir/seeds.json" "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
+      rm -f "$figs/$name/seeds.json"
+      cp "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
+      # A neuron run's seeds.json lists every neuron's recurrence (3–4 MB): it stays in $OUT.
+      [ "$g" = neurons ] || cp "$dir/seeds.json" "$figs/$name/"
       cp "$dir/seed-0/curve.svg" "$figs/$name/curve-seed0.svg"
     done
     echo
-    echo "Per run, \`docs/results/ioi/<granularity>-<ablation>-<method>/\`: seeds.json / seeds.csv (per-seed numbers, mean ± SEM,"
-    echo "the mean curve, how many seeds kept each unit), circuit.html (curve with ± SEM, head grid or neuron counts) and"
-    echo "curve-seed0.svg. Each seed's full output (mask.safetensors, circuit.json, graph.json) is in \`$OUT/\` (not committed)."
+    echo "Per run, \`docs/results/ioi/<granularity>-<ablation>-<method>/\`: seeds.csv (per-seed numbers), seeds.json (heads only:"
+    echo "mean ± SEM, the mean curve, how many seeds kept each head), circuit.html (curve with ± SEM, head grid or neuron"
+    echo "counts) and curve-seed0.svg. Each seed's full output (mask.safetensors, circuit.json, graph.json) and the neuron"
+    echo "runs' seeds.json (3–4 MB) are in \`$OUT/\` (not committed)."
     echo
     echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
     echo "(here $N_HELD + $N_TPL on held-out templates), held-out curves and AUCs (held-out f at the circuit's size only),"
