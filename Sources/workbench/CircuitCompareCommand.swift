@@ -9,8 +9,8 @@ enum CircuitCompareCommand: Command {
         static let model = Option<String>.path("model", "path", defaultText: "the path the first circuit.json records",
                                           help: "The model the circuits were found on (its sha256 must match theirs)")
         static let json = Option<String>.path("json", "file", help: "Also write the overlaps and the transfer matrix as JSON (atomically)")
-        static let prompts = Option<String>.path("prompts", "file",
-                                                 help: "Measure every circuit's f on this task file instead of on the circuits' reference prompts (e.g. held-out templates)")
+        /// One prompt set for every circuit instead of their reference sets (e.g. prompts from templates none of them saw).
+        static let prompts = Option<String>.path("prompts", "file", help: "Measure every circuit's f on this task file instead of on their reference prompts")
     }
     static let spec = CommandSpec(
         name: "circuit-compare", abstract: "Overlap of circuits (Jaccard, shared heads/neurons) and the faithfulness of each on the others' prompts.",
