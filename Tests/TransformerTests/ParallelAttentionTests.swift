@@ -74,6 +74,41 @@ final class WorkerTeamTests: XCTestCase {
         }
     }
 
+    /// Parts are claimed: with a helper that never gets a core the caller runs every part
+    /// itself (once each, in order) instead of waiting for it.
+    func testCallerRunsPartsNoHelperClaimed() {
+        let team = WorkerTeam(helpers: 1, startThreads: false)
+        for _ in 0..<3 {
+            var order: [Int] = []
+            team.run(parts: 2) { i in order.append(i) }
+            XCTAssertEqual(order, [0, 1])
+        }
+    }
+
+    /// With a running helper, parts are still run exactly once each, whichever thread
+    /// claims them; parts that take long let the helper claim its part most of the time.
+    func testClaimedPartsRunOnceUnderRaces() {
+        let team = WorkerTeam(helpers: 1)
+        var onHelper = 0
+        for round in 0..<2000 {
+            var hits = [Int](repeating: 0, count: 2)
+            var threads = [Bool](repeating: false, count: 2)          // part ran on the caller
+            let caller = pthread_self()
+            hits.withUnsafeMutableBufferPointer { h in threads.withUnsafeMutableBufferPointer { t in
+                let p = h.baseAddress!, tp = t.baseAddress!
+                team.run(parts: 2) { i in
+                    p[i] += 1
+                    tp[i] = pthread_equal(pthread_self(), caller) != 0
+                    if round % 2 == 0 { Thread.sleep(forTimeInterval: 0.0001) }   // part 0 slow: the helper has time to claim
+                }
+            } }
+            XCTAssertEqual(hits, [1, 1], "round \(round)")
+            XCTAssertTrue(threads[0], "part 0 is the caller's")
+            if round % 2 == 0, !threads[1] { onHelper += 1 }
+        }
+        XCTAssertGreaterThan(onHelper, 0, "a running helper claims parts")
+    }
+
     func testNestedAndOversizedRegionsRunInline() {
         let team = WorkerTeam(helpers: 1)
         var inner = [Int](repeating: 0, count: 4)

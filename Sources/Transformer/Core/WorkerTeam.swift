@@ -12,6 +12,15 @@ import Synchronization
 /// sleep on a condition variable, so back-to-back regions start at once while
 /// an idle process burns no CPU.
 ///
+/// Parts are claimed, not assigned: after its own part the caller runs every
+/// part no helper has claimed yet. On a machine shared with other processes a
+/// helper is often off its core when a region starts (perf under load: a
+/// quarter of the process's samples were the caller spinning in `run` for a
+/// helper that had not begun); the caller now does that part itself instead
+/// of waiting for the helper to be scheduled. Which thread runs a part changes
+/// nothing in its result: every part has its own range and outputs, as when a
+/// region runs inline.
+///
 /// One level only: a region started while another runs (from a helper, or a
 /// second thread) executes its parts inline, in order.
 public final class WorkerTeam: @unchecked Sendable {
@@ -20,8 +29,11 @@ public final class WorkerTeam: @unchecked Sendable {
 
     /// Helper threads (workers besides the caller).
     public let helpers: Int
-    private let generation = Atomic<Int>(0)     // bumped once per region
-    private let pending = Atomic<Int>(0)        // helpers still inside the current region
+    /// The current region: generation << 16 | parts << 8 | next unclaimed part.
+    /// A claim is a compare-exchange on the whole word, so a helper holding a
+    /// stale region's value can never claim a part of the next one.
+    private let region = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)       // parts of the current region run to the end
     private let busy = Atomic<Bool>(false)      // a region is in flight
     private let sleeping = Atomic<Int>(0)       // helpers parked on `wake`
     private let wake = NSCondition()
@@ -29,20 +41,42 @@ public final class WorkerTeam: @unchecked Sendable {
     /// Spin iterations before a helper parks: ≈ 50–100 µs here, longer than the
     /// serial gaps between the regions of one forward.
     private let spinLimit = 20_000
+    /// Spin iterations before the caller, waiting for a part a helper is
+    /// running, yields its core between checks (a preempted helper may be
+    /// queued behind it).
+    private let yieldAfter = 2_000
 
-    init(helpers: Int) {
+    /// `startThreads: false` makes a team whose helpers never run (tests: the caller must claim every part).
+    init(helpers: Int, startThreads: Bool = true) {
+        precondition(helpers < 255, "parts are counted in 8 bits")
         self.helpers = helpers
-        for h in 0..<helpers {
+        for h in 0..<(startThreads ? helpers : 0) {
             // Helpers hold the team: a team lives as long as the process.
-            let t = Thread { [self] in self.helperLoop(index: h + 1) }
+            let t = Thread { [self] in self.helperLoop() }
             t.name = "workbench-worker-\(h + 1)"
             t.stackSize = 1 << 20
             t.start()
         }
     }
 
-    /// Calls `body(i)` for every i in 0..<parts: part 0 on the caller, parts
-    /// 1... on the helpers (parts ≤ helpers + 1). Returns when all are done.
+    private static func generation(_ r: Int) -> Int { r >> 16 }
+
+    /// Claims the next part of region `r`'s generation; nil when all are claimed or the region is gone.
+    private func claim(generation g: Int) -> Int? {
+        var r = region.load(ordering: .acquiring)
+        while WorkerTeam.generation(r) == g {
+            let parts = (r >> 8) & 0xff, next = r & 0xff
+            guard next < parts else { return nil }
+            let (done, now) = region.compareExchange(expected: r, desired: r + 1, ordering: .acquiringAndReleasing)
+            if done { return next }
+            r = now
+        }
+        return nil
+    }
+
+    /// Calls `body(i)` for every i in 0..<parts: part 0 on the caller, the
+    /// others on whichever worker claims them first (parts ≤ helpers + 1).
+    /// Returns when all are done.
     public func run(parts: Int, _ body: (Int) -> Void) {
         guard parts > 1, helpers >= parts - 1,
               busy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
@@ -50,35 +84,45 @@ public final class WorkerTeam: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { escapable in
-            job = { i in if i < parts { escapable(i) } }
-            pending.store(helpers, ordering: .sequentiallyConsistent)
-            generation.add(1, ordering: .sequentiallyConsistent)
+            job = escapable
+            finished.store(0, ordering: .relaxed)
+            let g = WorkerTeam.generation(region.load(ordering: .relaxed)) + 1
+            region.store(g << 16 | parts << 8 | 1, ordering: .sequentiallyConsistent)   // part 0 is the caller's
             if sleeping.load(ordering: .sequentiallyConsistent) > 0 {
                 wake.lock(); wake.broadcast(); wake.unlock()
             }
             escapable(0)
-            while pending.load(ordering: .acquiring) > 0 { spinPause() }
+            var ran = 1
+            while let i = claim(generation: g) { escapable(i); ran += 1 }
+            var spins = 0
+            while finished.load(ordering: .acquiring) < parts - ran {
+                spins += 1
+                if spins < yieldAfter { spinPause() } else { sched_yield() }
+            }
             job = nil
         }
         busy.store(false, ordering: .releasing)
     }
 
-    private func helperLoop(index: Int) {
+    private func helperLoop() {
         var seen = 0
         while true {
             var spins = 0
-            while generation.load(ordering: .acquiring) == seen {
+            while WorkerTeam.generation(region.load(ordering: .acquiring)) == seen {
                 spins += 1
                 if spins < spinLimit { spinPause(); continue }
                 wake.lock()
                 sleeping.add(1, ordering: .sequentiallyConsistent)
-                while generation.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
+                while WorkerTeam.generation(region.load(ordering: .sequentiallyConsistent)) == seen { wake.wait() }
                 sleeping.subtract(1, ordering: .sequentiallyConsistent)
                 wake.unlock()
             }
-            seen = generation.load(ordering: .acquiring)
-            job?(index)
-            pending.subtract(1, ordering: .releasing)
+            seen = WorkerTeam.generation(region.load(ordering: .acquiring))
+            // The job stays set until every claimed part has finished.
+            while let i = claim(generation: seen) {
+                job?(i)
+                finished.add(1, ordering: .releasing)
+            }
         }
     }
 }
