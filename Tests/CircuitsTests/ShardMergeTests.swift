@@ -187,13 +187,18 @@ final class ShardMergeTests: XCTestCase {
         _ = try AttributionRunner.run(model: model, samples: ss, settings: s, out: single)
         refused([ps[0], single, ps[2]]) { XCTAssertEqual($0, .notAPart(path: single, format: "sparc3-relevance")) }
         // Corrupt data: refused by the checksum, unless verification is skipped.
-        let corrupt = dir.appendingPathComponent("corrupt.safetensors").path
-        try FileManager.default.copyItem(atPath: ps[1], toPath: corrupt)
-        let h = try FileHandle(forUpdating: URL(fileURLWithPath: corrupt))
-        try h.seekToEnd()
-        try h.seek(toOffset: try h.offset() - 8)
-        try h.write(contentsOf: Data([1, 2, 3, 4, 5, 6, 7, 8]))
-        try h.close()
+        /// A copy of `part` whose last 8 data bytes are overwritten (its recorded sha256 no longer holds).
+        func corruptCopy(_ part: String, _ name: String, _ bytes: [UInt8]) throws -> String {
+            let path = dir.appendingPathComponent(name).path
+            try FileManager.default.copyItem(atPath: part, toPath: path)
+            let h = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+            try h.seekToEnd()
+            try h.seek(toOffset: try h.offset() - 8)
+            try h.write(contentsOf: Data(bytes))
+            try h.close()
+            return path
+        }
+        let corrupt = try corruptCopy(ps[1], "corrupt.safetensors", [1, 2, 3, 4, 5, 6, 7, 8])
         refused([ps[0], corrupt, ps[2]]) { e in
             guard case .badPart(let p, let r) = e else { return XCTFail("\(e)") }
             XCTAssertEqual(p, corrupt)
@@ -201,13 +206,7 @@ final class ShardMergeTests: XCTestCase {
         }
         XCTAssertNoThrow(try ShardMerger.plan([ps[0], corrupt, ps[2]], verify: false))
         // Two corrupt parts, hashed side by side: the first in shard order is named, whatever the order given.
-        let corrupt2 = dir.appendingPathComponent("corrupt2.safetensors").path
-        try FileManager.default.copyItem(atPath: ps[2], toPath: corrupt2)
-        let h2 = try FileHandle(forUpdating: URL(fileURLWithPath: corrupt2))
-        try h2.seekToEnd()
-        try h2.seek(toOffset: try h2.offset() - 8)
-        try h2.write(contentsOf: Data([8, 7, 6, 5, 4, 3, 2, 1]))
-        try h2.close()
+        let corrupt2 = try corruptCopy(ps[2], "corrupt2.safetensors", [8, 7, 6, 5, 4, 3, 2, 1])
         for order in [[ps[0], corrupt, corrupt2], [corrupt2, corrupt, ps[0]]] {
             refused(order) { e in
                 guard case .badPart(let p, _) = e else { return XCTFail("\(e)") }

@@ -49,6 +49,14 @@ public enum WorkbenchCLI {
     /// - timeout: the run is killed and the test fails after this many seconds.
     /// - launcher: a program that starts workbench (`mpirun -np 2 …`): it runs `launcher + [workbench] + args`.
     /// stdout, stderr and stdin go through temporary files, so a chatty run cannot deadlock on a full pipe.
+    /// `run` as a user with the shared assets runs it (`WORKBENCH_ASSETS` set when they are found), failing
+    /// the calling test if the process died from a signal.
+    public static func runWithAssets(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> WorkbenchRun {
+        let r = try run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:], file: file, line: line)
+        XCTAssertFalse(r.crashed, r.summary, file: file, line: line)
+        return r
+    }
+
     public static func run(_ args: [String], stdin: Data? = nil, environment: [String: String] = [:],
                            interruptAfter: TimeInterval? = nil, timeout: TimeInterval = 300, launcher: [String] = [],
                            file: StaticString = #filePath, line: UInt = #line) throws -> WorkbenchRun {

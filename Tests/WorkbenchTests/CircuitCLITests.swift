@@ -12,8 +12,7 @@ import TestSupport
 
 final class CircuitCLITests: XCTestCase {
     func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let r = try WorkbenchCLI.run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:])
-        XCTAssertFalse(r.crashed, r.summary)
+        let r = try WorkbenchCLI.runWithAssets(args)
         return (r.status, r.stdout, r.stderr)
     }
 

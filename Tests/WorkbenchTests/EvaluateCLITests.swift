@@ -7,9 +7,7 @@ import TestSupport
 
 final class EvaluateCLITests: XCTestCase {
     func run(_ args: [String]) throws -> WorkbenchRun {
-        let r = try WorkbenchCLI.run(args, environment: Assets.root.map { ["WORKBENCH_ASSETS": $0.path] } ?? [:])
-        XCTAssertFalse(r.crashed, r.summary)
-        return r
+        try WorkbenchCLI.runWithAssets(args)
     }
 
     func promptFile(_ dir: URL) throws -> String {
