@@ -10,6 +10,8 @@ enum Common {
         let path = try modelPath ?? args[ModelOptions.model]
         let m = try ModelLoader.load(path, needTokenizer: tokenizer)
         Out.err(String(format: "loaded %@ (%@, %@) in %.2f s", path, m.model.config.family.rawValue, m.sourceDType, m.loadSeconds))
+        // A later "text prompts need a tokenizer" error names the prompt file; this line names the key that explains it.
+        if tokenizer, m.tokenizer == nil, let why = m.tokenizerAbsence { Out.err("warning: \(QuotedName.path(path)): \(why)") }
         return m
     }
 
@@ -43,7 +45,7 @@ enum InfoCommand: Command {
         tied embeddings: \(c.tiedEmbeddings)
         biases: attention \(c.attentionBias), mlp \(c.mlpBias)
         parameters: \(m.model.parameterCount) (\(String(format: "%.1f", Double(m.model.parameterCount) / 1e6))M)
-        tokenizer: \(m.tokenizer?.kind ?? "none")
+        tokenizer: \(m.tokenizer?.kind ?? "none" + (m.tokenizerAbsence.map { " (\($0))" } ?? ""))
         """)
         BLASInfo.lines().forEach(Out.print)
         BLASInfo.peakLines(measuredGFLOPS: BLAS.measurePeakGFLOPS(size: 1024, reps: 3), how: "best of 3 × 1024³ sgemm, all cores")

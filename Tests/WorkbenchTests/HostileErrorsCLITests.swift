@@ -165,6 +165,21 @@ final class HostileErrorsCLITests: XCTestCase {
         let ok = try WorkbenchCLI.run(["attribute", "--model", bare, "--prompts", ids, "--method", "activation",
                                        "--out", try Scratch.dir(self).appendingPathComponent("r.safetensors").path, "--quiet"])
         XCTAssertEqual(ok.status, 0, ok.summary)
+        // A well-formed tokenizer of a kind not built in (SentencePiece "llama"): the model loads and token ids
+        // still work, but every text path names the key that explains why there is no tokenizer.
+        let spm = try tinyGGUF([GGUFMetadataItem("tokenizer.ggml.model", .string("llama"), as: .string), tokens])
+        let spmIds = try WorkbenchCLI.run(["attribute", "--model", spm, "--prompts", ids, "--method", "activation",
+                                           "--out", try Scratch.dir(self).appendingPathComponent("r2.safetensors").path, "--quiet"])
+        XCTAssertEqual(spmIds.status, 0, spmIds.summary)
+        let spmText = try WorkbenchCLI.run(["attribute", "--model", spm, "--prompts", prompts, "--method", "activation",
+                                            "--out", try Scratch.dir(self).appendingPathComponent("r3.safetensors").path, "--quiet"])
+        assertClear(spmText, status: 1, mentions: [prompts + ":1", "need a tokenizer"])
+        XCTAssertTrue(spmText.stderrLines.contains("warning: \(spm): tokenizer.ggml.model is \"llama\", a kind not built in (only \"gpt2\" byte-level BPE is); give token ids"), spmText.summary)
+        let spmTok = try WorkbenchCLI.run(["tokenize", "--model", spm, "--text", "zz"])
+        assertClear(spmTok, status: 1, mentions: ["\(spm): tokenizer.ggml.model is \"llama\", a kind not built in"])
+        let info = try WorkbenchCLI.run(["info", "--model", spm])
+        XCTAssertEqual(info.status, 0, info.summary)
+        XCTAssertTrue(info.stdout.contains("tokenizer: none (tokenizer.ggml.model is \"llama\""), info.stdout)
         // A well-formed vocabulary without byte tokens: the encode error names the file and the key.
         let noBytes = try tinyGGUF([gpt2, tokens, merges])
         let r = try WorkbenchCLI.run(["tokenize", "--model", noBytes, "--text", "zz"])

@@ -106,6 +106,11 @@ public func loadGGUF(_ g: GGUFFile) throws -> Checkpoint {
     let dominant = elements.max { $0.value < $1.value }?.key.name ?? "F32"
     var ck = Checkpoint(config: config, tensors: tensors, tokenizer: tokenizer, format: "gguf", sourceDType: dominant, path: p)
     ck.configSource = source
+    if tokenizer == nil, let kind = g.string("tokenizer.ggml.model"), kind != "gpt2" {
+        // Loaded without a tokenizer so token-id prompts keep working; a text prompt's error
+        // must still say why there is none, naming the key (not only the prompt file).
+        ck.tokenizerAbsence = "tokenizer.ggml.model is \"\(QuotedName.safe(kind))\", a kind not built in (only \"gpt2\" byte-level BPE is); give token ids"
+    }
     return ck
 }
 

@@ -16,10 +16,12 @@ public struct LoadedModel {
     public let loadSeconds: Double
     /// Files the loader read or looked for (`Checkpoint.inputFiles`), for `OutputGuard.check`.
     public let inputFiles: [String]
+    /// Why the checkpoint's tokenizer could not be used (`Checkpoint.tokenizerAbsence`), or nil.
+    public var tokenizerAbsence: String? = nil
 
-    /// The tokenizer, or a typed error naming the model path.
+    /// The tokenizer, or a typed error naming the model path (and the key that explains why, if any).
     public func requireTokenizer() throws -> Tokenizer {
-        guard let tokenizer else { throw ModelError.missingTokenizer(path: path) }
+        guard let tokenizer else { throw ModelError.missingTokenizer(path: path, reason: tokenizerAbsence) }
         return tokenizer
     }
 }
@@ -35,7 +37,8 @@ public enum ModelLoader {
             tok = try makeCheckedTokenizer(source, hints: hints, config: ck.config, configSource: ck.configSource, modelPath: path)
         }
         return LoadedModel(model: model, tokenizer: tok, format: ck.format, sourceDType: ck.sourceDType,
-                           path: path, loadSeconds: Date().timeIntervalSince(t0), inputFiles: ck.inputFiles)
+                           path: path, loadSeconds: Date().timeIntervalSince(t0), inputFiles: ck.inputFiles,
+                           tokenizerAbsence: ck.tokenizerAbsence)
     }
 
     /// Reads a checkpoint in any supported format; a NaN or ±Inf weight is refused here.

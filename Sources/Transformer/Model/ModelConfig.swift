@@ -65,6 +65,9 @@ public struct Checkpoint {
     /// The file holding each tensor (a shard of an HF folder), for errors; tensors not listed
     /// are in `path` (a .gguf or .bin, or a checkpoint built in code).
     public var tensorFiles: [String: String] = [:]
+    /// Why a checkpoint that names a tokenizer has none (e.g. a GGUF `tokenizer.ggml.model` not built in),
+    /// so an error about a missing tokenizer can say so; nil when the checkpoint names no tokenizer.
+    public var tokenizerAbsence: String? = nil
 
     /// The file that holds tensor `name`.
     public func file(of name: String) -> String { tensorFiles[name] ?? path }

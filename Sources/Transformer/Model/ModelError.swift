@@ -18,7 +18,7 @@ public enum ModelError: LocalizedError, Equatable {
     /// A weight that is NaN or ±Inf: refused at load, where the file is known, instead of
     /// surfacing later as a NaN score far from its cause.
     case nonFiniteWeight(name: String, file: String, index: Int, value: Float)
-    case missingTokenizer(path: String)
+    case missingTokenizer(path: String, reason: String? = nil)
     case emptyPrompt
     /// `origin`: where the context length was read (file and key), when known.
     case promptTooLong(tokens: Int, limit: Int, origin: String? = nil)
@@ -40,7 +40,9 @@ public enum ModelError: LocalizedError, Equatable {
             return "\(f): tensor '\(QuotedName.safe(n))' has shape \(s), expected \(e)"
         case .nonFiniteWeight(let n, let f, let i, let v):
             return "\(f): tensor '\(QuotedName.safe(n))' holds a non-finite weight (\(v)) at flat index \(i)"
-        case .missingTokenizer(let p):
+        case .missingTokenizer(let p, let reason?):
+            return "\(QuotedName.path(p)): \(reason)"
+        case .missingTokenizer(let p, nil):
             return "no tokenizer found for \(QuotedName.path(p)) (looked for tokenizer.json, tokenizer.model, vocab.json+merges.txt, tokenizer.bin)"
         case .emptyPrompt: return "the prompt is empty"
         case .promptTooLong(let n, let l, let o):
