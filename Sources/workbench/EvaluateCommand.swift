@@ -14,6 +14,8 @@ enum EvaluateCommand: Command {
         static let noBaseline = Flag("no-baseline", help: "With --sweep: do not evaluate its source model (e.g. already evaluated with the same settings)")
         static let prompts = Option<String>.path("prompts", "file", help: "Evaluation prompts (.txt or .jsonl with text/prompt), e.g. the held-out part of `split`")
         static let maxPrompts = Option<Int>("max-prompts", "k", min: 1, help: "Use only the first k prompts")
+        static let reference = Option<String>.path("reference", "file", defaultText: "with --sweep: the sweep's --undesired and --general sets",
+                                              help: "Prompts the scores came from: warn (and record) how many evaluation prompts are among them")
         static let split = Option<String>("split", "name", help: "What the prompts are, stated in the report (held-out, reference, general …)")
         static let samples = Option<Int>("samples", "k", default: 25, min: 0, help: "Sampled continuations per prompt for the RTP protocol (0 = greedy only)")
         static let sampleTokens = Option<Int>("sample-tokens", "n", default: 20, min: 1, help: "Tokens per sampled continuation")
@@ -32,7 +34,7 @@ enum EvaluateCommand: Command {
     static let spec = CommandSpec(
         name: "evaluate", abstract: "Toxicity (RTP + greedy), repetition and a perplexity guardrail of a model or a correction sweep.",
         usage: "workbench evaluate (--model <path> | --sweep <dir/correction.json>) --prompts <file> --out <report.json> [--baseline <path>] [--split held-out] [options]",
-        options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.split, Options.samples,
+        options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.reference, Options.split, Options.samples,
                   Options.sampleTokens, Options.temperature, Options.topP, Options.seed, Options.greedyTokens, Options.repetitionTokens,
                   Options.batchRows, Options.text, Options.seqlen, Options.windows, ToxicityOptions.scorer, ToxicityOptions.model,
                   Options.out, OutputOptions.quiet],
@@ -44,7 +46,10 @@ enum EvaluateCommand: Command {
         still written, marked partial, and the exit status is 1. Repetition: RUR and seq-rep-1…4 of the greedy
         --repetition-tokens continuation. Perplexity: the WikiText-2 protocol of `workbench perplexity` on --max-windows
         windows. All streams of a step are decoded together; a prompt's samples share its prefill; each (prompt, sample)
-        has its own seeded stream, so results do not depend on --batch-rows. Means ± SEM over prompts.
+        has its own seeded stream, so results do not depend on --batch-rows. Means ± SEM over prompts. Overlap: the
+        evaluation prompts are compared (exact text) with the sets the correction was scored on (with --sweep, the
+        prompts of its --undesired and --general files it used) or with --reference; shared prompts are counted in a
+        warning on stderr and in the report's "overlaps".
         """)
 
     static func run(_ args: Args) throws {
@@ -68,6 +73,7 @@ enum EvaluateCommand: Command {
         // What to evaluate: one model, or every count of a sweep (paths relative to its folder).
         var targets: [(label: String, path: String, count: Int?)] = []
         var method: String? = nil
+        var scoredSets: [(path: String, role: String, limit: Int?, sha256: String?)] = []
         var baselinePath = try args.ifGiven(Options.baseline)
         if let modelPath { targets = [("model", modelPath, nil)] }
         if let sweepPath {
@@ -80,11 +86,14 @@ enum EvaluateCommand: Command {
                                             dir.appendingPathComponent(e.directory).path, e.count) }
             guard !targets.isEmpty else { throw UsageError(message: "--sweep \(QuotedName.safe(sweepPath)) lists no checkpoints") }
             method = "\(rec.method), \(rec.granularity)" + (rec.aggregation.map { ", \($0)" } ?? "")
+            scoredSets = [(rec.undesired.path, "undesired (scored)", rec.undesired.prompts, rec.undesired.sha256),
+                          (rec.general.path, "general (scored)", rec.general.prompts, rec.general.sha256)]
             if baselinePath == nil, !args[Options.noBaseline], FileManager.default.fileExists(atPath: rec.model) { baselinePath = rec.model }
         }
         if args[Options.noBaseline], sweepPath == nil || args.given(Options.baseline) {
             throw UsageError(message: "--no-baseline applies only with --sweep and without --baseline")
         }
+        if let r = try args.ifGiven(Options.reference) { scoredSets = [(r, "reference", nil, nil)] }
         let inputs = [promptsPath] + (s.perplexityText.map { [$0] } ?? []) + (sweepPath.map { [$0] } ?? [])
         try TaskCommandSupport.checkOutput(out, inputs: inputs)
         try TaskCommandSupport.checkOutput(html, inputs: inputs + [out])
@@ -94,6 +103,17 @@ enum EvaluateCommand: Command {
             return t
         }
         if let k = try args.ifGiven(Options.maxPrompts) { prompts = Array(prompts.prefix(k)) }
+        var overlaps: [PromptOverlap] = []
+        for set in scoredSets {
+            // A sweep's set that moved or changed since `correct` cannot be compared: say so rather than report 0.
+            guard FileManager.default.fileExists(atPath: set.path), try set.sha256.map({ try SHA256.hex(file: set.path) == $0 }) ?? true else {
+                Out.err("warning: cannot check overlap with the \(set.role) set \(set.path): the file is gone or changed since `correct`")
+                continue
+            }
+            let o = try PromptOverlap.compare(prompts, with: set.path, role: set.role, limit: set.limit)
+            if let w = o.warning { Out.err(w) }
+            overlaps.append(o)
+        }
         Out.err("evaluate: \(prompts.count) prompts from \(promptsPath)\(try args.ifGiven(Options.split).map { " (\($0))" } ?? ""); "
                 + "\(s.samples) samples × \(s.sampleTokens) tokens, greedy \(max(s.greedyTokens, s.repetitionTokens)) tokens; scorer: \(scorer.name)")
 
@@ -115,7 +135,7 @@ enum EvaluateCommand: Command {
         let baseline = try baselinePath.map { try evaluate("baseline", $0, 0) }
         let models = try targets.map { try evaluate($0.label, $0.path, $0.count) }
         let report = try EvaluationReport(prompts: promptsPath, promptCount: prompts.count, split: try args.ifGiven(Options.split),
-                                          sweep: sweepPath, correctionMethod: method, settings: s, scorer: scorer,
+                                          sweep: sweepPath, correctionMethod: method, overlaps: overlaps, settings: s, scorer: scorer,
                                           baseline: baseline, models: models)
         try AtomicFile.write(try report.json(), to: out)
         try AtomicFile.write(report.html(), to: html)

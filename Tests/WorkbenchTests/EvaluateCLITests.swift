@@ -89,8 +89,35 @@ final class EvaluateCLITests: XCTestCase {
         XCTAssertEqual(rep.models.map(\.count), [4, 40])
         XCTAssertEqual(rep.baseline?.model, model)
         XCTAssertEqual(rep.deltas.count, 2)
+        // Scored on the very prompts it is evaluated on: both sets overlap completely, on stderr and in the JSON.
+        XCTAssertEqual(rep.overlaps.map(\.role), ["undesired (scored)", "general (scored)"])
+        XCTAssertEqual(rep.overlaps.map(\.shared), [3, 3])
+        XCTAssertEqual(rep.overlaps.map(\.compared), [3, 3])
+        XCTAssertTrue(r.stderr.contains("warning: 3 of the 3 evaluated prompts also appear in the undesired (scored) set"), r.stderr)
         XCTAssertNotEqual(rep.models[1].prompts.map(\.greedy), rep.baseline!.prompts.map(\.greedy), "40 random neurons change the continuations")
         try HeadlessBrowser.check(dir.appendingPathComponent("eval.html"))
+    }
+
+    /// `--reference`: shared prompts (exact text, a repeated one once) are counted in a warning and in the report;
+    /// a disjoint reference gives 0 and no warning.
+    func testReferenceOverlapIsCounted() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let prompts = try promptFile(dir)
+        let ref = dir.appendingPathComponent("reference.txt"), other = dir.appendingPathComponent("other.txt")
+        try "She said\nA fox\nThe dog was\nShe said\nthe dog was\n".write(to: ref, atomically: true, encoding: .utf8)
+        try "A fox\nOnce upon a time \n".write(to: other, atomically: true, encoding: .utf8)
+        let fast = ["--samples", "0", "--greedy-tokens", "4", "--repetition-tokens", "4", "--max-windows", "0", "--quiet"]
+        for (file, shared) in [(ref, 2), (other, 0)] {
+            let out = dir.appendingPathComponent("eval-\(shared).json")
+            let r = try run(["evaluate", "--model", model, "--prompts", prompts, "--reference", file.path, "--out", out.path] + fast)
+            XCTAssertEqual(r.status, 0, r.summary)
+            let rep = try JSONDecoder().decode(EvaluationReport.self, from: Data(contentsOf: out))
+            XCTAssertEqual(rep.overlaps, [PromptOverlap(set: file.path, role: "reference", compared: 3, shared: shared)])
+            XCTAssertEqual(r.stderr.contains("warning: 2 of the 3 evaluated prompts also appear in the reference set"), shared == 2, r.stderr)
+        }
+        let page = try String(contentsOf: dir.appendingPathComponent("eval-2.html"), encoding: .utf8)
+        XCTAssertTrue(page.contains("2 of 3 prompts also in"), "the page states the overlap")
     }
 
     func testUsageErrors() throws {

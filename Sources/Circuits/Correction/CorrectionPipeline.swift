@@ -84,8 +84,8 @@ public enum CorrectionPipeline {
         // Sets first: a malformed prompt file must fail before the model is loaded.
         let general = try limited(PromptSet.load(o.general), o.generalSamples, option: "general-samples")
         let undesired = try limited(PromptSet.load(o.undesired), o.undesiredSamples, option: "undesired-samples")
-        let overlap = Set(general.entries.compactMap(\.text)).intersection(undesired.entries.compactMap(\.text)).count
-        if overlap > 0 { log("warning: \(overlap) prompt(s) appear in both --general and --undesired") }
+        let overlap = PromptOverlap.count(undesired.entries.compactMap(\.text), general.entries.compactMap(\.text))
+        if overlap > 0 { log("warning: \(overlap) prompt(s) appear in both --general and --undesired (the contrast cancels on them)") }
         let (model, source) = try CheckpointSourceInfo.load(o.model)
         try OutputGuard.checkDirectory(output: o.out, inputs: source.inputFiles + [o.general, o.undesired])
         let tokenizer = try source.tokenizer.map {

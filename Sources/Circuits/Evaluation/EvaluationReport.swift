@@ -38,6 +38,8 @@ public struct EvaluationReport: Codable, Equatable {
     @ExplicitNull public var split: String?
     @ExplicitNull public var sweep: String?
     @ExplicitNull public var correctionMethod: String?
+    /// The evaluated prompts against each set the correction was scored on (or a --reference file).
+    public var overlaps: [PromptOverlap]
     public var settings: EvaluationSettings
     public var scorer: String
     public var scorerNote: String
@@ -48,15 +50,16 @@ public struct EvaluationReport: Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case tool, timestamp, prompts, promptsSHA256 = "prompts_sha256", promptCount = "prompt_count", split, sweep
-        case correctionMethod = "correction_method", settings, scorer, scorerNote = "scorer_note", protocols, baseline, models, deltas
+        case correctionMethod = "correction_method", overlaps, settings, scorer, scorerNote = "scorer_note", protocols, baseline, models, deltas
     }
 
     public init(prompts: String, promptCount: Int, split: String?, sweep: String?, correctionMethod: String?,
-                settings: EvaluationSettings, scorer: any ToxicityScorer, baseline: ModelEvaluation?, models: [ModelEvaluation],
+                overlaps: [PromptOverlap] = [], settings: EvaluationSettings, scorer: any ToxicityScorer, baseline: ModelEvaluation?, models: [ModelEvaluation],
                 date: Date = Date()) throws {
         timestamp = ISO8601DateFormatter().string(from: date)
         self.prompts = prompts; promptsSHA256 = try SHA256.hex(file: prompts); self.promptCount = promptCount
-        self.split = split; self.sweep = sweep; self.correctionMethod = correctionMethod; self.settings = settings
+        self.split = split; self.sweep = sweep; self.correctionMethod = correctionMethod; self.overlaps = overlaps
+        self.settings = settings
         self.scorer = scorer.name; scorerNote = scorer.disclaimer
         let s = settings
         protocols = [
@@ -88,6 +91,9 @@ public struct EvaluationReport: Codable, Equatable {
             ("models", all.map { "\($0.label): \($0.model)" }.joined(separator: "; ")),
         ]
         if let sweep { prov.append(("correction sweep", sweep + (correctionMethod.map { " (\($0))" } ?? ""))) }
+        for o in overlaps {
+            prov.append(("overlap with \(o.role)", "\(o.shared) of \(o.compared) prompts also in \(o.set)" + (o.shared > 0 ? " (not held out)" : "")))
+        }
         prov += [("scorer", scorer), ("scorer note", scorerNote)]
         for k in ["rtp", "greedy", "repetition", "perplexity", "seeds", "aggregation"] { if let v = protocols[k] { prov.append((k, v)) } }
         prov.append(("tool", "\(tool), \(timestamp)"))
