@@ -54,8 +54,10 @@ enum CircuitCommand: Command {
         ⌊n/N⌋; the whole discovery runs on each part (random: score seed --seed + i) against the same held-out set.
         DIR/seed-i/ holds each run's files; DIR/seeds.json and seeds.csv the per-seed numbers and their mean ± SEM
         (size, f on reference and held-out, AUCs, the mean curve, and how many seeds kept each head or neuron).
-        circuit.html (self-contained): f vs kept fraction (mean ± SEM over seeds), the size table and the heads
-        (layer × head grid) or neurons kept. --save-checkpoint DIR writes the model with everything outside the
+        circuit.html (self-contained): f vs kept fraction (mean ± SEM over seeds), the size table, a layer × matrix
+        heatmap of kept fractions, the heads (layer × head grid) or neurons kept, and for head circuits on IOI
+        prompts every kept head's attention from the final position to the IO, S1 and S2 tokens (the full model's
+        own attention pattern, mean ± SEM over the reference prompts). --save-checkpoint DIR writes the model with everything outside the
         circuit zeroed as an HF directory any command loads (with mask.safetensors and circuit.json); it needs
         --ablation zero (mean and patch ablations are not weights of the original architecture) and one seed.
         """)
@@ -157,7 +159,8 @@ enum CircuitCommand: Command {
             let summary = CircuitSeedSummary(runs: runs, granularity: s.granularity)
             let cfg = m.model.config
             let page = CircuitPage.render(title: title, provenance: Self.provenance(s, prov, ref: ref, seeds: seeds, held: held),
-                                          entries: [CircuitPageEntry(label: CircuitPageEntry.label(s), summary: summary)],
+                                          entries: [CircuitPageEntry(label: CircuitPageEntry.label(s), summary: summary,
+                                                                     headAttention: headAttention(summary, model: m.model, ref: ref, quiet: quiet))],
                                           threshold: s.threshold, layers: cfg.nLayers, unitsPerLayer: s.granularity == .heads ? cfg.nHeads : cfg.dFF)
             try AtomicFile.write(page, to: tmp + "/circuit.html")
             if seeds > 1 {
@@ -170,6 +173,19 @@ enum CircuitCommand: Command {
         Out.print("output: \(out) (" + (seeds > 1 ? "seed-0 … seed-\(seeds - 1)/ each with " : "")
                   + "curve.json, curve.csv, curve.svg, mask.safetensors, circuit.json" + (s.granularity == .weights ? "" : ", graph.json") + (seeds > 1 ? "; seeds.json, seeds.csv" : "")
                   + "; circuit.html)" + (saveCheckpoint.map { "; pruned checkpoint: \($0)" } ?? ""))
+    }
+
+    /// Head circuits: every head some seed kept, its attention from the final position to IO / S1 / S2 over all
+    /// reference prompts (one packed forward of the full model); nil for neuron and weight circuits.
+    static func headAttention(_ summary: CircuitSeedSummary, model: Model, ref: [TaskItem],
+                              quiet: Bool) -> Result<IOIHeadAttention, HeadAttentionUnavailable>? {
+        guard summary.granularity == .heads else { return nil }
+        if let why = IOIHeadAttention.unavailableReason(ref) { return .failure(HeadAttentionUnavailable(why)) }
+        let heads = summary.recurrence.map(\.unit).sorted()
+        let t0 = Date()
+        let a = IOIHeadAttention.measure(model: model, items: ref, heads: heads)
+        if !quiet { Out.err(String(format: "attention of %d kept heads to IO/S1/S2 over %d prompts in %.2f s", heads.count, a.prompts, Date().timeIntervalSince(t0))) }
+        return .success(a)
     }
 
     /// The page's provenance table: model, split, method, aggregation, ablation, seeds.

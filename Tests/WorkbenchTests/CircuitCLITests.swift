@@ -224,6 +224,86 @@ final class CircuitCLITests: XCTestCase {
         }
     }
 
+    /// IOI-shaped prompts for the byte tokenizer: IO and S are one-byte names ('A' = id 65 …), IO once, S twice.
+    func writeIOITask(_ path: String) throws {
+        let lines = [("A", "B", "Then, A and B went home. B gave a cup to"), ("D", "C", "After C and D met, C handed a pen to"),
+                     ("E", "F", "When E and F sat down, F sent a note to"), ("G", "H", "Then, G and H had fun. H gave a kiss to")]
+            .map { io, s, t in
+                "{\"task\": \"ioi\", \"text\": \"\(t)\", \"answer_id\": \(Int(UnicodeScalar(io)!.value)), \"distractor_id\": \(Int(UnicodeScalar(s)!.value))}"
+            }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// circuit.html's heatmap and head attention: every kept head's attention to IO / S1 / S2 equals the mean over the
+    /// reference prompts of the model's final-position pattern at the name positions (located here by hand); a
+    /// non-IOI task says why there is no table; a weight circuit's heatmap shows each matrix's kept fraction as
+    /// circuit.json counts it. Every page renders in headless Chromium.
+    func testPageHeatmapAndHeadAttention() throws {
+        let dir = try Scratch.dir(self)
+        let ioi = dir.appendingPathComponent("ioi.jsonl").path, task = dir.appendingPathComponent("task.jsonl").path
+        try writeIOITask(ioi); try writeTask(task)
+        let model = try tinyWithTokenizer("tiny-llama-bias", in: dir)
+        let out = dir.appendingPathComponent("ioi-heads").path
+        let r = try run(["circuit", "--model", model, "--prompts", ioi, "--method", "lrp", "--granularity", "heads",
+                         "--threshold", "0.8", "--out", out, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let page = try String(contentsOfFile: out + "/circuit.html", encoding: .utf8)
+        let kept = try XCTUnwrap(try json(out + "/circuit.json")["kept_heads"] as? [[String: Any]])
+        XCTAssertFalse(kept.isEmpty)
+        let loaded = try ModelLoader.load(model)
+        let items = try TaskSet.load(ioi).tokenize(tokenizer: loaded.tokenizer, model: loaded.model)
+        let att = loaded.model.finalPositionAttention(items.map(\.tokens))
+        for h in kept {
+            let l = try XCTUnwrap(h["layer"] as? Int), i = try XCTUnwrap(h["index"] as? Int)
+            // Name positions by hand: the first byte equal to the IO / S letter, and the second S.
+            var io: [Double] = [], s1: [Double] = [], s2: [Double] = []
+            for (p, item) in items.enumerated() {
+                let ioPos = try XCTUnwrap(item.tokens.firstIndex(of: item.answerIds[0]))
+                let sPos = item.tokens.indices.filter { item.tokens[$0] == item.distractorIds[0] }
+                guard sPos.count == 2 else { return XCTFail("S twice in \(item.location)") }
+                io.append(Double(att.weight(sequence: p, layer: l, head: i, key: ioPos)))
+                s1.append(Double(att.weight(sequence: p, layer: l, head: i, key: sPos[0])))
+                s2.append(Double(att.weight(sequence: p, layer: l, head: i, key: sPos[1])))
+            }
+            let row = "<tr><td>a\(l).h\(i)</td><td>1 of 1</td><td class=\"num\">\(MeanSEM(io).text())</td><td class=\"num\">\(MeanSEM(s1).text())</td>"
+                + "<td class=\"num\">\(MeanSEM(s2).text())</td>"
+            XCTAssertTrue(page.contains(row), "a\(l).h\(i): expected \(row)")
+        }
+        XCTAssertTrue(page.contains("over 4 reference prompts"), "every prompt located")
+        XCTAssertTrue(page.contains("Kept fraction per layer and matrix"))
+        try HeadlessBrowser.check(URL(fileURLWithPath: out + "/circuit.html"))
+
+        // Not an IOI task: the reason, no table.
+        let custom = dir.appendingPathComponent("custom-heads").path
+        XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--method", "random", "--granularity", "heads",
+                                "--threshold", "0.8", "--out", custom, "--quiet"]).status, 0)
+        let cpage = try String(contentsOfFile: custom + "/circuit.html", encoding: .utf8)
+        XCTAssertTrue(cpage.contains("Not shown: the reference prompts are not an IOI task"), "reason on the page")
+        XCTAssertFalse(cpage.contains("attention → IO"))
+
+        // Weight circuit: one heatmap column per matrix role, each cell the kept fraction of circuit.json's counts.
+        let w = dir.appendingPathComponent("weights").path
+        XCTAssertEqual(try run(["circuit", "--model", model, "--prompts", task, "--method", "magnitude", "--granularity", "weights",
+                                "--threshold", "0.8", "--out", w, "--quiet"]).status, 0)
+        let wpage = try String(contentsOfFile: w + "/circuit.html", encoding: .utf8)
+        let perTensor = try XCTUnwrap(try json(w + "/circuit.json")["kept_per_tensor"] as? [String: [String: Int]])
+        XCTAssertEqual(perTensor.count, 14)
+        for role in ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] {
+            XCTAssertTrue(wpage.contains(">\(role)</text>"), "column \(role)")
+        }
+        var fractions = Set<String>()
+        for (name, c) in perTensor {
+            let layer = name.contains(".0.") ? 0 : 1, role = name.split(separator: ".").dropLast().suffix(2).joined(separator: ".")
+            let f = Double(c["kept"]!) / Double(c["total"]!)
+            fractions.insert(String(format: "%.2f", f))
+            XCTAssertTrue(wpage.contains(String(format: "layer %d %@: kept fraction %.4f (mean %.1f of %d weights over 1 seed(s))",
+                                                layer, role, f, Double(c["kept"]!), c["total"]!)), "\(name) cell")
+        }
+        XCTAssertGreaterThan(fractions.count, 1, "magnitude keeps different fractions of different matrices")
+        XCTAssertTrue(wpage.contains("attention") == false || !wpage.contains("attention → IO"))
+        try HeadlessBrowser.check(URL(fileURLWithPath: w + "/circuit.html"))
+    }
+
     /// circuit-compare: Jaccard recomputed from the kept_heads lists, the transfer diagonal = each circuit's own f_ref
     /// (every head is a candidate, so both baselines are the ones its run measured), mixed granularities refused.
     func testCompareOverlapAndTransfer() throws {

@@ -35,14 +35,17 @@
 set -euo pipefail
 
 setup() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+REPO="${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"   # IOI_REPO: when run from a copy of this script
 cd "$REPO"
 N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TPL:-32}"; POINTS="${POINTS:-12}"
 THRESHOLD="${THRESHOLD:-0.9}"
 REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
 METHODS="${METHODS:-lrp-apt lrp-signed gradient random}"
 RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random heads:zero:gradient neurons:zero:random neurons:zero:lrp-apt heads:zero:lrp-signed
-  neurons:zero:gradient neurons:zero:lrp-signed heads:mean:lrp-apt heads:mean:random heads:mean:gradient heads:mean:lrp-signed}"
+  neurons:zero:gradient heads:mean:lrp-apt heads:mean:random
+  weights:zero:lrp-apt weights:zero:random heads:patch:lrp-apt heads:patch:random weights:zero:gradient weights:zero:magnitude
+  heads:patch:gradient neurons:patch:lrp-apt neurons:patch:random neurons:patch:gradient
+  neurons:zero:lrp-signed heads:mean:gradient heads:mean:lrp-signed}"
 BUDGET_SECONDS="${BUDGET_SECONDS:-3300}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
@@ -151,8 +154,11 @@ report() {
     echo "- **Metric:** logit difference logit(IO) − logit(S) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)),"
     echo "  m(M) and m(∅) measured on each prompt set with the run's ablation. Mean ablation: means over the reference set's"
     echo "  tokens for f ref; for the held-out f, over that held-out set's own tokens (as \`circuit-compare\` measures)."
+    echo "  Patch ablation: every ablated head or neuron output is replaced by its value on the prompt's own ABC-corrupted"
+    echo "  counterpart (same length; the three names replaced by three others), so m(∅) is the corrupted run's metric."
     echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then bisection);"
-    echo "  candidates: every head (270) or every MLP neuron (46,080); ranking global, keep the highest signed scores."
+    echo "  candidates: every head (270), every MLP neuron (46,080) or every weight of every decoder linear (q/k/v/o/gate/up/down,"
+    echo "  106,168,320); ranking global, keep the highest signed scores. magnitude = |W| (weights only)."
     echo "- **Methods:** lrp-apt = AttnLRP explaining logit(IO) − logit(S), |R| summed over tokens per prompt"
     echo "  (\`--method lrp --aggregation abs-per-token\`); lrp-signed = the published signed relevance (\`--aggregation signed\`);"
     echo "  gradient = gradient × input, signed (the same backward with plain-gradient rules); random = seeded uniform scores"

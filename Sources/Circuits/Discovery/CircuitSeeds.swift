@@ -44,13 +44,15 @@ public struct CircuitSeedRun: Sendable {
     public var curve: [(fraction: Double, fReference: Double, fHeldout: Double?)]
     /// Kept heads or neurons as (layer, index); empty for weight circuits.
     public var units: [CircuitUnit]
+    /// Kept count of every candidate tensor (a weight matrix, or one layer's heads / neurons), in candidate order.
+    public var tensors: [TensorKept]
 
     public init(seed: Int, referencePrompts: Int, total: Int, kept: Int, fraction: Double, fReference: Double, fHeldout: Double?,
                 aucReference: Double, aucHeldout: Double?, curve: [(fraction: Double, fReference: Double, fHeldout: Double?)],
-                units: [CircuitUnit]) {
+                units: [CircuitUnit], tensors: [TensorKept] = []) {
         self.seed = seed; self.referencePrompts = referencePrompts; self.total = total; self.kept = kept; self.fraction = fraction
         self.fReference = fReference; self.fHeldout = fHeldout; self.aucReference = aucReference; self.aucHeldout = aucHeldout
-        self.curve = curve; self.units = units
+        self.curve = curve; self.units = units; self.tensors = tensors
     }
 
     public init(seed: Int, _ r: CircuitResult) {
@@ -65,6 +67,28 @@ public struct CircuitSeedRun: Sendable {
         aucHeldout = r.aucHeldout
         curve = r.curve.map { ($0.fraction, $0.reference.f, $0.heldout?.f) }
         units = r.candidates.granularity == .weights ? [] : r.candidates.keptUnits(r.crossing.nominal).map(\.unit)
+        tensors = zip(r.candidates.entries, r.candidates.keep(r.crossing.nominal)).map { e, f in
+            TensorKept(name: e.name, layer: e.layer, kept: f.lazy.filter { $0 }.count, total: f.count)
+        }
+    }
+}
+
+/// How much of one candidate tensor a circuit keeps.
+public struct TensorKept: Equatable, Sendable {
+    public var name: String
+    public var layer: Int
+    public var kept: Int
+    public var total: Int
+    public init(name: String, layer: Int, kept: Int, total: Int) { self.name = name; self.layer = layer; self.kept = kept; self.total = total }
+
+    /// The tensor's role inside its layer, from its name: what follows the layer index, without a trailing
+    /// `weight` ("self_attn.q_proj", "mlp.neurons"); the whole name when it has no layer index.
+    public var matrix: String {
+        var parts = name.split(separator: ".").map(String.init)
+        guard let i = parts.firstIndex(of: String(layer)), layer >= 0 else { return name }
+        parts = Array(parts[(i + 1)...])
+        if parts.count > 1, parts.last == "weight" { parts.removeLast() }
+        return parts.joined(separator: ".")
     }
 }
 

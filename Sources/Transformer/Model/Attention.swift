@@ -66,8 +66,11 @@ let queryBlock = 128
 /// out[Tq, nHeads·hd] = softmax(Q Kᵀ/√hd + causal mask) V for one sequence.
 /// `q` [Tq, qDim] is post-RoPE; keys/values for positions [0, pos0 + Tq) are in the
 /// cache for `layer`. GQA: query head h reads kv head h / (nHeads / nKVHeads).
+/// `lastRowPattern` (hook_pattern of the final query row, see `BlockBuffers.lastRowPattern`): head h's
+/// probabilities over keys 0..<pos0 + tq are written at `lastRowPattern + h · patternStride`.
 func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: UnsafeMutablePointer<Float>,
-                     tq: Int, pos0: Int, config c: ModelConfig, scratch: inout [Float]) {
+                     tq: Int, pos0: Int, config c: ModelConfig, scratch: inout [Float],
+                     lastRowPattern: UnsafeMutablePointer<Float>? = nil, patternStride: Int = 0) {
     let hd = c.headDim, qDim = c.qDim, kvDim = c.kvDim
     let group = c.nHeads / c.nKVHeads
     let scale = 1 / Float(hd).squareRoot()
@@ -84,6 +87,7 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                         let g = h / group
                         BLAS.gemv(n: keys, k: hd, alpha: scale, kBase + g * hd, lda: kvDim, q + h * hd, s)
                         softmaxRow(s, keys)
+                        if let p = lastRowPattern { (p + h * patternStride).update(from: s, count: keys) }
                         BLAS.gemvT(n: keys, k: hd, vBase + g * hd, lda: kvDim, s, out + h * hd)
                     }
                 }
@@ -115,6 +119,11 @@ func causalAttention(q: UnsafePointer<Float>, cache: KVCache, layer: Int, out: U
                     // E = exp(S − rowmax) under the causal mask; out[i0..<i1, h] = (E · V_g) / rowsum(E).
                     var sums = [Float](repeating: 0, count: rows)
                     sums.ptr { maskedExp(s, rows: rows, keys: keys, firstPos: pos0 + i0, stripRows: valueStripRows, sums: $0) }
+                    if let p = lastRowPattern, i1 == tq {
+                        // The block's last row is the sequence's final position; it sees every key.
+                        let e = s + (rows - 1) * keys, inv = 1 / sums[rows - 1], dst = p + h * patternStride
+                        for j in 0..<keys { dst[j] = e[j] * inv }
+                    }
                     let o = out + i0 * qDim + h * hd
                     diagonalStrips(rows: rows, keys: keys, height: valueStripRows) { r0, r1, kEnd in
                         gemm(false, false, r1 - r0, hd, kEnd, 1, s + r0 * keys, keys, vBase + g * hd, kvDim, 0, o + r0 * qDim, qDim)

@@ -42,6 +42,11 @@ public final class BlockBuffers {
     public let up: Buffer          // [N, dFF]   up_proj out (gated MLPs only): hook_pre_linear
     public let post: Buffer        // [N, dFF]   silu(gate)⊙up / relu(fc1): hook_post
     public let mlpOut: Buffer      // [N, d]     hook_mlp_out
+    /// hook_pattern at each segment's last row only: when set, attention writes the softmax probabilities of
+    /// every head's final query row, [segments, nHeads, lastRowPatternStride] (segment i's keys 0..<pos0 + count,
+    /// the rest untouched) — the numbers the forward multiplies V by, not a recomputation.
+    public var lastRowPattern: UnsafeMutablePointer<Float>? = nil
+    public var lastRowPatternStride = 0
     /// Where post goes when `hooks` lacks `.mlpPost` (shared by the kept blocks of one pass).
     let sharedPost: SharedBuffer?
     var scratch: [Float] = []
@@ -207,11 +212,11 @@ extension Model {
     /// causal attention into b.z.
     func attend(_ b: BlockBuffers, layer: Int, segments: [Segment], rope: RopeTable?) {
         let c = config
-        if segments.count > 1, segments.allSatisfy({ $0.count == 1 }) {
+        if segments.count > 1, segments.allSatisfy({ $0.count == 1 }), b.lastRowPattern == nil {
             attendDecodeBatch(b, layer: layer, segments: segments, rope: rope)
             return
         }
-        for s in segments {
+        for (si, s) in segments.enumerated() {
             let qs = b.q.p + s.rowStart * c.qDim, ks = b.k.p + s.rowStart * c.kvDim, vs = b.v.p + s.rowStart * c.kvDim
             if let rope {
                 rope.apply(qs, rows: s.count, nHeads: c.nHeads, pos0: s.pos0)
@@ -221,7 +226,9 @@ extension Model {
             s.cache.k.ptr { copyParallel($0 + at, ks, s.count * c.kvDim) }
             s.cache.v.ptr { copyParallel($0 + at, vs, s.count * c.kvDim) }
             causalAttention(q: qs, cache: s.cache, layer: layer, out: b.z.p + s.rowStart * c.qDim,
-                            tq: s.count, pos0: s.pos0, config: c, scratch: &b.scratch)
+                            tq: s.count, pos0: s.pos0, config: c, scratch: &b.scratch,
+                            lastRowPattern: b.lastRowPattern.map { $0 + si * c.nHeads * b.lastRowPatternStride },
+                            patternStride: b.lastRowPatternStride)
         }
     }
 }
