@@ -19,13 +19,17 @@ enum BenchCommand: Command {
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
         static let faults = Flag("faults", help: "Also time quantising the model (6 bpw, magnitude importance) and one bit-flip trial (Q8_0 storage, BER 1e-5, 4 × 512-token perplexity windows, restore); runs last, once")
+        static let circuits = Flag("circuits", help: "Also time a circuit curve (lrp, heads and neurons) and graph-attribute eap/lrp + one patched faithfulness point on IOI prompts; runs once, after the runs")
+        static let circuitPrompts = Option<Int>("circuit-prompts", "n", default: 128, min: 2, help: "Prompts for --circuits (the issues' size: 128)")
+        static let circuitPoints = Option<Int>("circuit-points", "n", default: 12, min: 2, help: "Grid points of the --circuits curve (the issue asks for ≥ 12)")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
     }
     static let spec = CommandSpec(
         name: "bench", abstract: "Measure prefill, decode (and LRP) throughput as fractions of this machine's measured peaks.",
-        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--generation [--generation-prompts <n>] [--max-batch <b>]] [--faults] [--runs <n>] [--distributed] [--json]",
+        usage: "workbench bench --model <path> [--tokens <n>] [--lengths <list>] [--lrp] [--graphs] [--generation [--generation-prompts <n>] [--max-batch <b>]] [--circuits [--circuit-prompts <n>] [--circuit-points <n>]] [--faults] [--runs <n>] [--distributed] [--json]",
         options: ModelOptions.all + [Options.tokens, Options.lengths, Options.lrp, Options.graphs, Options.generation, Options.generationPrompts,
-                                     Options.maxBatch, Options.faults, MemoryOptions.budgetMB, Options.runs, Options.distributed, OutputOptions.json],
+                                     Options.maxBatch, Options.circuits, Options.circuitPrompts, Options.circuitPoints,
+                                     Options.faults, MemoryOptions.budgetMB, Options.runs, Options.distributed, OutputOptions.json],
         discussion: """
         sgemm peak: best of 5 × 1536³ sgemm with all BLAS threads. Bandwidth: best of 5 sgemv over a 256 MB matrix
         (what decode does), with each of OpenBLAS's two sgemv kernels (y = Ax and y = Aᵀx), the faster counted.
@@ -42,6 +46,11 @@ enum BenchCommand: Command {
         node-output forwards, one gradient pass with node-input taps, the [inputs, nodes] score GEMM; FLOPs = 4× the
         linear FLOPs + the score GEMM) and one faithfulness point with patching (source run + circuit run = 2× the
         linear FLOPs + the edge-mixing GEMMs, not counted); "tok/s" there are prompt tokens per second.
+        --circuits: `tasks ioi --seed 0` prompts (random 16-token pairs when the model has no tokenizer or the IOI
+        assets are absent): a `circuit` curve (lrp, |R| per token, zero ablation, threshold 0.9, attribution
+        included) at head and at neuron granularity, graph-attribute eap and lrp, and one patched faithfulness
+        point (top 5 % of edges by EAP). Fractions count linear matmuls only: attribution 2× the forward's (units
+        only: no δW), one forward per curve evaluation; edge scores 4× + the score GEMM; a point 2×.
         Peak RSS of a phase: the resident set's peak while that phase ran, weights included (the count restarts
         before each phase; the bounds' 256 MB test matrix is not in it). With --runs, later runs start with the
         heap the LRP pass keeps for its next sample (see Allocator.retainFreedBuffers): run 1 has the cold figures.
@@ -133,7 +142,7 @@ enum BenchCommand: Command {
         let runs = try args[Options.runs]
         let budget = try args[MemoryOptions.budgetMB] << 20
         let lengths = try args[Options.lengths]
-        let m = try Common.load(args, tokenizer: false)
+        let m = try Common.load(args, tokenizer: args[Options.circuits])
         BLASInfo.lines().forEach(Out.err)
         if args[Options.distributed] {
             var report = try DistributedBench.measure(model: m.model, modelPath: try args[ModelOptions.model], parts: 8, samples: 8, length: 128)
@@ -156,6 +165,10 @@ enum BenchCommand: Command {
         }
         let spreads = summary(reports)
         var report: [String: Any] = runs == 1 ? reports[0] : ["runs": reports, "summary": spreads]
+        if args[Options.circuits] {
+            report["circuits"] = try measureCircuits(m.model, tokenizer: m.tokenizer, prompts: try args[Options.circuitPrompts],
+                                                     points: try args[Options.circuitPoints])
+        }
         if args[Options.faults] { report["faults"] = try measureFaults(m.model, modelPath: try args[ModelOptions.model]) }
         report["blas"] = BLAS.configDescription
         report["blas_library"] = BLASInfo.libraryPath ?? "unknown"

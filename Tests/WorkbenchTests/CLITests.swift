@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Transformer
 import Tokenize
+import Circuits
 import TestSupport
 
 // MARK: - CLI behaviour
@@ -314,6 +315,44 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(lines.contains("vocab: 49152"), r.summary)
         // 134,515,008 parameters (HF's SmolLM2-135M count, tied embeddings).
         XCTAssertTrue(lines.contains("parameters: 134515008 (134.5M)"), r.summary)
+    }
+
+    /// `bench --circuits` at a tiny size (the debug build stays fast; the issues' 128 prompts are the default): every
+    /// row has seconds and a fraction of the sgemm peak around it that follows the documented FLOP count, the curve
+    /// has the asked-for points, the edge count is the graph's and the patched point's metric is finite.
+    func testBenchCircuitsRowsAtATinySize() throws {
+        let hf = try Fixtures.path("tiny-llama-bias")
+        let r = try WorkbenchCLI.run(["bench", "--model", hf, "--lengths", "16", "--tokens", "2", "--circuits", "--circuit-prompts", "4",
+                                      "--circuit-points", "5", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        let c = try XCTUnwrap(obj["circuits"] as? [String: Any], r.summary)
+        XCTAssertEqual(c["prompts"] as? Int, 4)
+        XCTAssertTrue((c["prompt_source"] as? String ?? "").hasPrefix("random 16-token pairs: the model has no tokenizer"), "\(c)")
+        let m = try Model.build(from: ModelLoader.loadHFDirectory(hf))
+        let params = Double(m.linears.reduce(0) { $0 + $1.weight.count }), linear = 2 * params * 64   // 4 prompts × 16 tokens
+        for g in ["heads", "neurons"] {
+            let row = try XCTUnwrap(c["curve_\(g)"] as? [String: Any], g)
+            let secs = try XCTUnwrap(row["seconds"] as? Double), peak = try XCTUnwrap(row["sgemm_peak_gflops"] as? Double)
+            let forwards = try XCTUnwrap(row["forwards"] as? Int), points = try XCTUnwrap(row["curve_points"] as? Int)
+            XCTAssertEqual(points, 5, g)
+            XCTAssertEqual(forwards, 2 + (points - 1) + (row["bisection_evaluations"] as! Int), g)
+            XCTAssertGreaterThan(secs, 0)
+            XCTAssertEqual(secs, (row["attribution_seconds"] as! Double) + (row["curve_seconds"] as! Double), accuracy: 1e-9)
+            XCTAssertEqual(row["fraction_of_sgemm_peak"] as! Double, Double(2 + forwards) * linear / secs / 1e9 / peak, accuracy: 1e-9, g)
+            XCTAssertEqual(row["candidates"] as? Int, g == "heads" ? 2 * 4 : 2 * 48)
+        }
+        let edges = SplitForward(m).graph.edgeIndices.count
+        for method in ["eap", "lrp"] {
+            let row = try XCTUnwrap(c["graph_\(method)"] as? [String: Any], method)
+            XCTAssertEqual(row["edges"] as? Int, edges)
+            XCTAssertGreaterThan(row["fraction_of_sgemm_peak"] as? Double ?? 0, 0)
+        }
+        let point = try XCTUnwrap(c["graph_point"] as? [String: Any])
+        XCTAssertTrue((point["metric"] as? Double)?.isFinite ?? false)
+        XCTAssertEqual(point["edges_in_circuit"] as? Int, max(1, edges / 20))
+        XCTAssertEqual((c["sgemm_peak_measurements_gflops"] as? [Double])?.count, 2 * 5, "two per phase: 2 curves, 2 scorings, 1 point")
+        XCTAssertTrue(r.stderr.contains("circuit curve, heads, lrp (abs-per-token)"), r.stderr)
     }
 
     /// `bench --json --lrp`: every timed row reports a rate and a fraction of the
