@@ -20,7 +20,7 @@ enum PruneCommand: Command {
                                            help: "abs = lowest |score| first; signed = lowest score first")
         static let out = Option<String>.path("out", "dir", help: "Output HF directory (must not exist unless --force; never inside the input)")
         static let format = Option<WeightFormat>("format", "f", default: .dense, choices: [.dense, .sparseBitmask],
-                                                 help: "dense = F32 with exact zeros; sparse-bitmask = compressed-tensors")
+                                                 help: "dense = F32 with exact zeros (loads everywhere); sparse-bitmask = compressed-tensors' legacy layout (0.12.2–0.14.x only)")
         static let force = Flag("force", help: "Replace an existing output directory")
         static let sequential = Flag("sequential", help: "wanda: prune layer by layer, each layer scored on inputs from the pruned layers below (the reference code)")
         static let sequentialCacheMB = Option<Int>("sequential-cache-mb", "mb", default: 1024, min: 0,
@@ -54,8 +54,12 @@ enum PruneCommand: Command {
         --method wanda scores every layer on the dense model's activations by default; --sequential prunes as the
         Wanda reference code does: layer by layer, each layer's activations computed through the already-pruned
         layers below (per-matrix schemes only: row, layer, nm:N:M). pruning.json records which ("sequential").
-        Writes config.json, tokenizer files, model.safetensors, pruning.json (provenance) and mask.safetensors
-        (U8, 1 = kept). The output is a valid --model for every command. Bad input writes nothing.
+        Writes config.json, tokenizer files, model.safetensors (+ model.safetensors.index.json, so loaders that
+        glob *.safetensors, such as vLLM, skip mask.safetensors), pruning.json (provenance) and mask.safetensors
+        (U8, 1 = kept). --format sparse-bitmask writes model.sparse-bitmask.safetensors instead: only
+        compressed-tensors 0.12.2–0.14.x decompress it (README "Compressed checkpoints"); transformers stops
+        with "no file named model.safetensors" rather than randomising the weights it cannot read.
+        The output is a valid --model for every command. Bad input writes nothing.
         """)
 
     static func run(_ args: Args) throws {
@@ -73,7 +77,7 @@ enum PruneCommand: Command {
         let tn = targeted.reduce(0) { $0 + $1.count }, tp = targeted.reduce(0) { $0 + $1.pruned }
         Out.print(String(format: "pruned by this run: %d of %d targeted weights (%.6f) in %d matrices", tp, tn,
                          tn == 0 ? 0 : Double(tp) / Double(tn), targeted.count))
-        Out.print("bytes on disk: input \(DiskUsage.human(o.inputBytes)) (\(o.inputBytes)); output model.safetensors "
+        Out.print("bytes on disk: input \(DiskUsage.human(o.inputBytes)) (\(o.inputBytes)); output \(opts.format.weightsFileName) "
                   + "\(DiskUsage.human(o.written.modelBytes)) (\(o.written.modelBytes)), directory \(DiskUsage.human(o.written.totalBytes))")
         Out.print("wrote \(o.written.directory) (\(opts.format.rawValue))")
         Out.err(o.seconds.map { String(format: "%@ %.2f s", $0.stage, $0.seconds) }.joined(separator: ", ")

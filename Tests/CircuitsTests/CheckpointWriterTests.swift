@@ -35,19 +35,29 @@ final class CheckpointWriterTests: XCTestCase {
                 let loaded = try ModelLoader.load(out, needTokenizer: false)
                 XCTAssertEqual(loaded.model.forward(tokens), expected, "\(name) \(format.rawValue): save → load → identical logits")
                 XCTAssertEqual(SparsityReport.measure(loaded.model).sparsity, 0.5, accuracy: 1e-12)
-                XCTAssertEqual(o.written.modelBytes, PruneTestKit.fileSize(out + "/model.safetensors"))
+                XCTAssertEqual(o.written.modelBytes, PruneTestKit.fileSize(out + "/" + format.weightsFileName))
                 sizes[format] = o.written.modelBytes
-                let st = try SafetensorsFile(path: out + "/model.safetensors")
+                let st = try SafetensorsFile(path: out + "/" + format.weightsFileName)
                 XCTAssertEqual(st.metadata["format"], "pt")
                 let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any])
                 if format == .dense {
                     XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/config.json")),
                                    try Data(contentsOf: URL(fileURLWithPath: input + "/config.json")), "HF config copied verbatim")
                     XCTAssertTrue(st.entries.values.allSatisfy { $0.dtype == .F32 })
+                    // The index names model.safetensors for every tensor (and so never mask.safetensors).
+                    let index = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors.index.json"))) as? [String: Any])
+                    let map = try XCTUnwrap(index["weight_map"] as? [String: String])
+                    XCTAssertEqual(Set(map.keys), Set(st.names))
+                    XCTAssertEqual(Set(map.values), ["model.safetensors"])
+                    XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int,
+                                   st.entries.values.reduce(0) { $0 + $1.byteCount })
                 } else {
+                    // Not model.safetensors: a loader without a sparse decompressor must find no weights at all.
+                    XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+                    XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors.index.json"))
                     let q = try XCTUnwrap(config["quantization_config"] as? [String: Any])
                     XCTAssertEqual(q["quant_method"] as? String, "compressed-tensors")
-                    XCTAssertEqual(q["format"] as? String, "sparse-bitmask")
+                    XCTAssertNil(q["format"], "no quantization format: compressed-tensors ≤ 0.14 would require config_groups")
                     let sc = try XCTUnwrap(q["sparsity_config"] as? [String: Any])
                     XCTAssertEqual(sc["format"] as? String, "sparse-bitmask")
                     XCTAssertEqual(sc["sparsity_structure"] as? String, "unstructured")

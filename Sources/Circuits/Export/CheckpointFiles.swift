@@ -38,9 +38,10 @@ extension CheckpointWriter {
         for k in compressedKeys { obj.removeValue(forKey: k) }
         if format == .sparseBitmask {
             let s = sparsity ?? SparsityConfigInfo(structure: "unstructured", targets: compress.sorted().map(Self.moduleName), globalSparsity: 0)
+            // The shape compressed-tensors' own `update_config` writes for a sparse-only model: no top-level
+            // "format" (≤ 0.14 would parse it as a quantization config and fail for want of config_groups).
             obj["quantization_config"] = [
                 "quant_method": "compressed-tensors",
-                "format": "sparse-bitmask",
                 "sparsity_config": ["format": "sparse-bitmask", "global_sparsity": s.globalSparsity,
                                     "sparsity_structure": s.structure, "targets": s.targets,
                                     "ignore": s.ignore ?? [source.config.family.names.lmHeadModule]] as [String: Any],

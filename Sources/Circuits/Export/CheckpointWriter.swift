@@ -13,10 +13,26 @@ import Transformer
 // is written into a hidden temp directory next to the target, then renamed.
 
 public enum WeightFormat: String, Sendable, CaseIterable {
-    /// Dense F32 with exact zeros (loads everywhere: transformers, vLLM, lm-eval).
+    /// Dense F32 with exact zeros (loads everywhere: transformers, vLLM, lm-eval). A
+    /// model.safetensors.index.json names model.safetensors as the only weight file: without it vLLM
+    /// globs `*.safetensors` in a local folder and would also load mask.safetensors (U8 keep flags under
+    /// the weights' own names) into the weights (vLLM 0.34.0 `default_loader.py` / `filter_duplicate_safetensors_files`).
     case dense
-    /// compressed-tensors `sparse-bitmask` for the pruned matrices (smaller on disk; vLLM does not load it).
+    /// compressed-tensors `sparse-bitmask` (legacy) for the pruned matrices, in `model.sparse-bitmask.safetensors`.
+    /// No current loader decompresses it (compressed-tensors ≥ 0.15 dropped sparse compressors and would
+    /// randomly initialise the weights it cannot find; vLLM 0.34.0 refuses any sparsity_config with
+    /// targets), so the file deliberately is not `model.safetensors`: `from_pretrained` stops with "no file
+    /// named model.safetensors" instead of loading a half-random model. compressed-tensors 0.12.2–0.14.0.1
+    /// read it through `ModelCompressor.decompress(file, model)` (tools/compressed_tensors_check.py).
     case sparseBitmask = "sparse-bitmask"
+
+    /// The weight file this format writes (beside config.json).
+    public var weightsFileName: String {
+        switch self {
+        case .dense: return "model.safetensors"
+        case .sparseBitmask: return ModelLoader.sparseBitmaskWeightsFile
+        }
+    }
 }
 
 /// What the writer needs to know about the input besides the model weights.
@@ -61,7 +77,7 @@ public struct SparsityConfigInfo: Sendable {
 
 public struct CheckpointWriteSummary: Sendable {
     public var directory: String
-    public var modelBytes: Int            // model.safetensors
+    public var modelBytes: Int            // the weight file (`WeightFormat.weightsFileName`)
     public var totalBytes: Int            // every file in the directory
 }
 
@@ -145,7 +161,8 @@ public struct CheckpointWriter {
     }
 
     /// Names of the files a checkpoint directory written by `prune` can hold.
-    public static let writtenFileNames: Set<String> = Set(["config.json", "model.safetensors", "pruning.json", "mask.safetensors"] + hfTokenizerFiles)
+    public static let writtenFileNames: Set<String> = Set(["config.json", "model.safetensors", "model.safetensors.index.json", ModelLoader.sparseBitmaskWeightsFile,
+                                                                     "pruning.json", "mask.safetensors"] + hfTokenizerFiles)
 
     /// Absolute, standardized path with symlinks resolved in its longest existing prefix.
     static func resolved(_ path: String) -> String { OutputGuard.canonicalPath(path) }
@@ -193,14 +210,15 @@ public struct CheckpointWriter {
             throw CheckpointWriteError.cannotWrite(path: dir, reason: reason)
         }
         if let old { try? fm.removeItem(at: old) }
-        return CheckpointWriteSummary(directory: target.path, modelBytes: DiskUsage.bytes(target.path + "/model.safetensors"),
+        return CheckpointWriteSummary(directory: target.path, modelBytes: DiskUsage.bytes(target.path + "/" + format.weightsFileName),
                                       totalBytes: DiskUsage.bytes(target.path))
     }
 
     func writeContents(_ model: Model, into dir: String) throws {
         try writeFile(try configJSON(), dir + "/config.json")
         try writeTokenizerFiles(into: dir)
-        try writeWeights(model, to: dir + "/model.safetensors")
+        try writeWeights(model, to: dir + "/" + format.weightsFileName)
+        if format == .dense { try writeFile(try Self.singleFileIndex(model), dir + "/model.safetensors.index.json") }
         for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) { try writeFile(data, dir + "/" + name) }
         for (name, records) in extraSafetensors.sorted(by: { $0.key < $1.key }) {
             try Safetensors.writeStreaming(records.map { StreamedTensor(record: $0) }, metadata: ["format": "pt"], to: dir + "/" + name)
@@ -213,7 +231,17 @@ public struct CheckpointWriter {
         }
     }
 
-    /// model.safetensors: every parameter F32 (`__metadata__ {"format":"pt"}`); with sparse-bitmask,
+    /// The HF shard index for one model.safetensors (what `save_pretrained` writes for shards; total_size =
+    /// tensor bytes): loaders that glob `*.safetensors` (vLLM) then read only the files it names.
+    static func singleFileIndex(_ model: Model) throws -> Data {
+        var map: [String: String] = [:]
+        var bytes = 0
+        for (name, t) in model.namedTensors() { map[name] = "model.safetensors"; bytes += 4 * t.data.count }   // F32
+        return try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": bytes], "weight_map": map] as [String: Any],
+                                          options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// The weight file (`format.weightsFileName`): every parameter F32 (`__metadata__ {"format":"pt"}`); with sparse-bitmask,
     /// the `compress` weights as `.shape/.compressed/.bitmask/.row_offsets`.
     func writeWeights(_ model: Model, to path: String) throws {
         var items: [StreamedTensor] = []

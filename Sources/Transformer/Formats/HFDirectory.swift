@@ -4,6 +4,9 @@ import Tokenize
 // MARK: - HF directory (config.json + safetensors, single or sharded)
 
 extension ModelLoader {
+    /// Where `prune --format sparse-bitmask` puts its weights: not model.safetensors, so that
+    /// transformers without a sparse decompressor stops instead of randomising the missing weights.
+    public static let sparseBitmaskWeightsFile = "model.sparse-bitmask.safetensors"
 
     static func loadHFDirectory(_ dir: String) throws -> Checkpoint {
         let configPath = dir + "/config.json"
@@ -22,6 +25,8 @@ extension ModelLoader {
             files = try Set(map.values).sorted().map { try shardPath($0, in: dir, index: index) }
         } else if InputFile.kind(dir + "/model.safetensors") != nil {
             files = [dir + "/model.safetensors"]
+        } else if InputFile.kind(dir + "/" + sparseBitmaskWeightsFile) != nil {
+            files = [dir + "/" + sparseBitmaskWeightsFile]
         } else {
             throw ModelError.fileNotFound(path: dir + "/model.safetensors")
         }
