@@ -197,8 +197,8 @@ report() {
     echo
     echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
     echo "(here $N_HELD + $N_TPL on held-out templates), held-out curves and AUCs (held-out f at the circuit's size only),"
-    echo "weight-granularity circuits, patch ablation, mean ablation for neurons, and every run marked (not run) above."
-    echo "They were cut so the whole run fits in about an hour of a shared 2-core machine."
+    echo "mean ablation for neurons, patch ablation for signed LRP, and every run marked (not run) above. They were cut so"
+    echo "each session's share of the runs fits in about an hour and a half of a shared 2-core machine."
     if [ -f "$RESULTS/ioi.findings.md" ]; then echo; cat "$RESULTS/ioi.findings.md"; fi
   } > "$md.tmp"
   mv "$md.tmp" "$md"
