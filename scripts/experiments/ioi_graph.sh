@@ -83,6 +83,8 @@ md="$RESULTS/ioi_graph.md"
     echo "Top edges ($m): $(sed -n 's/^top edges: //p' "$OUT/attribute-$m.txt")"
     echo
   done
+  # The heads-vs-circuit comparison and held-out faithfulness on the circuits' prompts (scripts/experiments/ioi_graph_heads.sh).
+  if [ -f "$RESULTS/ioi_graph_heads.md" ]; then echo; sed -e 's/^## /### /' -e 's/^# /## /' "$RESULTS/ioi_graph_heads.md"; fi
 } > "$md.tmp"
 mv "$md.tmp" "$md"
 step "wrote $md"
