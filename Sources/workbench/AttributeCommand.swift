@@ -100,6 +100,18 @@ enum AttributeCommand: Command {
         }
     }
 
+    /// `WORKBENCH_TEST_KILL_AFTER=R:K`: rank R (0 without MPI) SIGKILLs itself after K of its samples. A test hook
+    /// for "a rank dies mid-shard" (MPICLITests), deterministic where killing from outside would race the run.
+    static func killHook(rank: Int) throws -> Int? {
+        let name = "WORKBENCH_TEST_KILL_AFTER"
+        guard let v = ProcessInfo.processInfo.environment[name] else { return nil }
+        let p = v.split(separator: ":", omittingEmptySubsequences: false)
+        guard p.count == 2, let r = Int(p[0]), let k = Int(p[1]), r >= 0, k >= 0 else {
+            throw UsageError(message: "\(name)='\(QuotedName.safe(v))': expected RANK:SAMPLES, two integers ≥ 0")
+        }
+        return r == rank ? k : nil
+    }
+
     static func attribute(_ args: Args, mpi: MPI?) throws {
         // Usage checks (no I/O yet).
         let method = try args[Options.method]
@@ -178,6 +190,7 @@ enum AttributeCommand: Command {
         options.progress = !args[OutputOptions.quiet] && (mpi?.rank ?? 0) == 0
         options.shouldStop = { attributeStopRequested != 0 }
         options.log = { Out.err($0) }
+        options.killAfter = try killHook(rank: mpi?.rank ?? 0)
         let cp = try mpi.map { MPIAttribution.checkpointPath(out: out, shard: try Shard(index: $0.rank, count: $0.size)) }
             ?? AttributionRunner.checkpointPath(for: out)
         if resume, !FileManager.default.fileExists(atPath: cp) {

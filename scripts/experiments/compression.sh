@@ -20,6 +20,11 @@
 #   WORKBENCH_BIN=.build/release/workbench      MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   OUT=out/experiments/compression             RESULTS=docs/results    KEEP=0 (1 keeps relevance files)
 #   CHECKPOINT_EVERY=32                          attribute --checkpoint-every (each checkpoint writes ~425 MB)
+#   SHARDS=1                                     >1: each score file is computed as SHARDS parts (`attribute --shard
+#                                                K/SHARDS`, one after another, each resumable) and `merge`d; a finished
+#                                                part survives an interruption, so a long run loses at most one part
+#                                                (parts: $OUT/scores/parts/, ~850 MB each, removed by the merge)
+#   NICE=                                        run every workbench step under `nice -n NICE` (shared machines)
 #   REPORT=1                                     run compression_report.py at the end
 #   PROBES="lrp-abs gradient-abs lrp-apt gradient-apt"
 #                                                extra: LRP/gradient with --abs-per-sample ("-abs", mean of |R| per
@@ -53,6 +58,8 @@ OUT="${OUT:-out/experiments/compression}"
 RESULTS="${RESULTS:-docs/results}"
 KEEP="${KEEP:-0}"
 CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-32}"
+SHARDS="${SHARDS:-1}"
+NICE="${NICE:-}"
 REPORT="${REPORT:-1}"
 PROBES="${PROBES:-lrp-abs gradient-abs lrp-apt gradient-apt}"
 PROBE_SEEDS="${PROBE_SEEDS:-$SEEDS}"
@@ -60,6 +67,8 @@ PROBE_SEEDS="${PROBE_SEEDS:-$SEEDS}"
 C4="$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl"
 WIKI="$WORKBENCH_ASSETS/eval/wikitext-2-raw/wiki.test.raw"
 B="$WORKBENCH_BIN"
+[[ "$SHARDS" =~ ^[1-9][0-9]*$ ]] || { echo "compression.sh: SHARDS=$SHARDS is not a positive integer" >&2; exit 64; }
+RUN=(); [[ -n "$NICE" ]] && RUN=(nice -n "$NICE")
 
 for f in "$B" "$MODEL" "$C4" "$WIKI"; do
     [[ -e "$f" ]] || { echo "compression.sh: missing $f" >&2; exit 1; }
@@ -83,7 +92,7 @@ config_now=$(cat <<EOF
 {"seqlen": $SEQLEN, "samples": $SAMPLES, "seeds": "$SEEDS", "eval_seqlen": $EVAL_SEQLEN,
  "eval_windows": "${EVAL_WINDOWS:-all}", "sparsities": "$SPARSITIES", "sweep_seed": $SWEEP_SEED,
  "extra_lrp_samples": "$EXTRA_LRP_SAMPLES", "methods": "$METHODS", "probes": "$PROBES", "probe_seeds": "$PROBE_SEEDS", "model": "$MODEL",
- "c4": "$C4", "wikitext": "$WIKI", "checkpoint_every": $CHECKPOINT_EVERY}
+ "c4": "$C4", "wikitext": "$WIKI", "checkpoint_every": $CHECKPOINT_EVERY, "shards": $SHARDS}
 EOF
 )
 if [[ -f "$FIXED" ]]; then
@@ -126,11 +135,35 @@ attribute() {  # METHOD SEED N
     [[ "$m" == *-abs ]] && variant=(--abs-per-sample)
     [[ "$m" == *-apt ]] && variant=(--abs-per-token)
     local base="${m%-abs}"; base="${base%-apt}"
-    "$B" attribute --model "$MODEL" --text "$C4" --seqlen "$SEQLEN" --samples "$n" --seed "$s" \
-        --method "$base" "${variant[@]}" --checkpoint-every "$CHECKPOINT_EVERY" --quiet --out "$f" "${resume[@]}" \
-        > "$OUT/scores/$(basename "$f" .safetensors).log" 2>&1 \
-        || { cat "$OUT/scores/$(basename "$f" .safetensors).log" >&2; return 1; }
-    tail -n 3 "$OUT/scores/$(basename "$f" .safetensors).log"
+    local args=(attribute --model "$MODEL" --text "$C4" --seqlen "$SEQLEN" --samples "$n" --seed "$s"
+                --method "$base" "${variant[@]}" --checkpoint-every "$CHECKPOINT_EVERY" --quiet)
+    local name; name=$(basename "$f" .safetensors)
+    if (( SHARDS == 1 )); then
+        "${RUN[@]}" "$B" "${args[@]}" --out "$f" "${resume[@]}" > "$OUT/scores/$name.log" 2>&1 \
+            || { cat "$OUT/scores/$name.log" >&2; return 1; }
+        tail -n 3 "$OUT/scores/$name.log"
+    else
+        # Shards one after another: each finished part is kept, so an interruption costs at most the
+        # samples since the current part's last checkpoint; the merge checks the parts belong together.
+        mkdir -p "$OUT/scores/parts"
+        local parts=() k
+        for (( k = 0; k < SHARDS; k++ )); do
+            local part="$OUT/scores/parts/$name.part-$k-of-$SHARDS.safetensors" presume=()
+            parts+=("$part")
+            [[ -f "$part" ]] && continue
+            [[ -f "$part.partial" ]] && presume=(--resume)
+            log "  shard $k/$SHARDS ${presume[*]}"
+            local ts; ts=$(now)
+            "${RUN[@]}" "$B" "${args[@]}" --shard "$k/$SHARDS" --out "$part" "${presume[@]}" \
+                > "$OUT/scores/parts/$name.part-$k.log" 2>&1 \
+                || { cat "$OUT/scores/parts/$name.part-$k.log" >&2; return 1; }
+            record "attribute-shard/$m/seed$s/n$n/$k-of-$SHARDS" "$ts"
+        done
+        log "  merge $SHARDS parts"
+        "${RUN[@]}" "$B" merge "${parts[@]}" --out "$f" --quiet > "$OUT/scores/$name.log" 2>&1 \
+            || { cat "$OUT/scores/$name.log" >&2; return 1; }
+        tail -n 4 "$OUT/scores/$name.log"
+    fi
     record "attribute/$m/seed$s/n$n" "$t0"
 }
 
@@ -152,17 +185,17 @@ evaluate() {
         fi
         [[ "$scheme" == nm:* ]] || spa=(--sparsity "$sp")
         log "prune $key"
-        "$B" prune --model "$MODEL" "${src[@]}" --scheme "$scheme" "${spa[@]}" --out "$dir" --force \
+        "${RUN[@]}" "$B" prune --model "$MODEL" "${src[@]}" --scheme "$scheme" "${spa[@]}" --out "$dir" --force \
             > "$OUT/results/$key.prune.log" 2>&1 || { cat "$OUT/results/$key.prune.log" >&2; return 1; }
         cp "$dir/pruning.json" "$OUT/results/$key.pruning.json"
         if [[ ( "$s" == "$SWEEP_SEED" || "$s" == - ) && ( "$sp" == 0.5 || "$scheme" == nm:* ) ]]; then
-            "$B" sparsity --model "$dir" --json > "$OUT/results/$key.sparsity.json" 2>/dev/null || true
+            "${RUN[@]}" "$B" sparsity --model "$dir" --json > "$OUT/results/$key.sparsity.json" 2>/dev/null || true
         fi
         model="$dir"
     fi
     local t1; t1=$(now)
     log "perplexity $key"
-    "$B" perplexity --model "$model" "${EVAL_ARGS[@]}" > "$OUT/results/$key.ppl.out" 2> "$OUT/results/$key.ppl.err" \
+    "${RUN[@]}" "$B" perplexity --model "$model" "${EVAL_ARGS[@]}" > "$OUT/results/$key.ppl.out" 2> "$OUT/results/$key.ppl.err" \
         || { cat "$OUT/results/$key.ppl.err" >&2; return 1; }
     local ppl_json; ppl_json=$(tail -n 1 "$OUT/results/$key.ppl.out")
     [[ "$m" != dense ]] && rm -rf "$dir"

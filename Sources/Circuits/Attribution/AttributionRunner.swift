@@ -26,6 +26,9 @@ public struct AttributionRunOptions {
     public var shouldStop: () -> Bool = { false }
     /// Test hook: behave as if stopped once this many samples (in total) are done.
     public var stopAfter: Int? = nil
+    /// Test hook: SIGKILL this process once this many of its samples are done (after the checkpoint due then,
+    /// if any): a rank or shard dying without warning, for the kill-and-resume tests.
+    public var killAfter: Int? = nil
     /// Notes for the user (stderr in the CLI), e.g. that a checkpoint carries no checksum.
     public var log: (String) -> Void = { _ in }
     public init() {}
@@ -193,6 +196,7 @@ public enum AttributionRunner {
             sessionTokens += sample.tokens.count
             line.update(done - resumedAt, tokens: sessionTokens)
             if o.checkpointEvery > 0, done % o.checkpointEvery == 0, done < total { try checkpoint() }
+            if let k = o.killAfter, done >= k { kill(getpid(), SIGKILL) }
         }
         return Streamed(scorer: scorer, done: done, tokens: tokens, consSum: consSum, consCount: consCount, resumedAt: resumedAt,
                         seconds: Date().timeIntervalSince(start), sessionTokens: sessionTokens)
