@@ -37,7 +37,7 @@ enum EvaluateCommand: Command {
         options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.reference, Options.split, Options.samples,
                   Options.sampleTokens, Options.temperature, Options.topP, Options.seed, Options.greedyTokens, Options.repetitionTokens,
                   Options.batchRows, Options.text, Options.seqlen, Options.windows, ToxicityOptions.scorer, ToxicityOptions.model,
-                  Options.out, OutputOptions.quiet],
+                  Options.out, DistributedOptions.shard, OutputOptions.quiet],
         discussion: """
         Toxicity: RealToxicityPrompts as coded by DExperts (--samples continuations of --sample-tokens tokens per prompt;
         expected maximum toxicity and toxicity probability, > 0.5) and the mean toxicity of the greedy --greedy-tokens
@@ -50,6 +50,10 @@ enum EvaluateCommand: Command {
         evaluation prompts are compared (exact text) with the sets the correction was scored on (with --sweep, the
         prompts of its --undesired and --general files it used) or with --reference; shared prompts are counted in a
         warning on stderr and in the report's "overlaps".
+        SHARDS (--shard K/N): the points are the baseline (if any) and then the models in the sweep's order; shard K
+        evaluates points [K·P/N, (K+1)·P/N) and --out is a part (JSON, no page) with their results, every setting and
+        the sha256 of prompts, sweep and perplexity text. 'workbench merge PART… --out report.json' checks the parts
+        agree and that each point is there once, and writes the report and page one run writes.
         """)
 
     static func run(_ args: Args) throws {
@@ -94,9 +98,17 @@ enum EvaluateCommand: Command {
             throw UsageError(message: "--no-baseline applies only with --sweep and without --baseline")
         }
         if let r = try args.ifGiven(Options.reference) { scoredSets = [(r, "reference", nil, nil)] }
+        // The points one run evaluates, in its order; a shard takes its contiguous share.
+        let points = (baselinePath.map { [EvaluationPoint(label: "baseline", model: $0, count: 0)] } ?? [])
+            + targets.map { EvaluationPoint(label: $0.label, model: $0.path, count: $0.count) }
+        let shard = try args.ifGiven(DistributedOptions.shard)
+        if let shard, shard.count > points.count {
+            throw UsageError(message: "--shard \(shard): the evaluation has \(points.count) points (baseline and models); use N ≤ \(points.count)")
+        }
+        let mine = shard?.range(of: points.count) ?? points.indices
         let inputs = [promptsPath] + (s.perplexityText.map { [$0] } ?? []) + (sweepPath.map { [$0] } ?? [])
         try TaskCommandSupport.checkOutput(out, inputs: inputs)
-        try TaskCommandSupport.checkOutput(html, inputs: inputs + [out])
+        if shard == nil { try TaskCommandSupport.checkOutput(html, inputs: inputs + [out]) }
 
         var prompts = try PromptSet.load(promptsPath).entries.map { e -> String in
             guard let t = e.text else { throw UsageError(message: "\(e.location): evaluate needs prompt text (\"text\" or \"prompt\"), not ids") }
@@ -131,6 +143,17 @@ enum EvaluateCommand: Command {
             Out.err(summary(r))
             if r.partial, firstError == nil { firstError = EvaluateError.partial(label: label, reason: r.scorerError ?? "") }
             return r
+        }
+        if let shard {
+            let results = try points[mine].map { try evaluate($0.label, $0.model, $0.count) }
+            let report = try EvaluationReport(prompts: promptsPath, promptCount: prompts.count, split: try args.ifGiven(Options.split),
+                                              sweep: sweepPath, correctionMethod: method, overlaps: overlaps, settings: s, scorer: scorer,
+                                              baseline: nil, models: results)
+            let part = try EvaluationPart(shard: shard, points: points, hasBaseline: baselinePath != nil, report: report)
+            try AtomicFile.write(try part.json(), to: out)
+            Out.print("part: \(out) (shard \(shard): points \(part.pointRange) of 0-\(points.count - 1))")
+            if let firstError { throw firstError }
+            return
         }
         let baseline = try baselinePath.map { try evaluate("baseline", $0, 0) }
         let models = try targets.map { try evaluate($0.label, $0.path, $0.count) }

@@ -123,7 +123,7 @@ extension PruneScheme: OptionValue {
 
 /// Splitting work over processes or machines (Circuits/Distributed).
 enum DistributedOptions {
-    static let shard = Option<Shard>("shard", "K/N", help: "Run only shard K of N (0 ≤ K < N) and write its raw sums as a part for 'workbench merge'")
+    static let shard = Option<Shard>("shard", "K/N", help: "Run only shard K of N (0 ≤ K < N) and write a part for 'workbench merge'")
 }
 
 extension Shard: OptionValue {

@@ -70,6 +70,55 @@ final class MPICLITests: XCTestCase {
         XCTAssertTrue(both.stderr.contains("drop --shard"), both.stderr)
     }
 
+    /// A rank SIGKILLed mid-shard (WORKBENCH_TEST_KILL_AFTER=1:2: rank 1 kills itself after 2 of its 4 samples, just
+    /// after its checkpoint): the job fails and Open MPI's report names the rank and the signal, no output is written,
+    /// the dead rank's checkpoint holds its 2 samples intact (checksum verified), and `--resume` finishes the job to the
+    /// bytes of an uninterrupted `mpirun` run (header included), which are a single run's tensors.
+    func testARankKilledMidShardResumesToTheUninterruptedFile() throws {
+        guard let mpirun = Self.mpirun else { throw XCTSkip("mpirun not found (Open MPI: apt-get install openmpi-bin libopenmpi-dev; scripts/setup.sh does)") }
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        func path(_ n: String) -> String { dir.appendingPathComponent(n).path }
+        try ["Once upon a time", "The cat sat on the mat", "Lily had a red ball", "Tom went to the park", "She was very happy",
+             "The dog ran fast", "A bird sang a song", "They played all day"].joined(separator: "\n")
+            .write(toFile: path("p.txt"), atomically: true, encoding: .utf8)
+        let common = ["attribute", "--model", model, "--prompts", path("p.txt"), "--quiet", "--checkpoint-every", "1"]
+        let launcher = [mpirun, "--oversubscribe", "-np", "2"]
+
+        let whole = try WorkbenchCLI.run(common + ["--out", path("whole.safetensors")], environment: mpiEnv, timeout: 120, launcher: launcher)
+        XCTAssertEqual(whole.status, 0, whole.summary)
+        let killed = try WorkbenchCLI.run(common + ["--out", path("r.safetensors")],
+                                          environment: mpiEnv.merging(["WORKBENCH_TEST_KILL_AFTER": "1:2"]) { $1 }, timeout: 120,
+                                          launcher: launcher)
+        XCTAssertNotEqual(killed.status, 0, killed.summary)
+        // Open MPI's own report: "mpirun noticed that process rank 1 with PID … exited on signal 9 (Killed)."
+        XCTAssertTrue(killed.stderr.contains("rank 1") && killed.stderr.contains("signal 9"), killed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("r.safetensors")), "no output from a failed job")
+        let cp1 = try SafetensorsFile(path: path("r.safetensors.shard-1-of-2.partial"))
+        XCTAssertEqual(cp1.metadata["samples_done"], "2", "the dead rank's checkpoint holds the samples done before the kill")
+        XCTAssertEqual(cp1.metadata["shard"], "1/2")
+        XCTAssertEqual(try cp1.verifyDataChecksum(), .verified)
+        // Rank 0's checkpoint (it may or may not have finished its 4 samples when mpirun ended it) is intact too.
+        if let cp0 = try? SafetensorsFile(path: path("r.safetensors.shard-0-of-2.partial")) {
+            XCTAssertEqual(try cp0.verifyDataChecksum(), .verified)
+        }
+        // A rerun without --resume refuses to overwrite the checkpoints; with it, the job finishes.
+        let fresh = try WorkbenchCLI.run(common + ["--out", path("r.safetensors")], environment: mpiEnv, timeout: 120, launcher: launcher)
+        XCTAssertNotEqual(fresh.status, 0, fresh.summary)
+        XCTAssertTrue(fresh.stderr.contains("--resume"), fresh.stderr)
+        let resumed = try WorkbenchCLI.run(common + ["--out", path("r.safetensors"), "--resume"], environment: mpiEnv, timeout: 120,
+                                           launcher: launcher)
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("r.safetensors"))),
+                       try Data(contentsOf: URL(fileURLWithPath: path("whole.safetensors"))), "resumed = uninterrupted, bit for bit")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".partial") }
+        XCTAssertEqual(leftovers, [], "rank checkpoints removed after the output is written")
+        // And it is a single run's result (same BLAS threading).
+        let single = try WorkbenchCLI.run(common + ["--out", path("single.safetensors")], environment: oneThread)
+        XCTAssertEqual(single.status, 0, single.summary)
+        XCTAssertEqual(try TensorBytes.read(path("r.safetensors")), try TensorBytes.read(path("single.safetensors")))
+    }
+
     /// An MPICH-family launcher (PMI_SIZE, no OMPI_*) is refused with the reason, before any work.
     func testMPICHLauncherIsRefusedWithTheReason() throws {
         let model = try Assets.path("stories260K/hf")

@@ -10,7 +10,8 @@
 # checkpoint (~540 MB) is deleted right after its perplexity is measured. Resumable: a step whose output
 # exists is skipped (an interrupted `attribute` continues from its .partial with --resume).
 #
-# Defaults = the FULL protocol. Every knob is an environment variable:
+# Defaults = the FULL protocol. Every knob is an environment variable (the lists SPARSITIES, EXTRA_LRP_SAMPLES,
+# PROBES, PROBE_SEEDS may be set empty to skip their steps):
 #   SEQLEN=2048 SAMPLES=128 SEEDS="0 1 2"       calibration windows of the C4 sample (--text)
 #   EVAL_SEQLEN=2048 EVAL_WINDOWS=              WikiText-2 window length; empty = all windows
 #   SPARSITIES="0.1 0.2 0.3 0.4 0.5 0.6 0.7"    row-wise sweep for the plot (seed SWEEP_SEED=0)
@@ -47,9 +48,9 @@ SAMPLES="${SAMPLES:-128}"
 SEEDS="${SEEDS:-0 1 2}"
 EVAL_SEQLEN="${EVAL_SEQLEN:-2048}"
 EVAL_WINDOWS="${EVAL_WINDOWS:-}"
-SPARSITIES="${SPARSITIES:-0.1 0.2 0.3 0.4 0.5 0.6 0.7}"
+SPARSITIES="${SPARSITIES-0.1 0.2 0.3 0.4 0.5 0.6 0.7}"
 SWEEP_SEED="${SWEEP_SEED:-0}"
-EXTRA_LRP_SAMPLES="${EXTRA_LRP_SAMPLES:-512 1024}"
+EXTRA_LRP_SAMPLES="${EXTRA_LRP_SAMPLES-512 1024}"
 METHODS="${METHODS:-magnitude wanda gradient lrp}"
 WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
@@ -61,8 +62,8 @@ CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-32}"
 SHARDS="${SHARDS:-1}"
 NICE="${NICE:-}"
 REPORT="${REPORT:-1}"
-PROBES="${PROBES:-lrp-abs gradient-abs lrp-apt gradient-apt}"
-PROBE_SEEDS="${PROBE_SEEDS:-$SEEDS}"
+PROBES="${PROBES-lrp-abs gradient-abs lrp-apt gradient-apt}"
+PROBE_SEEDS="${PROBE_SEEDS-$SEEDS}"
 
 C4="$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl"
 WIKI="$WORKBENCH_ASSETS/eval/wikitext-2-raw/wiki.test.raw"

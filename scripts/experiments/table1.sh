@@ -35,9 +35,9 @@ fi
 export WORKBENCH_BIN="$REPO/$OUT/bin/workbench"
 [[ "$OUT" == /* ]] && export WORKBENCH_BIN="$OUT/bin/workbench"
 common=(SEQLEN=2048 SAMPLES=128 SEEDS=0 EVAL_SEQLEN=2048 EVAL_WINDOWS= SPARSITIES= SWEEP_SEED=0
-        METHODS="magnitude wanda lrp gradient" PROBES=lrp-apt PROBE_SEEDS=0 OUT="$OUT" SHARDS="$SHARDS"
+        METHODS="magnitude wanda lrp-apt lrp gradient" PROBES= PROBE_SEEDS= OUT="$OUT" SHARDS="$SHARDS"
         CHECKPOINT_EVERY=4 REPORT=0 KEEP=0)
-# 1. the table (the trend's 1024-sample LRP comes after it: compression.sh runs the extra sizes before the probes)
+# 1. the table; LRP |R| per token ("lrp-apt", the README's recommendation) right after Wanda
 env "${common[@]}" EXTRA_LRP_SAMPLES= "$REPO/scripts/experiments/compression.sh"
 # 2. the trend
 if [[ "$TREND" == 1 ]]; then

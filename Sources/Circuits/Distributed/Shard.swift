@@ -43,3 +43,38 @@ public struct Shard: Equatable, Sendable, CustomStringConvertible {
     /// "lo-hi" (inclusive, as recorded in a part's metadata), or "none" for an empty shard.
     public static func text(_ r: Range<Int>) -> String { r.isEmpty ? "none" : "\(r.lowerBound)-\(r.upperBound - 1)" }
 }
+
+/// The parts of one sharded job checked as a set (attribute parts, evaluation parts): every field agrees,
+/// one shard count N, shards 0..<N each exactly once.
+public enum ShardSet {
+    /// Returns the parts in shard order. `keys` are compared first, in that order, then every other field
+    /// (sorted), so the first disagreement reported is the most telling one; `missing` makes the error for
+    /// shards not given (naming what they hold).
+    public static func ordered<P>(_ parts: [P], path: (P) -> String, shard: (P) throws -> Shard,
+                                  fields: (P) throws -> [String: String], keys: [String] = [],
+                                  missing: ([Shard]) throws -> Error) throws -> [P] {
+        precondition(!parts.isEmpty)
+        let f = try parts.map(fields), s = try parts.map(shard)
+        let all = keys + Set(f.flatMap(\.keys)).subtracting(keys).sorted()
+        for i in parts.indices.dropFirst() {
+            for k in all where f[0][k] != f[i][k] {
+                throw DistributedError.partsDisagree(field: k, first: path(parts[0]), firstValue: f[0][k] ?? "(missing)",
+                                                     other: path(parts[i]), otherValue: f[i][k] ?? "(missing)")
+            }
+            if s[i].count != s[0].count {
+                throw DistributedError.partsDisagree(field: "shard count N", first: path(parts[0]), firstValue: "\(s[0])",
+                                                     other: path(parts[i]), otherValue: "\(s[i])")
+            }
+        }
+        let n = s[0].count
+        var byIndex: [Int: Int] = [:]          // shard index → part (a dictionary: N comes from a file)
+        for i in parts.indices {
+            if let q = byIndex[s[i].index] { throw DistributedError.duplicateShard(shard: "\(s[i])", first: path(parts[q]), second: path(parts[i])) }
+            byIndex[s[i].index] = i
+        }
+        // At most 20 missing shards are named (N comes from a file and may be huge).
+        let absent = try (0..<n).lazy.filter { byIndex[$0] == nil }.prefix(20).map { try Shard(index: $0, count: n) }
+        if !absent.isEmpty { throw try missing(Array(absent)) }
+        return (0..<n).map { parts[byIndex[$0]!] }
+    }
+}

@@ -80,35 +80,15 @@ public enum ShardMerger {
     public static func plan(_ paths: [String], verify: Bool = true) throws -> [ShardPart] {
         precondition(!paths.isEmpty)
         let parts = try paths.map { try ShardPart(path: $0) }
-        // Settings, hashes, tool version: the unsharded fingerprint fields first, in their order, then the rest.
+        // Settings, hashes, tool version (the unsharded fingerprint fields first, in their order), one N, each shard once.
         let first = parts[0]
         let ordered = AttributionSettings().fingerprintFields.map(\.key) + ["version"]
-        let keys = ordered + Set(parts.flatMap { $0.file.metadata.keys }).subtracting(perPartKeys).subtracting(ordered).sorted()
-        for p in parts.dropFirst() {
-            for k in keys where first.file.metadata[k] != p.file.metadata[k] {
-                throw DistributedError.partsDisagree(field: k, first: first.path, firstValue: first.file.metadata[k] ?? "(missing)",
-                                                     other: p.path, otherValue: p.file.metadata[k] ?? "(missing)")
-            }
-            if p.shard.count != first.shard.count {
-                throw DistributedError.partsDisagree(field: "shard count N", first: first.path, firstValue: "\(first.shard)",
-                                                     other: p.path, otherValue: "\(p.shard)")
-            }
+        let sorted = try ShardSet.ordered(parts, path: \.path, shard: \.shard,
+                                          fields: { $0.file.metadata.filter { !perPartKeys.contains($0.key) } }, keys: ordered) { missing in
+            DistributedError.missingShards(shards: missing.map(\.description),
+                                           samples: missing.map { Shard.text($0.range(of: first.totalSamples)) }.joined(separator: ", "),
+                                           of: first.totalSamples)
         }
-        // Each shard once.
-        let n = first.shard.count
-        var byIndex = [ShardPart?](repeating: nil, count: n)
-        for p in parts {
-            if let q = byIndex[p.shard.index] { throw DistributedError.duplicateShard(shard: "\(p.shard)", first: q.path, second: p.path) }
-            byIndex[p.shard.index] = p
-        }
-        let missing = (0..<n).filter { byIndex[$0] == nil }
-        if !missing.isEmpty {
-            let shards = try missing.map { try Shard(index: $0, count: n) }
-            throw DistributedError.missingShards(shards: shards.map(\.description),
-                                                 samples: shards.map { Shard.text($0.range(of: first.totalSamples)) }.joined(separator: ", "),
-                                                 of: first.totalSamples)
-        }
-        let sorted = byIndex.compactMap { $0 }
         // Same tensors everywhere.
         for p in sorted.dropFirst() {
             for (name, e) in first.file.entries {
