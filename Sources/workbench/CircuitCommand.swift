@@ -1,5 +1,6 @@
 import Circuits
 import Foundation
+import Tokenize
 import Transformer
 
 // MARK: - circuit
@@ -35,10 +36,11 @@ enum CircuitCommand: Command {
         name: "circuit", abstract: "Find the sparsest weights, neurons or heads that keep a task's metric (faithfulness curve + bisection).",
         usage: "workbench circuit --model <path> --prompts <task> [--heldout <task>] --method lrp|gradient|wanda|activation|magnitude|random "
             + "--granularity weights|neurons|heads [--scheme global|row] [--layers <regex>] [--ablation zero|mean|patch] "
-            + "[--threshold 0.9] [--seed <s>] [--seeds <n>] --out <dir> [--save-checkpoint <dir>]",
+            + "[--threshold 0.9] [--seed <s>] [--seeds <n>] --out <dir> [--save-checkpoint <dir>] [--shard K/N --out <part.json> | <part>…]",
         options: ModelOptions.all + [Options.prompts, Options.heldout, Options.method, Options.aggregation, Options.granularity,
                                      Options.scheme, Options.layers, Options.ablation, Options.rank, Options.threshold, Options.seed,
-                                     Options.points, Options.seeds, Options.out, Options.saveCheckpoint, OutputOptions.quiet],
+                                     Options.points, Options.seeds, Options.out, Options.saveCheckpoint, DistributedOptions.shard,
+                                     OutputOptions.quiet],
         discussion: """
         Attribution runs once on the reference prompts and explains, per prompt at its last position, mean logit(answers) −
         mean logit(distractors) (IOI: logit(IO) − logit(S)). Components are ranked once; a circuit of size k keeps the k best.
@@ -60,7 +62,13 @@ enum CircuitCommand: Command {
         own attention pattern, mean ± SEM over the reference prompts). --save-checkpoint DIR writes the model with everything outside the
         circuit zeroed as an HF directory any command loads (with mask.safetensors and circuit.json); it needs
         --ablation zero (mean and patch ablations are not weights of the original architecture) and one seed.
-        """)
+        SHARDS: --shard K/N --out part-K.json measures only the grid points [K·G/N, (K+1)·G/N) of the G-point curve and
+        writes them (with every setting, the sha256 of model and task files, the candidate count and the grid) as a
+        part. The same command with the parts as arguments instead of --shard checks them (they agree, each shard once,
+        and they match this run) and takes their points instead of measuring them: only the bisection runs, and DIR
+        holds the files one unsharded run writes. One seed; attribution runs in every shard (it is one pass).
+        """,
+        positional: ("part", "Curve parts of 'circuit … --shard K/N' (the same options): their points are taken, not measured"))
 
     static func run(_ args: Args) throws {
         var s = CircuitSettings()
@@ -98,13 +106,27 @@ enum CircuitCommand: Command {
             }
             guard seeds == 1 else { throw UsageError(message: "'--save-checkpoint' saves one circuit; it cannot be combined with --seeds \(seeds)") }
         }
+        let shard = try args.ifGiven(DistributedOptions.shard)
+        let parts = args.positionals
+        if shard != nil || !parts.isEmpty {
+            guard shard == nil || parts.isEmpty else {
+                throw UsageError(message: "give --shard K/N (measure a share of the curve) or the parts (finish it), not both")
+            }
+            guard seeds == 1 else { throw UsageError(message: "curve shards hold one curve; they cannot be combined with --seeds \(seeds)") }
+            if shard != nil, saveCheckpoint != nil {
+                throw UsageError(message: "'--save-checkpoint' needs the circuit: give it when finishing with the parts, not with --shard")
+            }
+            for p in parts where PathValue.problem(p) != nil {
+                throw UsageError(message: "The part '\(QuotedName.safe(p))' is invalid: \(PathValue.problem(p)!)")
+            }
+        }
         let modelPath = try args[ModelOptions.model]
         let promptsPath = try args[Options.prompts]
         let heldoutPath = try args.ifGiven(Options.heldout)
         let out = try args[Options.out]
         let quiet = args[OutputOptions.quiet]
         // Output path before any work (checked again right before the rename).
-        for i in [modelPath, promptsPath] + (heldoutPath.map { [$0] } ?? []) {
+        for i in [modelPath, promptsPath] + (heldoutPath.map { [$0] } ?? []) + parts where shard == nil {
             try CheckpointWriter.preflight(output: out, input: i, force: false)
             if let c = saveCheckpoint { try CheckpointWriter.preflight(output: c, input: i, force: false) }
         }
@@ -125,7 +147,8 @@ enum CircuitCommand: Command {
         }
         let m = try Common.load(args)
         // Every file the loader read (GGUF, safetensors shards, tokenizer files) is an input too.
-        try OutputGuard.checkDirectory(output: out, inputs: m.inputFiles + [promptsPath] + (heldoutPath.map { [$0] } ?? []))
+        let inputs = m.inputFiles + [promptsPath] + (heldoutPath.map { [$0] } ?? []) + parts
+        if shard != nil { try OutputGuard.check(output: out, inputs: inputs) } else { try OutputGuard.checkDirectory(output: out, inputs: inputs) }
         let ref = try refSet.tokenize(tokenizer: m.tokenizer, model: m.model)
         let held = try heldSet?.tokenize(tokenizer: m.tokenizer, model: m.model)
         let t0 = Date()
@@ -135,12 +158,13 @@ enum CircuitCommand: Command {
                                      heldoutSHA256: try heldoutPath.map { try SHA256.hex(file: $0) })
         if !quiet { Out.err(String(format: "sha256 of model and tasks in %.2f s", Date().timeIntervalSince(t0))) }
 
-        let parts = try ReferenceResamples.parts(ref, parts: seeds)
+        if let shard { return try measureShard(shard, model: m.model, ref, held, s, prov, out: out, quiet: quiet) }
+        let resamples = try ReferenceResamples.parts(ref, parts: seeds)
         var runs: [CircuitSeedRun] = []
         let title = "circuit: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent)"
         let started = Date()
         try OutputDirectory.write(out, inputs: prov.inputs) { tmp in
-            for (i, part) in parts.enumerated() {
+            for (i, part) in resamples.enumerated() {
                 var si = s
                 if s.method == .random { si.seed = s.seed + UInt64(i) }
                 var pi = prov
@@ -148,7 +172,7 @@ enum CircuitCommand: Command {
                     pi.referencePart = (i, seeds)
                     if !quiet { Out.err("seed \(i) of \(seeds): \(part.count) reference prompts" + Self.eta(started, done: i, of: seeds)) }
                 }
-                let r = try discover(model: m.model, part, held, si, pi, quiet: quiet)
+                let r = try discover(model: m.model, part, held, si, pi, curveParts: parts, quiet: quiet)
                 let dir = seeds > 1 ? tmp + "/seed-\(i)" : tmp
                 if seeds > 1 { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false) }
                 try CircuitReport.writeFiles(r, si, pi, model: m.model, into: dir, title: title + (seeds > 1 ? " (seed \(i))" : ""))
@@ -220,9 +244,39 @@ enum CircuitCommand: Command {
         return String(format: " (elapsed %.0f s, ETA %.0f s)", t, t / Double(done) * Double(n - done))
     }
 
-    /// Attribution once on `ref`, ranking, curve and bisection.
+    /// `--shard K/N`: the ranking, then this shard's grid points, written as a part.
+    static func measureShard(_ shard: Shard, model: Model, _ ref: [TaskItem], _ held: [TaskItem]?, _ s: CircuitSettings,
+                             _ prov: CircuitProvenance, out: String, quiet: Bool) throws {
+        let candidates = try rank(model: model, ref, s, prov, quiet: quiet)
+        let grid = CircuitDiscovery.gridCounts(points: s.gridPoints, total: candidates.total)
+        guard shard.count <= grid.count else {
+            throw UsageError(message: "--shard \(shard): the curve has \(grid.count) grid points; use N ≤ \(grid.count)")
+        }
+        let c = try CircuitDiscovery.curveShard(model: model, candidates: candidates, reference: ref, heldout: held, settings: s, shard: shard,
+                                                log: { if !quiet { Out.err($0) } })
+        let part = try CircuitCurvePart(shard: shard, grid: c.grid, points: c.points, settings: s, metric: HeadlineMetric.forItems(ref),
+                                        provenance: prov, candidates: candidates.total)
+        try AtomicFile.write(try part.json(), to: out)
+        Out.print("part: \(out) (shard \(shard): grid points \(part.pointRange) of 0-\(grid.count - 1))")
+    }
+
+    /// Attribution once on `ref`, ranking, curve (the grid points of `curveParts` taken from them) and bisection.
     static func discover(model: Model, _ ref: [TaskItem], _ held: [TaskItem]?, _ s: CircuitSettings, _ prov: CircuitProvenance,
-                         quiet: Bool) throws -> CircuitResult {
+                         curveParts: [String] = [], quiet: Bool) throws -> CircuitResult {
+        let t1 = Date()
+        let candidates = try rank(model: model, ref, s, prov, quiet: quiet)
+        let attributionSeconds = Date().timeIntervalSince(t1)
+        let known = curveParts.isEmpty ? [] : try CircuitCurvePart.merge(curveParts, run: CircuitCurvePart(
+            shard: try Shard(index: 0, count: 1), grid: CircuitDiscovery.gridCounts(points: s.gridPoints, total: candidates.total), points: [],
+            settings: s, metric: HeadlineMetric.forItems(ref), provenance: prov, candidates: candidates.total))
+        var r = try CircuitDiscovery.search(model: model, candidates: candidates, reference: ref, heldout: held, settings: s, known: known,
+                                            log: { if !quiet { Out.err($0) } })
+        r.attributionSeconds = attributionSeconds
+        return r
+    }
+
+    /// Attribution once on `ref` and the ranking of the candidates.
+    static func rank(model: Model, _ ref: [TaskItem], _ s: CircuitSettings, _ prov: CircuitProvenance, quiet: Bool) throws -> CircuitCandidates {
         var a = AttributionSettings()
         a.modelPath = prov.modelPath; a.modelSHA256 = prov.modelSHA256; a.modelFiles = prov.modelFiles
         a.dataKind = .prompts; a.dataPath = prov.referencePath; a.dataSHA256 = prov.referenceSHA256
@@ -234,10 +288,7 @@ enum CircuitCommand: Command {
         if !quiet {
             Out.err(String(format: "%@ scores for %d %@ in %.2f s", s.method.rawValue, candidates.total, s.granularity.rawValue, attributionSeconds))
         }
-        var r = try CircuitDiscovery.search(model: model, candidates: candidates, reference: ref, heldout: held, settings: s,
-                                            log: { if !quiet { Out.err($0) } })
-        r.attributionSeconds = attributionSeconds
-        return r
+        return candidates
     }
 
     static func report(_ r: CircuitResult, _ s: CircuitSettings, seed: Int?) {

@@ -168,46 +168,91 @@ public enum CircuitDiscovery {
         return ks
     }
 
-    /// The curve and the crossing. `log` receives one line per grid point.
+    /// The curve and the crossing. `log` receives one line per grid point. `known` are grid points already measured
+    /// (the parts of `circuit --shard`): they are taken as they are, and the bisection reuses their reference values.
     public static func search(model: Model, candidates: CircuitCandidates, reference: [TaskItem], heldout: [TaskItem]?,
-                              settings s: CircuitSettings, log: (String) -> Void = { _ in }) throws -> CircuitResult {
+                              settings s: CircuitSettings, known: [CurvePoint] = [], log: (String) -> Void = { _ in }) throws -> CircuitResult {
         let t0 = Date()
-        let ablator = Ablator(model: model)
-        defer { ablator.restore() }
-        // Means over the reference set's tokens (used for the held-out set too: "mean over the reference set").
-        let means = s.ablation == .mean ? MeanActivations.measure(model, reference.map(\.tokens)) : nil
-        let ref = try evalSet(ablator, reference, candidates: candidates, ablation: s.ablation, means: means)
-        let held = try heldout.map { try evalSet(ablator, $0, candidates: candidates, ablation: s.ablation, means: means) }
-        var cache: [Int: (Double, Double)] = [:]
-        func f(_ set: CircuitEvalSet, _ k: Int) throws -> (f: Double, metric: Double) {
-            if k >= candidates.total { return (1, set.baseline.full) }   // nothing ablated: the full model itself
-            return try Faithfulness.evaluate(ablator, set.items, mask: candidates.mask(k), baseline: set.baseline,
-                                             means: means, patch: set.patch)
-        }
-        func fRef(_ k: Int) throws -> (f: Double, metric: Double) {
-            if let c = cache[k] { return c }
-            let r = try f(ref, k); cache[k] = (r.f, r.metric); return r
-        }
-        func point(_ fraction: Double, _ k: Int) throws -> CurvePoint {
-            CurvePoint(fraction: fraction, nominal: k, kept: candidates.keptCount(k), reference: try fRef(k),
-                       heldout: try held.map { try f($0, k) })
-        }
-        var curve: [CurvePoint] = []
-        for k in gridCounts(points: s.gridPoints, total: candidates.total) {
-            let p = try point(Double(candidates.keptCount(k)) / Double(candidates.total), k)
-            curve.append(p)
-            log(String(format: "kept %.6f (%d): f_ref %.4f  m_ref %.4f", p.fraction, p.kept, p.reference.f, p.reference.metric)
-                + (p.heldout.map { String(format: "  f_heldout %.4f", $0.f) } ?? ""))
-        }
+        let run = try CurveRun(model: model, candidates: candidates, reference: reference, heldout: heldout, ablation: s.ablation)
+        defer { run.ablator.restore() }
+        let curve = try run.curve(gridCounts(points: s.gridPoints, total: candidates.total), known: known, log: log)
         guard let last = curve.last, last.reference.f >= s.threshold else {
             throw CircuitError.fullModelMisses(threshold: s.threshold, f: curve.last?.reference.f ?? .nan)
         }
         let hiIndex = curve.firstIndex { $0.reference.f >= s.threshold }!
         let lo = hiIndex == 0 ? curve[0].nominal : curve[hiIndex - 1].nominal
-        let before = cache.count
-        let c = try CircuitSearch.bisect(lo: lo, hi: curve[hiIndex].nominal, threshold: s.threshold) { try fRef($0).f }!
-        let crossing = try point(Double(candidates.keptCount(c.count)) / Double(candidates.total), c.count)
-        return CircuitResult(candidates: candidates, curve: curve, crossing: crossing, bisectionEvaluations: cache.count - before,
-                             reference: ref, heldout: held, attributionSeconds: 0, curveSeconds: Date().timeIntervalSince(t0))
+        let before = run.cache.count
+        let c = try CircuitSearch.bisect(lo: lo, hi: curve[hiIndex].nominal, threshold: s.threshold) { try run.fRef($0).f }!
+        let crossing = try run.point(c.count)
+        return CircuitResult(candidates: candidates, curve: curve, crossing: crossing, bisectionEvaluations: run.cache.count - before,
+                             reference: run.ref, heldout: run.held, attributionSeconds: 0, curveSeconds: Date().timeIntervalSince(t0))
+    }
+
+    /// Shard K of N of the curve (`circuit --shard K/N`): the grid points [K·G/N, (K+1)·G/N) of the G-point grid, no bisection.
+    public static func curveShard(model: Model, candidates: CircuitCandidates, reference: [TaskItem], heldout: [TaskItem]?,
+                                  settings s: CircuitSettings, shard: Shard, log: (String) -> Void = { _ in }) throws -> CurveShard {
+        let run = try CurveRun(model: model, candidates: candidates, reference: reference, heldout: heldout, ablation: s.ablation)
+        defer { run.ablator.restore() }
+        let grid = gridCounts(points: s.gridPoints, total: candidates.total)
+        let points = try run.curve(Array(grid[shard.range(of: grid.count)]), known: [], log: log)
+        return CurveShard(grid: grid, points: points, reference: run.ref.baseline, heldout: run.held?.baseline)
+    }
+}
+
+/// A shard's share of a faithfulness curve: the whole grid (nominal sizes), its points, and both sets' f-baselines.
+public struct CurveShard {
+    public var grid: [Int]
+    public var points: [CurvePoint]
+    public var reference: FaithfulnessBaseline
+    public var heldout: FaithfulnessBaseline?
+}
+
+/// What one curve measurement needs: the ablator, the mean activations of a mean ablation, both evaluated sets and
+/// the reference values measured so far (the bisection revisits sizes). The caller restores the ablator.
+final class CurveRun {
+    let candidates: CircuitCandidates
+    let ablator: Ablator
+    let means: MeanActivations?
+    let ref: CircuitEvalSet
+    let held: CircuitEvalSet?
+    var cache: [Int: (f: Double, metric: Double)] = [:]
+
+    init(model: Model, candidates: CircuitCandidates, reference: [TaskItem], heldout: [TaskItem]?, ablation: AblationKind) throws {
+        self.candidates = candidates
+        let a = Ablator(model: model)
+        // Means over the reference set's tokens (used for the held-out set too: "mean over the reference set").
+        let m = ablation == .mean ? MeanActivations.measure(model, reference.map(\.tokens)) : nil
+        do {
+            ref = try CircuitDiscovery.evalSet(a, reference, candidates: candidates, ablation: ablation, means: m)
+            held = try heldout.map { try CircuitDiscovery.evalSet(a, $0, candidates: candidates, ablation: ablation, means: m) }
+        } catch { a.restore(); throw error }
+        ablator = a; means = m
+    }
+
+    func f(_ set: CircuitEvalSet, _ k: Int) throws -> (f: Double, metric: Double) {
+        if k >= candidates.total { return (1, set.baseline.full) }   // nothing ablated: the full model itself
+        return try Faithfulness.evaluate(ablator, set.items, mask: candidates.mask(k), baseline: set.baseline, means: means, patch: set.patch)
+    }
+
+    func fRef(_ k: Int) throws -> (f: Double, metric: Double) {
+        if let c = cache[k] { return c }
+        let r = try f(ref, k); cache[k] = r; return r
+    }
+
+    func point(_ k: Int) throws -> CurvePoint {
+        CurvePoint(fraction: Double(candidates.keptCount(k)) / Double(candidates.total), nominal: k, kept: candidates.keptCount(k),
+                   reference: try fRef(k), heldout: try held.map { try f($0, k) })
+    }
+
+    /// The points at nominal sizes `ks`, in order; a size in `known` is taken from there (its reference value cached).
+    func curve(_ ks: [Int], known: [CurvePoint], log: (String) -> Void) throws -> [CurvePoint] {
+        let given = Dictionary(known.map { ($0.nominal, $0) }) { a, _ in a }
+        return try ks.map { k in
+            let p: CurvePoint
+            if let g = given[k] { p = g; cache[k] = g.reference } else { p = try point(k) }
+            log(String(format: "kept %.6f (%d): f_ref %.4f  m_ref %.4f", p.fraction, p.kept, p.reference.f, p.reference.metric)
+                + (p.heldout.map { String(format: "  f_heldout %.4f", $0.f) } ?? ""))
+            return p
+        }
     }
 }

@@ -17,7 +17,7 @@ public enum DistributedError: LocalizedError, Equatable {
     /// Shards are missing: which ones, and the samples they hold.
     case missingShards(shards: [String], samples: String, of: Int)
     /// Evaluation shards are missing: which ones, and the points they hold.
-    case missingPoints(shards: [String], points: String, of: Int)
+    case missingPoints(shards: [String], points: String, of: Int, command: String)
     /// A part's recorded samples are not the ones its shard takes (or it is incomplete).
     case wrongSamples(path: String, recorded: String, expected: String)
     /// Two parts' tensors differ in name, shape or dtype.
@@ -39,9 +39,9 @@ public enum DistributedError: LocalizedError, Equatable {
         case .missingShards(let s, let samples, let n):
             return "missing shard\(s.count == 1 ? "" : "s") \(s.joined(separator: ", ")) (samples \(samples) of \(n)); run "
                 + "'workbench attribute … --shard K/N' for \(s.count == 1 ? "it" : "them") and merge again"
-        case .missingPoints(let s, let points, let n):
+        case .missingPoints(let s, let points, let n, let command):
             return "missing shard\(s.count == 1 ? "" : "s") \(s.joined(separator: ", ")) (\(points) of \(n) points); run "
-                + "'workbench evaluate … --shard K/N' for \(s.count == 1 ? "it" : "them") and merge again"
+                + "'workbench \(command) … --shard K/N' for \(s.count == 1 ? "it" : "them") and merge again"
         case .wrongSamples(let p, let r, let e): return "\(p): records samples \(r), but its shard takes \(e) (an incomplete or altered part)"
         case .tensorMismatch(let p, let t, let r): return "\(p): tensor '\(t)' \(r)"
         case .mpiUnavailable(let r): return "MPI: \(r)"

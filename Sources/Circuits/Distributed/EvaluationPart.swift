@@ -22,7 +22,7 @@ public struct EvaluationPoint: Codable, Equatable, Sendable {
 
 /// A part written by `evaluate --shard K/N`: the report of its points (their results in `report.models`, the
 /// baseline among them when it is one of its points; no deltas) and what places them in the whole evaluation.
-public struct EvaluationPart: Codable, Equatable {
+public struct EvaluationPart: JSONShardPart, Equatable {
     public static let formatName = "workbench-evaluate-part"
     public var format = EvaluationPart.formatName
     /// "K/N", and the points it evaluated as "lo-hi" (inclusive) of `points`.
@@ -56,29 +56,11 @@ public struct EvaluationPart: Codable, Equatable {
         self.report = report
     }
 
-    public func json() throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return try e.encode(self)
-    }
+    public func json() throws -> Data { try JSONPart.json(self) }
 
     /// Reads and checks one part on its own: its format, shard and that it holds exactly its shard's points.
     public static func read(_ path: String) throws -> EvaluationPart {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw DistributedError.badPart(path: path, reason: error.localizedDescription)
-        }
-        if let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], (o["format"] as? String) != formatName {
-            throw DistributedError.notAPart(path: path, format: (o["format"] as? String) ?? "missing")
-        }
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let p: EvaluationPart
-        do { p = try d.decode(EvaluationPart.self, from: data) } catch {
-            throw DistributedError.badPart(path: path, reason: "not an evaluation part (\(error.localizedDescription))")
-        }
-        let s = try p.parsedShard(path)
+        let (p, s) = try readPart(path)
         let mine = s.range(of: p.points.count)
         guard p.pointRange == Shard.text(mine), p.results.count == mine.count,
               zip(p.results, p.points[mine]).allSatisfy({ $0.label == $1.label && $0.model == $1.model && $0.count == $1.count }) else {
@@ -88,40 +70,18 @@ public struct EvaluationPart: Codable, Equatable {
         return p
     }
 
-    func parsedShard(_ path: String) throws -> Shard {
-        do { return try Shard(parsing: shard) } catch let e as DistributedError {
-            throw DistributedError.badPart(path: path, reason: "'shard': \(e.localizedDescription)")
-        }
-    }
-
-    /// Every field that must agree between parts, as canonical JSON text.
-    func agreementFields() throws -> [String: String] {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        guard var o = try JSONSerialization.jsonObject(with: try e.encode(self)) as? [String: Any] else { return [:] }
-        // The report's fields one by one ("report.settings", …), so a disagreement names the field.
-        for (k, v) in (o.removeValue(forKey: "report") as? [String: Any]) ?? [:] { o["report." + k] = v }
-        var f: [String: String] = [:]
-        for (k, v) in o where !Self.perPartKeys.contains(k) {
-            let d = try JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-            f[k] = String(decoding: d, as: UTF8.self)
-        }
-        return f
-    }
-
     /// The report one run writes: the parts checked as one set (every field agrees; shards 0..<N each once), results in point order.
     public static func merge(_ paths: [String]) throws -> EvaluationReport {
         precondition(!paths.isEmpty)
         let parts = try paths.map { (path: $0, part: try read($0)) }
         let sorted = try ShardSet.ordered(parts, path: \.path, shard: { try $0.part.parsedShard($0.path) },
-                                          fields: { try $0.part.agreementFields() }, keys: Self.telling) { missing in
+                                          fields: { try JSONPart.fields($0.part, flattening: "report", excluding: perPartKeys) }, keys: Self.telling) { missing in
             let n = parts[0].part.points
             return DistributedError.missingPoints(
                 shards: missing.map(\.description),
                 points: missing.map { s in "points " + Shard.text(s.range(of: n.count)) + " (" + n[s.range(of: n.count)].map(\.label).joined(separator: ", ") + ")" }
                     .joined(separator: "; "),
-                of: n.count)
+                of: n.count, command: "evaluate")
         }
         let all = sorted.flatMap(\.part.results)
         let r = sorted[0].part.report, baseline = sorted[0].part.hasBaseline ? all.first : nil

@@ -78,3 +78,65 @@ public enum ShardSet {
         return (0..<n).map { parts[byIndex[$0]!] }
     }
 }
+
+/// JSON parts (`evaluate --shard`, `circuit --shard`): reading, writing, and the fields parts must agree on.
+public enum JSONPart {
+    static func encoder(_ pretty: Bool) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+
+    public static func json<T: Encodable>(_ value: T) throws -> Data { try encoder(true).encode(value) }
+
+    /// Decodes a part, first checking its "format" (a report, another command's part or any other JSON is named as such).
+    public static func read<T: Decodable>(_ path: String, format: String, as: T.Type) throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw DistributedError.badPart(path: path, reason: error.localizedDescription)
+        }
+        let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        guard let o, (o["format"] as? String) == format else {
+            throw DistributedError.notAPart(path: path, format: (o?["format"] as? String) ?? "missing")
+        }
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do { return try d.decode(T.self, from: data) } catch {
+            throw DistributedError.badPart(path: path, reason: "not a complete \(format) (\(error.localizedDescription))")
+        }
+    }
+
+    /// Every top-level field (and every field of the object `flattening`, as "name.field") as canonical JSON text,
+    /// except `excluding`: what two parts of one job must hold alike.
+    public static func fields<T: Encodable>(_ value: T, flattening: String? = nil, excluding: Set<String>) throws -> [String: String] {
+        guard var o = try JSONSerialization.jsonObject(with: try encoder(false).encode(value)) as? [String: Any] else { return [:] }
+        if let name = flattening { for (k, v) in (o.removeValue(forKey: name) as? [String: Any]) ?? [:] { o[name + "." + k] = v } }
+        var f: [String: String] = [:]
+        for (k, v) in o where !excluding.contains(k) {
+            let d = try JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+            f[k] = String(decoding: d, as: UTF8.self)
+        }
+        return f
+    }
+}
+
+/// A JSON part of a sharded command: its format name and its "K/N".
+public protocol JSONShardPart: Codable {
+    static var formatName: String { get }
+    var shard: String { get }
+}
+
+extension JSONShardPart {
+    func parsedShard(_ path: String) throws -> Shard {
+        do { return try Shard(parsing: shard) } catch let e as DistributedError {
+            throw DistributedError.badPart(path: path, reason: "'shard': \(e.localizedDescription)")
+        }
+    }
+
+    /// The part at `path` (its format checked) and its shard.
+    static func readPart(_ path: String) throws -> (Self, Shard) {
+        let p = try JSONPart.read(path, format: formatName, as: Self.self)
+        return (p, try p.parsedShard(path))
+    }
+}
