@@ -209,14 +209,20 @@ enum PerplexityCommand: Command {
         static let maxWindows = Option<Int>("max-windows", "k", min: 1, help: "Evaluate at most k windows")
         static let proto = Option<PerplexityProtocol>("protocol", "name", default: .wanda, choices: [.wanda, .llamacpp],
                                                       help: "Positions scored: wanda = every position, llamacpp = the second half of each window")
+        static let progress = Option<String>.path("progress", "file",
+                                                  help: "Record each window's NLL in FILE and resume from it: a killed run continues at its next window")
     }
     static let spec = CommandSpec(
         name: "perplexity", abstract: "Perplexity of a raw text file (WikiText-2 protocol by default).",
-        usage: "workbench perplexity --model <path> --text <file> [--seqlen <n>] [--max-windows <k>] [--protocol wanda|llamacpp] [--json]",
-        options: ModelOptions.all + [Options.text, Options.seqlen, Options.maxWindows, Options.proto, OutputOptions.json],
+        usage: "workbench perplexity --model <path> --text <file> [--seqlen <n>] [--max-windows <k>] [--protocol wanda|llamacpp] [--progress <file>] [--json]",
+        options: ModelOptions.all + [Options.text, Options.seqlen, Options.maxWindows, Options.proto, Options.progress, OutputOptions.json],
         discussion: """
         Text preparation: CRLF → LF; each non-empty line + "\\n" (an HF wikitext row), joined with "\\n\\n" (Wanda's "\\n\\n".join(test["text"]));
         tokenized once with the tokenizer's BOS rule; non-overlapping windows of --seqlen tokens.
+        RESUME (--progress FILE): after a header naming the run (model and text with their sha256, seqlen, protocol,
+        tokens, windows), each finished window's NLL sum (exact bits) and count is appended; run again with the same
+        FILE and the recorded windows are taken, the rest computed — the same perplexity, bit for bit. A FILE of
+        another run is refused, naming the field.
         """)
 
     static func run(_ args: Args) throws {
@@ -231,8 +237,18 @@ enum PerplexityCommand: Command {
         let ids = try tok.encode(text)
         Out.err(String(format: "tokenized %@: %d tokens in %.2f s", file, ids.count, Date().timeIntervalSince(t0)))
         let seqlen = seqlenArg ?? min(2048, m.model.config.maxSeqLen)
+        var progress: PerplexityProgress? = nil
+        if let p = try args.ifGiven(Options.progress) {
+            try OutputGuard.check(output: p, inputs: m.inputFiles + [file])
+            let windows = min(ids.count / seqlen, maxWindows ?? Int.max)
+            progress = try PerplexityProgress(path: p, run: [
+                "model": m.path, "model_sha256": try SHA256.model(path: m.path).sha256, "text": file, "text_sha256": try SHA256.hex(file: file),
+                "seqlen": "\(seqlen)", "protocol": proto.rawValue, "tokens": "\(ids.count)", "windows": "\(windows)"])
+        }
         let r = try m.model.perplexity(tokens: ids, seqlen: seqlen, protocol: proto, maxWindows: maxWindows,
-                                       bos: tok.addsBOS ? tok.bosId : nil, progress: true)
+                                       bos: tok.addsBOS ? tok.bosId : nil, progress: true, recorded: progress?.recorded ?? []) { w, sum, count in
+            try progress?.append(window: w, sum: sum, count: count)
+        }
         if args[OutputOptions.json] {
             Out.print(Out.json(["perplexity": r.perplexity, "tokens": r.tokens, "windows": r.windows, "seqlen": r.seqlen,
                                 "protocol": r.protocol, "scored": r.scored, "mean_nll": r.meanNLL, "seconds": r.seconds,

@@ -8,7 +8,8 @@
 # Every relevance/score file is computed ONCE per (method, seed, samples, seqlen) with `workbench attribute`
 # and reused for every scheme/sparsity through `prune --scores`; magnitude needs no calibration. Each pruned
 # checkpoint (~540 MB) is deleted right after its perplexity is measured. Resumable: a step whose output
-# exists is skipped (an interrupted `attribute` continues from its .partial with --resume).
+# exists is skipped (an interrupted `attribute` continues from its .partial with --resume, an interrupted
+# perplexity from its .ppl.progress file at the next window, reusing the pruned checkpoint it was measuring).
 #
 # Defaults = the FULL protocol. Every knob is an environment variable (the lists SPARSITIES, EXTRA_LRP_SAMPLES,
 # PROBES, PROBE_SEEDS may be set empty to skip their steps):
@@ -121,6 +122,9 @@ now() { date +%s.%N; }
 record() { printf '%s\t%.1f\t%s\n' "$1" "$(echo "$(now) - $2" | bc)" "$(date -u +%H:%M:%S)" >> "$STEPS"; }
 
 EVAL_ARGS=(--text "$WIKI" --seqlen "$EVAL_SEQLEN" --json)
+# A killed evaluation resumes at its next window (perplexity --progress; binaries before it simply start over).
+PPL_HELP=$("$B" perplexity --help 2>&1 || true)
+HAS_PROGRESS=0; [[ "$PPL_HELP" == *--progress* ]] && HAS_PROGRESS=1
 [[ -n "$EVAL_WINDOWS" ]] && EVAL_ARGS+=(--max-windows "$EVAL_WINDOWS")
 
 # scores_file METHOD SEED N -> path of the relevance/score file (computed once, reused)
@@ -185,9 +189,13 @@ evaluate() {
             src=(--scores "$(scores_file "$m" "$s" "$n")")
         fi
         [[ "$scheme" == nm:* ]] || spa=(--sparsity "$sp")
-        log "prune $key"
-        "${RUN[@]}" "$B" prune --model "$MODEL" "${src[@]}" --scheme "$scheme" "${spa[@]}" --out "$dir" --force \
-            > "$OUT/results/$key.prune.log" 2>&1 || { cat "$OUT/results/$key.prune.log" >&2; return 1; }
+        if [[ -f "$dir/pruning.json" && -f "$OUT/results/$key.ppl.progress" ]]; then
+            log "reuse $dir (its perplexity resumes)"    # prune writes atomically: a directory there is complete
+        else
+            log "prune $key"
+            "${RUN[@]}" "$B" prune --model "$MODEL" "${src[@]}" --scheme "$scheme" "${spa[@]}" --out "$dir" --force \
+                > "$OUT/results/$key.prune.log" 2>&1 || { cat "$OUT/results/$key.prune.log" >&2; return 1; }
+        fi
         cp "$dir/pruning.json" "$OUT/results/$key.pruning.json"
         if [[ ( "$s" == "$SWEEP_SEED" || "$s" == - ) && ( "$sp" == 0.5 || "$scheme" == nm:* ) ]]; then
             "${RUN[@]}" "$B" sparsity --model "$dir" --json > "$OUT/results/$key.sparsity.json" 2>/dev/null || true
@@ -196,8 +204,11 @@ evaluate() {
     fi
     local t1; t1=$(now)
     log "perplexity $key"
-    "${RUN[@]}" "$B" perplexity --model "$model" "${EVAL_ARGS[@]}" > "$OUT/results/$key.ppl.out" 2> "$OUT/results/$key.ppl.err" \
+    local prog=(); (( HAS_PROGRESS )) && prog=(--progress "$OUT/results/$key.ppl.progress")
+    "${RUN[@]}" "$B" perplexity --model "$model" "${EVAL_ARGS[@]}" "${prog[@]}" \
+        > "$OUT/results/$key.ppl.out" 2> "$OUT/results/$key.ppl.err" \
         || { cat "$OUT/results/$key.ppl.err" >&2; return 1; }
+    rm -f "$OUT/results/$key.ppl.progress"
     local ppl_json; ppl_json=$(tail -n 1 "$OUT/results/$key.ppl.out")
     [[ "$m" != dense ]] && rm -rf "$dir"
     local t2; t2=$(now)

@@ -82,9 +82,12 @@ extension Model {
         return (sum, count)
     }
 
-    /// Perplexity of a token stream under a protocol. `maxWindows` caps the work.
+    /// Perplexity of a token stream under a protocol. `maxWindows` caps the work. `recorded` are the (NLL sum, count)
+    /// of the first windows from an interrupted evaluation (taken, not recomputed; added in window order as computed
+    /// ones are, so the result has the same bits); `window` receives each newly computed window's values.
     public func perplexity(tokens: [Int], seqlen: Int, protocol proto: PerplexityProtocol, maxWindows: Int? = nil,
-                           bos: Int? = nil, progress: Bool = false) throws -> PerplexityResult {
+                           bos: Int? = nil, progress: Bool = false, recorded: [(sum: Double, count: Int)] = [],
+                           window: (Int, Double, Int) throws -> Void = { _, _, _ in }) throws -> PerplexityResult {
         guard seqlen >= 2 else { throw ModelError.badConfig(file: "--seqlen", key: "seqlen", reason: "must be at least 2") }
         guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen, origin: contextOrigin) }
         // A tokenizer that does not belong to the model yields ids past the embedding.
@@ -96,10 +99,15 @@ extension Model {
             throw ModelError.badConfig(file: "--text", key: "tokens", reason: "\(tokens.count) tokens are fewer than one window of \(seqlen)")
         }
         let t0 = Date()
-        let bar = ProgressLine("perplexity", total: windows, unit: "windows", enabled: progress)
+        let bar = ProgressLine(recorded.isEmpty ? "perplexity" : "perplexity (resumed at window \(min(recorded.count, windows)))",
+                               total: windows - min(recorded.count, windows), unit: "windows", enabled: progress && windows > recorded.count)
         var sum = 0.0, count = 0
         let block = nllLogitBlock()                                         // one for every window
         for w in 0..<windows {
+            if w < recorded.count {
+                sum += recorded[w].sum; count += recorded[w].count
+                continue
+            }
             var ids = Array(tokens[(w * seqlen)..<((w + 1) * seqlen)])
             let scored: Range<Int>
             switch proto {
@@ -110,7 +118,8 @@ extension Model {
             }
             let r = nll(window: ids, scored: scored, logitBlock: block)
             sum += r.sum; count += r.count
-            bar.update(w + 1, tokens: (w + 1) * seqlen)
+            try window(w, r.sum, r.count)
+            bar.update(w + 1 - min(recorded.count, windows), tokens: (w + 1 - min(recorded.count, windows)) * seqlen)
         }
         let mean = sum / Double(count)
         return PerplexityResult(perplexity: exp(mean), meanNLL: mean, tokens: tokens.count, windows: windows, scored: count,
