@@ -105,6 +105,24 @@ final class GGMLBlockCodecTests: XCTestCase {
             XCTAssertLessThan(total.1, 0.97 * total.0, "\(type): weighted search should gain on heavy-tailed importance")
         }
     }
+
+    /// The error `encodeMeasured` sums block by block (several chunks, so several workers) is the error of
+    /// decoding what it wrote, and the bytes are those of `encode`.
+    func testMeasuredErrorEqualsDecodedError() {
+        var rng = SplitMix(seed: 12)
+        let n = 32 * (2 * GGMLBlockCodec.chunkBlocks + 5)
+        let x = (0..<n).map { _ in Float(rng.normal()) * 0.05 }
+        let w = (0..<n).map { _ in Float(exp(rng.normal())) }
+        for type in GGMLBlockCodec.types {
+            for (imp, search) in [(nil, false), (w, false), (w, true)] as [([Float]?, Bool)] {
+                let m = GGMLBlockCodec.encodeMeasured(x, type: type, importance: imp, search: search)
+                XCTAssertEqual(m.bytes, GGMLBlockCodec.encode(x, type: type, importance: search ? imp : nil), "\(type)")
+                let e = GGMLBlockCodec.weightedError(x, m.bytes, type: type, importance: imp)
+                XCTAssertEqual(m.error, e, accuracy: 1e-9 * max(e, 1e-30), "\(type) search \(search)")
+                if type != .f32 { XCTAssertGreaterThan(m.error, 0) }
+            }
+        }
+    }
 }
 
 /// Deterministic generator for test data (SplitMix64 + Box–Muller).

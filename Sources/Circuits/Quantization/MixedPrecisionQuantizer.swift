@@ -178,9 +178,10 @@ public enum MixedPrecisionQuantizer {
         var errors = [[Double]](), encodings = [[[UInt8]]](), weights = 0
         for (j, i) in eligible.enumerated() {
             let x = tensors[i].values, w = importance[i]
-            let enc = s.types.map { GGMLBlockCodec.encode(x, type: $0, importance: s.weightedRounding ? w : nil) }
-            errors.append(zip(s.types, enc).map { GGMLBlockCodec.weightedError(x, $1, type: $0, importance: w) })
-            encodings.append(enc)
+            // Each encoding measures its own weighted error block by block (no decoded copy of the tensor).
+            let enc = s.types.map { GGMLBlockCodec.encodeMeasured(x, type: $0, importance: w, search: s.weightedRounding && w != nil) }
+            errors.append(enc.map(\.error))
+            encodings.append(enc.map(\.bytes))
             weights += x.count
             progress(j + 1, eligible.count, weights)
         }
