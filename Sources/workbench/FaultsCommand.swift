@@ -10,11 +10,11 @@ enum FaultsCommand: Command {
         static let ber = Option<String>("ber", "list", default: "1e-7,1e-6,1e-5,1e-4", help: "Bit error rates, comma-separated, each in (0, 1)")
         static let trials = Option<Int>("trials", "n", default: 10, min: 1, help: "Trials per BER and criterion")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Seed of the flip draws (a trial is a function of seed, trial, BER) and of the random criterion")
-        static let protect = Option<String>("protect", "scores.safetensors", help: "Score file (workbench attribute output): |score| ranks the weights to protect; its method names the criterion")
+        static let protect = Option<String>("protect", "scores.safetensors[,…]", help: "Score files (workbench attribute output, comma-separated): |score| ranks the weights to protect; each file is one criterion, named by its method (lrp, gradient, wanda)")
         static let fraction = Option<Double>("protect-fraction", "f", default: 0.01, range: 0...1,
                                              help: "Fraction of the stored bits stored three times (overhead 2f), the same for every criterion")
         static let criteria = Option<String>("criteria", "list", defaultText: "none,scores,magnitude,random (scores only with --protect)",
-                                             help: "Protection criteria to compare: none, scores, magnitude, random")
+                                             help: "Protection criteria to compare: none, scores (one per --protect file), magnitude, random")
         static let storage = Option<String>("storage", "type", default: "f32", choices: ["f32", "f16", "bf16", "q8_0", "q4_1", "q4_0"],
                                             help: "How the decoder linear weights are stored (ggml encoding); every stored bit can flip")
         static let metric = Option<String>("metric", "name", default: "perplexity", choices: ["perplexity", "task"],
@@ -28,7 +28,7 @@ enum FaultsCommand: Command {
     }
     static let spec = CommandSpec(
         name: "faults", abstract: "Random bit flips in the stored weights, with relevance-selected triple modular redundancy.",
-        usage: "workbench faults --model <path> [--ber 1e-7,1e-6,1e-5,1e-4] [--trials <n>] [--seed <s>] [--protect <scores> ] [--protect-fraction 0.01] [--criteria <list>] [--storage f32|f16|bf16|q8_0|q4_1|q4_0] [--metric perplexity|task] [--text <file>] [--windows 4] [--seqlen 512] [--prompts <task>] [--floor 0.5] --out <report.json>",
+        usage: "workbench faults --model <path> [--ber 1e-7,1e-6,1e-5,1e-4] [--trials <n>] [--seed <s>] [--protect <scores>[,<scores>…]] [--protect-fraction 0.01] [--criteria <list>] [--storage f32|f16|bf16|q8_0|q4_1|q4_0] [--metric perplexity|task] [--text <file>] [--windows 4] [--seqlen 512] [--prompts <task>] [--floor 0.5] --out <report.json>",
         options: ModelOptions.all + [Options.ber, Options.trials, Options.seed, Options.protect, Options.fraction, Options.criteria, Options.storage,
                                      Options.metric, Options.text, Options.seqlen, Options.windows, Options.prompts, Options.floor, Options.out],
         discussion: """
@@ -51,7 +51,10 @@ enum FaultsCommand: Command {
             bers.append(v)
         }
         let fraction = try args[Options.fraction], trials = try args[Options.trials], seed = UInt64(try args[Options.seed])
-        let scorePath = try args.ifGiven(Options.protect)
+        let scorePaths = try args.ifGiven(Options.protect).map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        if scorePaths.contains(where: \.isEmpty) { throw UsageError(message: "--protect: an empty file name in the list") }
+        if Set(scorePaths).count != scorePaths.count { throw UsageError(message: "--protect names the same file twice") }
+        let scorePath = scorePaths.first
         let criteriaText = try args.ifGiven(Options.criteria) ?? (scorePath == nil ? "none,magnitude,random" : "none,scores,magnitude,random")
         let names = criteriaText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         for n in names where !["none", "scores", "magnitude", "random"].contains(n) {
@@ -65,13 +68,20 @@ enum FaultsCommand: Command {
         if metricName == "task", promptsPath == nil { throw UsageError(message: "--metric task needs --prompts <task file>") }
         let textPath = metricName == "perplexity" ? try args.ifGiven(Options.text) ?? TaskCommandSupport.assetPath("eval/wikitext-2-raw/wiki.test.raw") : nil
 
-        let inputs = [modelPath] + [scorePath, promptsPath, textPath].compactMap { $0 }
+        let inputs = [modelPath] + scorePaths + [promptsPath, textPath].compactMap { $0 }
         try TaskCommandSupport.checkOutput(out, inputs: inputs)
         try TaskCommandSupport.checkOutput(html, inputs: inputs + [out])
-        let scores = try scorePath.map { try ScoreMap.load(path: $0) }
+        let scoreMaps = try scorePaths.map { try ScoreMap.load(path: $0) }
         let m = try Common.load(args)
         for f in m.inputFiles { try OutputGuard.check(output: out, inputs: [f]); try OutputGuard.check(output: html, inputs: [f]) }
-        try scores?.validate(against: m.model)
+        for s in scoreMaps { try s.validate(against: m.model) }
+        // One criterion per score file, named by its method; a repeated method gets its file's position (lrp, lrp#2).
+        var scoreCriteria: [(label: String, map: ScoreMap)] = []
+        for s in scoreMaps {
+            let base = s.metadata["method"] ?? "scores"
+            let label = scoreCriteria.contains { $0.label == base } ? "\(base)#\(scoreCriteria.count + 1)" : base
+            scoreCriteria.append((label, s))
+        }
 
         let metric: FaultMetric
         var tokensPerTrial = 0          // for the progress line's tok/s
@@ -94,10 +104,12 @@ enum FaultsCommand: Command {
         let storage = try FaultStorage(model: m.model, type: storageType)
         var setups: [FaultCriterionSetup] = []
         for n in names {
-            let c: ProtectionCriterion = n == "none" ? .none : n == "magnitude" ? .magnitude : n == "random" ? .random
-                : .scores(label: scores?.metadata["method"] ?? "scores")
-            let imp = try ProtectionSelection.importance(c, storage: storage, scores: scores, seed: seed)
-            setups.append(FaultCriterionSetup(c, try ProtectionSelection.select(storage, importance: imp, fraction: fraction)))
+            let expanded: [(ProtectionCriterion, ScoreMap?)] = n == "none" ? [(.none, nil)] : n == "magnitude" ? [(.magnitude, nil)]
+                : n == "random" ? [(.random, nil)] : scoreCriteria.map { (.scores(label: $0.label), $0.map) }
+            for (c, map) in expanded {
+                let imp = try ProtectionSelection.importance(c, storage: storage, scores: map, seed: seed)
+                setups.append(FaultCriterionSetup(c, try ProtectionSelection.select(storage, importance: imp, fraction: fraction)))
+            }
         }
         Out.err(String(format: "faults: %@ storage, %d weights, %d bits; %@ protected bits per criterion; set up in %.1f s",
                        storageType.name, storage.totalWeights, storage.totalBits,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Bit flips in SmolLM2-135M's stored weights with triple modular redundancy chosen by LRP relevance,
-# magnitude or at random, at the same overhead (docs/results/faults.md).
+# gradient or Wanda scores, magnitude or at random, at the same overhead (docs/results/faults.md).
 #
 #   Relevance: `workbench attribute --method lrp --abs-per-token` on SAMPLES random windows of SEQLEN_CAL tokens of
-#   the C4 validation sample (calibration text disjoint from the evaluation text). Faults: `workbench faults` with
+#   the C4 validation sample (calibration text disjoint from the evaluation text); with SCORES=lrp,gradient,wanda also
+#   `attribute --method gradient --abs-per-token` and `--method wanda` on the same windows. Faults: `workbench faults` with
 #   STORAGE storage of the decoder linear weights, BERS, TRIALS trials per (BER, criterion) — the same flips for every
 #   criterion of a trial —, perplexity on the first WINDOWS windows of 512 tokens of WikiText-2 test, for each
 #   protected fraction in FRACTIONS. The table is built here from each run's summary lines (bash and awk only).
@@ -11,7 +12,8 @@
 # Resumable: a step whose output exists is skipped (both commands write atomically).
 #
 # Knobs (environment):
-#   BERS=3e-7,1e-6 TRIALS=5 WINDOWS=4 FRACTIONS="0.01 0.05" STORAGE=q4_1 SAMPLES=16 SEQLEN_CAL=128 SEED=0
+#   BERS=3e-7,1e-6 TRIALS=5 WINDOWS=4 FRACTIONS="0.01 0.05" STORAGE=q4_1 SAMPLES=16 SEQLEN_CAL=128 SEED=0 SCORES=lrp
+#   (SCORES: comma-separated score methods, each one protection criterion; runs with more than lrp get a -SCORES suffix)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/faults  RESULTS=docs/results
 #
@@ -22,7 +24,7 @@ main() {
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 BERS="${BERS:-3e-7,1e-6}"; TRIALS="${TRIALS:-5}"; WINDOWS="${WINDOWS:-4}"; FRACTIONS="${FRACTIONS:-0.01 0.05}"
-STORAGE="${STORAGE:-q4_1}"; SAMPLES="${SAMPLES:-16}"; SEQLEN_CAL="${SEQLEN_CAL:-128}"; SEED="${SEED:-0}"
+STORAGE="${STORAGE:-q4_1}"; SAMPLES="${SAMPLES:-16}"; SEQLEN_CAL="${SEQLEN_CAL:-128}"; SEED="${SEED:-0}"; SCORES="${SCORES:-lrp}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -30,20 +32,26 @@ OUT="${OUT:-out/experiments/faults}"
 RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
 
-REL="$OUT/lrp-c4-$SAMPLES-$SEQLEN_CAL.safetensors"
-if [ ! -f "$REL" ]; then
-  echo "== attribute ($(date -u +%H:%M:%S))"
-  "$WORKBENCH_BIN" attribute --model "$MODEL" --text "$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl" --seqlen "$SEQLEN_CAL" \
-    --samples "$SAMPLES" --seed 0 --method lrp --abs-per-token --out "$REL"
-fi
+PROTECT=""
+for method in ${SCORES//,/ }; do
+  REL="$OUT/$method-c4-$SAMPLES-$SEQLEN_CAL.safetensors"
+  if [ ! -f "$REL" ]; then
+    echo "== attribute $method ($(date -u +%H:%M:%S))"
+    agg=(--abs-per-token); [ "$method" = wanda ] && agg=()
+    "$WORKBENCH_BIN" attribute --model "$MODEL" --text "$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl" --seqlen "$SEQLEN_CAL" \
+      --samples "$SAMPLES" --seed 0 --method "$method" "${agg[@]}" --out "$REL"
+  fi
+  PROTECT="${PROTECT:+$PROTECT,}$REL"
+done
+suffix=""; [ "$SCORES" != lrp ] && suffix="-${SCORES//,/-}"
 
 for f in $FRACTIONS; do
-  run="$OUT/$STORAGE-ber-$BERS-protect-$f"
+  run="$OUT/$STORAGE-ber-$BERS-protect-$f$suffix"
   if [ -f "$run.json" ]; then echo "skip $run (done)"; continue; fi
   echo "== $run ($(date -u +%H:%M:%S))"
   start=$(date +%s)
   "$WORKBENCH_BIN" faults --model "$MODEL" --storage "$STORAGE" --ber "$BERS" --trials "$TRIALS" --seed "$SEED" \
-    --protect "$REL" --protect-fraction "$f" --windows "$WINDOWS" --seqlen 512 --out "$run.json" > "$run.stdout"
+    --protect "$PROTECT" --protect-fraction "$f" --windows "$WINDOWS" --seqlen 512 --out "$run.json" > "$run.stdout"
   echo "$(( $(date +%s) - start ))" > "$run.seconds"
   cat "$run.stdout"
 done
@@ -62,8 +70,10 @@ report() {
   echo "  scale d and minimum m can flip); embeddings, norms and biases are not faulted."
   echo "- **Metric / split**: perplexity (wanda protocol) on the first $WINDOWS windows of 512 tokens of WikiText-2 *test*;"
   echo "  a trial fails when perplexity > 2 × dense or is not finite."
-  echo "- **Relevance**: AttnLRP (\`attribute --method lrp --abs-per-token\`) on $SAMPLES random windows of $SEQLEN_CAL tokens of"
-  echo "  the C4 validation sample (\`c4_pfdecoding_1480.jsonl\`, seed 0) — calibration disjoint from the evaluation text."
+  echo "- **Scores**: AttnLRP (\`attribute --method lrp --abs-per-token\`), and in runs marked with them gradient"
+  echo "  (\`--method gradient --abs-per-token\`, Σ_t |W·∂y/∂W|) and Wanda (\`--method wanda\`, |W|·‖X‖), each on $SAMPLES random"
+  echo "  windows of $SEQLEN_CAL tokens of the C4 validation sample (\`c4_pfdecoding_1480.jsonl\`, seed 0) — calibration disjoint"
+  echo "  from the evaluation text."
   echo "- **Protection**: the top weights by |R| (LRP), by |W| (magnitude) or by a seeded random score are stored three"
   echo "  times and read by bitwise majority vote; each criterion gets the same bit budget (fraction of the stored bits;"
   echo "  a protected weight's block scale is protected with it and counts against the budget); none = no protection."
@@ -75,8 +85,9 @@ report() {
   for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout; do
     run="${stdout%.stdout}"
     [ -f "$run.json" ] || continue
-    bers="${run#*-ber-}"; bers="${bers%-protect-*}"; f="${run##*-protect-}"
-    echo "## BER $bers, protected fraction $f ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
+    bers="${run#*-ber-}"; bers="${bers%-protect-*}"; f="${run##*-protect-}"; crit="lrp"
+    case "$f" in *-*) crit="${f#*-}"; crit="${crit//-/, }"; f="${f%%-*}";; esac
+    echo "## BER $bers, protected fraction $f, scores $crit ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
     echo
     awk '/^dense/ { printf "Dense (no faults, %s storage): perplexity %s.\n\n", s, $3 }' s="$STORAGE" "$run.stdout"
     echo "| BER | criterion | median ppl | p10 | p90 | failed | gain vs none | protected weights | overhead | flips / trial | bits read wrong / trial |"
@@ -92,7 +103,7 @@ report() {
   echo "## Limits"
   echo
   echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, two BERs per run; the failed fractions have a"
-  echo "  resolution of 1/$TRIALS. Gradient- and Wanda-selected protection were not run (pass their score files to \`--protect\`)."
+  echo "  resolution of 1/$TRIALS."
   echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
 }
 

@@ -12,9 +12,9 @@ import Transformer
 // bit, that `attribute` writes to a relevance file, and the same metadata,
 // which ends up in pruning.json.
 
-enum OnTheFlyScores {
+public enum OnTheFlyScores {
     /// Checks a method and its calibration without any I/O (usage errors).
-    static func validate(_ method: AttributionMethod, _ calibration: Calibration?) throws {
+    public static func validate(_ method: AttributionMethod, _ calibration: Calibration?) throws {
         guard method != .activation else {
             throw PruneError.invalidArgument(option: "method", reason: "activation scores units only; use magnitude, wanda, gradient or lrp")
         }
@@ -27,7 +27,7 @@ enum OnTheFlyScores {
         if let problem { throw PruneError.invalidArgument(option: "method", reason: problem.localizedDescription) }
     }
 
-    static func compute(method: AttributionMethod, calibration: Calibration?, aggregation: RelevanceAccumulator.Aggregation,
+    public static func compute(method: AttributionMethod, calibration: Calibration?, aggregation: RelevanceAccumulator.Aggregation,
                         model: Model, source: CheckpointSourceInfo, log: (String) -> Void) throws -> ScoreMap {
         try validate(method, calibration)
         guard let calibration else { return ScoreMap.magnitude(model) }
