@@ -59,6 +59,12 @@ final class EvaluateShardCLITests: XCTestCase {
         let mixed = try run(["merge", path("seed7-0.json"), path("part-1.json"), "--out", path("m.json"), "--keep-parts"])
         XCTAssertEqual(mixed.status, 1, mixed.summary)
         XCTAssertTrue(mixed.stderr.contains("parts disagree on 'report.settings'"), mixed.stderr)
+        let report = try run(["merge", path("whole.json"), path("part-1.json"), "--out", path("m.json"), "--keep-parts"])
+        XCTAssertEqual(report.status, 1, report.summary)
+        XCTAssertTrue(report.stderr.contains("whole.json is not a workbench-evaluate-part"), report.stderr)
+        let kinds = try run(["merge", path("part-0.json"), path("p.safetensors"), "--out", path("m.json")])
+        XCTAssertEqual(kinds.status, 64, kinds.summary)
+        XCTAssertTrue(kinds.stderr.contains("cannot be merged together"), kinds.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("m.json")), "a refused merge writes nothing")
 
         let merged = try run(["merge", path("part-1.json"), path("part-0.json"), "--out", path("merged.json")])

@@ -8,6 +8,8 @@ public enum DistributedError: LocalizedError, Equatable {
     case badShard(spec: String, reason: String)
     /// A file given to merge is not a shard part (a final relevance file, a checkpoint, another file).
     case notAPart(path: String, format: String)
+    /// A JSON file given as a part is not the kind of part expected (a report, another command's part, other JSON).
+    case notAJSONPart(path: String, format: String, expected: String)
     /// A part's metadata lacks a field or holds an invalid value.
     case badPart(path: String, reason: String)
     /// Two parts disagree on a setting, the model, the data or the tool version.
@@ -32,6 +34,7 @@ public enum DistributedError: LocalizedError, Equatable {
         case .badShard(let s, let r): return "--shard '\(s)': \(r)"
         case .notAPart(let p, let f):
             return "\(p) is not a shard part (metadata 'format' is \(f)); give the files 'workbench attribute --shard K/N' wrote"
+        case .notAJSONPart(let p, let f, let e): return "\(p) is not a \(e) (its \"format\" is \(f)); give the parts that command's --shard K/N wrote"
         case .badPart(let p, let r): return "\(p): \(r)"
         case .partsDisagree(let f, let a, let av, let b, let bv):
             return "parts disagree on '\(f)': \(a) has \(av), \(b) has \(bv); merge only parts of one run (same model, data, settings, tool version)"

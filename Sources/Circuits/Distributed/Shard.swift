@@ -98,7 +98,7 @@ public enum JSONPart {
         }
         let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         guard let o, (o["format"] as? String) == format else {
-            throw DistributedError.notAPart(path: path, format: (o?["format"] as? String) ?? "missing")
+            throw DistributedError.notAJSONPart(path: path, format: (o?["format"] as? String) ?? "missing", expected: format)
         }
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
