@@ -72,8 +72,9 @@ final class MPICLITests: XCTestCase {
 
     /// A rank SIGKILLed mid-shard (WORKBENCH_TEST_KILL_AFTER=1:2: rank 1 kills itself after 2 of its 4 samples, just
     /// after its checkpoint): the job fails and Open MPI's report names the rank and the signal, no output is written,
-    /// the dead rank's checkpoint holds its 2 samples intact (checksum verified), and `--resume` finishes the job to the
-    /// bytes of an uninterrupted `mpirun` run (header included), which are a single run's tensors.
+    /// the dead rank's checkpoint holds its 2 samples intact (checksum verified), the checkpoints also finish without
+    /// MPI as `--shard K/2` parts that merge to the same file, and `--resume` finishes the job to the bytes of an
+    /// uninterrupted `mpirun` run (header included), which are a single run's tensors.
     func testARankKilledMidShardResumesToTheUninterruptedFile() throws {
         guard let mpirun = Self.mpirun else { throw XCTSkip("mpirun not found (Open MPI: apt-get install openmpi-bin libopenmpi-dev; scripts/setup.sh does)") }
         let model = try Assets.path("stories260K/hf")
@@ -102,6 +103,19 @@ final class MPICLITests: XCTestCase {
         if let cp0 = try? SafetensorsFile(path: path("r.safetensors.shard-0-of-2.partial")) {
             XCTAssertEqual(try cp0.verifyDataChecksum(), .verified)
         }
+        // Without MPI too: each rank's checkpoint continues as the part of its shard (`--shard K/2 --resume`; rank 0's
+        // may be missing if mpirun ended it before its first sample), and `merge` writes the same file.
+        for k in 0..<2 {
+            let cp = path("r.safetensors.shard-\(k)-of-2.partial")
+            if FileManager.default.fileExists(atPath: cp) { try FileManager.default.copyItem(atPath: cp, toPath: path("q\(k).safetensors.partial")) }
+            let r = try WorkbenchCLI.run(common + ["--shard", "\(k)/2", "--out", path("q\(k).safetensors"), "--resume"], environment: oneThread)
+            XCTAssertEqual(r.status, 0, r.summary)
+        }
+        let merged = try WorkbenchCLI.run(["merge", path("q0.safetensors"), path("q1.safetensors"), "--out", path("q.safetensors")])
+        XCTAssertEqual(merged.status, 0, merged.summary)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("q.safetensors"))),
+                       try Data(contentsOf: URL(fileURLWithPath: path("whole.safetensors"))), "the dead job's checkpoints, finished as shards")
+
         // A rerun without --resume refuses to overwrite the checkpoints; with it, the job finishes.
         let fresh = try WorkbenchCLI.run(common + ["--out", path("r.safetensors")], environment: mpiEnv, timeout: 120, launcher: launcher)
         XCTAssertNotEqual(fresh.status, 0, fresh.summary)
