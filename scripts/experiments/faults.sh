@@ -102,7 +102,7 @@ report() {
   done
   echo "## Limits"
   echo
-  echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, two BERs per run; the failed fractions have a"
+  echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, the BERs in each heading; the failed fractions have a"
   echo "  resolution of 1/$TRIALS."
   echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
 }
