@@ -24,7 +24,7 @@
 # for weight runs, mask.safetensors are kept under OUT/masks/). Every knob is an environment variable:
 #   MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf WORKBENCH_BIN=.build/release/workbench WORKBENCH_ASSETS=../shared/assets
 #   N_GENERAL=16 N_UNDESIRED=16 N_HELDOUT=24 N_CONTROL=16 MAX_NEW=20 SAMPLES=25 PPL_WINDOWS=3 PPL_SEQLEN=256
-#   NEURON_COUNTS=100,300 WEIGHT_COUNTS=1000,7000 SPLIT_SEED=0 SEED=0 ONLY="" (names of runs to do) OUT RESULTS KEEP
+#   NEURON_COUNTS=100,300 WEIGHT_COUNTS=1000,7000 WF_COUNT=1000 (wf-… = weight runs with the full RTP protocol) SPLIT_SEED=0 SEED=0 ONLY="" (names of runs to do) OUT RESULTS KEEP
 # Run with nice in the background:
 #   mkdir -p out/experiments/correction
 #   nohup nice -n 10 scripts/experiments/correction.sh > out/experiments/correction/log.txt 2>&1 &
@@ -38,7 +38,7 @@ WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 N_GENERAL="${N_GENERAL:-16}"; N_UNDESIRED="${N_UNDESIRED:-16}"; N_HELDOUT="${N_HELDOUT:-24}"; N_CONTROL="${N_CONTROL:-16}"
 MAX_NEW="${MAX_NEW:-20}"; SAMPLES="${SAMPLES:-25}"; PPL_WINDOWS="${PPL_WINDOWS:-3}"; PPL_SEQLEN="${PPL_SEQLEN:-256}"
-NEURON_COUNTS="${NEURON_COUNTS:-100,300}"; WEIGHT_COUNTS="${WEIGHT_COUNTS:-1000,7000}"
+NEURON_COUNTS="${NEURON_COUNTS:-100,300}"; WEIGHT_COUNTS="${WEIGHT_COUNTS:-1000,7000}"; WF_COUNT="${WF_COUNT:-1000}"
 SPLIT_SEED="${SPLIT_SEED:-0}"; SEED="${SEED:-0}"; ONLY="${ONLY:-}"
 OUT="${OUT:-$REPO/out/experiments/correction}"; RESULTS="${RESULTS:-$REPO/docs/results}"; KEEP="${KEEP:-0}"
 TOX="$WORKBENCH_ASSETS/eval/toxicity"
@@ -59,6 +59,9 @@ n-activation;activation;;neurons;;$NEURON_COUNTS;full
 w-lrp-abs-all;lrp;abs-per-token;weights;;$WEIGHT_COUNTS;greedy
 w-gradient-fc1;gradient;signed;weights;$FC1;$WEIGHT_COUNTS;greedy
 w-random-fc1;random;;weights;$FC1;$WEIGHT_COUNTS;greedy
+wf-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;$WF_COUNT;full
+wf-random-fc1;random;;weights;$FC1;$WF_COUNT;full
+wf-wanda-fc1;wanda;;weights;$FC1;$WF_COUNT;full
 }"
 mkdir -p "$OUT/masks" "$RESULTS/correction"
 echo "== $(date -u +%FT%TZ) correction experiment: $MODEL"
@@ -123,6 +126,7 @@ while IFS=';' read -r name method agg gran layers counts protocol; do
   if [ "$KEEP" != 1 ] && [ -s "$OUT/eval-$name-controls.json" ]; then rm -rf "$OUT/$name"; fi
   report
 done <<< "$RUNS"
+report
 echo "== $(date -u +%T) done: $RESULTS/correction.md"
 }
 
