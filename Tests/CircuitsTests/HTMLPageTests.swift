@@ -12,6 +12,22 @@ final class HTMLPageTests: XCTestCase {
         XCTAssertEqual(HTMLPage.meanSEM([]), "–")
     }
 
+    /// y tick labels over a narrow range get enough decimals to differ (log10 perplexities 1.4760…1.4780 were
+    /// all printed "1.48"); a wide range keeps the usual 3 significant digits.
+    func testNarrowRangeTickLabelsDiffer() {
+        func yLabels(_ ys: [Double]) -> [String] {
+            let svg = LinePlotSVG.render(title: "t", xLabel: "x", yLabel: "y", series: [PlotSeries(name: "s", points: ys.enumerated().map { (Double($0.offset + 1), $0.element, nil) })])
+            let re = try! NSRegularExpression(pattern: "x=\"64\\.0\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)<")
+            return re.matches(in: svg, range: NSRange(svg.startIndex..., in: svg)).map { String(svg[Range($0.range(at: 1), in: svg)!]) }
+        }
+        let narrow = yLabels([1.4760, 1.4780])
+        XCTAssertEqual(narrow.count, 5)
+        XCTAssertEqual(Set(narrow).count, 5, "\(narrow)")
+        let wide = yLabels([0.1, 0.5])
+        XCTAssertEqual(Set(wide).count, 5, "\(wide)")
+        XCTAssertTrue(wide.allSatisfy { $0.count <= 5 }, "\(wide)")
+    }
+
     func testPageAndPlotAreEscapedAndRender() throws {
         let plot = LinePlotSVG.render(title: "toxicity <vs> count", xLabel: "pruned neurons", yLabel: "mean toxicity",
                                       series: [PlotSeries(name: "lrp & co", points: [(0, 0.4, 0.05), (10, 0.3, 0.04), (100, 0.1, nil)]),

@@ -107,10 +107,17 @@ public enum LinePlotSVG {
         o += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         o += "<text x=\"\(f(left))\" y=\"18\" font-size=\"13\" font-weight=\"bold\">\(esc(title))</text>\n"
         o += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#888\"/>\n"
-        for t in 0...4 {
-            let v = y0 + (y1 - y0) * Double(t) / 4
+        let yValues = (0...4).map { y0 + (y1 - y0) * Double($0) / 4 }
+        var yLabels = yValues.map(tick)
+        // A narrow range (e.g. log10 perplexities 1.476…1.478) rounds every label to the same text: then print
+        // as many decimals as the tick step needs.
+        if Set(yLabels).count < yLabels.count, y1 > y0 {
+            let decimals = min(12, max(0, Int(ceil(-log10((y1 - y0) / 4))) + 1))
+            yLabels = yValues.map { String(format: "%.\(decimals)f", $0) }
+        }
+        for (v, label) in zip(yValues, yLabels) {
             o += "<line x1=\"\(f(left - 4))\" x2=\"\(f(left + plotW))\" y1=\"\(f(py(v)))\" y2=\"\(f(py(v)))\" stroke=\"#eee\"/>"
-            o += "<text x=\"\(f(left - 6))\" y=\"\(f(py(v) + 4))\" text-anchor=\"end\">\(esc(tick(v)))</text>\n"
+            o += "<text x=\"\(f(left - 6))\" y=\"\(f(py(v) + 4))\" text-anchor=\"end\">\(esc(label))</text>\n"
         }
         let xticks: [Double] = logX ? Array(Int(floor(x0))...Int(ceil(x1))).map { pow(10, Double($0)) }.filter { log10($0) >= x0 - 1e-9 && log10($0) <= x1 + 1e-9 }
                                     : (0...4).map { x0 + (x1 - x0) * Double($0) / 4 }
