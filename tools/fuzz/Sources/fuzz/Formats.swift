@@ -14,7 +14,10 @@ struct CaseFactory {
             }
         case "sparse-bitmask":
             let seed = corpus.sparse!
-            return mutateFile(seed, "sb/model.safetensors", format, &rng, commands: ["sparsity", "info", "generate", "perplexity", "prune", "attribute"]) { d, r in
+            // `prune --format sparse-bitmask` writes its weights to model.sparse-bitmask.safetensors (so no dense
+            // loader mistakes them for model.safetensors); binaries before eabb26f wrote model.safetensors.
+            let weights = seed.files["sb/model.sparse-bitmask.safetensors"] != nil ? "sb/model.sparse-bitmask.safetensors" : "sb/model.safetensors"
+            return mutateFile(seed, weights, format, &rng, commands: ["sparsity", "info", "generate", "perplexity", "prune", "attribute"]) { d, r in
                 SafetensorsMutator.mutate(d, rng: &r, sparse: true)
             }
         case "gguf":
