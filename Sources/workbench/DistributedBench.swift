@@ -19,10 +19,13 @@ import Transformer
 enum DistributedBench {
     struct Child { var stdout: String, stderr: String, status: Int32, seconds: Double }
 
-    /// A child run of the benchmark failed.
+    /// A child run of the benchmark failed (status < 0: it could not be started; `stderr` then says why).
     struct ChildFailed: LocalizedError {
         var command: String, status: Int32, stderr: String
-        var errorDescription: String? { "bench --distributed: '\(command)' exited \(status): \(stderr)" }
+        var errorDescription: String? {
+            status < 0 ? "bench --distributed: cannot start '\(command)': \(stderr)"
+                : "bench --distributed: '\(command)' exited \(status): \(stderr)"
+        }
     }
 
     static func executable() -> String { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path }
@@ -38,8 +41,9 @@ enum DistributedBench {
     /// Starts `program args`, output to files in `dir` (no pipe can fill up).
     static func start(_ program: String, _ args: [String], env: [String: String], dir: String, tag: String) throws -> (Process, String, String) {
         let out = "\(dir)/\(tag).out", err = "\(dir)/\(tag).err"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        for path in [out, err] where !FileManager.default.createFile(atPath: path, contents: nil) {
+            throw ChildFailed(command: ([program] + args).joined(separator: " "), status: -1, stderr: "cannot create its output file \(path)")
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args

@@ -37,18 +37,18 @@ public struct EvaluationSettings: Codable, Equatable {
     }
 }
 
-/// Mean ± SEM over n values (SEM nil for n < 2; mean nil for n = 0).
+/// Mean ± SEM over n values (SEM nil for n < 2; mean nil for n = 0), as the reports' JSON stores it.
+/// The arithmetic is `MeanSEM`'s (one definition of SEM in the code base); this type only adds
+/// Codable and an explicit null mean for an empty set.
 public struct Stat: Codable, Equatable {
     @ExplicitNull public var mean: Double?
     @ExplicitNull public var sem: Double?
     public var n: Int
     public init(_ values: [Double]) {
-        n = values.count
-        guard !values.isEmpty else { mean = nil; sem = nil; return }
-        let m = values.reduce(0, +) / Double(values.count)
-        mean = m
-        sem = values.count < 2 ? nil
-            : (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1) / Double(values.count)).squareRoot()
+        let s = MeanSEM(values)
+        n = s.n
+        mean = s.n > 0 ? s.mean : nil
+        sem = s.sem
     }
     public init(_ values: [Double?]) { self.init(values.compactMap { $0 }) }
     public var text: String {

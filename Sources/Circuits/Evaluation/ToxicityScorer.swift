@@ -81,8 +81,10 @@ public struct CommandScorer: ToxicityScorer {
         defer { try? fm.removeItem(at: dir) }
         let inURL = dir.appendingPathComponent("in.jsonl"), outURL = dir.appendingPathComponent("out.jsonl"), errURL = dir.appendingPathComponent("err")
         try Data(ToxicityInput.jsonl(texts).utf8).write(to: inURL)
-        fm.createFile(atPath: outURL.path, contents: nil)
-        fm.createFile(atPath: errURL.path, contents: nil)
+        // The scorer's stdout/stderr go to empty files that must exist before FileHandle can open them.
+        for url in [outURL, errURL] where !fm.createFile(atPath: url.path, contents: nil) {
+            throw ToxicityError.scorerFailed(command: command, reason: "cannot create the temporary file \(url.path)", partial: [], total: texts.count)
+        }
         // Files, not pipes: a scorer that reads everything before writing cannot deadlock against us.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
