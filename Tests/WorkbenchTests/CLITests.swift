@@ -331,16 +331,20 @@ final class CLITests: XCTestCase {
         XCTAssertTrue((c["prompt_source"] as? String ?? "").hasPrefix("random 16-token pairs: the model has no tokenizer"), "\(c)")
         let m = try Model.build(from: ModelLoader.loadHFDirectory(hf))
         let params = Double(m.linears.reduce(0) { $0 + $1.weight.count }), linear = 2 * params * 64   // 4 prompts × 16 tokens
-        for g in ["heads", "neurons"] {
+        for g in ["heads", "neurons", "weights"] {
             let row = try XCTUnwrap(c["curve_\(g)"] as? [String: Any], g)
+            let attribution = g == "weights" ? 3.0 : 2.0     // + the δW products only when weights are ranked
+            XCTAssertEqual(row["attribution_forwards"] as? Double, attribution, g)
+            XCTAssertEqual(row["target_seconds"] as? Double, g == "weights" ? 360 : 180, g)
             let secs = try XCTUnwrap(row["seconds"] as? Double), peak = try XCTUnwrap(row["sgemm_peak_gflops"] as? Double)
             let forwards = try XCTUnwrap(row["forwards"] as? Int), points = try XCTUnwrap(row["curve_points"] as? Int)
             XCTAssertEqual(points, 5, g)
             XCTAssertEqual(forwards, 2 + (points - 1) + (row["bisection_evaluations"] as! Int), g)
             XCTAssertGreaterThan(secs, 0)
             XCTAssertEqual(secs, (row["attribution_seconds"] as! Double) + (row["curve_seconds"] as! Double), accuracy: 1e-9)
-            XCTAssertEqual(row["fraction_of_sgemm_peak"] as! Double, Double(2 + forwards) * linear / secs / 1e9 / peak, accuracy: 1e-9, g)
-            XCTAssertEqual(row["candidates"] as? Int, g == "heads" ? 2 * 4 : 2 * 48)
+            XCTAssertEqual(row["fraction_of_sgemm_peak"] as! Double, (attribution + Double(forwards)) * linear / secs / 1e9 / peak, accuracy: 1e-9, g)
+            XCTAssertEqual(row["candidates"] as? Int, ["heads": 2 * 4, "neurons": 2 * 48, "weights": Int(params)][g], g)
+            XCTAssertLessThanOrEqual(row["circuit_kept"] as? Int ?? -1, row["candidates"] as? Int ?? -2, g)
         }
         let edges = SplitForward(m).graph.edgeIndices.count
         for method in ["eap", "lrp"] {
@@ -351,8 +355,9 @@ final class CLITests: XCTestCase {
         let point = try XCTUnwrap(c["graph_point"] as? [String: Any])
         XCTAssertTrue((point["metric"] as? Double)?.isFinite ?? false)
         XCTAssertEqual(point["edges_in_circuit"] as? Int, max(1, edges / 20))
-        XCTAssertEqual((c["sgemm_peak_measurements_gflops"] as? [Double])?.count, 2 * 5, "two per phase: 2 curves, 2 scorings, 1 point")
+        XCTAssertEqual((c["sgemm_peak_measurements_gflops"] as? [Double])?.count, 2 * 6, "two per phase: 3 curves, 2 scorings, 1 point")
         XCTAssertTrue(r.stderr.contains("circuit curve, heads, lrp (abs-per-token)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("circuit curve, weights, lrp (abs-per-token)") && r.stderr.contains("target < 360 s"), r.stderr)
     }
 
     /// `bench --json --lrp`: every timed row reports a rate and a fraction of the
