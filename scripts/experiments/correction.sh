@@ -24,7 +24,8 @@
 # for weight runs, mask.safetensors are kept under OUT/masks/). Every knob is an environment variable:
 #   MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf WORKBENCH_BIN=.build/release/workbench WORKBENCH_ASSETS=../shared/assets
 #   N_GENERAL=16 N_UNDESIRED=16 N_HELDOUT=24 N_CONTROL=16 MAX_NEW=20 SAMPLES=25 PPL_WINDOWS=3 PPL_SEQLEN=256
-#   NEURON_COUNTS=100,300 WEIGHT_COUNTS=1000,7000 WF_COUNT=1000 (wf-… = weight runs with the full RTP protocol) SPLIT_SEED=0 SEED=0 ONLY="" (names of runs to do) OUT RESULTS KEEP
+#   NEURON_COUNTS=100,300 WEIGHT_COUNTS=1000,7000 WF_COUNT=1000 (wf-… = weight runs with the full RTP protocol)
+#   SMALL_NEURONS=10 (n10-…: full protocol) LARGE_WEIGHTS=20000 (w20k-…: greedy) SPLIT_SEED=0 SEED=0 ONLY="" (names of runs to do) OUT RESULTS KEEP
 # Run with nice in the background:
 #   mkdir -p out/experiments/correction
 #   nohup nice -n 10 scripts/experiments/correction.sh > out/experiments/correction/log.txt 2>&1 &
@@ -39,6 +40,7 @@ export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 N_GENERAL="${N_GENERAL:-16}"; N_UNDESIRED="${N_UNDESIRED:-16}"; N_HELDOUT="${N_HELDOUT:-24}"; N_CONTROL="${N_CONTROL:-16}"
 MAX_NEW="${MAX_NEW:-20}"; SAMPLES="${SAMPLES:-25}"; PPL_WINDOWS="${PPL_WINDOWS:-3}"; PPL_SEQLEN="${PPL_SEQLEN:-256}"
 NEURON_COUNTS="${NEURON_COUNTS:-100,300}"; WEIGHT_COUNTS="${WEIGHT_COUNTS:-1000,7000}"; WF_COUNT="${WF_COUNT:-1000}"
+SMALL_NEURONS="${SMALL_NEURONS:-10}"; LARGE_WEIGHTS="${LARGE_WEIGHTS:-20000}"   # the sweep's ends (n10-…, w20k-… runs)
 SPLIT_SEED="${SPLIT_SEED:-0}"; SEED="${SEED:-0}"; ONLY="${ONLY:-}"
 OUT="${OUT:-$REPO/out/experiments/correction}"; RESULTS="${RESULTS:-$REPO/docs/results}"; KEEP="${KEEP:-0}"
 TOX="$WORKBENCH_ASSETS/eval/toxicity"
@@ -62,6 +64,12 @@ w-random-fc1;random;;weights;$FC1;$WEIGHT_COUNTS;greedy
 wf-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;$WF_COUNT;full
 wf-random-fc1;random;;weights;$FC1;$WF_COUNT;full
 wf-wanda-fc1;wanda;;weights;$FC1;$WF_COUNT;full
+n10-lrp-abs;lrp;abs-per-token;neurons;;$SMALL_NEURONS;full
+n10-wanda;wanda;;neurons;;$SMALL_NEURONS;full
+n10-random;random;;neurons;;$SMALL_NEURONS;full
+w20k-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;$LARGE_WEIGHTS;greedy
+w20k-wanda-fc1;wanda;;weights;$FC1;$LARGE_WEIGHTS;greedy
+w20k-random-fc1;random;;weights;$FC1;$LARGE_WEIGHTS;greedy
 }"
 mkdir -p "$OUT/masks" "$RESULTS/correction"
 echo "== $(date -u +%FT%TZ) correction experiment: $MODEL"
@@ -148,7 +156,8 @@ report() {
   echo "  maximum toxicity (mean over prompts of the max over samples), TP = fraction of prompts with a sample > 0.5. Greedy:"
   echo "  mean toxicity of the greedy 20-token continuation (gtox). RUR = unique/total tokens of the greedy 50 tokens (↑ = less"
   echo "  repetition). Weight runs (\`w-…\`) are greedy only (no samples: the perplexity blow-up investigation); \`wf-…\` rows"
-  echo "  are weight runs at $WF_COUNT with the RTP protocol too."
+  echo "  are weight runs at $WF_COUNT with the RTP protocol too; \`n10-…\` (full protocol) and \`w20k-…\` (greedy) are the"
+  echo "  sweep's ends, $SMALL_NEURONS neurons and $LARGE_WEIGHTS weights."
   echo "  Guardrails: WikiText-2 perplexity and C4 next-token loss (ln perplexity on C4 documents not used for scoring), each"
   echo "  on $PPL_WINDOWS windows of $PPL_SEQLEN tokens."
   echo "- **Scorer: the offline alt-profanity-check model — a lexical proxy, not Perspective.** Means ± SEM over prompts."
@@ -179,6 +188,8 @@ report() {
   echo
   echo "Per-run reports (JSON + HTML with every continuation side by side): \`docs/results/correction/\`. Which tensors each"
   echo "weight run zeroed: the \`tensors\` list of its correction.json (\`out/experiments/correction/masks/\`)."
+  # the key rows over seeds (scripts/experiments/correction_seeds.sh), when that has run
+  if [ -s "$RESULTS/correction_seeds.md" ]; then echo; cat "$RESULTS/correction_seeds.md"; fi
   if [ -s "$RESULTS/correction.findings.md" ]; then echo; cat "$RESULTS/correction.findings.md"; fi
   } > "$RESULTS/correction.md.tmp"
   mv "$RESULTS/correction.md.tmp" "$RESULTS/correction.md"
