@@ -28,6 +28,20 @@ final class HTMLPageTests: XCTestCase {
         XCTAssertTrue(wide.allSatisfy { $0.count <= 5 }, "\(wide)")
     }
 
+    /// x tick labels of a linear sweep 1 000 … 20 000 differ and print the counts in full (they were "1000", "5750",
+    /// "1e+04", "2e+04", "2e+04"); a sweep past a million still gets distinct labels.
+    func testSweepTickLabelsDiffer() {
+        func xLabels(_ xs: [Double]) -> [String] {
+            let svg = LinePlotSVG.render(title: "t", xLabel: "x", yLabel: "y", series: [PlotSeries(name: "s", points: xs.map { ($0, 1, nil) })])
+            let re = try! NSRegularExpression(pattern: "y=\"[0-9.]+\" text-anchor=\"middle\">([^<]*)<")
+            return re.matches(in: svg, range: NSRange(svg.startIndex..., in: svg)).map { String(svg[Range($0.range(at: 1), in: svg)!]) }
+        }
+        XCTAssertEqual(Array(xLabels([1000, 7000, 20000]).prefix(5)), ["1000", "5750", "10500", "15250", "20000"])
+        let big = Array(xLabels([1e6, 2.2e6]).prefix(5))
+        XCTAssertEqual(Set(big).count, 5, "\(big)")
+        XCTAssertEqual(big.first, "1e+06")
+    }
+
     func testPageAndPlotAreEscapedAndRender() throws {
         let plot = LinePlotSVG.render(title: "toxicity <vs> count", xLabel: "pruned neurons", yLabel: "mean toxicity",
                                       series: [PlotSeries(name: "lrp & co", points: [(0, 0.4, 0.05), (10, 0.3, 0.04), (100, 0.1, nil)]),

@@ -98,9 +98,11 @@ public enum LinePlotSVG {
         }
         func py(_ y: Double) -> Double { top + plotH - (y - y0) / (y1 - y0) * plotH }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        // Counts up to a million print in full: "%.0e" printed the sweep ticks 10 500 / 15 250 / 20 000 as
+        // "1e+04", "2e+04", "2e+04".
         func tick(_ v: Double) -> String {
             let a = abs(v)
-            return a != 0 && (a >= 1e4 || a < 1e-2) ? String(format: "%.0e", v) : String(format: a >= 100 ? "%.0f" : "%.3g", v)
+            return a != 0 && (a >= 1e6 || a < 1e-2) ? String(format: "%.0e", v) : String(format: a >= 100 ? "%.0f" : "%.3g", v)
         }
         let esc = HTMLPage.escape
         var o = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
@@ -121,8 +123,10 @@ public enum LinePlotSVG {
         }
         let xticks: [Double] = logX ? Array(Int(floor(x0))...Int(ceil(x1))).map { pow(10, Double($0)) }.filter { log10($0) >= x0 - 1e-9 && log10($0) <= x1 + 1e-9 }
                                     : (0...4).map { x0 + (x1 - x0) * Double($0) / 4 }
-        for v in xticks + (hasZero ? [0] : []) {
-            o += "<text x=\"\(f(px(v)))\" y=\"\(f(top + plotH + 16))\" text-anchor=\"middle\">\(esc(v == 0 && hasZero ? zeroLabel : tick(v)))</text>\n"
+        var xLabels = xticks.map(tick)
+        if Set(xLabels).count < xLabels.count { xLabels = xticks.map { String(format: "%.4g", $0) } }   // e.g. 1e+06 and 1.4e+06
+        for (v, label) in zip(xticks, xLabels) + (hasZero ? [(0, zeroLabel)] : []) {
+            o += "<text x=\"\(f(px(v)))\" y=\"\(f(top + plotH + 16))\" text-anchor=\"middle\">\(esc(label))</text>\n"
         }
         o += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 8))\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
         o += "<text x=\"14\" y=\"\(f(top + plotH / 2))\" transform=\"rotate(-90 14 \(f(top + plotH / 2)))\" text-anchor=\"middle\">\(esc(yLabel))</text>\n"
