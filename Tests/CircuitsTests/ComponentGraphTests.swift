@@ -143,4 +143,22 @@ final class ComponentGraphTests: XCTestCase {
         XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(Array(got[(g.head(1, 2) * nd)..<((g.head(1, 2) + 1) * nd)]),
                                                      Array(a[(g.head(1, 2) * nd)..<((g.head(1, 2) + 1) * nd)])), 1e-4, "the patched head moved")
     }
+
+    func testSharedInputHeadsEqualPerHeadInputs() throws {
+        // An unpatched run feeds every head the stream itself: one full-width q/k/v product instead of 3H
+        // slices (the per-head path, the reference). Same dot products in other GEMM shapes: equal to rounding.
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")
+        let sf = SplitForward(model), c = sf.model.config, d = c.dModel
+        let seqs = [[3, 17, 40, 9, 81, 5], [7, 7, 120, 33]]
+        let segs = sf.segments(seqs), n = 10
+        let x = sf.model.embedRows(seqs.flatMap { $0 }, segments: segs)           // [N, d]
+        let copies = (0..<(3 * c.nHeads)).flatMap { _ in x }                      // [3H, N, d]
+        for l in 0..<c.nLayers {
+            let ref = copies.withUnsafeBufferPointer { sf.model.headOutputs(layer: l, inputs: $0.baseAddress!, segments: sf.segments(seqs), rows: n) }
+            let got = x.withUnsafeBufferPointer { sf.model.headOutputs(layer: l, sharedInput: $0.baseAddress!, segments: sf.segments(seqs), rows: n) }
+            XCTAssertEqual(got.count, c.nHeads * n * d)
+            XCTAssertGreaterThan(ref.map { abs($0) }.max() ?? 0, 1e-3)
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(got, ref), 1e-5, "layer \(l)")
+        }
+    }
 }

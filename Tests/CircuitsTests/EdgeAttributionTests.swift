@@ -144,4 +144,22 @@ final class EdgeAttributionTests: XCTestCase {
             XCTAssertEqual(z[0], z[1], "\(iv): every edge kept = the full model")
         }
     }
+
+    func testPackedPassesEqualOnePromptPerPass() throws {
+        // The clean/corrupted forwards run several prompts per pass; one prompt per pass is the unpacked path.
+        // Same products in other GEMM shapes: equal to rounding.
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")
+        let ea = EdgeAttribution(SplitForward(model))
+        var items = Self.items(vocab: model.config.vocabSize)
+        items.append(items[0])
+        for method in GraphMethod.allCases {
+            let packed = try ea.scores(items, method: method, steps: 2)
+            let single = try ea.scores(items, method: method, steps: 2, maxRows: 1)
+            let scale = packed.map { abs($0) }.max() ?? 0
+            XCTAssertGreaterThan(scale, 1e-3, "\(method): scores are not all zero")
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(packed, single), 1e-5 * scale, "\(method)")
+            let tiny = try ea.scores(items, method: method, steps: 2, passBudget: 1)   // budget below one row: one prompt per pass
+            XCTAssertEqual(tiny, single, "\(method): the pass budget bounds the rows")
+        }
+    }
 }

@@ -54,16 +54,39 @@ public final class EdgeAttribution {
     }
 
     /// Edge scores [n_backward · n_forward] averaged over `items` (0 off the edges).
-    public func scores(_ items: [TaskItem], method: GraphMethod, steps: Int = 5,
-                       progress: ((Int) -> Void)? = nil) throws -> [Float] {
+    ///
+    /// The clean and corrupted split forwards run packed, several prompts per pass (one GEMM per linear
+    /// for all their rows instead of one per prompt); a pass holds at most `maxRows` rows and at most
+    /// `passBudget` bytes of recorded outputs (2 · n_forward · rows · d · 4: clean and corrupted), so a
+    /// large model falls back to one prompt per pass. The backward (δ at every node input) runs per prompt.
+    public func scores(_ items: [TaskItem], method: GraphMethod, steps: Int = 5, maxRows: Int = 256,
+                       passBudget: Int = 512 << 20, progress: ((Int) -> Void)? = nil) throws -> [Float] {
         try Self.check(items)
         guard steps >= 1 else { throw GraphAttributionError.badSteps(steps) }
-        let g = graph, F = g.nForward, B = g.nBackward
+        let g = graph, F = g.nForward, B = g.nBackward, d = split.model.config.dModel
+        let rowLimit = max(1, min(maxRows, passBudget / max(2 * F * d * MemoryLayout<Float>.stride, 1)))
         var total = [Float](repeating: 0, count: B * F)
-        for (i, it) in items.enumerated() {
-            let s = try promptScores(it, method: method, steps: steps)
-            for k in 0..<total.count { total[k] += s[k] }
-            progress?(i + 1)
+        for r in SplitForward.passes(items.map(\.tokens.count), maxRows: rowLimit) {
+            let pass = Array(items[r]), start = r.lowerBound
+            let rows = pass.reduce(0) { $0 + $1.tokens.count }
+            let segs = split.segments(pass.map(\.tokens))
+            let emb = split.model.embedRows(pass.flatMap(\.tokens), segments: segs)
+            var clean = split.run(embeddings: emb, segments: segs, record: true, fullWidth: true)
+            var diff = clean.outputs!                                             // [F, N, d] clean − corrupted
+            clean.outputs = nil                                                   // diff owns the buffer: no copy
+            do {
+                let embC = split.model.embedRows(pass.flatMap { $0.corruptedTokens! }, segments: segs)
+                let corrupt = split.run(embeddings: embC, segments: segs, record: true, fullWidth: true)
+                corrupt.outputs!.withUnsafeBufferPointer { c in for k in 0..<diff.count { diff[k] -= c[k] } }
+            }
+            let last = split.lastLogits(clean.final, segments: segs)              // [b, vocab]
+            let v = split.model.config.vocabSize
+            for (i, it) in pass.enumerated() {
+                let s = try promptScores(it, method: method, steps: steps, diff: diff, row: segs[i].rowStart, rows: rows,
+                                         lastLogits: Array(last[(i * v)..<((i + 1) * v)]))
+                for k in 0..<total.count { total[k] += s[k] }
+                progress?(start + i + 1)
+            }
         }
         let inv = 1 / Float(max(items.count, 1))
         for b in 0..<B {
@@ -73,23 +96,21 @@ public final class EdgeAttribution {
         return total
     }
 
-    /// One prompt's Σ_t diff · δ for every (input, upstream node) pair [n_backward · n_forward] (off-edge entries unused).
-    func promptScores(_ it: TaskItem, method: GraphMethod, steps: Int) throws -> [Float] {
+    /// One prompt's Σ_t diff · δ for every (input, upstream node) pair [n_backward · n_forward] (off-edge entries
+    /// unused). `diff` [F, rows, d] is clean − corrupted output of a packed pass; the prompt's rows start at `row`.
+    func promptScores(_ it: TaskItem, method: GraphMethod, steps: Int, diff: [Float], row: Int, rows: Int,
+                      lastLogits: [Float]) throws -> [Float] {
         let model = split.model, d = model.config.dModel, n = it.tokens.count, nd = n * d
         let g = graph, F = g.nForward, B = g.nBackward
-        let segs = split.segments([it.tokens])
-        let emb = model.embedRows(it.tokens, segments: segs), embC = model.embedRows(it.corruptedTokens!, segments: segs)
-        let clean = split.run(embeddings: emb, segments: segs, record: true)
-        let corrupt = split.run(embeddings: embC, segments: segs, record: true)
-        var diff = clean.outputs!                                                 // [F, N, d] clean − corrupted
-        corrupt.outputs!.withUnsafeBufferPointer { c in for k in 0..<diff.count { diff[k] -= c[k] } }
-        let explain = ExplainSpec.groups([lseTerms(it, logits: split.lastLogits(clean.final, segments: segs), position: n - 1)])
+        let explain = ExplainSpec.groups([lseTerms(it, logits: lastLogits, position: n - 1)])
         let sink = NodeInputGradients(graph: g, rows: n, dModel: d)
         let rules: LRPRules = method == .lrp ? .attnLRP : .gradient
         switch method {
         case .eap, .lrp:
             _ = try model.lrp(tokens: it.tokens, explain: explain, seed: .logit, rules: rules, sink: sink)
         case .eapIG:
+            let segs = split.segments([it.tokens])
+            let emb = model.embedRows(it.tokens, segments: segs), embC = model.embedRows(it.corruptedTokens!, segments: segs)
             for k in 1...steps {                                                   // right Riemann sum of the path
                 let a = Float(k) / Float(steps)
                 var x = embC
@@ -99,10 +120,19 @@ public final class EdgeAttribution {
             let inv = 1 / Float(steps)
             for j in 0..<sink.g.count { sink.g[j] *= inv }
         }
-        var s = [Float](repeating: 0, count: B * F)                                // [B, F] = G [B, nd] · diffᵀ [nd, F]
+        // [B, F] = G [B, nd] · diffᵀ [nd, F], only where edges are: the upstream nodes of an input are a prefix
+        // of the forward order, so layer l's 3H + 1 inputs need the first mlp(l) columns (its heads' inputs
+        // only the first head(l, 0); the few extra entries are off-edge and unused), the logits all F. Half
+        // the products of the full [B, F] GEMM. Node u's rows of this prompt: diff[u, row..<row+n] (stride rows·d).
+        var s = [Float](repeating: 0, count: B * F)
         sink.g.withUnsafeBufferPointer { gp in diff.withUnsafeBufferPointer { dp in s.withUnsafeMutableBufferPointer { sp in
-            BLAS.gemm(transA: false, transB: true, m: B, n: F, k: nd, gp.baseAddress!, lda: nd, dp.baseAddress!, ldb: nd,
-                      sp.baseAddress!, ldc: F)
+            var b0 = 0
+            while b0 < B {
+                let count = b0 == g.logitsInput ? 1 : 3 * g.shape.nHeads + 1, cols = g.upstream(b0 + count - 1)
+                BLAS.gemm(transA: false, transB: true, m: count, n: cols, k: nd, gp.baseAddress! + b0 * nd, lda: nd,
+                          dp.baseAddress! + row * d, ldb: rows * d, sp.baseAddress! + b0 * F, ldc: F)
+                b0 += count
+            }
         } } }
         return s
     }

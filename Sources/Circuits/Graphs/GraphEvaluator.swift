@@ -44,14 +44,10 @@ public final class GraphEvaluator {
     }
 
     private func forEachPass(_ body: (_ start: Int, _ seqs: [[Int]], _ segs: [Segment], _ emb: [Float]) throws -> Void) rethrows {
-        var start = 0
-        while start < items.count {
-            var end = start, rows = 0
-            while end < items.count, end == start || rows + items[end].tokens.count <= maxRows { rows += items[end].tokens.count; end += 1 }
-            let seqs = items[start..<end].map(\.tokens)
+        for r in SplitForward.passes(items.map(\.tokens.count), maxRows: maxRows) {
+            let seqs = items[r].map(\.tokens)
             let segs = split.segments(seqs)
-            try body(start, seqs, segs, split.model.embedRows(seqs.flatMap { $0 }, segments: segs))
-            start = end
+            try body(r.lowerBound, seqs, segs, split.model.embedRows(seqs.flatMap { $0 }, segments: segs))
         }
     }
 
@@ -78,7 +74,8 @@ public final class GraphEvaluator {
                 switch intervention {
                 case .patch:
                     let corr = seqs.indices.flatMap { items[start + $0].corruptedTokens! }
-                    source = split.run(embeddings: split.model.embedRows(corr, segments: segs), segments: segs, record: true).outputs
+                    source = split.run(embeddings: split.model.embedRows(corr, segments: segs), segments: segs, record: true,
+                                       fullWidth: true).outputs
                 case .zero:
                     source = [Float](repeating: 0, count: F * n * d)
                 case .mean:

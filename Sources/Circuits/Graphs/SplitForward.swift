@@ -36,6 +36,18 @@ public final class SplitForward {
         return out
     }
 
+    /// Consecutive ranges of `lengths` packed into passes of at most `maxRows` rows (a longer sequence alone).
+    public static func passes(_ lengths: [Int], maxRows: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = [], start = 0
+        while start < lengths.count {
+            var end = start, rows = 0
+            while end < lengths.count, end == start || rows + lengths[end] <= maxRows { rows += lengths[end]; end += 1 }
+            out.append(start..<end)
+            start = end
+        }
+        return out
+    }
+
     public struct Run {
         /// Final residual stream [N, d] (the input of `logits`).
         public var final: [Float]
@@ -46,8 +58,11 @@ public final class SplitForward {
     /// One pass over packed rows. `embeddings` [N, d] = the input node's output. With `keep`
     /// ([n_backward · n_forward], the circuit) every edge not kept reads `source` [n_forward, N, d]
     /// instead of the run's own output; `keep == nil` is the unpatched model.
+    /// `fullWidth`: an unpatched run computes q/k/v with one full-width product per projection (faster,
+    /// equal to the per-head products to rounding); off, every run takes the per-head path, so a circuit
+    /// that keeps every edge reproduces the unpatched run bit for bit (the evaluator's f(100 %) = 1).
     public func run(embeddings: [Float], segments: [Segment], keep: [Bool]? = nil, source: [Float]? = nil,
-                    record: Bool = false) -> Run {
+                    record: Bool = false, fullWidth: Bool = false) -> Run {
         let c = model.config, g = graph, d = c.dModel, H = c.nHeads, F = g.nForward
         let n = embeddings.count / d, nd = n * d
         precondition(keep == nil || (keep!.count == g.nBackward * F && source?.count == F * nd), "circuit run needs keep and source")
@@ -83,9 +98,14 @@ public final class SplitForward {
         }
         embeddings.withUnsafeBufferPointer { put(0, $0.baseAddress!) }
         for l in 0..<c.nLayers {
-            let heads = (0..<3).flatMap { i in (0..<H).map { g.headInput(l, $0, ComponentGraph.Input(rawValue: i)!) } }
-            let x = inputsOf(heads, prefix: g.head(l, 0))                          // [3H, N, d]
-            let out = x.withUnsafeBufferPointer { model.headOutputs(layer: l, inputs: $0.baseAddress!, segments: segments, rows: n) }
+            let out: [Float]                                                      // [H, N, d]
+            if patching || !fullWidth {
+                let heads = (0..<3).flatMap { i in (0..<H).map { g.headInput(l, $0, ComponentGraph.Input(rawValue: i)!) } }
+                let x = inputsOf(heads, prefix: g.head(l, 0))                      // [3H, N, d]
+                out = x.withUnsafeBufferPointer { model.headOutputs(layer: l, inputs: $0.baseAddress!, segments: segments, rows: n) }
+            } else {                                                              // every head input is the stream itself
+                out = sum.withUnsafeBufferPointer { model.headOutputs(layer: l, sharedInput: $0.baseAddress!, segments: segments, rows: n) }
+            }
             out.withUnsafeBufferPointer { o in
                 for h in 0..<H {
                     let p = o.baseAddress! + h * nd

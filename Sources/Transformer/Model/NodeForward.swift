@@ -66,10 +66,32 @@ extension Model {
                 }
             }
         }
+        return headOutputs(layer: l, projected: b, segments: segments)
+    }
+
+    /// Layer l's heads [H, N, d] when every q/k/v input is the same residual stream `input` [N, d] (an
+    /// unpatched run): the norm once and one full-width product per projection instead of 3H slices.
+    public func headOutputs(layer l: Int, sharedInput input: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
+        let c = config
+        precondition(c.nKVHeads == c.nHeads, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
+        let blk = blocks[l]
+        let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
+        let np = b.normed1.p                                                    // [N, d]
+        blk.attnNorm.forward(input, np, inv: nil, rows: n, d: c.dModel, eps: c.normEps)
+        for (lin, out) in [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)] {   // [N, qDim] each, as the per-head slices
+            lin.weight.cptr { w in BLAS.linear(np, w, out, m: n, k: c.dModel, n: c.qDim) }
+            if let bias = lin.bias { addRowBias(out, bias, rows: n, cols: c.qDim) }
+        }
+        return headOutputs(layer: l, projected: b, segments: segments)
+    }
+
+    /// Attention from projected q/k/v in `b`, then each head's o_proj columns: [H, N, d].
+    private func headOutputs(layer l: Int, projected b: BlockBuffers, segments: [Segment]) -> [Float] {
+        let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim, n = b.rows
         attend(b, layer: l, segments: segments, rope: rope)                     // b.z [N, qDim]
         var out = zeros(nh * n * d)                                             // [H, N, d]
         out.ptr { op in
-            blk.o.weight.cptr { w in
+            blocks[l].o.weight.cptr { w in
                 for h in 0..<nh {                                               // o_proj columns of head h
                     BLAS.gemmSerial(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
                               op + h * n * d, ldc: d)
