@@ -92,6 +92,65 @@ final class AblationTests: XCTestCase {
         }
     }
 
+    /// Mean ablation of MLP neurons against a hand computation: the means summed in Double, one prompt at a time
+    /// (no packing), and a forward run block by block that, after each MLP, moves every ablated neuron's output
+    /// from its actual value to its mean by adding down[:, j]·(μ_j − post_j) to the residual row (Double) — the
+    /// definition, not the ablator's bias rewrite. Ablated neurons in two layers, so the second layer's posts
+    /// already see the first ablation.
+    func testMeanAblatingNeuronsMatchesAHandComputation() throws {
+        for name in ["tiny-llama-bias", "tiny-opt"] {
+            let model = try AttributionFixtures.tiny(name)
+            let c = model.config, d = c.dModel
+            let reference = prompts(c.vocabSize, seed: 12, count: 6), evaluated = prompts(c.vocabSize, seed: 13, count: 4)
+            let dead: [Int: [Int]] = [0: [3, 17, c.dFF - 1], c.nLayers - 1: [0, 5, c.dFF / 2]]
+            XCTAssertGreaterThan(c.nLayers, 1, name)
+            /// Runs `tokens` alone, block by block; `after(l, x, post)` may edit the residual after block l.
+            func run(_ tokens: [Int], after: (Int, inout [Float], Buffer) -> Void) -> [Float] {
+                let seg = Segment(rowStart: 0, count: tokens.count, pos0: 0, cache: KVCache(config: c, capacity: tokens.count))
+                var x = model.embedRows(tokens, segments: [seg])                   // [T, d]
+                let b = BlockBuffers(config: c, rows: tokens.count)
+                for l in 0..<c.nLayers { model.runBlock(l, &x, segments: [seg], buffers: b); after(l, &x, b.post) }
+                let h = model.finalNormRows(x, rows: tokens.count)
+                return h.withUnsafeBufferPointer { model.logits($0.baseAddress! + (tokens.count - 1) * d, rows: 1) }
+            }
+            // Hand means [layers][dFF] over every token of every reference prompt.
+            var sum = [[Double]](repeating: [Double](repeating: 0, count: c.dFF), count: c.nLayers), tokens = 0
+            for p in reference {
+                _ = run(p) { l, _, post in for r in 0..<p.count { for j in 0..<c.dFF { sum[l][j] += Double(post[r * c.dFF + j]) } } }
+                tokens += p.count
+            }
+            let mu = sum.map { $0.map { $0 / Double(tokens) } }
+            let means = MeanActivations.measure(model, reference)
+            XCTAssertEqual(means.tokens, tokens, name)
+            for l in 0..<c.nLayers { for j in 0..<c.dFF { XCTAssertEqual(Double(means.post[l][j]), mu[l][j], accuracy: 1e-5, "\(name) μ[\(l)][\(j)]") } }
+            // The hand-ablated forward.
+            let down = model.blocks.map { $0.down.weight }                         // [d, dFF] per layer (unablated)
+            let hand = evaluated.map { p in
+                run(p) { l, x, post in
+                    for j in dead[l] ?? [] {
+                        for r in 0..<p.count {
+                            let delta = mu[l][j] - Double(post[r * c.dFF + j])
+                            for i in 0..<d { x[r * d + i] = Float(Double(x[r * d + i]) + Double(down[l][i * c.dFF + j]) * delta) }
+                        }
+                    }
+                }
+            }
+            let full = lastLogits(model, evaluated)
+            var keep = [[Bool]](repeating: [Bool](repeating: true, count: c.dFF), count: c.nLayers)
+            for (l, js) in dead { for j in js { keep[l][j] = false } }
+            let ab = Ablator(model: model)
+            try ab.apply(.neurons(keep), ablation: .mean, means: means)
+            let viaMask = lastLogits(model, evaluated)
+            XCTAssertLessThan(maxDiff(viaMask, hand), 1e-4, name)
+            XCTAssertGreaterThan(maxDiff(viaMask, full), 1e-3, "\(name): the ablation changes the output")
+            // Zero ablation of the same neurons lands elsewhere: the means are not ≈ 0, so the test can tell them apart.
+            try ab.apply(.neurons(keep), ablation: .zero)
+            XCTAssertGreaterThan(maxDiff(lastLogits(model, evaluated), hand), 1e-3, name)
+            ab.restore()
+            XCTAssertEqual(maxDiff(lastLogits(model, evaluated), full), 0, "\(name): restore is exact")
+        }
+    }
+
     /// Means are over every token of every prompt: two one-token prompts average their single-token means.
     func testMeansAverageOverTokensAndPrompts() throws {
         let model = try AttributionFixtures.tiny("tiny-llama-bias")

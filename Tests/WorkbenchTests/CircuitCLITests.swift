@@ -50,7 +50,8 @@ final class CircuitCLITests: XCTestCase {
         try writeTask(task); try writeTask(held)
         for name in ["tiny-opt", "tiny-llama-bias"] {
             let model = try tinyWithTokenizer(name, in: dir)
-            for (method, g, ablation) in [("lrp", "neurons", "zero"), ("random", "heads", "mean"), ("wanda", "weights", "zero"), ("gradient", "neurons", "patch")] {
+            for (method, g, ablation) in [("lrp", "neurons", "zero"), ("random", "heads", "mean"), ("wanda", "weights", "zero"), ("gradient", "neurons", "patch"),
+                                          ("activation", "neurons", "mean")] {
                 let out = dir.appendingPathComponent("\(name)-\(method)-\(g)").path
                 let r = try run(["circuit", "--model", model, "--prompts", task, "--heldout", held, "--method", method,
                                  "--granularity", g, "--ablation", ablation, "--threshold", "0.8", "--out", out, "--quiet"])
