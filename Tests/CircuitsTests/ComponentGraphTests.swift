@@ -161,4 +161,50 @@ final class ComponentGraphTests: XCTestCase {
             XCTAssertLessThan(PruneTestKit.maxAbsDiff(got, ref), 1e-5, "layer \(l)")
         }
     }
+
+    func testSparseCircuitEqualsNaiveEdgeSums() throws {
+        // Circuits keeping few edges (the split forward then sums the kept terms onto Σ src) and many edges
+        // (replaced terms onto Σ out), against a naive run: every node input = Σ over its upstream nodes of
+        // (kept ? out_u : src_u), plus o_proj's bias, node by node.
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")
+        let sf = SplitForward(model)
+        let c = sf.model.config, g = sf.graph, d = c.dModel, F = g.nForward, H = c.nHeads
+        let clean = [[3, 17, 40, 9, 81, 5], [7, 7, 120, 33]], corrupt = [[3, 17, 41, 9, 90, 5], [8, 7, 121, 33]]
+        let segs = sf.segments(clean), n = 10, nd = n * d
+        let emb = sf.model.embedRows(clean.flatMap { $0 }, segments: segs)
+        let src = try XCTUnwrap(sf.run(embeddings: sf.model.embedRows(corrupt.flatMap { $0 }, segments: segs), segments: segs,
+                                       record: true).outputs)
+        var rng = SeededRNG(seed: 3)
+        for keptFraction in [0.1, 0.9] {
+            var keep = [Bool](repeating: false, count: g.nBackward * F)
+            for e in g.edgeIndices { keep[e] = Double(rng.next() % 1000) < keptFraction * 1000 }
+            let got = sf.run(embeddings: emb, segments: sf.segments(clean), keep: keep, source: src, record: true)
+            var out = [Float](repeating: 0, count: F * nd)                        // naive: node outputs in order
+            out.replaceSubrange(0..<nd, with: emb)
+            var bias = [Float](repeating: 0, count: nd)                           // o_proj biases so far
+            func input(_ b: Int) -> [Float] {
+                var x = bias
+                for u in 0..<g.upstream(b) {
+                    let k = keep[b * F + u]
+                    for j in 0..<nd { x[j] += k ? out[u * nd + j] : src[u * nd + j] }
+                }
+                return x
+            }
+            let rs = sf.segments(clean)
+            for l in 0..<c.nLayers {
+                let xs = (0..<3).flatMap { i in (0..<H).flatMap { input(g.headInput(l, $0, ComponentGraph.Input(rawValue: i)!)) } }
+                let heads = xs.withUnsafeBufferPointer { sf.model.headOutputs(layer: l, inputs: $0.baseAddress!, segments: rs, rows: n) }
+                out.replaceSubrange((g.head(l, 0) * nd)..<((g.head(l, 0) + H) * nd), with: heads)
+                if let bo = sf.model.blocks[l].o.bias { for j in 0..<nd { bias[j] += bo[j % d] } }
+                let xm = input(g.mlpInput(l))
+                let m = xm.withUnsafeBufferPointer { sf.model.mlpOutput(layer: l, input: $0.baseAddress!, rows: n) }
+                out.replaceSubrange((g.mlp(l) * nd)..<((g.mlp(l) + 1) * nd), with: m)
+            }
+            let final = input(g.logitsInput)
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(got.final, final), 1e-4, "kept \(keptFraction)")
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(try XCTUnwrap(got.outputs), out), 1e-4, "kept \(keptFraction)")
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(got.final, sf.run(embeddings: emb, segments: sf.segments(clean)).final), 1e-3,
+                                 "the circuit differs from the clean run")
+        }
+    }
 }

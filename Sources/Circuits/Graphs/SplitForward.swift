@@ -10,7 +10,10 @@ import Transformer
 // ablation), exactly as EAP-IG's `evaluate_graph`:
 //   x_v = Σ_{u→v} out_u  +  Σ_{u→v ∉ C} (src_u − out_u).
 // Upstream nodes are a prefix of the forward order, so with D = src − out kept per
-// node the second sum of every input of a layer is one GEMM [inputs, prefix]·D.
+// node the second sum of every input of a layer is one GEMM [inputs, prefix]·D; when a
+// layer's inputs keep fewer edges than they replace, the equal form
+//   x_v = Σ_u src_u  −  Σ_{u→v ∈ C} (src_u − out_u)
+// needs only the kept terms (a top-k % circuit reads few rows of D).
 // Heads need separate k/v per query head: the model is ungrouped once here.
 // o_proj's bias (Llama with attention_bias, OPT) belongs to no head: it is a
 // constant of the stream, never patched (as in EAP-IG, where it stays in the
@@ -70,29 +73,50 @@ public final class SplitForward {
         var outputs = record ? [Float](repeating: 0, count: F * nd) : []
         var delta = patching ? [Float](repeating: 0, count: F * nd) : []         // [F, N, d] src − out
         var sum = embeddings                                                      // [N, d] Σ of outputs so far
+        var srcSum = patching ? [Float](repeating: 0, count: nd) : []             // [N, d] Σ of sources so far
         func put(_ u: Int, _ out: UnsafePointer<Float>) {
             if record { outputs.withUnsafeMutableBufferPointer { (($0.baseAddress! + u * nd)).update(from: out, count: nd) } }
             if patching {
-                source!.withUnsafeBufferPointer { s in delta.withUnsafeMutableBufferPointer { dl in
+                source!.withUnsafeBufferPointer { s in delta.withUnsafeMutableBufferPointer { dl in srcSum.withUnsafeMutableBufferPointer { ss in
                     let sp = s.baseAddress! + u * nd, dp = dl.baseAddress! + u * nd
-                    for i in 0..<nd { dp[i] = sp[i] - out[i] }
-                } }
+                    for i in 0..<nd { dp[i] = sp[i] - out[i]; ss[i] += sp[i] }
+                } } }
             }
         }
-        /// x [inputs.count, N, d] = sum + Σ_{u < prefix, not kept} delta[u], for backward inputs `inputs`.
+        /// Adds a constant of the stream (o_proj's bias) to both running sums.
+        func addConstant(_ bo: [Float]) {
+            for r in 0..<n { for j in 0..<d { sum[r * d + j] += bo[j] } }
+            if patching { for r in 0..<n { for j in 0..<d { srcSum[r * d + j] += bo[j] } } }
+        }
+        /// x [inputs.count, N, d] for backward inputs `inputs`, whose upstream nodes are every node so far
+        /// (`prefix` of them): x = sum + Σ_{u not kept} delta[u], or, when fewer edges are kept than replaced,
+        /// the same as x = srcSum − Σ_{u kept} delta[u]. One GEMM [inputs, k]·delta[k, nd] per run of upstream
+        /// nodes that some input needs (a top-k circuit touches few), so a sparse circuit reads little of delta.
+        /// Every edge kept: x = sum exactly (no product), so the full circuit is the unpatched run bit for bit.
         func inputsOf(_ inputs: [Int], prefix: Int) -> [Float] {
+            var replaced = 0
+            if patching { for b in inputs { for u in 0..<prefix where !keep![b * F + u] { replaced += 1 } } }
+            let complement = replaced * 2 > inputs.count * prefix                 // more replaced than kept
             var x = [Float](repeating: 0, count: inputs.count * nd)
-            x.withUnsafeMutableBufferPointer { xp in sum.withUnsafeBufferPointer { s in
+            x.withUnsafeMutableBufferPointer { xp in (complement ? srcSum : sum).withUnsafeBufferPointer { s in
                 for i in inputs.indices { (xp.baseAddress! + i * nd).update(from: s.baseAddress!, count: nd) }
             } }
-            guard patching else { return x }
-            var mask = [Float](repeating: 0, count: inputs.count * prefix)      // [inputs, prefix] 1 = replaced
-            var any = false
-            for (i, b) in inputs.enumerated() { for u in 0..<prefix where !keep![b * F + u] { mask[i * prefix + u] = 1; any = true } }
-            guard any else { return x }
+            guard replaced > 0 else { return x }
+            var mask = [Float](repeating: 0, count: inputs.count * prefix)      // [inputs, prefix] ±1 = this term
+            var needed = [Bool](repeating: false, count: prefix)
+            for (i, b) in inputs.enumerated() {
+                for u in 0..<prefix where keep![b * F + u] == complement { mask[i * prefix + u] = complement ? -1 : 1; needed[u] = true }
+            }
             mask.withUnsafeBufferPointer { m in delta.withUnsafeBufferPointer { dl in x.withUnsafeMutableBufferPointer { xp in
-                BLAS.gemm(transA: false, transB: false, m: inputs.count, n: nd, k: prefix, m.baseAddress!, lda: prefix,
-                          dl.baseAddress!, ldb: nd, beta: 1, xp.baseAddress!, ldc: nd)
+                var u0 = 0
+                while u0 < prefix {
+                    guard needed[u0] else { u0 += 1; continue }
+                    var u1 = u0
+                    while u1 < prefix, needed[u1] { u1 += 1 }
+                    BLAS.gemm(transA: false, transB: false, m: inputs.count, n: nd, k: u1 - u0, m.baseAddress! + u0, lda: prefix,
+                              dl.baseAddress! + u0 * nd, ldb: nd, beta: 1, xp.baseAddress!, ldc: nd)
+                    u0 = u1
+                }
             } } }
             return x
         }
@@ -113,9 +137,7 @@ public final class SplitForward {
                     sum.withUnsafeMutableBufferPointer { s in for i in 0..<nd { s[i] += p[i] } }
                 }
             }
-            if let bo = model.blocks[l].o.bias {                                  // no head's output: a constant of the stream
-                for r in 0..<n { for j in 0..<d { sum[r * d + j] += bo[j] } }
-            }
+            if let bo = model.blocks[l].o.bias { addConstant(bo) }               // no head's output: a constant of the stream
             let xm = inputsOf([g.mlpInput(l)], prefix: g.mlp(l))                  // [N, d]
             let m = xm.withUnsafeBufferPointer { model.mlpOutput(layer: l, input: $0.baseAddress!, rows: n) }
             m.withUnsafeBufferPointer { p in

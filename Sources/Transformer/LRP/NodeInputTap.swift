@@ -17,19 +17,21 @@ extension Model {
         let c = config, n = b.rows, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
         precondition(c.nKVHeads == nh, "node inputs need one k/v head per query head (ungroupedQueryAttention)")
         var out = zeros(3 * nh * n * d)                                       // [3, H, N, d]
-        var t = zeros(n * d)                                                  // [N, d]
-        var unused = 0.0
-        out.ptr { op in t.ptr { tp in
-            for (which, (lin, dy)) in [(blk.q, dq), (blk.k, dk), (blk.v, dv)].enumerated() {
+        var t = zeros(BLAS.ways * n * d)                                      // [ways, N, d] one scratch per worker
+        let dys = [(blk.q, dq), (blk.k, dk), (blk.v, dv)]
+        out.ptr { op in t.ptr { scratch in
+            // 3H independent items (which · H + h) with disjoint outputs, each single-threaded: dealt to the workers.
+            BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: 3 * nh)) { worker, item in
+                let (which, h) = item.quotientAndRemainder(dividingBy: nh), (lin, dy) = dys[which]
+                let tp = scratch + worker * n * d
+                var unused = 0.0
                 lin.weight.cptr { w in
-                    for h in 0..<nh {
-                        BLAS.gemmSerial(transA: false, transB: false, m: n, n: d, k: hd, dy + h * hd, lda: qDim, w + h * hd * d, ldb: d,
-                                  tp, ldc: d)                                 // δ(normed input) = δy_h · W_h
-                        blk.attnNorm.backward(dy: tp, x: b.resid.p, inv: b.inv1.p, dx: op + (which * nh + h) * n * d,
-                                              rows: n, d: d, constantNormaliser: rules.normIsConstant, accumulate: false,
-                                              biasRelevance: &unused)
-                    }
+                    BLAS.gemmSerial(transA: false, transB: false, m: n, n: d, k: hd, dy + h * hd, lda: qDim, w + h * hd * d, ldb: d,
+                              tp, ldc: d)                                     // δ(normed input) = δy_h · W_h
                 }
+                blk.attnNorm.backward(dy: tp, x: b.resid.p, inv: b.inv1.p, dx: op + item * n * d,
+                                      rows: n, d: d, constantNormaliser: rules.normIsConstant, accumulate: false,
+                                      biasRelevance: &unused)
             }
             sink.headInputs(layer: blk.index, op, rows: n)
         } }

@@ -44,25 +44,28 @@ extension Model {
     /// every head, then the k inputs, then the v inputs). Returns each head's output
     /// o_proj[:, h]·z_h [H, N, d]; o_proj's bias (none in Llama) is no head's output and is left out.
     /// `segments` carry caches of this (ungrouped) model's shape.
-    /// The per-head products are small ([N, d]·[d, hd]): single-threaded sgemm, since splitting each
-    /// over the worker team cost more in synchronisation than it saved (perf: 23 % in the team's loop).
+    /// The per-head products are small ([N, d]·[d, hd]): each is one single-threaded sgemm (splitting each
+    /// over the worker team cost more in synchronisation than it saved: perf, 23 % in the team's loop), and
+    /// the 3H of them are dealt out to the workers whole (disjoint outputs: the result does not depend on
+    /// which worker runs which).
     public func headOutputs(layer l: Int, inputs: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
         let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
         precondition(c.nKVHeads == nh, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
         let blk = blocks[l]
         let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
-        var normed = zeros(n * d)                                               // [N, d]
-        normed.ptr { np in
-            for (which, (lin, out)) in [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)].enumerated() {
-                for h in 0..<nh {
-                    blk.attnNorm.forward(inputs + (which * nh + h) * n * d, np, inv: nil, rows: n, d: d, eps: c.normEps)
-                    lin.weight.cptr { w in                                      // out[:, h] [N, hd] = normed · W[h]ᵀ
-                        BLAS.gemmSerial(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
-                                  out + h * hd, ldc: qDim)
-                    }
-                    if let bias = lin.bias {
-                        for r in 0..<n { for e in 0..<hd { out[r * qDim + h * hd + e] += bias[h * hd + e] } }
-                    }
+        let lins = [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)]
+        var normed = zeros(BLAS.ways * n * d)                                   // [ways, N, d] one scratch per worker
+        normed.ptr { scratch in
+            BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: 3 * nh)) { worker, item in   // item = which · H + h
+                let (which, h) = item.quotientAndRemainder(dividingBy: nh), (lin, out) = lins[which]
+                let np = scratch + worker * n * d
+                blk.attnNorm.forward(inputs + item * n * d, np, inv: nil, rows: n, d: d, eps: c.normEps)
+                lin.weight.cptr { w in                                          // out[:, h] [N, hd] = normed · W[h]ᵀ
+                    BLAS.gemmSerial(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
+                                    out + h * hd, ldc: qDim)
+                }
+                if let bias = lin.bias {
+                    for r in 0..<n { for e in 0..<hd { out[r * qDim + h * hd + e] += bias[h * hd + e] } }
                 }
             }
         }
@@ -92,7 +95,7 @@ extension Model {
         var out = zeros(nh * n * d)                                             // [H, N, d]
         out.ptr { op in
             blocks[l].o.weight.cptr { w in
-                for h in 0..<nh {                                               // o_proj columns of head h
+                BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: nh)) { _, h in   // o_proj columns of head h
                     BLAS.gemmSerial(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
                               op + h * n * d, ldc: d)
                 }
