@@ -48,7 +48,7 @@ extension BenchCommand {
                                              "circuit_kept": r.crossing.kept, "candidates": r.candidates.total]
         }
         let split = SplitForward(model), g = split.graph
-        let scoreGEMM = 2 * Double(g.nBackward * g.nForward * tokens * model.config.dModel)
+        let scoreGEMM = 2 * Double(EdgeAttribution.scoreProducts(g) * tokens * model.config.dModel)
         var edgeScores: [Float] = []
         for method in [GraphMethod.eap, .lrp] {
             let ((scores, seconds), peak) = try bracketed(sgemmPeak, into: &peaks) { () throws -> ([Float], Double) in

@@ -25,7 +25,7 @@ extension BenchCommand {
             _ = try EdgeAttribution(split).scores(items, method: .eap)
             return (Date().timeIntervalSince(t0), peakRSSMB())
         }
-        let scoreGEMM = 2 * Double(g.nBackward * g.nForward * t * c.dModel)
+        let scoreGEMM = 2 * Double(EdgeAttribution.scoreProducts(g) * t * c.dModel)
         out.append(Timing(kind: "graph-eap", tokens: t * count, seconds: eapSecs, flops: Double(count) * (4 * f.linear + scoreGEMM),
                           linearFlops: Double(count) * 4 * f.linear, rssMB: rss1, peak: peak1))
         note(out[0])

@@ -162,4 +162,12 @@ final class EdgeAttributionTests: XCTestCase {
             XCTAssertEqual(tiny, single, "\(method): the pass budget bounds the rows")
         }
     }
+
+    func testScoreProductsCoverEveryEdgeWithHalfTheMatrix() {
+        // 12 × 12: layer l's 37 inputs against mlp(l) = 13 + 13 l columns, logits against all 157:
+        // 37 · 13 · (12 + 66) + 157 = 37,675 products for 32,491 edges, of 445 · 157 = 69,865 entries.
+        let g = ComponentGraph(GraphShape(nLayers: 12, nHeads: 12, dModel: 768))
+        XCTAssertEqual(EdgeAttribution.scoreProducts(g), 37_675)
+        for b in 0..<g.nBackward { XCTAssertLessThanOrEqual(g.upstream(b), g.upstream(b == g.logitsInput ? b : g.mlpInput(b / 37))) }
+    }
 }

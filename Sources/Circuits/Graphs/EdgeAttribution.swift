@@ -42,6 +42,13 @@ public final class EdgeAttribution {
 
     public init(_ split: SplitForward) { self.split = split }
 
+    /// Entries of the [B, F] score matrix the per-layer products compute (each a dot product over
+    /// a prompt's N·d values): every layer's 3H + 1 inputs against its MLP's upstream prefix, the logits
+    /// against all F. About half of B·F; the bench counts 2 · this · N · d FLOPs per prompt.
+    public static func scoreProducts(_ g: ComponentGraph) -> Int {
+        (0..<g.shape.nLayers).reduce(g.nForward) { $0 + (3 * g.shape.nHeads + 1) * g.mlp($1) }
+    }
+
     /// Checks what every method needs of a prompt set.
     public static func check(_ items: [TaskItem]) throws {
         for it in items {
