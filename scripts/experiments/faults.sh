@@ -9,9 +9,15 @@
 #   criterion of a trial —, perplexity on the first WINDOWS windows of 512 tokens of WikiText-2 test, for each
 #   protected fraction in FRACTIONS. The table is built here from each run's summary lines (bash and awk only).
 #
-# Resumable: a step whose output exists is skipped (both commands write atomically).
+#   METRIC=task: IOI accuracy instead of perplexity. The evaluation set is `tasks ioi --n IOI_N --seed 1`; the
+#   protection scores are LRP on a disjoint IOI set (`tasks ioi --n IOI_CAL --seed 0`, `attribute --prompts --method lrp
+#   --abs-per-token`, the logit difference IO − S) followed by the C4 scores of SCORES; a trial fails when accuracy < FLOOR.
+#
+# Resumable: a step whose output exists is skipped (both commands write atomically). The regenerated faults.md keeps
+# the hand-written sections of the existing one (everything from its first "## Reading" heading on).
 #
 # Knobs (environment):
+#   METRIC=perplexity (or task: IOI_N=64 IOI_CAL=32 FLOOR=0.85)
 #   BERS=3e-7,1e-6 TRIALS=5 WINDOWS=4 FRACTIONS="0.01 0.05" STORAGE=q4_1 SAMPLES=16 SEQLEN_CAL=128 SEED=0 SCORES=lrp
 #   (SCORES: comma-separated score methods, each one protection criterion; runs with more than lrp get a -SCORES suffix)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -25,6 +31,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 BERS="${BERS:-3e-7,1e-6}"; TRIALS="${TRIALS:-5}"; WINDOWS="${WINDOWS:-4}"; FRACTIONS="${FRACTIONS:-0.01 0.05}"
 STORAGE="${STORAGE:-q4_1}"; SAMPLES="${SAMPLES:-16}"; SEQLEN_CAL="${SEQLEN_CAL:-128}"; SEED="${SEED:-0}"; SCORES="${SCORES:-lrp}"
+METRIC="${METRIC:-perplexity}"; IOI_N="${IOI_N:-64}"; IOI_CAL="${IOI_CAL:-32}"; FLOOR="${FLOOR:-0.85}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -32,7 +39,17 @@ OUT="${OUT:-out/experiments/faults}"
 RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
 
-PROTECT=""
+PROTECT=""; prefix=""; metric_args=(--windows "$WINDOWS" --seqlen 512)
+if [ "$METRIC" = task ]; then
+  EVAL="$OUT/ioi-eval-s1-$IOI_N.jsonl"; CAL="$OUT/ioi-cal-s0-$IOI_CAL.jsonl"; REL="$OUT/lrp-ioi-s0-$IOI_CAL.safetensors"
+  [ -f "$EVAL" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$IOI_N" --seed 1 --out "$EVAL"
+  [ -f "$CAL" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$IOI_CAL" --seed 0 --out "$CAL"
+  if [ ! -f "$REL" ]; then
+    echo "== attribute lrp on IOI ($(date -u +%H:%M:%S))"
+    "$WORKBENCH_BIN" attribute --model "$MODEL" --prompts "$CAL" --method lrp --abs-per-token --out "$REL"
+  fi
+  PROTECT="$REL"; prefix="ioi-"; metric_args=(--metric task --prompts "$EVAL" --floor "$FLOOR")
+fi
 for method in ${SCORES//,/ }; do
   REL="$OUT/$method-c4-$SAMPLES-$SEQLEN_CAL.safetensors"
   if [ ! -f "$REL" ]; then
@@ -44,19 +61,23 @@ for method in ${SCORES//,/ }; do
   PROTECT="${PROTECT:+$PROTECT,}$REL"
 done
 suffix=""; [ "$SCORES" != lrp ] && suffix="-${SCORES//,/-}"
+[ "$METRIC" = task ] && suffix="-lrpioi-${SCORES//,/-}"
 
 for f in $FRACTIONS; do
-  run="$OUT/$STORAGE-ber-$BERS-protect-$f$suffix"
+  run="$OUT/$prefix$STORAGE-ber-$BERS-protect-$f$suffix"
   if [ -f "$run.json" ]; then echo "skip $run (done)"; continue; fi
   echo "== $run ($(date -u +%H:%M:%S))"
   start=$(date +%s)
   "$WORKBENCH_BIN" faults --model "$MODEL" --storage "$STORAGE" --ber "$BERS" --trials "$TRIALS" --seed "$SEED" \
-    --protect "$PROTECT" --protect-fraction "$f" --windows "$WINDOWS" --seqlen 512 --out "$run.json" > "$run.stdout"
-  echo "$(( $(date +%s) - start ))" > "$run.seconds"
+    --protect "$PROTECT" --protect-fraction "$f" "${metric_args[@]}" --out "$run.json" > "$run.stdout"
+  echo "$(( $(date +%s) - start ))" > "$run.seconds"; echo "$TRIALS" > "$run.trials"
   cat "$run.stdout"
 done
 
-report > "$RESULTS/faults.md"
+handwritten=""
+[ -f "$RESULTS/faults.md" ] && handwritten="$(awk '/^## Reading/ { on = 1 } on' "$RESULTS/faults.md")"
+{ report; if [ -n "$handwritten" ]; then printf '\n%s\n' "$handwritten"; fi; } > "$RESULTS/faults.md.tmp"
+mv "$RESULTS/faults.md.tmp" "$RESULTS/faults.md"
 echo "wrote $RESULTS/faults.md"
 }
 
@@ -81,16 +102,24 @@ report() {
   echo "  (paired). Percentiles are over trials (linear interpolation); a non-finite perplexity counts as the worst value."
   echo "  Gain = reliability (1 − failed fraction) minus that of no protection, in percentage points."
   echo
-  # Every finished run of this storage (BER sets and fractions of earlier invocations included).
-  for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout; do
+  echo "- **IOI runs** (\`METRIC=task\`, headings \"IOI accuracy\"): accuracy (logit(IO) > logit(S) at the last position) on"
+  echo "  $IOI_N prompts of \`workbench tasks ioi --seed 1\` (ACDC BABA/ABBA templates); protection scores: LRP of the logit"
+  echo "  difference IO − S (\`attribute --prompts --method lrp --abs-per-token\`) on $IOI_CAL *disjoint* prompts (\`--seed 0\`),"
+  echo "  named lrp, then the C4 LRP scores above, named lrp#2; a trial fails when accuracy < $FLOOR."
+  echo
+  # Every finished run of this storage (BER sets and fractions of earlier invocations included), perplexity then IOI.
+  for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout "$OUT/ioi-$STORAGE"-ber-*-protect-*.stdout; do
     run="${stdout%.stdout}"
     [ -f "$run.json" ] || continue
     bers="${run#*-ber-}"; bers="${bers%-protect-*}"; f="${run##*-protect-}"; crit="lrp"
     case "$f" in *-*) crit="${f#*-}"; crit="${crit//-/, }"; f="${f%%-*}";; esac
-    echo "## BER $bers, protected fraction $f, scores $crit ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
+    trials=5; [ -f "$run.trials" ] && trials="$(cat "$run.trials")"
+    what="perplexity"; col="median ppl"
+    case "$run" in */ioi-*) what="IOI accuracy"; col="median accuracy"; crit="lrp (IOI), lrp#2 (C4 LRP)";; esac
+    echo "## $what: BER $bers, protected fraction $f, scores $crit, $trials trials ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
     echo
-    awk '/^dense/ { printf "Dense (no faults, %s storage): perplexity %s.\n\n", s, $3 }' s="$STORAGE" "$run.stdout"
-    echo "| BER | criterion | median ppl | p10 | p90 | failed | gain vs none | protected weights | overhead | flips / trial | bits read wrong / trial |"
+    awk '/^dense/ { printf "Dense (no faults, %s storage): %s %s.\n\n", s, w, $3 }' s="$STORAGE" w="$what" "$run.stdout"
+    echo "| BER | criterion | $col | p10 | p90 | failed | gain vs none | protected weights | overhead | flips / trial | bits read wrong / trial |"
     echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F', ' '/^BER / {
       split($1, h, " "); crit = h[3]; sub(/:$/, "", crit)
@@ -102,8 +131,8 @@ report() {
   done
   echo "## Limits"
   echo
-  echo "- Reduced: $TRIALS trials and $WINDOWS evaluation windows per point, the BERs in each heading; the failed fractions have a"
-  echo "  resolution of 1/$TRIALS."
+  echo "- Reduced: the trials in each heading (perplexity: $WINDOWS evaluation windows per point) and the BERs there; the failed"
+  echo "  fractions have a resolution of 1/trials."
   echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
 }
 
