@@ -45,7 +45,7 @@ RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random heads:zero:gradient neurons:z
   neurons:zero:gradient heads:mean:lrp-apt heads:mean:random
   weights:zero:lrp-apt weights:zero:random heads:patch:lrp-apt heads:patch:random weights:zero:gradient weights:zero:magnitude
   heads:patch:gradient neurons:patch:lrp-apt neurons:patch:random neurons:patch:gradient
-  neurons:zero:lrp-signed heads:mean:gradient heads:mean:lrp-signed}"
+  neurons:zero:lrp-signed heads:mean:gradient heads:mean:lrp-signed weights:zero:lrp-signed}"
 BUDGET_SECONDS="${BUDGET_SECONDS:-3300}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
@@ -197,7 +197,7 @@ report() {
     echo
     echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
     echo "(here $N_HELD + $N_TPL on held-out templates), held-out curves and AUCs (held-out f at the circuit's size only),"
-    echo "mean ablation for neurons, patch ablation for signed LRP, and every run marked (not run) above. They were cut so"
+    echo "runs with mean ablation for neurons (implemented and tested against a hand computation; not run here), patch ablation for signed LRP, and every run marked (not run) above. They were cut so"
     echo "each session's share of the runs fits in about an hour and a half of a shared 2-core machine."
     if [ -f "$RESULTS/ioi.findings.md" ]; then echo; cat "$RESULTS/ioi.findings.md"; fi
   } > "$md.tmp"
