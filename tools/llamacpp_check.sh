@@ -48,10 +48,16 @@ ours_ppl() {  # model → perplexity (llamacpp protocol) on the same windows
   "$WB" perplexity --model "$1" --text "$RAW" --seqlen "$CTX" --max-windows "$CHUNKS" --protocol llamacpp --json 2>/dev/null \
     | sed -n 's/.*"perplexity" *: *\([0-9.eE+-]*\).*/\1/p'
 }
-llama_ppl() {  # model → llama-perplexity's final estimate (log in $2; through a pipe: redirected straight to a file,
-               # the tiny model's log sometimes lost its last lines, "Final estimate" included)
-  "$LL/llama-perplexity" -m "$1" -f "$JOINED" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" -t "$THREADS" 2>&1 | tee "$2" > /dev/null || { echo "FAIL: llama-perplexity did not run on $1 (see $2)"; tail -5 "$2"; return 1; }
-  sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$2"
+llama_ppl() {  # model → llama-perplexity's final estimate (log in $2). llama.cpp logs from a background thread, and on the
+               # tiny model (it exits within milliseconds) the last lines, "Final estimate" included, were sometimes lost:
+               # up to 3 attempts.
+  local attempt v
+  for attempt in 1 2 3; do
+    "$LL/llama-perplexity" -m "$1" -f "$JOINED" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" -t "$THREADS" > "$2" 2>&1 || { echo "FAIL: llama-perplexity did not run on $1 (see $2)" >&2; tail -5 "$2" >&2; return 1; }
+    v=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$2")
+    [ -n "$v" ] && { echo "$v"; return 0; }
+  done
+  echo "FAIL: no final estimate from llama-perplexity on $1 (see $2)" >&2; return 1
 }
 check_model() {  # name gguf
   local name="$1" g="$2"
