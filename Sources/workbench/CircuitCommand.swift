@@ -190,7 +190,7 @@ enum CircuitCommand: Command {
             if seeds > 1 {
                 let settings = CircuitReport.settingsDict(s, metric: HeadlineMetric.forItems(ref))
                 try AtomicFile.write(try CircuitReport.json(summary.json(settings: settings)), to: tmp + "/seeds.json")
-                try AtomicFile.write(summary.csv, to: tmp + "/seeds.csv")
+                try AtomicFile.write(summary.csv(s), to: tmp + "/seeds.csv")
                 reportSeeds(summary, s)
             }
         }

@@ -52,9 +52,17 @@ final class CircuitSeedsTests: XCTestCase {
         let j = s.json(settings: ["method": "lrp"])
         XCTAssertEqual((j["kept"] as? [String: Any])?["mean"] as? Double, 20)
         XCTAssertEqual((j["recurring_heads"] as? [[String: Any]])?.first?["name"] as? String, "a3.h4")
-        let csv = s.csv.split(separator: "\n")
+        var settings = CircuitSettings()
+        settings.method = .random; settings.seed = 7; settings.granularity = .neurons; settings.ablation = .patch
+        let csv = s.csv(settings).split(separator: "\n")
         XCTAssertEqual(csv.count, 4)
+        XCTAssertEqual(csv[0], "seed,reference_prompts,candidates,kept,fraction,f_reference,f_heldout,auc_reference,auc_heldout,"
+                       + "method,aggregation,granularity,ablation,score_sign,scheme,threshold,score_seed")
         XCTAssertTrue(csv[2].hasPrefix("1,32,100,20,0.2,0.95,0.6,"), String(csv[2]))
+        // Every row names what produced it; random's score seed is --seed + the row's seed, no aggregation.
+        XCTAssertTrue(csv[2].hasSuffix(",random,,neurons,patch,signed,global,0.9,8"), String(csv[2]))
+        settings.method = .lrp; settings.aggregation = .absPerToken; settings.rank = .abs
+        XCTAssertTrue(s.csv(settings).split(separator: "\n")[1].hasSuffix(",lrp,abs-per-token,neurons,patch,abs,global,0.9,"))
     }
 }
 

@@ -176,6 +176,12 @@ final class CircuitCLITests: XCTestCase {
             XCTAssertEqual((s["runs"] as? [[String: Any]])?.count, 3)
             let csv = try String(contentsOfFile: out + "/seeds.csv", encoding: .utf8).split(separator: "\n")
             XCTAssertEqual(csv.count, 4)
+            // seeds.csv rows carry their settings too (method, aggregation, granularity, ablation, score sign, …).
+            for (i, row) in csv.dropFirst().enumerated() {
+                let cells = row.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                XCTAssertEqual(Array(cells[9...]), [method, method == "lrp" ? "signed" : "", "heads", "zero", "signed", "global", "0.8",
+                                                    method == "random" ? "\(i)" : ""], String(row))
+            }
             XCTAssertEqual((s["settings"] as? [String: Any])?["method"] as? String, method)
         }
         // Too few prompts for the parts: refused, nothing written.

@@ -18,7 +18,11 @@
 # No Python: bash and awk only.
 #
 # Knobs (environment):
+#   PROFILE=small|full (full: N_REF=128 N_HELD=256 N_TPL=128 HELDOUT_CURVE=1 OUT=out/experiments/ioi-full
+#     REPORT=ioi_full and its own RUNS list: heads/neurons × patch/mean × lrp-apt/random/gradient/lrp-signed/activation)
 #   N_REF=32 SEEDS=3 N_HELD=64 N_TPL=32 POINTS=12 THRESHOLD=0.9
+#   HELDOUT_CURVE=0: 1 passes --heldout HELD to circuit (held-out f along the curve and a held-out AUC)
+#   REPORT=ioi: the report is $RESULTS/$REPORT.md (+ $REPORT/ figures, $REPORT.findings.md appended)  NICE_LEVEL (noted only)
 #   REF_TEMPLATES=BABA:0-9,ABBA:0-9  TPL_TEMPLATES=BABA:10-13,ABBA:10-13  (ABBA:14 is near chance on this model: left out)
 #   METHODS="lrp-apt lrp-signed gradient random"   (lrp-apt = LRP with |R| per token; lrp-signed = published signed R)
 #   RUNS="…" granularity:ablation:method, run in this order (* = every method in METHODS); the default interleaves
@@ -31,12 +35,28 @@
 #   WORKBENCH_ASSETS=../shared/assets  OUT=out/experiments/ioi  RESULTS=docs/results
 #
 #   mkdir -p out/experiments/ioi && nohup nice -n 10 scripts/experiments/ioi.sh > out/experiments/ioi/log.txt 2>&1 &
+#   mkdir -p out/experiments/ioi-full && PROFILE=full NICE_LEVEL=15 nohup nice -n 15 scripts/experiments/ioi.sh \
+#     > out/experiments/ioi-full/log.txt 2>&1 &
 #   scripts/experiments/ioi.sh report     # rebuild docs/results/ioi.md from what has finished
+#   scripts/experiments/ioi.sh pages      # rerun committed runs, replace circuit.html where the numbers are identical
 set -euo pipefail
 
 setup() {
 REPO="${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"   # IOI_REPO: when run from a copy of this script
 cd "$REPO"
+# PROFILE=full: the issue's size (3 × 128 reference prompts, 256 held-out prompts with held-out curves, 128 on unseen
+# templates), its own output directory and report (docs/results/ioi_full.md); the default (small) profile is unchanged.
+PROFILE="${PROFILE:-small}"
+if [ "$PROFILE" = full ]; then
+  N_REF="${N_REF:-128}"; N_HELD="${N_HELD:-256}"; N_TPL="${N_TPL:-128}"; HELDOUT_CURVE="${HELDOUT_CURVE:-1}"
+  OUT="${OUT:-out/experiments/ioi-full}"; REPORT="${REPORT:-ioi_full}"; BUDGET_SECONDS="${BUDGET_SECONDS:-100000}"
+  RUNS="${RUNS:-heads:patch:lrp-apt heads:patch:random heads:patch:gradient neurons:mean:lrp-apt neurons:mean:random
+    heads:mean:lrp-apt heads:patch:lrp-signed heads:patch:activation neurons:patch:lrp-apt neurons:patch:random
+    neurons:mean:gradient heads:mean:random heads:mean:gradient neurons:patch:gradient neurons:mean:lrp-signed
+    neurons:mean:activation neurons:patch:activation heads:mean:activation heads:mean:lrp-signed neurons:patch:lrp-signed}"
+elif [ "$PROFILE" != small ]; then echo "Error: PROFILE must be small or full (got '$PROFILE')" >&2; exit 64
+fi
+HELDOUT_CURVE="${HELDOUT_CURVE:-0}"; REPORT="${REPORT:-ioi}"
 N_REF="${N_REF:-32}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-64}"; N_TPL="${N_TPL:-32}"; POINTS="${POINTS:-12}"
 THRESHOLD="${THRESHOLD:-0.9}"
 REF_TEMPLATES="${REF_TEMPLATES:-BABA:0-9,ABBA:0-9}"; TPL_TEMPLATES="${TPL_TEMPLATES:-BABA:10-13,ABBA:10-13}"
@@ -89,15 +109,22 @@ for run in "${LIST[@]}"; do
     echo "== [$i/${#LIST[@]}] $dir ($(date -u +%H:%M:%S), $(( $(date +%s) - t0 )) s since start)"
     local start
     start=$(date +%s)
-    "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" "${args[@]}" --granularity "$g" \
-      --ablation "$ablation" --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" --out "$dir" --quiet \
-      > "$OUT/$name.stdout"
+    local held_args=()
+    [ "$HELDOUT_CURVE" = 1 ] && held_args=(--heldout "$HELD")
+    # A failed run (e.g. a method that cannot score this granularity) is logged and skipped, not fatal: its
+    # directory is never created (atomic), so the next invocation retries it.
+    if ! "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" "${args[@]}" --granularity "$g" \
+      --ablation "$ablation" --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" "${held_args[@]}" --out "$dir" --quiet \
+      > "$OUT/$name.stdout" 2> "$OUT/$name.stderr"; then
+      echo "FAILED $dir: $(tail -n 3 "$OUT/$name.stderr")"; continue
+    fi
     echo "$(( $(date +%s) - start ))" > "$OUT/$name.seconds"
     cat "$OUT/$name.stdout"
   fi
   local seeds=() s set file
   for ((s = 0; s < SEEDS; s++)); do seeds+=("$dir/seed-$s"); done
   for set in held templates; do
+    [ "$set" = held ] && [ "$HELDOUT_CURVE" = 1 ] && continue   # the run measured the held-out curve itself
     [ "$set" = held ] && file="$HELD" || file="$TPL"
     [ -f "$OUT/$name.$set.txt" ] && continue
     "$WORKBENCH_BIN" circuit-compare "${seeds[@]}" --model "$MODEL" --prompts "$file" --quiet > "$OUT/$name.$set.tmp"
@@ -135,12 +162,14 @@ jaccard() {
 }
 
 report() {
-  local md="$RESULTS/ioi.md" figs="$RESULTS/ioi"
+  local md="$RESULTS/$REPORT.md" figs="$RESULTS/$REPORT"
   mkdir -p "$figs"
   {
-    echo "# IOI circuits on SmolLM2-135M-Instruct (Q4_1 GGUF)"
+    if [ "$PROFILE" = full ]; then
+      echo "# IOI circuits on SmolLM2-135M-Instruct (Q4_1 GGUF) — full size: 3 × $N_REF reference prompts, held-out curves"
+    else echo "# IOI circuits on SmolLM2-135M-Instruct (Q4_1 GGUF)"; fi
     echo
-    echo "Generated by \`scripts/experiments/ioi.sh\` ($(date -u +%Y-%m-%d)); release build, run under \`nice -n 10\` on a"
+    echo "Generated by \`PROFILE=$PROFILE scripts/experiments/ioi.sh\` ($(date -u +%Y-%m-%d)); release build, run under \`nice -n ${NICE_LEVEL:-10}\` on a"
     echo "2-core machine shared with three other engineers' builds, tests and experiments: wall times are upper bounds."
     echo
     echo "- **Model:** \`$MODEL\` (sha256 in each run's circuit.json)."
@@ -149,8 +178,14 @@ report() {
     echo "- **Held-out (same templates):** $N_HELD prompts of \`tasks ioi --seed 1\` (disjoint prompts), the same for every seed."
     echo "- **Held-out templates:** $N_TPL prompts of \`tasks ioi --seed 2 --templates $TPL_TEMPLATES\` (templates no"
     echo "  circuit saw; ABBA:14 left out, the full model is near chance on it)."
-    echo "- **Held-out f:** at each circuit's size only (\`circuit-compare --prompts\`), not along the curve (that would triple"
-    echo "  the evaluations): so there is no held-out AUC."
+    if [ "$HELDOUT_CURVE" = 1 ]; then
+      echo "- **Held-out f (same templates):** along the whole curve (\`circuit --heldout\`): every grid point and the circuit's"
+      echo "  size, so there is a held-out AUC; m(M) and m(∅) measured on the held-out set. Mean ablation uses the reference"
+      echo "  set's means there too. **Unseen templates:** at each circuit's size only (\`circuit-compare --prompts\`)."
+    else
+      echo "- **Held-out f:** at each circuit's size only (\`circuit-compare --prompts\`), not along the curve (that would triple"
+      echo "  the evaluations): so there is no held-out AUC."
+    fi
     echo "- **Metric:** logit difference logit(IO) − logit(S) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)),"
     echo "  m(M) and m(∅) measured on each prompt set with the run's ablation. Mean ablation: means over the reference set's"
     echo "  tokens for f ref; for the held-out f, over that held-out set's own tokens (as \`circuit-compare\` measures)."
@@ -167,27 +202,30 @@ report() {
     echo "  of |A∩B| / |A∪B| of the kept sets. \"In every seed's top 20\": the units among the 20 best-scored kept units of"
     echo "  every seed (the recurring heads or neurons), in seed 0's order (for random this is chance)."
     echo
-    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | Jaccard between seeds | kept by every seed | in every seed's top 20 | wall time |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| granularity | ablation | method | circuit size (of all) | kept fraction | f ref | f held-out | f held-out templates | AUC ref | AUC held-out | Jaccard between seeds | kept by every seed | in every seed's top 20 | wall time |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for run in "${LIST[@]}"; do
       IFS=: read -r g ablation m <<< "$run"
       local name="$g-$ablation-$m"
       local dir="$OUT/$name" csv="$OUT/$name/seeds.csv"
-      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | | |"; continue; }
-      local total every secs heldf tplf jac
+      [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | | | | |"; continue; }
+      local total every secs heldf tplf jac aucheld
       total=$(awk -F, 'NR == 2 { print $3 }' "$csv")
       every=$(grep -o 'kept by every seed: [0-9]* [a-z]*' "$dir.stdout" | sed 's/kept by every seed: //' || true)
       secs=$(cat "$dir.seconds" 2>/dev/null || echo "?")
-      heldf="–"; tplf="–"; jac="–"
+      heldf="–"; tplf="–"; jac="–"; aucheld="–"
       if [ -f "$dir.held.txt" ]; then heldf=$(compare_f "$dir.held.txt"); jac=$(jaccard "$dir.held.txt"); fi
-      if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); fi
-      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
+      if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); jac=$(jaccard "$dir.templates.txt"); fi
+      if [ "$HELDOUT_CURVE" = 1 ]; then heldf=$(msem "$csv" 7 3); aucheld=$(msem "$csv" 9 3); fi
+      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $aucheld | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
       mkdir -p "$figs/$name"
       rm -f "$figs/$name/seeds.json"
       cp "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
       # A neuron run's seeds.json lists every neuron's recurrence (3–4 MB): it stays in $OUT.
       [ "$g" = neurons ] || cp "$dir/seeds.json" "$figs/$name/"
       cp "$dir/seed-0/curve.svg" "$figs/$name/curve-seed0.svg"
+      # Every seed's curve (f and metric, reference and held-out, per grid point): a few kB each.
+      for ((s = 0; s < SEEDS; s++)); do cp "$dir/seed-$s/curve.csv" "$figs/$name/curve-seed$s.csv"; done
     done
     echo
     echo "Per run, \`docs/results/ioi/<granularity>-<ablation>-<method>/\`: seeds.csv (per-seed numbers), seeds.json (heads only:"
@@ -195,15 +233,64 @@ report() {
     echo "counts) and curve-seed0.svg. Each seed's full output (mask.safetensors, circuit.json, graph.json) and the neuron"
     echo "runs' seeds.json (3–4 MB) are in \`$OUT/\` (not committed)."
     echo
-    echo "**Not done (the issue's full experiment):** ≥ 3 reference sets of 128 prompts (here 3 × $N_REF), 256 held-out prompts"
-    echo "(here $N_HELD + $N_TPL on held-out templates), held-out curves and AUCs (held-out f at the circuit's size only),"
-    echo "runs with mean ablation for neurons (implemented and tested against a hand computation; not run here), patch ablation for signed LRP, and every run marked (not run) above. They were cut so"
-    echo "each session's share of the runs fits in about an hour and a half of a shared 2-core machine."
-    if [ -f "$RESULTS/ioi.findings.md" ]; then echo; cat "$RESULTS/ioi.findings.md"; fi
+    if [ "$PROFILE" = full ]; then
+      echo "**Not run at this size:** every row marked (not run) above (the script is resumable: rerun it to add them) and"
+      echo "weight circuits (heavy: one weight curve is several forwards of every linear per point; see ioi.md for 3 × 32)."
+    else
+      echo "**Not done at this size (3 × $N_REF):** 256 held-out prompts (here $N_HELD + $N_TPL on held-out templates), held-out"
+      echo "curves and AUCs (held-out f at the circuit's size only) and every run marked (not run) above. The issue's full size"
+      echo "(3 × 128 reference prompts, 256 held-out prompts with held-out curves, 128 on unseen templates, neuron mean"
+      echo "ablation, activation scores) is \`PROFILE=full scripts/experiments/ioi.sh\`: [ioi_full.md](ioi_full.md)."
+    fi
+    if [ -f "$RESULTS/$REPORT.findings.md" ]; then echo; cat "$RESULTS/$REPORT.findings.md"; fi
   } > "$md.tmp"
   mv "$md.tmp" "$md"
   echo "wrote $md"
 }
 
+# `ioi.sh pages`: rerun the committed runs of this profile with the current binary into $OUT-pages (same task files,
+# same settings) and, where the new seeds.csv is byte-identical to the committed one (the same circuits: same kept
+# counts, f and AUC to the last digit), replace the committed circuit.html (and seeds.json) by the new page. A run whose
+# numbers differ is reported and left alone. Resumable like run_all. Only RUNS whose results are committed are rerun.
+pages() {
+  local figs="$RESULTS/$REPORT" pout="$OUT-pages" run g ablation m name dir args
+  mkdir -p "$pout"
+  local pref="$pout/$(basename "$REF")" phold="$pout/$(basename "$HELD")"
+  [ -f "$pref" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n $((N_REF * SEEDS)) --seed 0 --templates "$REF_TEMPLATES" --out "$pref"
+  for run in "${LIST[@]}"; do
+    IFS=: read -r g ablation m <<< "$run"
+    name="$g-$ablation-$m"; dir="$pout/$name"
+    [ -f "$figs/$name/seeds.csv" ] || { echo "$name: nothing committed"; continue; }
+    case "$m" in
+      lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
+      lrp-signed) args=(--method lrp --aggregation signed) ;;
+      gradient) args=(--method gradient --aggregation signed) ;;
+      random) args=(--method random --seed 0) ;;
+      *) args=(--method "$m") ;;
+    esac
+    local held_args=()
+    [ "$HELDOUT_CURVE" = 1 ] && { [ -f "$phold" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$N_HELD" --seed 1 \
+      --templates "$REF_TEMPLATES" --out "$phold"; held_args=(--heldout "$phold"); }
+    if [ ! -d "$dir" ]; then
+      echo "== $name ($(date -u +%H:%M:%S))"
+      "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$pref" "${args[@]}" --granularity "$g" --ablation "$ablation" \
+        --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" "${held_args[@]}" --out "$dir" --quiet > "$pout/$name.stdout" \
+        2> "$pout/$name.stderr" || { echo "FAILED $name: $(tail -n 3 "$pout/$name.stderr")"; continue; }
+    fi
+    # The first nine columns: later binaries append the settings columns to seeds.csv.
+    if cmp -s <(cut -d, -f1-9 "$dir/seeds.csv") <(cut -d, -f1-9 "$figs/$name/seeds.csv"); then
+      cp "$dir/circuit.html" "$figs/$name/circuit.html"
+      [ "$g" = neurons ] || cp "$dir/seeds.json" "$figs/$name/seeds.json"
+      echo "$name: seeds.csv numbers identical, circuit.html replaced"
+    else
+      echo "$name: seeds.csv DIFFERS from the committed one; page not replaced"; diff "$figs/$name/seeds.csv" "$dir/seeds.csv" || true
+    fi
+  done
+}
+
 setup
-if [ "${1:-}" = "report" ]; then report; else run_all; fi
+case "${1:-}" in
+  report) report ;;
+  pages) pages ;;
+  *) run_all ;;
+esac

@@ -159,11 +159,18 @@ public struct CircuitSeedSummary {
         return d
     }
 
-    public var csv: String {
-        var o = "seed,reference_prompts,candidates,kept,fraction,f_reference,f_heldout,auc_reference,auc_heldout\n"
+    /// One row per seed. Every row also carries the settings that produced it (as curve.csv does: the ablation,
+    /// granularity, method and score sign change results more than the method does); they are appended after the
+    /// numbers so the numeric columns keep their positions. The random method's score seed is the row's own.
+    public func csv(_ s: CircuitSettings) -> String {
+        var o = "seed,reference_prompts,candidates,kept,fraction,f_reference,f_heldout,auc_reference,auc_heldout,"
+        o += "method,aggregation,granularity,ablation,score_sign,scheme,threshold,score_seed\n"
+        let agg = (s.method == .lrp || s.method == .gradient) ? s.aggregation.rawValue : ""
         for r in runs {
             o += "\(r.seed),\(r.referencePrompts),\(r.total),\(r.kept),\(r.fraction),\(r.fReference),"
-            o += "\(r.fHeldout.map { "\($0)" } ?? ""),\(r.aucReference),\(r.aucHeldout.map { "\($0)" } ?? "")\n"
+            o += "\(r.fHeldout.map { "\($0)" } ?? ""),\(r.aucReference),\(r.aucHeldout.map { "\($0)" } ?? ""),"
+            o += "\(s.method.rawValue),\(agg),\(s.granularity.rawValue),\(s.ablation.rawValue),\(s.rank.rawValue),\(s.scheme.rawValue),"
+            o += "\(s.threshold),\(s.method == .random ? "\(s.seed + UInt64(r.seed))" : "")\n"
         }
         return o
     }
