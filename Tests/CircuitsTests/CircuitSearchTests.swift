@@ -48,3 +48,46 @@ final class CircuitSearchTests: XCTestCase {
         XCTAssertEqual(CircuitSearch.topK(s, k: 99), [[true, true, true], [true, true], [true]])
     }
 }
+
+// MARK: - Bisection with a relative tolerance (weight circuits)
+
+final class CircuitSearchToleranceTests: XCTestCase {
+    /// On any curve the tolerant search returns b ≥ the exact answer with b − exact ≤ r·b, in fewer steps.
+    func testTolerantBisectionStaysWithinItsToleranceOfTheExactCrossing() throws {
+        var rng = SeededRNG(seed: 11)
+        for trial in 0..<40 {
+            let hi = 1_000 + Int(rng.next() % 5_000_000)
+            let noise = Double(trial % 4) * 0.03    // monotone (0) and increasingly noisy curves
+            let f = { (k: Int) -> Double in
+                var h = UInt64(truncatingIfNeeded: k) &* 0x9E37_79B9_7F4A_7C15; h ^= h >> 29
+                return Double(k) / Double(hi) + noise * (Double(h % 1000) / 1000 - 0.5)
+            }
+            let exact = try XCTUnwrap(CircuitSearch.bisect(lo: 0, hi: hi, threshold: 0.6, f: f))
+            for r in [0.001, 0.01, 0.1] {
+                let c = try XCTUnwrap(CircuitSearch.bisect(lo: 0, hi: hi, threshold: 0.6, relativeTolerance: r, f: f))
+                XCTAssertGreaterThanOrEqual(c.count, exact.count, "trial \(trial) r \(r)")
+                XCTAssertLessThanOrEqual(Double(c.count - exact.count), r * Double(c.count), "trial \(trial) r \(r)")
+                XCTAssertGreaterThanOrEqual(c.f, 0.6)
+                XCTAssertLessThanOrEqual(c.evaluations, exact.evaluations)
+            }
+        }
+        // f(k) = k / 10⁸ crosses 0.6 at 6·10⁷: exact needs 2 + 27 evaluations (10⁸ / 2²⁷ < 1), r = 0.01 needs 2 + 8
+        // (10⁸ / 2⁸ = 3.9·10⁵ ≤ 0.01 · 6·10⁷ < 10⁸ / 2⁷).
+        let lin = { (k: Int) -> Double in Double(k) / 1e8 }
+        let exact = try XCTUnwrap(CircuitSearch.bisect(lo: 0, hi: 100_000_000, threshold: 0.6, f: lin))
+        let tol = try XCTUnwrap(CircuitSearch.bisect(lo: 0, hi: 100_000_000, threshold: 0.6, relativeTolerance: 0.01, f: lin))
+        XCTAssertEqual(exact.count, 60_000_000); XCTAssertEqual(exact.evaluations, 29)
+        XCTAssertEqual(tol.evaluations, 2 + 8)
+        XCTAssertTrue((60_000_000...60_600_000).contains(tol.count), "\(tol.count)")
+        // r = 0 is the exact search, and a bracket narrower than r·b is not bisected at all.
+        XCTAssertEqual(CircuitSearch.bisect(lo: 0, hi: 100_000_000, threshold: 0.6, relativeTolerance: 0, f: lin), exact)
+        XCTAssertEqual(CircuitSearch.bisect(lo: 990, hi: 1000, threshold: 0.995, relativeTolerance: 0.05) { Double($0) / 1000 }?.count, 1000)
+    }
+
+    func testWeightCircuitsDefaultToOnePercentUnitsToExact() {
+        var s = CircuitSettings()
+        for (g, r) in [(Granularity.heads, 0.0), (.neurons, 0), (.weights, 0.01)] { s.granularity = g; XCTAssertEqual(s.effectiveBisectionTolerance, r) }
+        s.bisectionTolerance = 0; XCTAssertEqual(s.effectiveBisectionTolerance, 0, "an explicit 0 makes weights exact")
+        XCTAssertEqual(CircuitReport.settingsDict(s, metric: .logitDiff)["bisection_tolerance"] as? Double, 0)
+    }
+}

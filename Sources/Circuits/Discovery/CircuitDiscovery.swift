@@ -13,7 +13,8 @@ import Transformer
 //    f(k) = (m(C_k) − m(∅)) / (m(M) − m(∅)) on a log-spaced kept-fraction grid,
 //    reference and held-out sets.
 // 4. Bisection between the grid points around the threshold crossing on the
-//    reference set; the held-out f is measured at the size found.
+//    reference set (exact for heads and neurons, to 1 % of the size for
+//    weights); the held-out f is measured at the size found.
 
 public enum CircuitMethod: String, Sendable, CaseIterable {
     case lrp, gradient, wanda, activation, magnitude, random
@@ -30,6 +31,10 @@ public struct CircuitSettings: Sendable {
     public var threshold: Double = 0.9
     public var seed: UInt64 = 0
     public var gridPoints: Int = 16
+    /// Bisection stops once its bracket is within this fraction of its upper end (`CircuitSearch.bisect`); nil = the
+    /// granularity's default: exact (to one component) for heads and neurons, 1 % for weights.
+    public var bisectionTolerance: Double? = nil
+    public var effectiveBisectionTolerance: Double { bisectionTolerance ?? (granularity == .weights ? 0.01 : 0) }
     public init() {}
 }
 
@@ -182,7 +187,8 @@ public enum CircuitDiscovery {
         let hiIndex = curve.firstIndex { $0.reference.f >= s.threshold }!
         let lo = hiIndex == 0 ? curve[0].nominal : curve[hiIndex - 1].nominal
         let before = run.cache.count
-        let c = try CircuitSearch.bisect(lo: lo, hi: curve[hiIndex].nominal, threshold: s.threshold) { try run.fRef($0).f }!
+        let c = try CircuitSearch.bisect(lo: lo, hi: curve[hiIndex].nominal, threshold: s.threshold,
+                                         relativeTolerance: s.effectiveBisectionTolerance) { try run.fRef($0).f }!
         let crossing = try run.point(c.count)
         return CircuitResult(candidates: candidates, curve: curve, crossing: crossing, bisectionEvaluations: run.cache.count - before,
                              reference: run.ref, heldout: run.held, attributionSeconds: 0, curveSeconds: Date().timeIntervalSince(t0))

@@ -39,7 +39,7 @@ public enum CircuitReport {
         var d: [String: Any] = [
             "method": s.method.rawValue, "granularity": s.granularity.rawValue, "scheme": s.scheme.rawValue,
             "ablation": s.ablation.rawValue, "score_sign": s.rank.rawValue, "threshold": s.threshold, "grid_points": s.gridPoints,
-            "metric": metric.rawValue, "layers": s.layers ?? NSNull(),
+            "metric": metric.rawValue, "layers": s.layers ?? NSNull(), "bisection_tolerance": s.effectiveBisectionTolerance,
             "faithfulness": "f = (m(C) - m(empty)) / (m(full) - m(empty)); m(empty) = every candidate ablated, measured",
         ]
         if s.method == .lrp || s.method == .gradient {
