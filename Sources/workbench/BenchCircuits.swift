@@ -39,11 +39,12 @@ extension BenchCommand {
             let attributionForwards: Double = g == .weights ? 3 : 2
             let seconds = attrSeconds + curveSeconds, target: Double = g == .weights ? 360 : 180
             let fraction = (attributionForwards + Double(forwards)) * linear / seconds / 1e9 / peak
-            Out.err(String(format: "circuit curve, %@, lrp (abs-per-token), zero ablation: %.1f s (attribution %.1f s, %d-point curve + %d bisection steps %.1f s; %d masked forwards) = %.0f%% of the sgemm peak around it (linear matmuls); target < %.0f s",
-                           g.rawValue, seconds, attrSeconds, r.curve.count, r.bisectionEvaluations, curveSeconds, forwards, 100 * fraction, target))
+            Out.err(String(format: "circuit curve, %@, lrp (abs-per-token), zero ablation: %.1f s (attribution %.1f s, %d-point curve + %d bisection steps to %g of the size %.1f s; %d masked forwards) = %.0f%% of the sgemm peak around it (linear matmuls); target < %.0f s",
+                           g.rawValue, seconds, attrSeconds, r.curve.count, r.bisectionEvaluations, s.effectiveBisectionTolerance, curveSeconds, forwards, 100 * fraction, target))
             report["curve_\(g.rawValue)"] = ["seconds": seconds, "attribution_seconds": attrSeconds, "curve_seconds": curveSeconds,
                                              "attribution_forwards": attributionForwards, "target_seconds": target,
                                              "curve_points": r.curve.count, "bisection_evaluations": r.bisectionEvaluations,
+                                             "bisection_tolerance": s.effectiveBisectionTolerance,
                                              "forwards": forwards, "sgemm_peak_gflops": peak, "fraction_of_sgemm_peak": fraction,
                                              "circuit_kept": r.crossing.kept, "candidates": r.candidates.total]
         }

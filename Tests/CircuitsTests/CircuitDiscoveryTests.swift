@@ -60,7 +60,23 @@ final class CircuitDiscoveryTests: XCTestCase {
                 let at = try Faithfulness.evaluate(ab, ref, mask: r.candidates.mask(k), baseline: r.reference.baseline, means: means, patch: patch)
                 XCTAssertEqual(at.f, r.crossing.reference.f, accuracy: 1e-12, tag)
                 XCTAssertGreaterThanOrEqual(at.f, s.threshold, tag)
-                if k > 0 {
+                if g == .weights {
+                    // Weights bisect to 1 % by default: never below the exact search's crossing, at most 1 % of k
+                    // above it, in no more steps. The exact search (tolerance 0) is then checked below like the rest.
+                    XCTAssertEqual(s.effectiveBisectionTolerance, 0.01, tag)
+                    var exact = s; exact.bisectionTolerance = 0
+                    let e = try run(model, exact, ref: ref, held: held)
+                    XCTAssertGreaterThanOrEqual(k, e.crossing.nominal, tag)
+                    XCTAssertLessThanOrEqual(Double(k - e.crossing.nominal), 0.01 * Double(k), tag)
+                    XCTAssertLessThanOrEqual(r.bisectionEvaluations, e.bisectionEvaluations, tag)
+                    let ek = e.crossing.nominal
+                    if ek > 0 {
+                        let below = try Faithfulness.evaluate(ab, ref, mask: e.candidates.mask(ek - 1), baseline: e.reference.baseline,
+                                                              means: means, patch: patch)
+                        let lowEnd = e.curve.last { $0.reference.f < s.threshold && $0.nominal < ek }?.nominal ?? 0
+                        if ek - 1 >= lowEnd { XCTAssertLessThan(below.f, s.threshold, tag + " exact") }
+                    }
+                } else if k > 0 {
                     let below = try Faithfulness.evaluate(ab, ref, mask: r.candidates.mask(k - 1), baseline: r.reference.baseline,
                                                           means: means, patch: patch)
                     // Bisection guarantees a crossing inside the bracket; on a non-monotone curve k − 1 may
