@@ -94,7 +94,7 @@ final class Llama2CTests: XCTestCase {
 
         // Discovery order: tokenizer.bin before tok{V}.bin; .bin before .model.
         for (file, expect) in [("tok3.model", "sp"), ("tokenizer.model", "sp"), ("tok3.bin", "l2c"), ("tokenizer.bin", "l2c")] {
-            FileManager.default.createFile(atPath: dir.appendingPathComponent(file).path, contents: Data([0]))
+            try Data([0]).write(to: dir.appendingPathComponent(file))
             switch findLlama2CTokenizer(modelPath: path, vocabSize: vocab) {
             case .sentencePiece(let p)? where expect == "sp": XCTAssertTrue(p.hasSuffix(file))
             case .llama2c(let p)? where expect == "l2c": XCTAssertTrue(p.hasSuffix(file))

@@ -24,7 +24,7 @@ final class BLASKernelCheckCLITests: XCTestCase {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
         let o = tmp.appendingPathComponent("out"), e = tmp.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: o.path, contents: nil); FileManager.default.createFile(atPath: e.path, contents: nil)
+        try Data().write(to: o); try Data().write(to: e)
         p.standardOutput = try FileHandle(forWritingTo: o); p.standardError = try FileHandle(forWritingTo: e)
         try p.run(); p.waitUntilExit()
         return (p.terminationStatus, String(decoding: try Data(contentsOf: o), as: UTF8.self).split(separator: "\n").map(String.init),

@@ -17,8 +17,8 @@ final class OutputSafetyCLITests: XCTestCase {
         let exe = try WorkbenchCLI.executable()
         let dir = try Scratch.dir(self)
         let o = dir.appendingPathComponent("stdout"), e = dir.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: o.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: e.path, contents: nil)
+        try Data().write(to: o)
+        try Data().write(to: e)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = ["-c", script, exe.path] + args
