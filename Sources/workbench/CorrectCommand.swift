@@ -19,6 +19,9 @@ enum CorrectCommand: Command {
         static let aggregation = Option<RelevanceAccumulator.Aggregation>(
             "aggregation", "a", default: .signed, choices: [.signed, .absPerSample, .absPerToken],
             help: "How lrp/gradient relevance is aggregated over positions before the mean")
+        static let normalize = Option<CorrectionNormalization>(
+            "normalize", "mode", default: CorrectionNormalization.none, choices: CorrectionNormalization.allCases,
+            help: "Scale the two sets' means before the difference: none (SparC³ Eq. 7) or per-set (each ÷ its Σ|score| over the ranked components)")
         static let maxNew = Option<Int>("max-new-tokens", "n", default: 50, min: 1,
                                         help: "Length of the undesired prompts' own greedy continuations that are explained")
         static let seed = Option<Int>("seed", "s", default: 0, min: 0, help: "Seed of --method random")
@@ -31,7 +34,7 @@ enum CorrectCommand: Command {
         name: "correct", abstract: "Remove a behaviour: prune the components with the most negative R̄_general − R̄_undesired.",
         usage: "workbench correct --model <path> --general <file> --undesired <file> (--count <n[,n…]> | --sparsity <f>) --out <dir> [options]",
         options: ModelOptions.all + [Options.general, Options.undesired, Options.generalSamples, Options.undesiredSamples, Options.method,
-                                     Options.granularity, Options.count, Options.sparsity, Options.aggregation, Options.maxNew, Options.seed,
+                                     Options.granularity, Options.count, Options.sparsity, Options.aggregation, Options.normalize, Options.maxNew, Options.seed,
                                      Options.layers, Options.out, Options.force, Options.quiet],
         discussion: """
         SparC³ §3.4: scores are averaged over each set (Eq. 1) — the general prompts explain their next tokens, the
@@ -41,6 +44,9 @@ enum CorrectCommand: Command {
         floor). A list of counts writes DIR/count-N/ (each a complete HF checkpoint with its correction.json and
         mask.safetensors) and DIR/correction.json (the sweep index `workbench evaluate --sweep` reads); one count or a
         fraction writes DIR itself. Each checkpoint is a full F32 copy of the model. Bad input writes nothing.
+        --normalize per-set divides each set's means by its total |score| over the ranked components before the
+        difference, so the set with more relevance mass (the general set, which explains every next token) does not
+        decide the ranking alone; the default is the published raw difference.
         """)
 
     static func run(_ args: Args) throws {
@@ -68,12 +74,15 @@ enum CorrectCommand: Command {
         if args.given(Options.aggregation), method != .lrp, method != .gradient {
             throw UsageError(message: "--aggregation applies only with --method lrp or gradient")
         }
+        if args.given(Options.normalize), method == .random, try args[Options.normalize] != .none {
+            throw UsageError(message: "--normalize applies only to methods with scores (not --method random)")
+        }
         if args.given(Options.seed), method != .random { throw UsageError(message: "--seed applies only with --method random") }
         let o = CorrectionOptions(
             model: try args[ModelOptions.model], general: try args[Options.general], undesired: try args[Options.undesired],
             generalSamples: try args.ifGiven(Options.generalSamples), undesiredSamples: try args.ifGiven(Options.undesiredSamples),
             method: method, granularity: try args[Options.granularity], layers: try args.ifGiven(Options.layers), amounts: amounts,
-            aggregation: try args[Options.aggregation], maxNewTokens: try args[Options.maxNew], seed: UInt64(try args[Options.seed]),
+            aggregation: try args[Options.aggregation], normalize: try args[Options.normalize], maxNewTokens: try args[Options.maxNew], seed: UInt64(try args[Options.seed]),
             out: try args[Options.out], force: args[Options.force])
         do { _ = try o.specs() } catch let e as PruneError where e.isUsageError { throw UsageError(message: e.localizedDescription) }
         return o

@@ -101,6 +101,7 @@ extension CircuitMethod: ChoiceValue {}
 extension CircuitScheme: ChoiceValue {}
 extension CorrectionMethod: ChoiceValue {}
 extension CorrectionGranularity: ChoiceValue {}
+extension CorrectionNormalization: ChoiceValue {}
 extension GraphMethod: ChoiceValue {}
 extension GraphIntervention: ChoiceValue {}
 extension SelectionMetric: ChoiceValue {}

@@ -121,6 +121,43 @@ final class CorrectionAggregationTests: XCTestCase {
             XCTAssertEqual(rec?["aggregation"] as? String, agg.rawValue, "correction.json records the aggregation")
         }
         XCTAssertGreaterThanOrEqual(separated, 2, "the hand ranking must decide the removed set for most aggregations")
+        // --normalize per-set: each set's hand means divided by their own Σ|·| over the ranked neurons (layer 1 only,
+        // as --layers keeps), then the difference; the record carries the two totals.
+        var normSeparated = 0
+        for agg in [RelevanceAccumulator.Aggregation.signed, .absPerToken] {
+            let out = dir.appendingPathComponent("out-norm-\(agg.rawValue)").path
+            let r = try CorrectionPipeline.run(CorrectionOptions(
+                model: path, general: g, undesired: u, method: .gradient, granularity: .neurons, layers: "^model\\.layers\\.\(layer)\\.",
+                amounts: [.count(k)], aggregation: agg, normalize: .perSet, maxNewTokens: maxNew, out: out))
+            let hg = aggregate(rg, agg), hu = aggregate(ru, agg)
+            let sg = hg.reduce(0) { $0 + abs($1) }, su = hu.reduce(0) { $0 + abs($1) }
+            let n = try XCTUnwrap(r.record.normalization)
+            XCTAssertEqual(n.mode, "per-set")
+            XCTAssertEqual(n.components, hg.count)
+            XCTAssertEqual(n.generalTotal, sg, accuracy: 2e-3 * sg, "\(agg.rawValue) Σ|R̄_general|")
+            XCTAssertEqual(n.undesiredTotal, su, accuracy: 2e-3 * su, "\(agg.rawValue) Σ|R̄_undesired|")
+            let diff = zip(hg, hu).map { $0 / sg - $1 / su }
+            let order = diff.indices.sorted { (diff[$0], $0) < (diff[$1], $1) }
+            let removed = r.record.sweep[0].removed
+            for e in removed {
+                XCTAssertEqual(e.general!, hg[e.index] / sg, accuracy: 2e-3 * max(1e-2, abs(hg[e.index] / sg)), "normalised general n\(e.index)")
+                XCTAssertEqual(e.undesired!, hu[e.index] / su, accuracy: 2e-3 * max(1e-2, abs(hu[e.index] / su)), "normalised undesired n\(e.index)")
+            }
+            // The removed set is a k-lowest set of the hand ranking up to the finite-difference error: nothing kept
+            // lies clearly below anything removed (the normalised differences are close together, so exact set
+            // equality would test finite-difference noise).
+            let spread = diff.max()! - diff.min()!, tol = 2e-3 * spread
+            let removedSet = Set(removed.map(\.index))
+            XCTAssertEqual(removedSet.count, k)
+            let worstRemoved = removedSet.map { diff[$0] }.max()!
+            let bestKept = diff.indices.filter { !removedSet.contains($0) }.map { diff[$0] }.min()!
+            XCTAssertLessThanOrEqual(worstRemoved, bestKept + tol, "\(agg.rawValue) per-set: hand ranking \(order.prefix(k + 2).map { ($0, diff[$0]) })")
+            if diff[order[k]] - diff[order[k - 1]] > tol {
+                normSeparated += 1
+                XCTAssertEqual(removedSet, Set(order.prefix(k)))
+            }
+        }
+        XCTAssertGreaterThanOrEqual(normSeparated, 1, "the normalised hand ranking must decide the removed set at least once")
         // The aggregations are different computations here (else the test could not tell them apart): signed ranks
         // other neurons than |·|, and per-token |·| exceeds per-sample |·| (positions cancel; triangle inequality).
         func lowest(_ agg: RelevanceAccumulator.Aggregation) -> [Int] {

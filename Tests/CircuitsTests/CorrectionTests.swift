@@ -103,6 +103,11 @@ final class CorrectionTests: XCTestCase {
             XCTAssertEqual((e as? PruneError)?.isUsageError, true)
         }
         XCTAssertThrowsError(try CorrectionPipeline.run(opts([])))
+        var randomNormalized = opts([.count(2)])
+        randomNormalized.normalize = .perSet
+        XCTAssertThrowsError(try CorrectionPipeline.run(randomNormalized)) { e in
+            XCTAssertEqual((e as? PruneError)?.isUsageError, true, "random scores have no sets to normalise")
+        }
         try "\n\n".write(toFile: u, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CorrectionPipeline.run(opts([.count(2)]))) { e in
             XCTAssertEqual(e as? AttributionError, .emptyPromptFile(path: u))

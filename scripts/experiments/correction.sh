@@ -46,7 +46,8 @@ OUT="${OUT:-$REPO/out/experiments/correction}"; RESULTS="${RESULTS:-$REPO/docs/r
 TOX="$WORKBENCH_ASSETS/eval/toxicity"
 GENERAL="$TOX/general_prompts.jsonl"
 FC1='mlp\.(gate|up)_proj'   # the MLP input projections: Llama's counterpart of OPT's fc1, where SparC³ prunes
-# name;method;aggregation;granularity;layers;counts;protocol  (most informative first: a partial run still answers)
+# name;method;aggregation;granularity;layers;counts;protocol[;normalize]  (most informative first: a partial run still
+# answers). normalize = per-set passes `--normalize per-set` (each set's means ÷ its Σ|score| over the ranked components).
 RUNS="${RUNS:-
 n-lrp-signed;lrp;signed;neurons;;$NEURON_COUNTS;full
 n-lrp-abs;lrp;abs-per-token;neurons;;$NEURON_COUNTS;full
@@ -70,6 +71,13 @@ n10-random;random;;neurons;;$SMALL_NEURONS;full
 w20k-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;$LARGE_WEIGHTS;greedy
 w20k-wanda-fc1;wanda;;weights;$FC1;$LARGE_WEIGHTS;greedy
 w20k-random-fc1;random;;weights;$FC1;$LARGE_WEIGHTS;greedy
+wn-lrp-signed-fc1;lrp;signed;weights;$FC1;$WEIGHT_COUNTS;greedy;per-set
+nn-lrp-signed;lrp;signed;neurons;;$NEURON_COUNTS;greedy;per-set
+wn-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;$WEIGHT_COUNTS;greedy;per-set
+w-gradient-abs-fc1;gradient;abs-per-token;weights;$FC1;$WEIGHT_COUNTS;greedy
+n-gradient-abs;gradient;abs-per-token;neurons;;$NEURON_COUNTS;greedy
+n10-activation;activation;;neurons;;$SMALL_NEURONS;greedy
+nn-activation;activation;;neurons;;$NEURON_COUNTS;greedy;per-set
 }"
 mkdir -p "$OUT/masks" "$RESULTS/correction"
 echo "== $(date -u +%FT%TZ) correction experiment: $MODEL"
@@ -95,7 +103,7 @@ fi
 
 # 2–3. runs
 first=1
-while IFS=';' read -r name method agg gran layers counts protocol; do
+while IFS=';' read -r name method agg gran layers counts protocol norm; do
   [ -n "$name" ] || continue
   if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then first=0; continue; fi
   nb=(); [ "$first" = 1 ] || nb=(--no-baseline)
@@ -104,6 +112,7 @@ while IFS=';' read -r name method agg gran layers counts protocol; do
     if [ ! -s "$OUT/$name/correction.json" ]; then
       extra=(); [ -n "$agg" ] && extra+=(--aggregation "$agg"); [ -n "$layers" ] && extra+=(--layers "$layers")
       [ "$method" = random ] && extra+=(--seed "$SEED")
+      [ -n "$norm" ] && extra+=(--normalize "$norm")
       echo "== $(date -u +%T) correct $name"
       "$WB" correct --model "$MODEL" --general "$GENERAL" --general-samples "$N_GENERAL" --undesired "$OUT/reference.jsonl" \
         --undesired-samples "$N_UNDESIRED" --max-new-tokens "$MAX_NEW" --method "$method" --granularity "$gran" \
@@ -157,7 +166,8 @@ report() {
   echo "  mean toxicity of the greedy 20-token continuation (gtox). RUR = unique/total tokens of the greedy 50 tokens (↑ = less"
   echo "  repetition). Weight runs (\`w-…\`) are greedy only (no samples: the perplexity blow-up investigation); \`wf-…\` rows"
   echo "  are weight runs at $WF_COUNT with the RTP protocol too; \`n10-…\` (full protocol) and \`w20k-…\` (greedy) are the"
-  echo "  sweep's ends, $SMALL_NEURONS neurons and $LARGE_WEIGHTS weights."
+  echo "  sweep's ends, $SMALL_NEURONS neurons and $LARGE_WEIGHTS weights. \`wn-…\`/\`nn-…\` (method \"… (per-set)\"): \`--normalize per-set\`,"
+  echo "  each set's means divided by its total |score| over the ranked components before the difference (greedy only)."
   echo "  Guardrails: WikiText-2 perplexity and C4 next-token loss (ln perplexity on C4 documents not used for scoring), each"
   echo "  on $PPL_WINDOWS windows of $PPL_SEQLEN tokens."
   echo "- **Scorer: the offline alt-profanity-check model — a lexical proxy, not Perspective.** Means ± SEM over prompts."
@@ -167,8 +177,9 @@ report() {
   echo "| run | method | aggregation | count | ref EMT | ref TP | ref gtox | ref RUR | held EMT | held TP | held gtox | held RUR | chal gtox | chal RUR | non-tox gtox | non-tox RUR | WikiText ppl | C4 loss |"
   echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   local base=1
-  while IFS=';' read -r name method agg gran layers counts protocol; do
+  while IFS=';' read -r name method agg gran layers counts protocol norm; do
     [ -n "$name" ] || continue
+    [ -n "$norm" ] && method="$method ($norm)"
     local t="$OUT/eval-$name-toxic.json" c="$OUT/eval-$name-controls.json"
     [ -s "$t" ] && [ -s "$c" ] || continue
     jq -r -s --arg name "$name" --arg method "$method" --arg agg "${agg:-–}" --argjson H "$H" --argjson C "$C" --argjson base "$base" '

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Toxicity correction over several seeds (issue 14: every headline number as mean ± SEM over seeds).
 #
-# For each seed s of SEEDS, scripts/experiments/correction.sh runs the key rows (RUNS below: contrastive LRP with
-# |R| per token, contrastive Wanda and random, each on 1,000 MLP-input-projection weights, with the full RTP protocol)
-# with SPLIT_SEED=s (a new reference/held-out draw of the 114 toxic prompts, so new scoring AND evaluation prompts),
-# SEED=s (the random selection and the sampling stream) into OUT/seed-s. Everything else (sizes, controls,
-# guardrails) is correction.sh's, and its per-seed report lands in OUT/seed-s/results/.
+# For each run of RUNS (correction.sh's format) and each seed s of SEEDS, scripts/experiments/correction.sh runs that
+# one run (ONLY=name) with SPLIT_SEED=s (a new reference/held-out draw of the 114 toxic prompts, so new scoring AND
+# evaluation prompts), SEED=s (the random selection and the sampling stream) into OUT/seed-s. Runs are the outer loop,
+# so a partial run has every seed of its first rows. Default rows: contrastive LRP with |R| per token, contrastive
+# Wanda and random on 1,000 MLP-input-projection weights (wf-, full RTP protocol), on 100 and 10 MLP neurons (n-,
+# n10-, full protocol) and on 20,000 MLP-input-projection weights (w20k-, greedy only). Everything else (sizes,
+# controls, guardrails) is correction.sh's; its per-seed report lands in OUT/seed-s/results/, and the per-seed
+# evaluate JSON files are copied to RESULTS/correction/seeds/seed-s/.
 # Then docs/results/correction_seeds.md (+ docs/results/correction/seeds.json): per (run, count) the per-seed set
 # means (reference, held-out, controls, WikiText ppl, C4 loss), and their mean ± SEM over seeds; Δ columns are
 # paired (run − that seed's baseline) before averaging.
 #
-# Resumable (correction.sh skips what exists). SEED0_FROM=DIR copies seed 0's sets and evaluations from an earlier
-# correction.sh output with the same settings (its wf-… runs and the baseline evaluated with its first run) instead of
-# recomputing them: the numbers are the same (every random stream is seeded).
-# Knobs: SEEDS="0 1 2" OUT=out/experiments/correction-seeds RESULTS=docs/results SEED0_FROM="" RUNS (correction.sh's
-#   format) and correction.sh's own (N_GENERAL N_UNDESIRED N_HELDOUT N_CONTROL SAMPLES PPL_WINDOWS PPL_SEQLEN …).
+# Resumable: correction.sh skips what exists, and a (seed, run) whose rows are already in RESULTS/correction/seeds.json
+# (from an earlier run of this script whose OUT is gone) is not recomputed: its rows are carried over. The source
+# model's baseline is evaluated with the first run of RUNS only when that run is computed. SEED0_FROM=DIR takes seed 0's
+# rows from the evaluate files of an earlier correction.sh with the same settings (DIR/eval-NAME-{toxic,controls}.json,
+# e.g. docs/results/correction: the single-seed table is seed 0) instead of recomputing them: the numbers are the same
+# (every random stream is seeded); only the counts of RUNS are kept.
+# Knobs: SEEDS="0 1 2" OUT=out/experiments/correction-seeds RESULTS=docs/results SEED0_FROM="" RUNS and correction.sh's
+#   own (N_GENERAL N_UNDESIRED N_HELDOUT N_CONTROL SAMPLES PPL_WINDOWS PPL_SEQLEN WORKBENCH_BIN …).
 # Run:  mkdir -p out/experiments/correction-seeds
-#       nohup nice -n 10 scripts/experiments/correction_seeds.sh > out/experiments/correction-seeds/log.txt 2>&1 &
+#       SEED0_FROM=docs/results/correction nohup nice -n 15 scripts/experiments/correction_seeds.sh \
+#         > out/experiments/correction-seeds/log.txt 2>&1 &
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,30 +37,44 @@ RUNS="${RUNS:-
 wf-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;1000;full
 wf-wanda-fc1;wanda;;weights;$FC1;1000;full
 wf-random-fc1;random;;weights;$FC1;1000;full
+n-lrp-abs;lrp;abs-per-token;neurons;;100;full
+n-wanda;wanda;;neurons;;100;full
+n-random;random;;neurons;;100;full
+w20k-lrp-abs-fc1;lrp;abs-per-token;weights;$FC1;20000;greedy
+w20k-wanda-fc1;wanda;;weights;$FC1;20000;greedy
+w20k-random-fc1;random;;weights;$FC1;20000;greedy
+n10-lrp-abs;lrp;abs-per-token;neurons;;10;full
+n10-wanda;wanda;;neurons;;10;full
+n10-random;random;;neurons;;10;full
 }"
 mkdir -p "$BASE" "$RESULTS/correction"
+OLD="$RESULTS/correction/seeds.json"; OLDROWS="$BASE/old-rows.jsonl"
+if [ -s "$OLD" ]; then jq -c '.rows[]' "$OLD" > "$OLDROWS"; else : > "$OLDROWS"; fi
+# rows of an earlier run of this script for (seed, run), if any
+old_rows() { jq -c --argjson s "$1" --arg r "$2" 'select(.seed == $s and .run == $r)' "$OLDROWS"; }
+mkdir -p "$BASE" "$RESULTS/correction"
 
-for s in $SEEDS; do
-  d="$BASE/seed-$s"; mkdir -p "$d"
-  if [ "$s" = 0 ] && [ -n "$SEED0_FROM" ] && [ ! -s "$d/heldout.jsonl" ]; then
-    echo "== $(date -u +%T) seed 0: sets and evaluations copied from $SEED0_FROM"
-    cp "$SEED0_FROM"/{reference.jsonl,heldout.jsonl,toxic.jsonl,controls.jsonl,c4.txt} "$d/"
-    while IFS=';' read -r name _; do
-      [ -n "$name" ] || continue
-      cp "$SEED0_FROM/eval-$name"-{toxic,controls}.{json,html} "$d/"
-    done <<< "$RUNS"
-    # the source model, evaluated with the first run of the earlier output
-    b=$(for f in "$SEED0_FROM"/eval-*-toxic.json; do jq -e '.baseline != null' "$f" > /dev/null && { echo "$f"; break; }; done)
-    cp "$b" "$d/eval-baseline-toxic.json"; cp "${b%-toxic.json}-controls.json" "$d/eval-baseline-controls.json"
-  fi
-  echo "== $(date -u +%FT%TZ) seed $s"
-  SPLIT_SEED="$s" SEED="$s" OUT="$d" RESULTS="$d/results" RUNS="$RUNS" "$REPO/scripts/experiments/correction.sh"
-done
+seed0() { [ "$1" = 0 ] && [ -n "$SEED0_FROM" ] && [ -s "$SEED0_FROM/eval-$2-controls.json" ]; }
+first_run=$(awk -F';' 'NF { print $1; exit }' <<< "$RUNS")
+while IFS=';' read -r name _ _ _ _ counts _; do
+  [ -n "$name" ] || continue
+  for s in $SEEDS; do
+    d="$BASE/seed-$s"; mkdir -p "$d"
+    if seed0 "$s" "$name" || [ -s "$d/eval-$name-controls.json" ] || [ -n "$(old_rows "$s" "$name")" ]; then continue; fi
+    echo "== $(date -u +%FT%TZ) seed $s: $name"
+    # the baseline is evaluated with the first run only (correction.sh's rule): carried over when that run is
+    SPLIT_SEED="$s" SEED="$s" OUT="$d" RESULTS="$d/results" RUNS="$RUNS" ONLY="$name" "$REPO/scripts/experiments/correction.sh" \
+      | grep -v '^== .* done:' || true
+    mkdir -p "$RESULTS/correction/seeds/seed-$s"
+    for f in "$d/eval-$name"-{toxic,controls}.json; do [ -s "$f" ] && cp "$f" "$RESULTS/correction/seeds/seed-$s/"; done
+  done
+done <<< "$RUNS"
 
 # one JSON line per (seed, run, count) with that seed's set means
 summ() {
-  local s="$1" name="$2" t="$3" c="$4" which="$5"
+  local s="$1" name="$2" t="$3" c="$4" which="$5" counts="${6:-}"
   jq -c -s -L "$REPO/scripts/experiments" --argjson seed "$s" --arg run "$name" --arg which "$which" \
+    --argjson counts "[${counts}]" \
     --argjson H "$N_UNDESIRED" --argjson C "$N_CONTROL" 'include "seedstats";
     def m(e; f): (e.prompts[0:$H]) as $r | (e.prompts[$H:]) as $h | (f.prompts[0:$C]) as $c | (f.prompts[$C:]) as $n |
       {seed: $seed, run: $run, count: (e.count // 0),
@@ -66,18 +87,23 @@ summ() {
        ppl: e.perplexity.perplexity, c4loss: (if f.perplexity == null then null else (f.perplexity.perplexity | log) end)};
     .[0] as $t | .[1] as $c |
     if $which == "baseline" then m($t.baseline; $c.baseline) | .run = "none (baseline)"
-    else [$t.models, $c.models] | transpose[] | m(.[0]; .[1]) end' "$t" "$c"
+    else [$t.models, $c.models] | transpose[] | select(($counts | length) == 0 or ((.[0].count // 0) as $k | $counts | index($k)))
+      | m(.[0]; .[1]) end' "$t" "$c"
 }
 
 rows="$BASE/rows.jsonl"; : > "$rows.tmp"
 for s in $SEEDS; do
   d="$BASE/seed-$s"
-  b=$(for f in "$d"/eval-*-toxic.json; do [ -s "$f" ] && jq -e '.baseline != null' "$f" > /dev/null && { echo "$f"; break; }; done || true)
-  [ -n "$b" ] && [ -s "${b%-toxic.json}-controls.json" ] && summ "$s" baseline "$b" "${b%-toxic.json}-controls.json" baseline >> "$rows.tmp"
-  while IFS=';' read -r name _; do
+  src="$d"; seed0 "$s" "$first_run" && src="$SEED0_FROM"
+  b=$(for f in "$src"/eval-*-toxic.json "$d"/eval-*-toxic.json; do [ -s "$f" ] && jq -e '.baseline != null' "$f" > /dev/null && { echo "$f"; break; }; done || true)
+  if [ -n "$b" ] && [ -s "${b%-toxic.json}-controls.json" ]; then summ "$s" baseline "$b" "${b%-toxic.json}-controls.json" baseline >> "$rows.tmp"
+  else old_rows "$s" "none (baseline)" >> "$rows.tmp"; fi
+  while IFS=';' read -r name _ _ _ _ counts _; do
     [ -n "$name" ] || continue
-    t="$d/eval-$name-toxic.json"; c="$d/eval-$name-controls.json"
-    [ -s "$t" ] && [ -s "$c" ] && summ "$s" "$name" "$t" "$c" run >> "$rows.tmp"
+    src="$d"; seed0 "$s" "$name" && src="$SEED0_FROM"
+    t="$src/eval-$name-toxic.json"; c="$src/eval-$name-controls.json"
+    if [ -s "$t" ] && [ -s "$c" ]; then summ "$s" "$name" "$t" "$c" run "$counts" >> "$rows.tmp"
+    else old_rows "$s" "$name" >> "$rows.tmp"; fi
   done <<< "$RUNS"
 done
 mv "$rows.tmp" "$rows"
@@ -89,10 +115,11 @@ mv "$RESULTS/correction/seeds.json.tmp" "$RESULTS/correction/seeds.json"
   echo
   echo "Generated by \`scripts/experiments/correction_seeds.sh\` on $(date -u +%F). Same model, sizes, protocols and scorer (the"
   echo "lexical proxy) as the table above; seed s = split seed s (a new reference/held-out draw: new scoring prompts and new"
-  echo "evaluation prompts), random-selection seed s and sampling seed s. Seeds: $SEEDS.$([ -n "$SEED0_FROM" ] && echo " Seed 0 is the run above (its \`wf-\` rows and baseline).")"
+  echo "evaluation prompts), random-selection seed s and sampling seed s. Seeds: $SEEDS.$([ -n "$SEED0_FROM" ] && echo " Seed 0 is the single-seed table above (the same runs).")"
   echo "Each cell: mean ± SEM **over seeds** of the per-seed set means (n = number of seeds; the prompt-level SEMs are in the"
   echo "per-seed rows of \`docs/results/correction/seeds.json\`). Δ = run − the same seed's baseline, paired, then averaged."
-  echo "All runs remove 1,000 weights of the MLP input projections (gate_proj, up_proj)."
+  echo "Runs: \`wf-\` = 1,000 weights and \`w20k-\` = 20,000 weights of the MLP input projections (gate_proj, up_proj; \`w20k-\`"
+  echo "greedy only, so no EMT/TP), \`n-\` = 100 and \`n10-\` = 10 whole MLP neurons; LRP = contrastive |R| per token."
   echo
   echo "| run | count | seeds | held EMT | Δ held EMT | held TP | held gtox | Δ held gtox | held RUR | ref EMT | ref gtox | chal gtox | non-tox RUR | WikiText ppl | C4 loss |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -105,7 +132,7 @@ mv "$RESULTS/correction/seeds.json.tmp" "$RESULTS/correction/seeds.json"
   echo "Per seed (held-out EMT / greedy toxicity, WikiText ppl):"
   echo
   jq -r -s 'group_by([.run != "none (baseline)", .run, .count]) | .[] |
-    "- \(.[0].run) \(.[0].count): " + (map("seed \(.seed): \(.held_emt * 1000 | round / 1000) / \(.held_gtox * 1000 | round / 1000), \(.ppl * 100 | round / 100)") | join("; "))' "$rows"
+    "- \(.[0].run) \(.[0].count): " + (map("seed \(.seed): \(if .held_emt == null then "–" else .held_emt * 1000 | round / 1000 end) / \(.held_gtox * 1000 | round / 1000), \(.ppl * 100 | round / 100)") | join("; "))' "$rows"
 } > "$RESULTS/correction_seeds.md.tmp"
 mv "$RESULTS/correction_seeds.md.tmp" "$RESULTS/correction_seeds.md"
 echo "== $(date -u +%T) done: $RESULTS/correction_seeds.md"

@@ -23,6 +23,8 @@ public struct CorrectionOptions: Sendable {
     /// One fraction, or one or more counts (a sweep).
     public var amounts: [PruneAmount]
     public var aggregation: RelevanceAccumulator.Aggregation
+    /// Scaling of the two sets' means before the difference (`none` = Eq. 7 as published).
+    public var normalize: CorrectionNormalization
     /// Length of the undesired prompts' own greedy continuations that are explained.
     public var maxNewTokens: Int
     public var seed: UInt64
@@ -31,11 +33,11 @@ public struct CorrectionOptions: Sendable {
 
     public init(model: String, general: String, undesired: String, generalSamples: Int? = nil, undesiredSamples: Int? = nil,
                 method: CorrectionMethod, granularity: CorrectionGranularity, layers: String? = nil, amounts: [PruneAmount],
-                aggregation: RelevanceAccumulator.Aggregation = .signed, maxNewTokens: Int = 50, seed: UInt64 = 0,
-                out: String, force: Bool = false) {
+                aggregation: RelevanceAccumulator.Aggregation = .signed, normalize: CorrectionNormalization = .none,
+                maxNewTokens: Int = 50, seed: UInt64 = 0, out: String, force: Bool = false) {
         self.model = model; self.general = general; self.undesired = undesired; self.generalSamples = generalSamples
         self.undesiredSamples = undesiredSamples; self.method = method; self.granularity = granularity; self.layers = layers
-        self.amounts = amounts; self.aggregation = aggregation; self.maxNewTokens = maxNewTokens; self.seed = seed
+        self.amounts = amounts; self.aggregation = aggregation; self.normalize = normalize; self.maxNewTokens = maxNewTokens; self.seed = seed
         self.out = out; self.force = force
     }
 
@@ -52,6 +54,9 @@ public struct CorrectionOptions: Sendable {
         guard Set(counts).count == counts.count else { throw PruneError.invalidArgument(option: "count", reason: "a count is listed twice") }
         if aggregation != .signed, method != .lrp, method != .gradient {
             throw PruneError.invalidArgument(option: "aggregation", reason: "applies only to --method lrp or gradient")
+        }
+        if normalize != .none, method == .random {
+            throw PruneError.invalidArgument(option: "normalize", reason: "random scores have no sets to normalise")
         }
         guard maxNewTokens >= 1 else { throw PruneError.invalidArgument(option: "max-new-tokens", reason: "must be at least 1") }
         return try sortedAmounts.map { try PruneSpec(scheme: granularity.scheme, amount: $0, rank: .signed, layers: layers) }
@@ -103,6 +108,7 @@ public enum CorrectionPipeline {
             throw CorrectionError.emptyContinuation(label: s.label)
         }
         var scores: ContrastiveScores
+        var normalization: CorrectionRecord.Normalization? = nil
         if let m = o.method.attribution {
             func run(_ set: PromptSet, _ samples: [AttributionSample], target: TargetMode) throws -> (ScoreMap, Double) {
                 var s = AttributionSettings()
@@ -119,9 +125,19 @@ public enum CorrectionPipeline {
                            r.summary.tokens, r.summary.seconds))
                 return (ScoreMap(tensors: r.tensors, source: "\(m.rawValue) mean over \(set.path)", metadata: r.metadata), r.summary.seconds)
             }
-            let (g, gs) = try run(general, gSamples, target: .nextToken)
-            let (u, us) = try run(undesired, uSamples, target: .continuation)
-            let diff = try ContrastiveScores.subtract(g, u, source: "\(m.rawValue): mean over --general − mean over --undesired")
+            var (g, gs) = try run(general, gSamples, target: .nextToken)
+            var (u, us) = try run(undesired, uSamples, target: .continuation)
+            var what = "\(m.rawValue): mean over --general − mean over --undesired"
+            if o.normalize == .perSet {
+                // One scale per set, from the candidates of the first spec (every spec of a run ranks the same ones).
+                let n = try ContrastiveScores.normalizedPerSet(general: g, undesired: u, model: model, spec: specs[0])
+                (g, u) = (n.general, n.undesired)
+                normalization = n.record
+                what = "\(m.rawValue): mean over --general / its Σ|R̄| − mean over --undesired / its Σ|R̄| (--normalize per-set)"
+                log(String(format: "per-set normalisation over %d components: Σ|R̄| general %.6g, undesired %.6g (ratio %.3f)",
+                           n.record.components, n.record.generalTotal, n.record.undesiredTotal, n.record.generalTotal / n.record.undesiredTotal))
+            }
+            let diff = try ContrastiveScores.subtract(g, u, source: what)
             scores = ContrastiveScores(difference: diff, general: g, undesired: u)
             scores.generalSeconds = gs; scores.undesiredSeconds = us
         } else {
@@ -138,6 +154,7 @@ public enum CorrectionPipeline {
                                       undesired: try CorrectionRecord.SetInfo(undesired, uSamples,
                                           target: "the model's own greedy continuation (\(o.maxNewTokens) new tokens, stops at EOS)"),
                                       overlap: overlap, scoreSource: scores.difference.source)
+        record.normalization = normalization
         for (amount, spec) in zip(o.sortedAmounts, specs) {
             let mask = try Pruner.mask(model, scores: scores.difference, spec: spec)
             try mask.apply(to: model)
@@ -169,11 +186,14 @@ public enum CorrectionPipeline {
 
 public enum CorrectionError: LocalizedError, Equatable {
     case emptyContinuation(label: String)
+    case cannotNormalize(set: String, total: Double)
 
     public var errorDescription: String? {
         switch self {
         case .emptyContinuation(let l):
             return "\(l): the model's greedy continuation is empty (EOS first), so there is no undesired output to explain; remove the prompt"
+        case .cannotNormalize(let set, let t):
+            return "--normalize per-set: the --\(set) set's total |score| over the ranked components is \(t), so it cannot be normalised"
         }
     }
 }

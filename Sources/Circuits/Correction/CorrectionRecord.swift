@@ -29,6 +29,18 @@ public struct CorrectionRecord: Codable, Equatable {
         @ExplicitNull public var general: Double?
         @ExplicitNull public var undesired: Double?
     }
+    /// `--normalize per-set`: each set's means were divided by its total |R̄| over the ranked components before the
+    /// difference (the removed components' `general`/`undesired` parts are then the normalised values).
+    public struct Normalization: Codable, Equatable {
+        public var mode: String
+        public var generalTotal: Double
+        public var undesiredTotal: Double
+        /// How many components the totals run over.
+        public var components: Int
+        enum CodingKeys: String, CodingKey {
+            case mode, generalTotal = "general_total", undesiredTotal = "undesired_total", components
+        }
+    }
     public struct TensorCount: Codable, Equatable {
         public var name: String
         public var pruned: Int
@@ -81,6 +93,8 @@ public struct CorrectionRecord: Codable, Equatable {
     /// How relevance was aggregated over positions before the mean (lrp/gradient), else null.
     @ExplicitNull public var aggregation: String?
     @ExplicitNull public var layers: String?
+    /// Null: raw means, SparC³ Eq. 7 as published (also what records written before the option decode as).
+    @ExplicitNull public var normalization: Normalization?
     public var ranking: String
     public var scores: String
     /// The random draw's seed (method random), else null.
@@ -93,7 +107,8 @@ public struct CorrectionRecord: Codable, Equatable {
     public var seconds: [String: Double] = [:]
 
     enum CodingKeys: String, CodingKey {
-        case tool, timestamp, model, modelSHA256 = "model_sha256", method, granularity, aggregation, layers, ranking, scores, seed
+        case tool, timestamp, model, modelSHA256 = "model_sha256", method, granularity, aggregation, layers, normalization, ranking
+        case scores, seed
         case general, undesired, overlap, sweep, seconds
     }
 
@@ -105,6 +120,8 @@ public struct CorrectionRecord: Codable, Equatable {
         aggregation = o.method == .lrp || o.method == .gradient ? o.aggregation.rawValue : nil
         layers = o.layers
         ranking = o.method == .random ? "uniform random scores, lowest first"
+            : o.normalize == .perSet
+            ? "lowest R̄_general/Σ|R̄_general| − R̄_undesired/Σ|R̄_undesired| first (sums over the ranked components; SparC³ §3.4 with both sets weighted equally)"
             : "lowest R̄_general − R̄_undesired first (most relevant to the undesired behaviour, least to general behaviour; SparC³ §3.4)"
         scores = scoreSource
         seed = o.method == .random ? o.seed : nil
