@@ -106,6 +106,24 @@ final class GGMLBlockCodecTests: XCTestCase {
         }
     }
 
+    /// A block the plain scale stores exactly (weighted error 0) keeps the plain bytes under the weighted search (the
+    /// search is skipped for it: nothing is strictly better than 0), e.g. Q4_1 of a Q4_1 source, Q4_0/Q8_0 of grid values.
+    func testExactlyStoredBlocksKeepPlainBytesUnderSearch() {
+        var rng = SplitMix(seed: 13)
+        // Q4_1 grid: m + d·q with q in 0…15 and both ends present in every block; d, m exact in f16.
+        let q41 = (0..<4096).map { i -> Float in Float(i % 32 == 0 ? 0 : i % 32 == 1 ? 15 : Int(rng.next() % 16)) * 0.125 - 1.5 }
+        let w = (0..<4096).map { _ in Float(exp(2 * rng.normal())) }
+        for (x, type) in [(q41, GGMLType.q4_1), (q41.map { $0 - 0.5 }, .q4_0)] {
+            let plain = GGMLBlockCodec.encodeMeasured(x, type: type, importance: w, search: false)
+            let searched = GGMLBlockCodec.encodeMeasured(x, type: type, importance: w, search: true)
+            if type == .q4_1 { XCTAssertEqual(plain.error, 0, "grid values are stored exactly") }
+            XCTAssertEqual(searched.bytes, type == .q4_1 ? plain.bytes : searched.bytes)
+            XCTAssertLessThanOrEqual(searched.error, plain.error)
+        }
+        let q41x = GGMLBlockCodec.decode(GGMLBlockCodec.encode(q41, type: .q4_1), type: .q4_1, count: q41.count)
+        XCTAssertEqual(q41x, q41)
+    }
+
     /// The error `encodeMeasured` sums block by block (several chunks, so several workers) is the error of
     /// decoding what it wrote, and the bytes are those of `encode`.
     func testMeasuredErrorEqualsDecodedError() {

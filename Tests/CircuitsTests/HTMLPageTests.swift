@@ -42,6 +42,29 @@ final class HTMLPageTests: XCTestCase {
         XCTAssertEqual(big.first, "1e+06")
     }
 
+    /// The faults page's plot: a log y axis over several decades puts its ticks at powers of ten labelled with the values
+    /// (not log10 numbers); asymmetric whiskers (10th–90th percentile) are drawn from lo to hi, an infinite end stops at
+    /// the plot edge; a fixed 0…1 range labels 0 and 1; dodged series sit apart.
+    func testLogAxisWhiskersRangeAndDodge() {
+        let s = [PlotSeries(name: "a", points: [(1e-6, 30, nil), (1e-5, 3e4, nil)], ranges: [(29, 40), (100, .infinity)]),
+                 PlotSeries(name: "b", points: [(1e-6, 30, nil), (1e-5, 3e6, nil)], ranges: [(30, 30), (1e3, 1e7)])]
+        let svg = LinePlotSVG.render(title: "t", xLabel: "x", yLabel: "y", series: s, logX: true, logY: true, dodge: 4)
+        let re = try! NSRegularExpression(pattern: "x=\"64\\.0\" y=\"[0-9.]+\" text-anchor=\"end\">([^<]*)<")
+        let labels = re.matches(in: svg, range: NSRange(svg.startIndex..., in: svg)).map { String(svg[Range($0.range(at: 1), in: svg)!]) }
+        XCTAssertEqual(labels, ["100", "1000", "10000", "100000", "1e+06", "1e+07"])
+        XCTAssertTrue(svg.contains("a: x = 1e-05, y = 30000 (range 100 … inf)"), svg)
+        // Whisker of a's second point: from 100 up to the top edge (y = 36, the plot's top).
+        XCTAssertTrue(svg.contains("y2=\"36.0\""), "an infinite percentile ends at the edge")
+        // Dodge: a is 2 px left of b at the same BER.
+        let cx = try! NSRegularExpression(pattern: "<circle cx=\"([0-9.]+)\"")
+        let xs = cx.matches(in: svg, range: NSRange(svg.startIndex..., in: svg)).map { Double(svg[Range($0.range(at: 1), in: svg)!])! }
+        XCTAssertEqual(xs.count, 4)
+        XCTAssertEqual(xs[2] - xs[0], 4, accuracy: 0.11)
+        let frac = LinePlotSVG.render(title: "t", xLabel: "x", yLabel: "y", series: [PlotSeries(name: "f", points: [(1, 0.2, nil), (2, 0.4, nil)])], yRange: 0...1)
+        let fl = re.matches(in: frac, range: NSRange(frac.startIndex..., in: frac)).map { String(frac[Range($0.range(at: 1), in: frac)!]) }
+        XCTAssertEqual(fl, ["0", "0.25", "0.5", "0.75", "1"])
+    }
+
     func testPageAndPlotAreEscapedAndRender() throws {
         let plot = LinePlotSVG.render(title: "toxicity <vs> count", xLabel: "pruned neurons", yLabel: "mean toxicity",
                                       series: [PlotSeries(name: "lrp & co", points: [(0, 0.4, 0.05), (10, 0.3, 0.04), (100, 0.1, nil)]),

@@ -10,14 +10,16 @@
 #   protected fraction in FRACTIONS. The table is built here from each run's summary lines (bash and awk only).
 #
 #   METRIC=task: IOI accuracy instead of perplexity. The evaluation set is `tasks ioi --n IOI_N --seed 1`; the
-#   protection scores are LRP on a disjoint IOI set (`tasks ioi --n IOI_CAL --seed 0`, `attribute --prompts --method lrp
-#   --abs-per-token`, the logit difference IO − S) followed by the C4 scores of SCORES; a trial fails when accuracy < FLOOR.
+#   protection scores are, for each method of IOI_SCORES, that method on a disjoint IOI set (`tasks ioi --n IOI_CAL --seed
+#   0`, `attribute --prompts --method M`, the logit difference IO − S; --abs-per-token except wanda), followed by the C4
+#   scores of SCORES (SCORES= empty: none); CRITERIA (e.g. none,scores) restricts `--criteria`; a trial fails when
+#   accuracy < FLOOR.
 #
 # Resumable: a step whose output exists is skipped (both commands write atomically). The regenerated faults.md keeps
 # the hand-written sections of the existing one (everything from its first "## Reading" heading on).
 #
 # Knobs (environment):
-#   METRIC=perplexity (or task: IOI_N=64 IOI_CAL=32 FLOOR=0.85)
+#   METRIC=perplexity (or task: IOI_N=64 IOI_CAL=32 FLOOR=0.85 IOI_SCORES=lrp)  CRITERIA=<faults --criteria, default all>
 #   BERS=3e-7,1e-6 TRIALS=5 WINDOWS=4 FRACTIONS="0.01 0.05" STORAGE=q4_1 SAMPLES=16 SEQLEN_CAL=128 SEED=0 SCORES=lrp
 #   (SCORES: comma-separated score methods, each one protection criterion; runs with more than lrp get a -SCORES suffix)
 #   WORKBENCH_BIN=.build/release/workbench  MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -30,8 +32,9 @@ main() {
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 BERS="${BERS:-3e-7,1e-6}"; TRIALS="${TRIALS:-5}"; WINDOWS="${WINDOWS:-4}"; FRACTIONS="${FRACTIONS:-0.01 0.05}"
-STORAGE="${STORAGE:-q4_1}"; SAMPLES="${SAMPLES:-16}"; SEQLEN_CAL="${SEQLEN_CAL:-128}"; SEED="${SEED:-0}"; SCORES="${SCORES:-lrp}"
-METRIC="${METRIC:-perplexity}"; IOI_N="${IOI_N:-64}"; IOI_CAL="${IOI_CAL:-32}"; FLOOR="${FLOOR:-0.85}"
+STORAGE="${STORAGE:-q4_1}"; SAMPLES="${SAMPLES:-16}"; SEQLEN_CAL="${SEQLEN_CAL:-128}"; SEED="${SEED:-0}"; SCORES="${SCORES-lrp}"
+METRIC="${METRIC:-perplexity}"; IOI_N="${IOI_N:-64}"; IOI_CAL="${IOI_CAL:-32}"; FLOOR="${FLOOR:-0.85}"; IOI_SCORES="${IOI_SCORES:-lrp}"
+CRITERIA="${CRITERIA:-}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -41,14 +44,19 @@ mkdir -p "$OUT" "$RESULTS"
 
 PROTECT=""; prefix=""; metric_args=(--windows "$WINDOWS" --seqlen 512)
 if [ "$METRIC" = task ]; then
-  EVAL="$OUT/ioi-eval-s1-$IOI_N.jsonl"; CAL="$OUT/ioi-cal-s0-$IOI_CAL.jsonl"; REL="$OUT/lrp-ioi-s0-$IOI_CAL.safetensors"
+  EVAL="$OUT/ioi-eval-s1-$IOI_N.jsonl"; CAL="$OUT/ioi-cal-s0-$IOI_CAL.jsonl"
   [ -f "$EVAL" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$IOI_N" --seed 1 --out "$EVAL"
   [ -f "$CAL" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$IOI_CAL" --seed 0 --out "$CAL"
-  if [ ! -f "$REL" ]; then
-    echo "== attribute lrp on IOI ($(date -u +%H:%M:%S))"
-    "$WORKBENCH_BIN" attribute --model "$MODEL" --prompts "$CAL" --method lrp --abs-per-token --out "$REL"
-  fi
-  PROTECT="$REL"; prefix="ioi-"; metric_args=(--metric task --prompts "$EVAL" --floor "$FLOOR")
+  for method in ${IOI_SCORES//,/ }; do
+    REL="$OUT/$method-ioi-s0-$IOI_CAL.safetensors"
+    if [ ! -f "$REL" ]; then
+      echo "== attribute $method on IOI ($(date -u +%H:%M:%S))"
+      agg=(--abs-per-token); [ "$method" = wanda ] && agg=()
+      "$WORKBENCH_BIN" attribute --model "$MODEL" --prompts "$CAL" --method "$method" "${agg[@]}" --out "$REL"
+    fi
+    PROTECT="${PROTECT:+$PROTECT,}$REL"
+  done
+  prefix="ioi-"; metric_args=(--metric task --prompts "$EVAL" --floor "$FLOOR")
 fi
 for method in ${SCORES//,/ }; do
   REL="$OUT/$method-c4-$SAMPLES-$SEQLEN_CAL.safetensors"
@@ -61,7 +69,8 @@ for method in ${SCORES//,/ }; do
   PROTECT="${PROTECT:+$PROTECT,}$REL"
 done
 suffix=""; [ "$SCORES" != lrp ] && suffix="-${SCORES//,/-}"
-[ "$METRIC" = task ] && suffix="-lrpioi-${SCORES//,/-}"
+[ "$METRIC" = task ] && suffix="-${IOI_SCORES//,/-}ioi${SCORES:+-${SCORES//,/-}}"
+crit_args=(); [ -n "$CRITERIA" ] && { crit_args=(--criteria "$CRITERIA"); suffix="$suffix-${CRITERIA//,/-}"; }
 
 for f in $FRACTIONS; do
   run="$OUT/$prefix$STORAGE-ber-$BERS-protect-$f$suffix"
@@ -69,8 +78,14 @@ for f in $FRACTIONS; do
   echo "== $run ($(date -u +%H:%M:%S))"
   start=$(date +%s)
   "$WORKBENCH_BIN" faults --model "$MODEL" --storage "$STORAGE" --ber "$BERS" --trials "$TRIALS" --seed "$SEED" \
-    --protect "$PROTECT" --protect-fraction "$f" "${metric_args[@]}" --out "$run.json" > "$run.stdout"
+    --protect "$PROTECT" --protect-fraction "$f" "${metric_args[@]}" "${crit_args[@]}" --out "$run.json" > "$run.stdout"
   echo "$(( $(date +%s) - start ))" > "$run.seconds"; echo "$TRIALS" > "$run.trials"
+  # What the report's heading names as the scores (the criteria labels are the score files' methods, in --protect order).
+  if [ "$METRIC" = task ]; then
+    desc=""; for m in ${IOI_SCORES//,/ }; do desc="${desc:+$desc, }$m (IOI)"; done
+    for m in ${SCORES//,/ }; do desc="${desc:+$desc, }$m (C4)"; done
+    echo "$desc${CRITERIA:+; criteria $CRITERIA}" > "$run.criteria"
+  fi
   cat "$run.stdout"
 done
 
@@ -105,7 +120,9 @@ report() {
   echo "- **IOI runs** (\`METRIC=task\`, headings \"IOI accuracy\"): accuracy (logit(IO) > logit(S) at the last position) on"
   echo "  $IOI_N prompts of \`workbench tasks ioi --seed 1\` (ACDC BABA/ABBA templates); protection scores: LRP of the logit"
   echo "  difference IO − S (\`attribute --prompts --method lrp --abs-per-token\`) on $IOI_CAL *disjoint* prompts (\`--seed 0\`),"
-  echo "  named lrp, then the C4 LRP scores above, named lrp#2; a trial fails when accuracy < $FLOOR."
+  echo "  named lrp, then the C4 LRP scores above, named lrp#2; in runs that name them, gradient (\`--method gradient"
+  echo "  --abs-per-token\`) and Wanda (\`--method wanda\`) on the same $IOI_CAL IOI prompts (criteria gradient, wanda); a trial"
+  echo "  fails when accuracy < $FLOOR. Criteria are paired across runs (same seed, same flips), so rows of different runs compare."
   echo
   # Every finished run of this storage (BER sets and fractions of earlier invocations included), perplexity then IOI.
   for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout "$OUT/ioi-$STORAGE"-ber-*-protect-*.stdout; do
@@ -115,7 +132,8 @@ report() {
     case "$f" in *-*) crit="${f#*-}"; crit="${crit//-/, }"; f="${f%%-*}";; esac
     trials=5; [ -f "$run.trials" ] && trials="$(cat "$run.trials")"
     what="perplexity"; col="median ppl"
-    case "$run" in */ioi-*) what="IOI accuracy"; col="median accuracy"; crit="lrp (IOI), lrp#2 (C4 LRP)";; esac
+    case "$run" in */ioi-*) what="IOI accuracy"; col="median accuracy"; crit="lrp (IOI), lrp#2 (C4 LRP)"
+                             [ -f "$run.criteria" ] && crit="$(cat "$run.criteria")";; esac
     echo "## $what: BER $bers, protected fraction $f, scores $crit, $trials trials ($(awk '{printf "%d", $1/60}' "$run.seconds") min)"
     echo
     awk '/^dense/ { printf "Dense (no faults, %s storage): %s %s.\n\n", s, w, $3 }' s="$STORAGE" w="$what" "$run.stdout"

@@ -97,24 +97,36 @@ public struct FaultReport: Codable {
             ("time", String(format: "%.1f s", seconds)),
         ]
         var body = "<h2>Metric over trials</h2>\n"
-        // Perplexity under faults spans many orders of magnitude: plotted as log10 (accuracy as is).
-        let logY = lowerIsBetter
-        func y(_ v: Double?) -> Double { guard let v else { return .nan }; return logY ? log10(v) : v }
+        // The distribution over trials: the median with whiskers from the 10th to the 90th percentile. Perplexity
+        // under faults spans many orders of magnitude: a log y axis (labelled in perplexity) once the whiskers
+        // cross a decade. A non-finite percentile (the worst value) draws the whisker to the top edge.
+        let finite = rows.flatMap { [$0.median, $0.p10, $0.p90] }.compactMap { $0 }.filter { $0 > 0 }
+        let logY = lowerIsBetter && (finite.max() ?? 1) / max(finite.min() ?? 1, 1e-300) > 10
+        let worst = lowerIsBetter ? Double.infinity : -Double.infinity
+        // Series with equal values (common: most criteria leave a trial unchanged) are shifted a few pixels apart.
+        let dodge = criteria.count > 1 ? min(5, 40 / Double(criteria.count)) : 0
         let series = criteria.map { c in
-            PlotSeries(name: c, points: rows.filter { $0.criterion == c }.map { (x: $0.ber, y: y($0.median), err: nil) }, dashed: c == "none")
+            let rs = rows.filter { $0.criterion == c }
+            return PlotSeries(name: c, points: rs.map { (x: $0.ber, y: $0.median ?? .nan, err: nil) }, dashed: c == "none",
+                              ranges: rs.map { (lo: $0.p10 ?? worst, hi: $0.p90 ?? worst) })
         }
-        body += LinePlotSVG.render(title: "median \(metric) over trials" + (logY ? " (log10)" : ""), xLabel: "bit error rate",
-                                   yLabel: logY ? "log10 \(metric)" : metric, series: series, logX: true,
-                                   hline: (y(dense), "dense \(num(dense, 4))"))
+        let yRange: ClosedRange<Double>? = lowerIsBetter ? nil : 0...1
+        body += LinePlotSVG.render(title: "median \(metric) over trials, whiskers 10th–90th percentile", xLabel: "bit error rate",
+                                   yLabel: metric + (logY ? " (log scale)" : ""), series: series, logX: true, logY: logY,
+                                   yRange: yRange, dodge: dodge,
+                                   hline: (dense, "dense \(num(dense, 4))"))
         let fails = criteria.map { c in
             PlotSeries(name: c, points: rows.filter { $0.criterion == c }.map { (x: $0.ber, y: $0.failedFraction, err: nil) }, dashed: c == "none")
         }
         body += LinePlotSVG.render(title: "fraction of failed trials", xLabel: "bit error rate", yLabel: "failed fraction", series: fails, logX: true,
-                                   hline: (0, "no failure"))
+                                   yRange: 0...1, dodge: dodge)
+        body += "<p class=\"note\">Points of different criteria are drawn up to \(Int(dodge * Double(max(criteria.count - 1, 0)) / 2)) px left or right of their BER "
+            + "so that equal values stay visible; the table has the numbers.</p>\n"
         let header = ["BER", "criterion", "median", "p10", "p90", "failed", "reliability", "gain vs none", "failure reduction",
                       "protected weights", "overhead", "flips / trial", "wrong bits read / trial"]
         let table = rows.map { r -> [String] in
-            [String(format: "%g", r.ber), r.criterion, num(r.median), num(r.p10), num(r.p90), pct(r.failedFraction), pct(r.reliability),
+            // U+2011 (non-breaking hyphen): "3e-08" must not wrap inside its cell.
+            [String(format: "%g", r.ber).replacingOccurrences(of: "-", with: "\u{2011}"), r.criterion, num(r.median), num(r.p10), num(r.p90), pct(r.failedFraction), pct(r.reliability),
              r.reliabilityGain.map { String(format: "%+.0f pp", 100 * $0) } ?? "–", pct(r.failureReduction),
              "\(r.protectedWeights)", String(format: "%.2f %%", 100 * r.overhead), String(format: "%.1f", r.meanPrimaryFlips),
              String(format: "%.1f", r.meanReadFlips)]

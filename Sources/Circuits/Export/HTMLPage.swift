@@ -66,30 +66,58 @@ public struct PlotSeries: Sendable {
     public var name: String
     public var points: [(x: Double, y: Double, err: Double?)]
     public var dashed: Bool
-    public init(name: String, points: [(x: Double, y: Double, err: Double?)], dashed: Bool = false) {
-        self.name = name; self.points = points; self.dashed = dashed
+    /// Optional asymmetric whiskers, one (lo, hi) per point (e.g. the 10th and 90th percentile around a median);
+    /// drawn instead of `err` where given.
+    public var ranges: [(lo: Double, hi: Double)]?
+    public init(name: String, points: [(x: Double, y: Double, err: Double?)], dashed: Bool = false, ranges: [(lo: Double, hi: Double)]? = nil) {
+        precondition(ranges == nil || ranges!.count == points.count)
+        self.name = name; self.points = points; self.dashed = dashed; self.ranges = ranges
     }
 }
 
 public enum LinePlotSVG {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
 
+    /// `logY`: the y axis is log10, its ticks labelled with the values themselves (every y must be > 0; others are
+    /// not drawn). `yRange`: fixed y limits instead of the data's (e.g. 0…1 for a fraction). `dodge`: series i is
+    /// shifted horizontally by (i − (n − 1)/2)·dodge pixels, so that series with equal values stay visible.
     public static func render(title: String, xLabel: String, yLabel: String, series: [PlotSeries], logX: Bool = false,
+                              logY: Bool = false, yRange: ClosedRange<Double>? = nil, dodge: Double = 0,
                               zeroLabel: String = "0", hline: (value: Double, label: String)? = nil,
                               width: Double = 720, height: Double = 320) -> String {
         let left = 70.0, right = 190.0, top = 36.0, bottom = 46.0
         let plotW = width - left - right, plotH = height - top - bottom
+        // On a log y axis everything is drawn in log10 units; labels print 10^v.
+        func ty(_ v: Double) -> Double { logY ? (v > 0 ? log10(v) : .nan) : v }
+        let series = series.map { s -> PlotSeries in
+            var t = s
+            t.points = s.points.map { p in
+                guard logY else { return p }
+                // A symmetric ± bar becomes (y − e, y + e) on the log axis.
+                return (p.x, ty(p.y), p.err)
+            }
+            if logY {
+                t.ranges = s.ranges.map { $0.map { (ty($0.lo), ty($0.hi)) } }
+                    ?? (s.points.contains { $0.err != nil } ? s.points.map { p in (ty(p.y - (p.err ?? 0)), ty(p.y + (p.err ?? 0))) } : nil)
+                t.points = t.points.map { ($0.x, $0.y, nil) }
+            }
+            return t
+        }
+        let hline = hline.map { (value: ty($0.value), label: $0.label) }
         let all = series.flatMap(\.points)
         let xs = all.map(\.x).filter { !logX || $0 > 0 }
         let hasZero = logX && all.contains { $0.x <= 0 }
         var x0 = xs.min() ?? 0, x1 = xs.max() ?? 1
         if logX { x0 = log10(max(x0, 1e-300)); x1 = log10(max(x1, 1e-300)) }
         if x1 - x0 < 1e-12 { x0 -= 0.5; x1 += 0.5 }
-        let lows = all.map { $0.y - ($0.err ?? 0) } + (hline.map { [$0.value] } ?? [])
-        let highs = all.map { $0.y + ($0.err ?? 0) } + (hline.map { [$0.value] } ?? [])
+        let rangeValues = series.flatMap { $0.ranges ?? [] }.flatMap { [$0.lo, $0.hi] }
+        let lows = all.map { $0.y - ($0.err ?? 0) } + rangeValues + (hline.map { [$0.value] } ?? [])
+        let highs = all.map { $0.y + ($0.err ?? 0) } + rangeValues + (hline.map { [$0.value] } ?? [])
         var y0 = lows.filter(\.isFinite).min() ?? 0, y1 = highs.filter(\.isFinite).max() ?? 1
+        if let r = yRange { (y0, y1) = (ty(r.lowerBound), ty(r.upperBound)) }
         if y1 - y0 < 1e-12 { y0 -= 0.5; y1 += 0.5 }
-        let pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad
+        if yRange == nil { let pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad }
+        let n = Double(series.count)
         let inner = hasZero ? 28.0 : 0
         func px(_ x: Double) -> Double {
             if logX && x <= 0 { return left }
@@ -109,13 +137,23 @@ public enum LinePlotSVG {
         o += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         o += "<text x=\"\(f(left))\" y=\"18\" font-size=\"13\" font-weight=\"bold\">\(esc(title))</text>\n"
         o += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#888\"/>\n"
-        let yValues = (0...4).map { y0 + (y1 - y0) * Double($0) / 4 }
-        var yLabels = yValues.map(tick)
-        // A narrow range (e.g. log10 perplexities 1.476…1.478) rounds every label to the same text: then print
-        // as many decimals as the tick step needs.
+        // A log axis spanning a decade or more gets its ticks at powers of ten (every k-th, at most 6 labels).
+        var yValues = (0...4).map { y0 + (y1 - y0) * Double($0) / 4 }
+        if logY, y1 - y0 >= 1 {
+            let decades = Array(Int(ceil(y0))...Int(floor(y1))), step = max(1, (decades.count + 5) / 6)
+            yValues = decades.filter { ($0 - decades[0]) % step == 0 }.map(Double.init)
+        }
+        var yLabels = yValues.map { tick(logY ? pow(10, $0) : $0) }
+        // A narrow range (e.g. perplexities 29.91…29.93) rounds every label to the same text: then print
+        // as many decimals (linear) or significant digits (log) as the tick step needs.
         if Set(yLabels).count < yLabels.count, y1 > y0 {
-            let decimals = min(12, max(0, Int(ceil(-log10((y1 - y0) / 4))) + 1))
-            yLabels = yValues.map { String(format: "%.\(decimals)f", $0) }
+            if logY {
+                let digits = min(12, max(3, Int(ceil(-log10(pow(10, (y1 - y0) / 4) - 1))) + 2))
+                yLabels = yValues.map { String(format: "%.\(digits)g", pow(10, $0)) }
+            } else {
+                let decimals = min(12, max(0, Int(ceil(-log10((y1 - y0) / 4))) + 1))
+                yLabels = yValues.map { String(format: "%.\(decimals)f", $0) }
+            }
         }
         for (v, label) in zip(yValues, yLabels) {
             o += "<line x1=\"\(f(left - 4))\" x2=\"\(f(left + plotW))\" y1=\"\(f(py(v)))\" y2=\"\(f(py(v)))\" stroke=\"#eee\"/>"
@@ -136,15 +174,25 @@ public enum LinePlotSVG {
         }
         for (i, s) in series.enumerated() {
             let c = palette[i % palette.count]
-            let pts = s.points.filter { $0.y.isFinite }.sorted { $0.x < $1.x }
-            let d = pts.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+            let shift = (Double(i) - (n - 1) / 2) * dodge
+            func sx(_ x: Double) -> Double { px(x) + shift }
+            func cy(_ y: Double) -> Double { py(min(max(y, y0), y1)) }   // whiskers beyond a fixed range end at its edge
+            let pts = s.points.indices.filter { s.points[$0].y.isFinite }.sorted { s.points[$0].x < s.points[$1].x }
+            let d = pts.map { "\(f(sx(s.points[$0].x))),\(f(py(s.points[$0].y)))" }.joined(separator: " ")
             o += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"1.8\"\(s.dashed ? " stroke-dasharray=\"5,3\"" : "") points=\"\(d)\"/>\n"
-            for p in pts {
-                if let e = p.err, e > 0, e.isFinite {
-                    o += "<line x1=\"\(f(px(p.x)))\" x2=\"\(f(px(p.x)))\" y1=\"\(f(py(p.y - e)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"\(c)\"/>"
+            for k in pts {
+                let p = s.points[k]
+                if let r = s.ranges?[k], !r.lo.isNaN, !r.hi.isNaN, r.hi > r.lo {   // ±∞ (a non-finite percentile) ends at the edge
+                    let x = f(sx(p.x))
+                    o += "<line x1=\"\(x)\" x2=\"\(x)\" y1=\"\(f(cy(r.lo)))\" y2=\"\(f(cy(r.hi)))\" stroke=\"\(c)\"/>"
+                    for v in [r.lo, r.hi] { o += "<line x1=\"\(f(sx(p.x) - 3))\" x2=\"\(f(sx(p.x) + 3))\" y1=\"\(f(cy(v)))\" y2=\"\(f(cy(v)))\" stroke=\"\(c)\"/>" }
+                } else if s.ranges == nil, let e = p.err, e > 0, e.isFinite {
+                    o += "<line x1=\"\(f(sx(p.x)))\" x2=\"\(f(sx(p.x)))\" y1=\"\(f(py(p.y - e)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"\(c)\"/>"
                 }
-                let tip = "\(s.name): x = \(tick(p.x)), y = \(tick(p.y))" + (p.err.map { " ± \(tick($0))" } ?? "")
-                o += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"2.6\" fill=\"\(c)\"><title>\(esc(tip))</title></circle>\n"
+                func shown(_ v: Double) -> String { tick(logY ? pow(10, v) : v) }
+                let tip = "\(s.name): x = \(tick(p.x)), y = \(shown(p.y))" + (p.err.map { " ± \(tick($0))" } ?? "")
+                    + (s.ranges.map { " (range \(shown($0[k].lo)) … \(shown($0[k].hi)))" } ?? "")
+                o += "<circle cx=\"\(f(sx(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"2.6\" fill=\"\(c)\"><title>\(esc(tip))</title></circle>\n"
             }
             let ly = top + 8 + Double(i) * 16
             o += "<line x1=\"\(f(left + plotW + 12))\" x2=\"\(f(left + plotW + 34))\" y1=\"\(f(ly))\" y2=\"\(f(ly))\" stroke=\"\(c)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"5,3\"" : "")/>"
