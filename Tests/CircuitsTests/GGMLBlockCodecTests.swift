@@ -124,6 +124,21 @@ final class GGMLBlockCodecTests: XCTestCase {
         XCTAssertEqual(q41x, q41)
     }
 
+    /// The F16 path (the CPU's conversion) stores exactly what floatToHalf stores, for every class of value: ties,
+    /// subnormal results, values that underflow to 0, the largest finite halves and what overflows to ∞.
+    func testF16EncodingEqualsFloatToHalfBitForBit() {
+        var rng = SplitMix(seed: 14)
+        var x: [Float] = [0, -0, 1, -1, 65504, 65519.99, 65520, -70000, 1e-8, -3e-8, 5.96e-8, 2.98e-8, 2.9802322e-8, 6.1e-5, 6.2e-5, .infinity, -.infinity]
+        for k in 0..<2048 { x.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) ); _ = k }   // any bit pattern (NaN included)
+        for k in 0..<1024 { x.append(Float(1 + k) * 0x1p-24 + 0x1p-35 * Float(k % 3)) }                       // subnormal rounding, ties
+        let n = x.count
+        let bytes = GGMLBlockCodec.encode(x, type: .f16)
+        for i in 0..<n {
+            let h = UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8
+            XCTAssertEqual(h, floatToHalf(x[i]), "x = \(x[i]) (bits \(String(x[i].bitPattern, radix: 16)))")
+        }
+    }
+
     /// The error `encodeMeasured` sums block by block (several chunks, so several workers) is the error of
     /// decoding what it wrote, and the bytes are those of `encode`.
     func testMeasuredErrorEqualsDecodedError() {

@@ -52,6 +52,7 @@ if [ "$METRIC" = task ]; then
     if [ ! -f "$REL" ]; then
       echo "== attribute $method on IOI ($(date -u +%H:%M:%S))"
       agg=(--abs-per-token); [ "$method" = wanda ] && agg=()
+      [ -f "$REL.partial" ] && agg+=(--resume)   # an interrupted attribution continues (bit-identical)
       "$WORKBENCH_BIN" attribute --model "$MODEL" --prompts "$CAL" --method "$method" "${agg[@]}" --out "$REL"
     fi
     PROTECT="${PROTECT:+$PROTECT,}$REL"
@@ -63,6 +64,7 @@ for method in ${SCORES//,/ }; do
   if [ ! -f "$REL" ]; then
     echo "== attribute $method ($(date -u +%H:%M:%S))"
     agg=(--abs-per-token); [ "$method" = wanda ] && agg=()
+    [ -f "$REL.partial" ] && agg+=(--resume)
     "$WORKBENCH_BIN" attribute --model "$MODEL" --text "$WORKBENCH_ASSETS/eval/c4/c4_pfdecoding_1480.jsonl" --seqlen "$SEQLEN_CAL" \
       --samples "$SAMPLES" --seed 0 --method "$method" "${agg[@]}" --out "$REL"
   fi

@@ -66,7 +66,22 @@ public enum GGMLBlockCodec {
                         let c = next.add(1, ordering: .relaxed).oldValue
                         guard c < chunks else { return }
                         var e = 0.0
-                        for b in (c * chunkBlocks)..<min(nBlocks, (c + 1) * chunkBlocks) {
+                        let range = (c * chunkBlocks)..<min(nBlocks, (c + 1) * chunkBlocks)
+                        if type == .f16 {
+                            // F16 weight by weight without the per-block dispatch (half of a plain-rounding quantize's
+                            // CPU went there): the CPU's conversion (F16C, round to nearest even) for finite values is
+                            // floatToHalf's, bit for bit; the error is summed in the same order and precision.
+                            for i in range {
+                                let v = src[i]
+                                let h = v.isFinite ? Float16(v).bitPattern : floatToHalf(v)
+                                (dst + 2 * i).storeBytes(of: h.littleEndian, as: UInt16.self)
+                                let r = Double(v - Float(Float16(bitPattern: h)))
+                                e += Double(w?[i] ?? 1) * r * r
+                            }
+                            errs[c] = e
+                            continue
+                        }
+                        for b in range {
                             e += encodeBlock(src + b * l.elements, w.map { $0 + b * l.elements }, type: type, search: search,
                                              into: dst + b * l.bytes)
                         }
