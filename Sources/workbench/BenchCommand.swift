@@ -19,7 +19,7 @@ enum BenchCommand: Command {
         static let runs = Option<Int>("runs", "n", default: 1, min: 1,
                                       help: "Times to run the whole measurement, bounds included; with more than one, prints min–max and median")
         static let faults = Flag("faults", help: "Also time quantising the model (6 bpw, magnitude importance) and one bit-flip trial (Q8_0 storage, BER 1e-5, 4 × 512-token perplexity windows, restore); runs last, once")
-        static let circuits = Flag("circuits", help: "Also time a circuit curve (lrp, heads, neurons and weights) and graph-attribute eap/lrp + one patched faithfulness point on IOI prompts; runs once, after the runs")
+        static let circuits = Flag("circuits", help: "Also time a circuit curve (lrp, heads, neurons and weights) and graph-attribute eap/lrp/eap-ig + one patched faithfulness point on IOI prompts; runs once, after the runs")
         static let circuitPrompts = Option<Int>("circuit-prompts", "n", default: 128, min: 2, help: "Prompts for --circuits (the issues' size: 128)")
         static let circuitPoints = Option<Int>("circuit-points", "n", default: 12, min: 2, help: "Grid points of the --circuits curve (the issue asks for ≥ 12)")
         static let distributed = Flag("distributed", help: "Instead: time merging 8 full-size shard parts, 1 process × 2 threads vs 2 ranks × 1 thread, and estimate N machines")
@@ -49,9 +49,11 @@ enum BenchCommand: Command {
         --circuits: `tasks ioi --seed 0` prompts (random 16-token pairs when the model has no tokenizer or the IOI
         assets are absent): a `circuit` curve (lrp, |R| per token, zero ablation, threshold 0.9, attribution
         included) at head, neuron and weight granularity (targets < 3 min, < 3 min, < 6 min), graph-attribute eap
-        and lrp, and one patched faithfulness point (top 5 % of edges by EAP). Fractions count linear matmuls only:
-        attribution 2× the forward's for heads and neurons (units only: no δW) and 3× for weights (+ the δW
-        products), one forward per curve evaluation; edge scores 4× + the score GEMM; a point 2×.
+        and lrp (< 1 min) and eap-ig with 5 steps (< 5 min), and one patched faithfulness point (top 5 % of edges by
+        EAP; < 15 s). Fractions count linear matmuls only: attribution 2× the forward's for heads and neurons (units
+        only: no δW) and 3× for weights (+ the δW products), one forward per curve evaluation; edge scores 4× (clean
+        and corrupted forwards, the LRP pass's forward and its δx products) + the score GEMM, eap-ig 2 + 2 · 5 steps;
+        a point 2×.
         Peak RSS of a phase: the resident set's peak while that phase ran, weights included (the count restarts
         before each phase; the bounds' 256 MB test matrix is not in it). With --runs, later runs start with the
         heap the LRP pass keeps for its next sample (see Allocator.retainFreedBuffers): run 1 has the cold figures.

@@ -31,7 +31,7 @@ enum GraphAttributeCommand: Command {
                                                 help: "eap (gradient), eap-ig (integrated gradients over input embeddings), lrp (AttnLRP δ)")
         static let steps = Option<Int>("steps", "n", default: 5, min: 1, help: "eap-ig: points on the corrupted → clean path")
         static let top = Option<EdgeBudget>("top", "K|F%", default: EdgeBudget(count: nil, percent: 1),
-                                            help: "Edges marked in_graph: the K (or F % of all) highest signed scores")
+                                            help: "Edges marked in_graph: the K (or F % of all) highest signed scores, pruned as EAP-IG's apply_topn")
         static let out = Option<String>.path("out", "dir", help: "Output directory (must not exist; written atomically)")
     }
     static let spec = CommandSpec(
@@ -78,7 +78,7 @@ enum GraphAttributeCommand: Command {
                        ("workbench_task", promptsPath), ("workbench_task_sha256", try SHA256.hex(file: promptsPath)),
                        ("workbench_method", method.rawValue + (method == .eapIG ? " (inputs, \(steps) steps)" : "")),
                        ("workbench_metric", "logit difference at the last position; score > 0: patching the edge lowers it"),
-                       ("workbench_prompts", "\(items.count)"), ("workbench_in_graph", "top \(k) by signed score"),
+                       ("workbench_prompts", "\(items.count)"), ("workbench_in_graph", "top \(k) by signed score, pruned (EAP-IG apply_topn): \(sg.inGraphCount) edges"),
                        ("workbench_seconds", String(format: "%.2f", seconds))]
         let title = "graph: \(URL(fileURLWithPath: promptsPath).lastPathComponent) on \(URL(fileURLWithPath: modelPath).lastPathComponent), \(method.rawValue)"
         try OutputDirectory.write(out, inputs: m.inputFiles + [promptsPath]) { dir in
@@ -86,8 +86,8 @@ enum GraphAttributeCommand: Command {
             try GraphFile.write(sg, to: dir + "/graph.compact.json", compact: true)
             try AtomicFile.write(GraphPage.render(sg, title: title, provenance: sg.metadata), to: dir + "/graph.html")
         }
-        Out.print(String(format: "%@ scores for %d edges of %d prompts in %.2f s; %d edges in_graph (top by signed score)",
-                         method.rawValue, g.edgeCount, items.count, seconds, k))
+        Out.print(String(format: "%@ scores for %d edges of %d prompts in %.2f s; %d edges in_graph (top %d by signed score, pruned)",
+                         method.rawValue, g.edgeCount, items.count, seconds, sg.inGraphCount, k))
         let best = sg.ranking(absolute: false).prefix(5).map { String(format: "%@ %.4g", g.edgeName($0 % g.nForward, $0 / g.nForward), sg.scores[$0]) }
         Out.print("top edges: " + best.joined(separator: ", "))
         Out.print("output: \(out) (graph.json, graph.compact.json, graph.html)")
@@ -109,8 +109,10 @@ enum GraphEvalCommand: Command {
         A circuit run keeps its edges; every other edge u → v carries u's corrupted output at the same position (patch), 0 (zero)
         or u's mean output over all tokens of these prompts (mean). m = the task's headline metric at the last position (logit
         difference for IOI), mean over prompts. f(k) = (m(C_k) − m(∅)) / (m(M) − m(∅)) at k ∈ {0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50,
-        100} % of edges, C_k the top edges by signed score (CPR = ∫ f) and by |score| (CMD = ∫ |1 − f|), trapezoids over the edge
-        fraction (MIB's evaluate_area_under_curve). The graph's own in_graph edges are evaluated too.
+        100} % of edges, C_k the top int(k · E) edges by signed score (CPR = ∫ f) and by |score| (CMD = ∫ |1 − f|), trapezoids over
+        the edge fraction (MIB's evaluate_area_under_curve). Every circuit is pruned first as EAP-IG's evaluate_graph does (nodes
+        without an in-graph input or output edge leave with their edges; no effect under patching). The graph's own in_graph edges
+        are evaluated too.
         """)
 
     static func run(_ args: Args) throws {
@@ -128,6 +130,7 @@ enum GraphEvalCommand: Command {
         let (cpr, cmd, extra) = try FaithfulnessCurve.measure(sg, evaluator: ev, extra: [sg.inGraph])
         let seconds = Date().timeIntervalSince(t0)
         let inGraphF = (extra[0] - cpr.empty) / (cpr.full - cpr.empty)
+        let inGraphKept = ScoredGraph.pruned(sg.inGraph, sg.graph).edges.reduce(0) { $0 + ($1 ? 1 : 0) }
         if let html {
             let page = GraphPage.render(sg, title: "graph-eval: \(URL(fileURLWithPath: graphPath).lastPathComponent)",
                                         provenance: [("model", modelPath), ("task", promptsPath), ("graph", graphPath),
@@ -137,23 +140,25 @@ enum GraphEvalCommand: Command {
         }
         if args[OutputOptions.json] {
             func curveJSON(_ c: FaithfulnessCurve) -> [[String: Any]] {
-                c.fractions.indices.map { ["fraction": c.fractions[$0], "edges": c.edgeCounts[$0], "metric": c.metrics[$0], "f": c.faithfulness[$0]] }
+                c.fractions.indices.map { ["fraction": c.fractions[$0], "edges": c.edgeCounts[$0], "edges_after_prune": c.keptCounts[$0],
+                                           "metric": c.metrics[$0], "f": c.faithfulness[$0]] }
             }
             Out.print(Out.json(["model": modelPath, "prompts": promptsPath, "graph": graphPath, "intervention": intervention.rawValue,
                                 "metric": ev.metric.rawValue, "n_prompts": items.count, "edges_total": sg.graph.edgeCount,
                                 "full": cpr.full, "empty": cpr.empty, "cpr": cpr.area, "cmd": cmd.areaFromOne,
                                 "curve_signed": curveJSON(cpr), "curve_abs": curveJSON(cmd),
-                                "in_graph": ["edges": sg.inGraphCount, "metric": extra[0], "f": inGraphF], "seconds": seconds]))
+                                "in_graph": ["edges": sg.inGraphCount, "edges_after_prune": inGraphKept, "metric": extra[0], "f": inGraphF], "seconds": seconds]))
             return
         }
         Out.print(String(format: "%d prompts, %@, intervention %@: m(full) %.4f, m(empty) %.4f", items.count, ev.metric.rawValue,
                          intervention.rawValue, cpr.full, cpr.empty))
-        Out.print("edges      count   f(signed)   f(|score|)")
+        Out.print("edges      count   f(signed)   f(|score|)   kept after pruning (signed, |score|)")
         for i in cpr.fractions.indices {
-            Out.print(String(format: "%6.1f%%  %7d   %9.4f   %9.4f", cpr.fractions[i] * 100, cpr.edgeCounts[i], cpr.faithfulness[i], cmd.faithfulness[i]))
+            Out.print(String(format: "%6.1f%%  %7d   %9.4f   %9.4f   %7d %7d", cpr.fractions[i] * 100, cpr.edgeCounts[i], cpr.faithfulness[i],
+                             cmd.faithfulness[i], cpr.keptCounts[i], cmd.keptCounts[i]))
         }
         Out.print(String(format: "CPR (∫ f, signed) %.4f   CMD (∫ |1 − f|, |score|) %.4f", cpr.area, cmd.areaFromOne))
-        Out.print(String(format: "in_graph circuit: %d edges, m %.4f, f %.4f", sg.inGraphCount, extra[0], inGraphF))
+        Out.print(String(format: "in_graph circuit: %d edges (%d after pruning), m %.4f, f %.4f", sg.inGraphCount, inGraphKept, extra[0], inGraphF))
         if !quiet { Out.err(String(format: "evaluated in %.2f s", seconds)) }
     }
 }

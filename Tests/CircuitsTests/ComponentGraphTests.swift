@@ -46,11 +46,46 @@ final class ComponentGraphTests: XCTestCase {
         }
     }
 
+    func testPruneFollowsEAPIGGraphPrune() throws {
+        // EAP-IG's Graph.prune(), worked by hand on 2 layers × 2 heads.
+        let g = ComponentGraph(GraphShape(nLayers: 2, nHeads: 2, dModel: 8))
+        func mask(_ names: [String]) throws -> [Bool] {
+            var m = [Bool](repeating: false, count: g.nBackward * g.nForward)
+            for n in names { let e = try XCTUnwrap(g.edge(named: n), n); m[e.b * g.nForward + e.u] = true }
+            return m
+        }
+        func kept(_ m: [Bool]) -> Set<String> {
+            Set(g.edgeIndices.filter { m[$0] }.map { g.edgeName($0 % g.nForward, $0 / g.nForward) })
+        }
+        // A head with no in-graph input leaves, with its edge to the logits.
+        XCTAssertEqual(kept(ScoredGraph.pruned(try mask(["a0.h0->logits"]), g).edges), [])
+        // input needs no incoming edge; a q input alone feeds the head.
+        let chain = ["input->a0.h0<q>", "a0.h0->logits"]
+        XCTAssertEqual(kept(ScoredGraph.pruned(try mask(chain), g).edges), Set(chain))
+        // Dead end: m1 has no outgoing edge → m1 leaves → a0.h0 loses its only output → its input edge goes (two rounds).
+        XCTAssertEqual(kept(ScoredGraph.pruned(try mask(["input->a0.h0<k>", "a0.h0->m1"]), g).edges), [])
+        // A path survives; the dangling a1.h0 → logits (a1.h0 unfed) and a1.h1 → m1 (m1 feeds nothing) do not.
+        let path = ["input->m0", "m0->a1.h1<v>", "a1.h1->logits"]
+        let p = ScoredGraph.pruned(try mask(path + ["a1.h0->logits", "a1.h1->m1"]), g)
+        XCTAssertEqual(kept(p.edges), Set(path))
+        XCTAssertEqual(g.forwardNames.indices.filter { p.nodes[$0] }.map { g.forwardNames[$0] }, ["input", "m0", "a1.h1"])
+        // applyTopN prunes by default (EAP-IG apply_topn(prune=True)).
+        var sg = ScoredGraph(graph: g)
+        for (k, n) in ["a0.h0->logits", "input->a0.h1<q>", "a0.h1->logits"].enumerated() {
+            let e = try XCTUnwrap(g.edge(named: n)); sg.scores[e.b * g.nForward + e.u] = Float(10 - k)
+        }
+        sg.applyTopN(3, absolute: false)
+        XCTAssertEqual(kept(sg.inGraph), ["input->a0.h1<q>", "a0.h1->logits"])
+        XCTAssertEqual(sg.nodesInGraph, ["input", "a0.h1", "logits"])
+        sg.applyTopN(3, absolute: false, prune: false)
+        XCTAssertEqual(sg.inGraphCount, 3)
+    }
+
     func testJSONRoundTripFullAndCompact() throws {
         let g = ComponentGraph(GraphShape(nLayers: 2, nHeads: 2, dModel: 8))
         var sg = ScoredGraph(graph: g)
         for (k, e) in g.edgeIndices.enumerated() { sg.scores[e] = Float(k % 7) - 2.5 + Float(k) * 1e-3 }
-        sg.applyTopN(5, absolute: false)
+        sg.applyTopN(5, absolute: false, prune: false)
         sg.metadata = [("method", "eap")]
         XCTAssertEqual(sg.inGraphCount, 5)
         let full = try GraphFile.json(sg)
@@ -66,6 +101,31 @@ final class ComponentGraphTests: XCTestCase {
         XCTAssertEqual(c.inGraph, sg.inGraph)
         let cobj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(compact.utf8)) as? [String: Any])
         XCTAssertEqual((cobj["edges"] as? [String: Any])?.count, 5)
+    }
+
+    func testReadsAFileAsEAPIGWritesIt() throws {
+        // Graph.to_json of a 1-layer, 1-head model as Python's json.dump writes it: ", "/": " separators, node order of
+        // Graph.nodes (logits last, always in_graph), no node scores, float32 scores through .item() (17 digits,
+        // exponents like 1e-05), every edge listed.
+        let text = """
+        {"cfg": {"n_layers": 1, "n_heads": 1, "parallel_attn_mlp": false, "d_model": 4}, "nodes": {"input": {"in_graph": true}, \
+        "a0.h0": {"in_graph": true}, "m0": {"in_graph": false}, "logits": {"in_graph": true}}, "edges": {"input->a0.h0<q>": \
+        {"score": -0.00029600000102072954, "in_graph": false}, "input->a0.h0<k>": {"score": 1e-05, "in_graph": false}, \
+        "input->a0.h0<v>": {"score": 0.5, "in_graph": true}, "input->m0": {"score": -3.5e-08, "in_graph": false}, "a0.h0->m0": \
+        {"score": 0.0, "in_graph": false}, "input->logits": {"score": 2.25, "in_graph": true}, "a0.h0->logits": {"score": 0.75, \
+        "in_graph": true}, "m0->logits": {"score": -1.0, "in_graph": false}}}
+        """
+        let g = ComponentGraph(GraphShape(nLayers: 1, nHeads: 1, dModel: 4))
+        XCTAssertEqual(g.edgeCount, 8)
+        let sg = try GraphFile.parse(Data(text.utf8), path: "eap-ig.json", shape: g.shape)
+        func at(_ n: String) throws -> Int { let e = try XCTUnwrap(g.edge(named: n), n); return e.b * g.nForward + e.u }
+        XCTAssertEqual(sg.scores[try at("input->a0.h0<q>")], -0.000296, accuracy: 1e-12)
+        XCTAssertEqual(sg.scores[try at("input->a0.h0<k>")], 1e-5)
+        XCTAssertEqual(sg.scores[try at("input->m0")], -3.5e-8)
+        XCTAssertEqual(sg.inGraphCount, 3)
+        XCTAssertEqual(Set(g.edgeIndices.filter { sg.inGraph[$0] }), Set(try ["input->a0.h0<v>", "input->logits", "a0.h0->logits"].map(at)))
+        XCTAssertNil(sg.nodeScores, "EAP-IG writes node scores only when the graph has them")
+        XCTAssertEqual(sg.nodesInGraph, ["input", "a0.h0", "logits"])
     }
 
     func testBadGraphFilesNameTheItem() {

@@ -348,15 +348,16 @@ final class CLITests: XCTestCase {
             XCTAssertLessThanOrEqual(row["circuit_kept"] as? Int ?? -1, row["candidates"] as? Int ?? -2, g)
         }
         let edges = SplitForward(m).graph.edgeIndices.count
-        for method in ["eap", "lrp"] {
+        for method in ["eap", "lrp", "eap-ig"] {
             let row = try XCTUnwrap(c["graph_\(method)"] as? [String: Any], method)
             XCTAssertEqual(row["edges"] as? Int, edges)
+            XCTAssertEqual(row["target_seconds"] as? Double, method == "eap-ig" ? 300 : 60, method)
             XCTAssertGreaterThan(row["fraction_of_sgemm_peak"] as? Double ?? 0, 0)
         }
         let point = try XCTUnwrap(c["graph_point"] as? [String: Any])
         XCTAssertTrue((point["metric"] as? Double)?.isFinite ?? false)
         XCTAssertEqual(point["edges_in_circuit"] as? Int, max(1, edges / 20))
-        XCTAssertEqual((c["sgemm_peak_measurements_gflops"] as? [Double])?.count, 2 * 6, "two per phase: 3 curves, 2 scorings, 1 point")
+        XCTAssertEqual((c["sgemm_peak_measurements_gflops"] as? [Double])?.count, 2 * 7, "two per phase: 3 curves, 3 scorings, 1 point")
         XCTAssertTrue(r.stderr.contains("circuit curve, heads, lrp (abs-per-token)"), r.stderr)
         XCTAssertTrue(r.stderr.contains("circuit curve, weights, lrp (abs-per-token)") && r.stderr.contains("target < 360 s"), r.stderr)
     }

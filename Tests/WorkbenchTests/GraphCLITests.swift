@@ -19,12 +19,16 @@ final class GraphCLITests: XCTestCase {
             let out = dir.appendingPathComponent("g-\(method)").path
             let r = try kit.run(["graph-attribute", "--model", model, "--prompts", task, "--method", method, "--top", "10", "--out", out, "--quiet"])
             XCTAssertEqual(r.status, 0, r.err)
-            XCTAssertTrue(r.out.contains("10 edges in_graph"), r.out)
+            XCTAssertTrue(r.out.contains("in_graph (top 10 by signed score, pruned)"), r.out)
             for f in ["graph.json", "graph.compact.json", "graph.html"] {
                 XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), "\(method): \(f)")
             }
             let sg = try GraphFile.read(out + "/graph.json", shape: GraphShape(nLayers: 2, nHeads: 4, dModel: 32))
-            XCTAssertEqual(sg.inGraphCount, 10)
+            // in_graph = EAP-IG's apply_topn(10, absolute=False): the top 10 by signed score, pruned.
+            let want = ScoredGraph.pruned(ScoredGraph.topN(sg.ranking(absolute: false), 10, count: sg.scores.count), sg.graph).edges
+            XCTAssertEqual(sg.inGraph, want, method)
+            XCTAssertGreaterThan(sg.inGraphCount, 0, method)
+            XCTAssertTrue(r.out.contains("; \(sg.inGraphCount) edges in_graph"), r.out)
             let compact = try GraphFile.read(out + "/graph.compact.json", shape: sg.graph.shape)
             XCTAssertEqual(compact.inGraph, sg.inGraph)
             let e = try kit.run(["graph-eval", "--model", model, "--prompts", task, "--graph", out + "/graph.json", "--json",
@@ -35,7 +39,9 @@ final class GraphCLITests: XCTestCase {
             let lastF = try XCTUnwrap(curve.last?["f"] as? Double)
             XCTAssertEqual(lastF, 1, accuracy: 1e-9, "f(100 %) = 1")
             let inGraph = try XCTUnwrap(j["in_graph"] as? [String: Any])
-            XCTAssertEqual(inGraph["edges"] as? Int, 10)
+            XCTAssertEqual(inGraph["edges"] as? Int, sg.inGraphCount)
+            XCTAssertEqual(inGraph["edges_after_prune"] as? Int, sg.inGraphCount, "already pruned")
+            XCTAssertEqual(curve.map { $0["edges"] as? Int }, FaithfulnessCurve.fractions.map { Int($0 * Double(sg.graph.edgeCount)) })
             XCTAssertNotNil(j["cpr"] as? Double); XCTAssertNotNil(j["cmd"] as? Double)
             if method == "lrp" {
                 try HeadlessBrowser.check(URL(fileURLWithPath: out + "/graph.html"))

@@ -65,13 +65,19 @@ public final class EdgeAttribution {
     /// The clean and corrupted split forwards run packed, several prompts per pass (one GEMM per linear
     /// for all their rows instead of one per prompt); a pass holds at most `maxRows` rows and at most
     /// `passBudget` bytes of recorded outputs (2 · n_forward · rows · d · 4: clean and corrupted), so a
-    /// large model falls back to one prompt per pass. The backward (δ at every node input) runs per prompt.
+    /// large model falls back to one prompt per pass. The backward (δ at every node input) runs packed too:
+    /// eap and lrp put consecutive prompts of a pass into one LRP pass of at most `backwardRows` rows and
+    /// `backwardBudget` bytes of node-input δ (n_backward · rows · d · 4); eap-ig puts up to `backwardRows`
+    /// rows of one prompt's path points into one pass and folds their δ as they arrive. Packing changes only
+    /// the GEMM shapes, not what is summed (tests: packed = one prompt per pass).
     public func scores(_ items: [TaskItem], method: GraphMethod, steps: Int = 5, maxRows: Int = 256,
-                       passBudget: Int = 512 << 20, progress: ((Int) -> Void)? = nil) throws -> [Float] {
+                       passBudget: Int = 512 << 20, backwardRows: Int = 128, backwardBudget: Int = 256 << 20,
+                       progress: ((Int) -> Void)? = nil) throws -> [Float] {
         try Self.check(items)
         guard steps >= 1 else { throw GraphAttributionError.badSteps(steps) }
         let g = graph, F = g.nForward, B = g.nBackward, d = split.model.config.dModel
         let rowLimit = max(1, min(maxRows, passBudget / max(2 * F * d * MemoryLayout<Float>.stride, 1)))
+        let backLimit = max(1, min(backwardRows, backwardBudget / max(B * d * MemoryLayout<Float>.stride, 1)))
         var total = [Float](repeating: 0, count: B * F)
         for r in SplitForward.passes(items.map(\.tokens.count), maxRows: rowLimit) {
             let pass = Array(items[r]), start = r.lowerBound
@@ -88,11 +94,52 @@ public final class EdgeAttribution {
             }
             let last = split.lastLogits(clean.final, segments: segs)              // [b, vocab]
             let v = split.model.config.vocabSize
-            for (i, it) in pass.enumerated() {
-                let s = try promptScores(it, method: method, steps: steps, diff: diff, row: segs[i].rowStart, rows: rows,
-                                         lastLogits: Array(last[(i * v)..<((i + 1) * v)]))
-                for k in 0..<total.count { total[k] += s[k] }
-                progress?(start + i + 1)
+            let terms = pass.indices.map { lseTerms(pass[$0], logits: Array(last[($0 * v)..<(($0 + 1) * v)]), position: pass[$0].tokens.count - 1) }
+            switch method {
+            case .eap, .lrp:
+                for pack in SplitForward.passes(pass.map(\.tokens.count), maxRows: backLimit) {
+                    let sink = try nodeInputs(pass[pack].map(\.tokens), terms: Array(terms[pack]), method: method)
+                    let packRows = sink.nd / d
+                    var row = 0
+                    for i in pack {
+                        let n = pass[i].tokens.count
+                        sink.g.withUnsafeBufferPointer { gp in
+                            addScores(&total, g: gp.baseAddress! + row * d, ldg: sink.nd, n: n, diff: diff, row: segs[i].rowStart, rows: rows)
+                        }
+                        row += n
+                        progress?(start + i + 1)
+                    }
+                    precondition(row == packRows)
+                }
+            case .eapIG:
+                for (i, it) in pass.enumerated() {
+                    let n = it.tokens.count, sink = NodeInputGradients(graph: g, rows: n, dModel: d)
+                    let segsOne = split.segments([it.tokens])
+                    let embOne = split.model.embedRows(it.tokens, segments: segsOne), embCOne = split.model.embedRows(it.corruptedTokens!, segments: segsOne)
+                    // Right Riemann sum of the corrupted → clean path, α = k/steps, k = 1…steps; chunks of ≤ backLimit rows.
+                    let perPass = max(1, min(steps, backLimit / n)), chunks = (steps + perPass - 1) / perPass
+                    var k = 1
+                    for c in 0..<chunks {
+                        let count = (steps - k + 1) / (chunks - c)
+                        var x = [Float](repeating: 0, count: count * n * d)
+                        for j in 0..<count {
+                            let a = Float(k + j) / Float(steps), o = j * n * d
+                            for t in 0..<(n * d) { x[o + t] = embCOne[t] + a * (embOne[t] - embCOne[t]) }
+                        }
+                        sink.copies = count
+                        let group = (0..<count).flatMap { j in terms[i].map { ExplainTerm(position: $0.position + j * n, token: $0.token, coefficient: $0.coefficient) } }
+                        _ = try split.model.lrp(tokens: Array([[Int]](repeating: it.tokens, count: count).joined()), explain: .groups([group]),
+                                                seed: .logit, rules: .gradient, sink: sink, embeddings: x,
+                                                packed: [Int](repeating: n, count: count))
+                        k += count
+                    }
+                    let inv = 1 / Float(steps)
+                    for j in 0..<sink.g.count { sink.g[j] *= inv }
+                    sink.g.withUnsafeBufferPointer { gp in
+                        addScores(&total, g: gp.baseAddress!, ldg: sink.nd, n: n, diff: diff, row: segs[i].rowStart, rows: rows)
+                    }
+                    progress?(start + i + 1)
+                }
             }
         }
         let inv = 1 / Float(max(items.count, 1))
@@ -103,45 +150,38 @@ public final class EdgeAttribution {
         return total
     }
 
-    /// One prompt's Σ_t diff · δ for every (input, upstream node) pair [n_backward · n_forward] (off-edge entries
-    /// unused). `diff` [F, rows, d] is clean − corrupted output of a packed pass; the prompt's rows start at `row`.
-    func promptScores(_ it: TaskItem, method: GraphMethod, steps: Int, diff: [Float], row: Int, rows: Int,
-                      lastLogits: [Float]) throws -> [Float] {
-        let model = split.model, d = model.config.dModel, n = it.tokens.count, nd = n * d
-        let g = graph, F = g.nForward, B = g.nBackward
-        let explain = ExplainSpec.groups([lseTerms(it, logits: lastLogits, position: n - 1)])
-        let sink = NodeInputGradients(graph: g, rows: n, dModel: d)
-        let rules: LRPRules = method == .lrp ? .attnLRP : .gradient
-        switch method {
-        case .eap, .lrp:
-            _ = try model.lrp(tokens: it.tokens, explain: explain, seed: .logit, rules: rules, sink: sink)
-        case .eapIG:
-            let segs = split.segments([it.tokens])
-            let emb = model.embedRows(it.tokens, segments: segs), embC = model.embedRows(it.corruptedTokens!, segments: segs)
-            for k in 1...steps {                                                   // right Riemann sum of the path
-                let a = Float(k) / Float(steps)
-                var x = embC
-                for j in 0..<x.count { x[j] += a * (emb[j] - embC[j]) }
-                _ = try model.lrp(tokens: it.tokens, explain: explain, seed: .logit, rules: rules, sink: sink, embeddings: x)
-            }
-            let inv = 1 / Float(steps)
-            for j in 0..<sink.g.count { sink.g[j] *= inv }
+    /// δ at every node input [n_backward, rows, d] for `seqs` packed into one LRP pass (eap: gradient, lrp: AttnLRP).
+    func nodeInputs(_ seqs: [[Int]], terms: [ExplainGroup], method: GraphMethod) throws -> NodeInputGradients {
+        let rows = seqs.reduce(0) { $0 + $1.count }
+        let sink = NodeInputGradients(graph: graph, rows: rows, dModel: split.model.config.dModel)
+        var row = 0, group: ExplainGroup = []
+        for (s, t) in zip(seqs, terms) {
+            group += t.map { ExplainTerm(position: $0.position + row, token: $0.token, coefficient: $0.coefficient) }
+            row += s.count
         }
-        // [B, F] = G [B, nd] · diffᵀ [nd, F], only where edges are: the upstream nodes of an input are a prefix
+        _ = try split.model.lrp(tokens: seqs.flatMap { $0 }, explain: .groups([group]), seed: .logit,
+                                rules: method == .lrp ? .attnLRP : .gradient, sink: sink, packed: seqs.map(\.count))
+        return sink
+    }
+
+    /// total[b, u] += Σ_t diff_u,t · δ_b,t for one prompt of n rows, every (input, upstream node) pair.
+    /// `g` points at the prompt's δ: row b at g + b · ldg, n · d values; `diff` [F, rows, d] is clean − corrupted
+    /// of the forward pass, the prompt's rows start at `row`.
+    func addScores(_ total: inout [Float], g gp: UnsafePointer<Float>, ldg: Int, n: Int, diff: [Float], row: Int, rows: Int) {
+        let d = split.model.config.dModel, nd = n * d, g = graph, F = g.nForward, B = g.nBackward
+        // [B, F] += G [B, nd] · diffᵀ [nd, F], only where edges are: the upstream nodes of an input are a prefix
         // of the forward order, so layer l's 3H + 1 inputs need the first mlp(l) columns (its heads' inputs
         // only the first head(l, 0); the few extra entries are off-edge and unused), the logits all F. Half
         // the products of the full [B, F] GEMM. Node u's rows of this prompt: diff[u, row..<row+n] (stride rows·d).
-        var s = [Float](repeating: 0, count: B * F)
-        sink.g.withUnsafeBufferPointer { gp in diff.withUnsafeBufferPointer { dp in s.withUnsafeMutableBufferPointer { sp in
+        diff.withUnsafeBufferPointer { dp in total.withUnsafeMutableBufferPointer { sp in
             var b0 = 0
             while b0 < B {
                 let count = b0 == g.logitsInput ? 1 : 3 * g.shape.nHeads + 1, cols = g.upstream(b0 + count - 1)
-                BLAS.gemm(transA: false, transB: true, m: count, n: cols, k: nd, gp.baseAddress! + b0 * nd, lda: nd,
-                          dp.baseAddress! + row * d, ldb: rows * d, sp.baseAddress! + b0 * F, ldc: F)
+                BLAS.gemm(transA: false, transB: true, m: count, n: cols, k: nd, gp + b0 * ldg, lda: ldg,
+                          dp.baseAddress! + row * d, ldb: rows * d, beta: 1, sp.baseAddress! + b0 * F, ldc: F)
                 b0 += count
             }
-        } } }
-        return s
+        } }
     }
 
     /// The logit difference's gradient terms at `position`: +softmax weights over the answers, − over the
@@ -157,16 +197,19 @@ public final class EdgeAttribution {
     }
 }
 
-/// Collects δ at every node input of one sequence: [n_backward, N, d] (accumulated over passes).
+/// Collects δ at every node input: [n_backward, N, d] (accumulated over passes). With `copies` > 1 the pass
+/// holds that many packed copies of the N rows (points of one integrated-gradients path) and their δ are summed.
 final class NodeInputGradients: RelevanceSink {
     let graph: ComponentGraph
     let nd: Int
     var g: [Float]
+    var copies = 1
 
     init(graph: ComponentGraph, rows: Int, dModel: Int) {
         self.graph = graph; nd = rows * dModel
         g = [Float](repeating: 0, count: graph.nBackward * nd)
     }
+    var wantsWeightRelevance: Bool { false }
 
     var wantsNodeInputs: Bool { true }
     var wantsSignedGradient: Bool { false }
@@ -174,10 +217,16 @@ final class NodeInputGradients: RelevanceSink {
     func neurons(layer: Int, _ relevance: [Float]) {}
     func heads(layer: Int, _ relevance: [Float]) {}
 
-    private func add(_ row: Int, count rows: Int, _ x: UnsafePointer<Float>) {
+    /// x [count, copies · N, d] into rows row..<row+count of g.
+    private func add(_ row: Int, count: Int, _ x: UnsafePointer<Float>) {
         g.withUnsafeMutableBufferPointer { p in
-            let o = p.baseAddress! + row * nd
-            for i in 0..<(rows * nd) { o[i] += x[i] }
+            for i in 0..<count {
+                let o = p.baseAddress! + (row + i) * nd
+                for c in 0..<copies {
+                    let src = x + (i * copies + c) * nd
+                    for j in 0..<nd { o[j] += src[j] }
+                }
+            }
         }
     }
     // The tap's [3, H, N, d] order is the graph's backward order within a layer (q of every head, k, v).

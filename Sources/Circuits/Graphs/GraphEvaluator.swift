@@ -11,10 +11,13 @@ import Transformer
 // rows per pass; each pass computes its source once and runs every circuit on it,
 // so a whole curve costs one source run plus one run per point per pass.
 //
+// Every circuit is first pruned as EAP-IG's `evaluate_graph` prunes it (`ScoredGraph.pruned`).
+//
 // Faithfulness curve exactly as MIB's `evaluate_area_under_curve`:
 //   f(k) = (m(C_k) − m(∅)) / (m(M) − m(∅)),  k ∈ {0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100} % of edges,
-// C_k = the top k % by score (signed for CPR, |score| for CMD), ∅ = no edge kept, M = the full model;
-// CPR = ∫ f, CMD = ∫ |1 − f| over the edge fraction (linear axis, trapezoids).
+// C_k = the top int(k · E) edges by score (signed for CPR, |score| for CMD; Python's int(): truncated), then
+// pruned (`apply_topn(…, prune=True)`), ∅ = no edge kept, M = the full model;
+// CPR = ∫ f, CMD = ∫ |1 − f| over the nominal edge fraction (linear axis, trapezoids).
 
 public enum GraphIntervention: String, Sendable, CaseIterable {
     case patch, zero, mean
@@ -63,9 +66,11 @@ public final class GraphEvaluator {
         return sum.map { Float($0 / Double(max(tokens, 1))) }
     }
 
-    /// Mean metric of each circuit (`nil` = the full model), in one sweep over the prompts.
-    public func metrics(_ circuits: [[Bool]?]) throws -> [Double] {
+    /// Mean metric of each circuit (`nil` = the full model), in one sweep over the prompts. Each circuit is pruned
+    /// first (EAP-IG's `evaluate_graph`); `prune: false` runs the masks as given.
+    public func metrics(_ circuits: [[Bool]?], prune: Bool = true) throws -> [Double] {
         let F = split.graph.nForward, d = split.model.config.dModel, v = split.model.config.vocabSize
+        let circuits = prune ? circuits.map { $0.map { ScoredGraph.pruned($0, split.graph).edges } } : circuits
         var sums = [Double](repeating: 0, count: circuits.count)
         try forEachPass { start, seqs, segs, emb in
             let n = emb.count / d
@@ -105,6 +110,8 @@ public struct FaithfulnessCurve: Sendable {
     public var absolute: Bool
     public var fractions: [Double]
     public var edgeCounts: [Int]
+    /// Edges left after pruning (MIB's `weighted_edge_count`), per point.
+    public var keptCounts: [Int]
     /// m(C_k) per point; m(M) and m(∅).
     public var metrics: [Double]
     public var full: Double
@@ -122,8 +129,8 @@ public struct FaithfulnessCurve: Sendable {
         return a
     }
 
-    /// Edges kept at a fraction of `total` (rounded; at least 0, at most total).
-    public static func edgeCount(_ fraction: Double, total: Int) -> Int { min(total, max(0, Int((fraction * Double(total)).rounded()))) }
+    /// Edges kept at a fraction of `total`: MIB's `int(pct * n_scored_items)` (the product in Double, truncated).
+    public static func edgeCount(_ fraction: Double, total: Int) -> Int { min(total, max(0, Int((fraction * Double(total)).rounded(.towardZero)))) }
 
     /// Measures the signed (CPR) and the |score| (CMD) curves of `scores` with `evaluator` in one sweep over the
     /// prompts; `extra` circuits are measured in the same sweep and their metrics returned beside the curves.
@@ -134,15 +141,16 @@ public struct FaithfulnessCurve: Sendable {
         var circuits: [[Bool]?] = [nil, [Bool](repeating: false, count: size)]
         for absolute in [false, true] {
             let ranking = scores.ranking(absolute: absolute)
-            circuits += counts.map { ScoredGraph.topN(ranking, $0, count: size) }
+            circuits += counts.map { ScoredGraph.pruned(ScoredGraph.topN(ranking, $0, count: size), scores.graph).edges }
         }
-        circuits += extra.map { Optional($0) }
-        let m = try evaluator.metrics(circuits)
+        circuits += extra.map { ScoredGraph.pruned($0, scores.graph).edges }
+        let kept = circuits.map { c in c.map { m in m.reduce(0) { $0 + ($1 ? 1 : 0) } } ?? total }
+        let m = try evaluator.metrics(circuits, prune: false)
         guard m[0] != m[1] else { throw FaithfulnessError.degenerate(full: m[0], empty: m[1]) }
         let k = counts.count
         func curve(_ absolute: Bool, _ from: Int) -> FaithfulnessCurve {
-            FaithfulnessCurve(absolute: absolute, fractions: fractions, edgeCounts: counts, metrics: Array(m[from..<(from + k)]),
-                              full: m[0], empty: m[1])
+            FaithfulnessCurve(absolute: absolute, fractions: fractions, edgeCounts: counts, keptCounts: Array(kept[from..<(from + k)]),
+                              metrics: Array(m[from..<(from + k)]), full: m[0], empty: m[1])
         }
         return (curve(false, 2), curve(true, 2 + k), Array(m[(2 + 2 * k)...]))
     }

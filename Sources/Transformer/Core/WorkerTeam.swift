@@ -10,7 +10,11 @@ import Synchronization
 /// and each wake-up costs tens of µs on this VM (measured: 1.71–1.85 of 2
 /// cores busy). Helpers here spin for a short window after each region, then
 /// sleep on a condition variable, so back-to-back regions start at once while
-/// an idle process burns no CPU.
+/// an idle process burns no CPU. The window adapts: it halves each time a helper
+/// spins it out without a region arriving (a phase whose serial gaps are longer
+/// than the window — the spin would only take a core from other processes on a
+/// shared machine) and doubles back, up to its maximum, each time a region does
+/// arrive while it spins.
 ///
 /// Parts are claimed, not assigned: after its own part the caller runs every
 /// part no helper has claimed yet. On a machine shared with other processes a
@@ -38,9 +42,11 @@ public final class WorkerTeam: @unchecked Sendable {
     private let sleeping = Atomic<Int>(0)       // helpers parked on `wake`
     private let wake = NSCondition()
     private var job: ((Int) -> Void)?           // set only while a region runs
-    /// Spin iterations before a helper parks: ≈ 50–100 µs here, longer than the
-    /// serial gaps between the regions of one forward.
+    /// Spin iterations before a helper parks, at most: ≈ 50–100 µs here, longer
+    /// than the serial gaps between the regions of one forward; at least
+    /// `minSpin` (≈ 2–5 µs) once gaps have been long.
     private let spinLimit = 20_000
+    private let minSpin = 500
     /// Spin iterations before the caller, waiting for a part a helper is
     /// running, yields its core between checks (a preempted helper may be
     /// queued behind it).
@@ -105,18 +111,20 @@ public final class WorkerTeam: @unchecked Sendable {
     }
 
     private func helperLoop() {
-        var seen = 0
+        var seen = 0, window = spinLimit
         while true {
-            var spins = 0
+            var spins = 0, parked = false
             while WorkerTeam.generation(region.load(ordering: .acquiring)) == seen {
                 spins += 1
-                if spins < spinLimit { spinPause(); continue }
+                if spins < window { spinPause(); continue }
+                parked = true
                 wake.lock()
                 sleeping.add(1, ordering: .sequentiallyConsistent)
                 while WorkerTeam.generation(region.load(ordering: .sequentiallyConsistent)) == seen { wake.wait() }
                 sleeping.subtract(1, ordering: .sequentiallyConsistent)
                 wake.unlock()
             }
+            window = parked ? max(minSpin, window / 2) : min(spinLimit, window * 2)
             seen = WorkerTeam.generation(region.load(ordering: .acquiring))
             // The job stays set until every claimed part has finished.
             while let i = claim(generation: seen) {

@@ -352,8 +352,10 @@ enum LlamaFamily: TransformerFamily {
         // Attention half: mid = resid + o_proj(attn(rope(q), rope(k), v)).
         m.attentionHalfBackward(blk, b, dx: dx, g, rules: rules, sink: sink, scratch: scratch) { dq, dk in
             // RoPE is linear: δ before the rotation is Rᵀ δ.
-            m.rope?.apply(dq, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true)
-            m.rope?.apply(dk, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+            for sp in b.spans {                                                 // each packed sequence from position 0
+                m.rope?.apply(dq + sp.lowerBound * c.qDim, rows: sp.count, nHeads: c.nHeads, pos0: 0, inverse: true)
+                m.rope?.apply(dk + sp.lowerBound * c.kvDim, rows: sp.count, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+            }
         }
         blk.attnNorm.backward(dy: g.dn.p, x: b.resid.p, inv: b.inv1.p, dx: dx, rows: n, d: c.dModel,
                               constantNormaliser: constant, accumulate: true, biasRelevance: &scratch.biasRelevance)

@@ -20,8 +20,10 @@ extension Model {
         var qPre: Buffer?, kPre: Buffer?
         if rules.epsilon > 0 {
             qPre = b.q.copy(); kPre = b.k.copy()
-            rope?.apply(qPre!.p, rows: n, nHeads: c.nHeads, pos0: 0, inverse: true)
-            rope?.apply(kPre!.p, rows: n, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+            for sp in b.spans {
+                rope?.apply(qPre!.p + sp.lowerBound * c.qDim, rows: sp.count, nHeads: c.nHeads, pos0: 0, inverse: true)
+                rope?.apply(kPre!.p + sp.lowerBound * c.kvDim, rows: sp.count, nHeads: c.nKVHeads, pos0: 0, inverse: true)
+            }
         }
         linearBackward(blk.q, x: b.normed1.p, dy: g.dq.p, z: qPre?.p, dx: g.dn.p, accumulate: false,
                        rows: n, rules: rules, sink: sink, scratch: scratch)     // δln1 = qᵀδq
@@ -32,10 +34,11 @@ extension Model {
         withExtendedLifetime((qPre, kPre)) {}
     }
 
-    /// Backward through causal attention for one sequence (pos0 = 0) with the
+    /// Backward through causal attention for each sequence of `b.spans` (each from pos0 = 0) with the
     /// AttnLRP factors: δv = vF·Pᵀδz; δS = P ⊙ (δP − rowdot(δP, P)) (plain softmax
     /// gradient); δq = qkF·scale·δS·K; δk = qkF·scale·δSᵀ·Q. Probabilities are
-    /// recomputed per head and query block, never stored for all heads.
+    /// recomputed per head and query block, never stored for all heads. A packed pass
+    /// (several spans) runs exactly the work items each span would run alone.
     func attentionBackward(_ b: BlockBuffers, dz: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>,
                            dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>, rules: LRPRules,
                            scratch: BackwardScratch) {
@@ -50,11 +53,13 @@ extension Model {
         // items, so worker w > 0 accumulates into its own buffer, added in
         // worker order afterwards — the result does not depend on timing.
         let ways = max(BLAS.ways, 1), parallel = ways > 1
-        let need = min(queryBlock, n) * n
+        let spans = b.spans, longest = spans.map(\.count).max() ?? 0
+        let need = min(queryBlock, longest) * longest
         if scratch.s.count < need * ways { scratch.s = zeros(need * ways); scratch.dP = zeros(need * ways) }
         var extra = zeros((ways - 1) * 2 * n * kvDim)                  // [ways-1][dk | dv]
-        let blocks = (n + queryBlock - 1) / queryBlock
-        let costs = (0..<(blocks * c.nHeads)).map { min(($0 / c.nHeads + 1) * queryBlock, n) }
+        // (span, query block) pairs; each with every head is one work item.
+        let pairs = spans.indices.flatMap { si in (0..<((spans[si].count + queryBlock - 1) / queryBlock)).map { (si, $0) } }
+        let costs = (0..<(pairs.count * c.nHeads)).map { min((pairs[$0 / c.nHeads].1 + 1) * queryBlock, spans[pairs[$0 / c.nHeads].0].count) }
         let q = b.q.p, k = b.k.p, v = b.v.p
         scratch.s.ptr { sAll in scratch.dP.ptr { dPAll in extra.ptr { ex in
             BLAS.workers(costs: costs) { worker, item in
@@ -62,10 +67,12 @@ extension Model {
                 let dkW = worker == 0 ? dk : ex + (worker - 1) * 2 * n * kvDim
                 let dvW = worker == 0 ? dv : dkW + n * kvDim
                 let gemm = parallel ? BLAS.gemmSerial : BLAS.gemm
-                let h = item % c.nHeads, i0 = (item / c.nHeads) * queryBlock
-                let i1 = min(i0 + queryBlock, n), rows = i1 - i0, keys = i1
+                let h = item % c.nHeads, (si, blk) = pairs[item / c.nHeads]
+                let base = spans[si].lowerBound, i0 = blk * queryBlock    // rows base + i0 …; positions i0 … within the span
+                let i1 = min(i0 + queryBlock, spans[si].count), rows = i1 - i0, keys = i1
                 let g = h / group
-                let qh = q + i0 * qDim + h * hd, kg = k + g * hd, vg = v + g * hd, dzh = dz + i0 * qDim + h * hd
+                let qh = q + (base + i0) * qDim + h * hd, kg = k + base * kvDim + g * hd, vg = v + base * kvDim + g * hd
+                let dzh = dz + (base + i0) * qDim + h * hd
                 // Row strips stop at their own last key, as in the forward (`diagonalStrips`);
                 // maskedSoftmax zeroes every masked entry, so P is exact for the transposed products.
                 diagonalStrips(rows: rows, keys: keys, height: scoreStripRows) { r0, r1, kEnd in
@@ -75,7 +82,7 @@ extension Model {
                 // δv_g += vF · Pᵀ δz_h
                 diagonalKeyStrips(rows: rows, keys: keys, height: scoreStripRows) { k0, k1, rStart in
                     gemm(true, false, k1 - k0, hd, rows - rStart, vF, s + rStart * keys + k0, keys, dzh + rStart * qDim, qDim,
-                         1, dvW + k0 * kvDim + g * hd, kvDim)
+                         1, dvW + (base + k0) * kvDim + g * hd, kvDim)
                 }
                 guard qkF != 0 else { return }
                 // δP = δz_h V_gᵀ, then δS = P ⊙ (δP − Σ_j δP·P) in place in dP.
@@ -92,11 +99,11 @@ extension Model {
                 }
                 diagonalStrips(rows: rows, keys: keys, height: valueStripRows) { r0, r1, kEnd in
                     gemm(false, false, r1 - r0, hd, kEnd, qkF * scale, dP + r0 * keys, keys, kg, kvDim, 0,
-                         dq + (i0 + r0) * qDim + h * hd, qDim)
+                         dq + (base + i0 + r0) * qDim + h * hd, qDim)
                 }
                 diagonalKeyStrips(rows: rows, keys: keys, height: scoreStripRows) { k0, k1, rStart in
                     gemm(true, false, k1 - k0, hd, rows - rStart, qkF * scale, dP + rStart * keys + k0, keys, qh + rStart * qDim, qDim,
-                         1, dkW + k0 * kvDim + g * hd, kvDim)
+                         1, dkW + (base + k0) * kvDim + g * hd, kvDim)
                 }
             }
             for w in 1..<ways {

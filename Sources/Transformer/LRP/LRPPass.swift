@@ -92,15 +92,30 @@ extension Model {
     ///
     /// `embeddings` [N, d] replaces the token embeddings (integrated gradients along a path of
     /// input embeddings, EAP-IG-inputs); `tokens` still name the explained next tokens.
+    ///
+    /// `packed` lengths split the N rows into independent sequences, each from position 0 (several
+    /// prompts, or several points of one integrated-gradients path, in one pass: larger matrix products,
+    /// fewer fork-join regions). Every row's δ equals that of its sequence's own pass; explain terms then
+    /// name packed rows (`.groups` only), and the token/position relevance is per packed row.
     public func lrp(tokens: [Int], explain: ExplainSpec, seed: SeedValue = .logit, rules: LRPRules = .attnLRP,
                     sink: RelevanceSink?, memoryBudget: Int = Model.defaultLRPMemoryBudget,
-                    embeddings: [Float]? = nil) throws -> LRPResult {
+                    embeddings: [Float]? = nil, packed: [Int]? = nil) throws -> LRPResult {
         let c = config, n = tokens.count, d = c.dModel
         guard n >= 1 else { throw ModelError.emptyPrompt }
-        guard n <= c.maxSeqLen else { throw ModelError.promptTooLong(tokens: n, limit: c.maxSeqLen, origin: contextOrigin) }
+        let lengths = packed ?? [n]
+        precondition(lengths.reduce(0, +) == n && lengths.allSatisfy { $0 >= 1 }, "packed lengths must cover the rows")
+        precondition(packed == nil || { if case .groups = explain { return true }; return false }(), "packed passes explain .groups")
+        for len in lengths where len > c.maxSeqLen {
+            throw ModelError.promptTooLong(tokens: len, limit: c.maxSeqLen, origin: contextOrigin)
+        }
         for t in tokens where t < 0 || t >= c.vocabSize { throw ModelError.invalidToken(id: t, vocabSize: c.vocabSize) }
         releaseDecodeLayout()   // the pass never reads the decode copies; their memory is better spent here
-        let seg = [Segment(rowStart: 0, count: n, pos0: 0, cache: KVCache(config: c, capacity: n, singleLayer: true))]
+        var seg: [Segment] = [], spans: [Range<Int>] = []
+        for len in lengths {
+            let r0 = spans.last?.upperBound ?? 0
+            seg.append(Segment(rowStart: r0, count: len, pos0: 0, cache: KVCache(config: c, capacity: len, singleLayer: true)))
+            spans.append(r0..<(r0 + len))
+        }
         // Forward, keeping what the backward needs.
         precondition(embeddings == nil || embeddings!.count == n * d, "embeddings must be [N, d]")
         var x = embeddings ?? embedRows(tokens, segments: seg)           // [N, d]
@@ -109,9 +124,11 @@ extension Model {
         var inputs: [[Float]?] = Array(repeating: nil, count: c.nLayers)
         let post = SharedBuffer(count: n * c.dFF)                        // [N, dFF] for every block in turn
         let shared = storable < c.nLayers ? BlockBuffers(config: c, rows: n, hooks: rules.hooks, sharedPost: post) : nil
+        shared?.spans = spans
         for l in 0..<c.nLayers {
             if l >= c.nLayers - storable {
                 let bb = BlockBuffers(config: c, rows: n, hooks: rules.hooks, sharedPost: post)
+                bb.spans = spans
                 runBlock(l, &x, segments: seg, buffers: bb)
                 kept[l] = bb
             } else {
@@ -149,7 +166,7 @@ extension Model {
         }
         // Input relevance: embedding ⊙ δ, summed over the hidden dimension.
         let tokRel = rowRelevance(embed, rows: tokens, dx)
-        let posRel = positions.map { rowRelevance($0, rows: (0..<n).map { $0 + c.definition.positionOffset }, dx) }
+        let posRel = positions.map { rowRelevance($0, rows: lengths.flatMap { (0..<$0).map { $0 + c.definition.positionOffset } }, dx) }
         return LRPResult(terms: terms, explained: explained, tokenRelevance: tokRel, positionRelevance: posRel,
                          biasRelevance: scratch.biasRelevance)
     }

@@ -50,6 +50,9 @@ public final class BlockBuffers {
     /// Where post goes when `hooks` lacks `.mlpPost` (shared by the kept blocks of one pass).
     let sharedPost: SharedBuffer?
     var scratch: [Float] = []
+    /// The independent sequences packed in these rows, each from position 0 (the LRP backward's causal attention
+    /// and RoPE work within each); one span of all rows unless a packed LRP pass sets them.
+    var spans: [Range<Int>]
 
     public convenience init(config c: ModelConfig, rows n: Int) {
         self.init(config: c, rows: n, hooks: .all, sharedPost: nil)
@@ -58,6 +61,7 @@ public final class BlockBuffers {
     init(config c: ModelConfig, rows n: Int, hooks: Hooks, sharedPost: SharedBuffer?) {
         precondition(hooks.contains(.mlpPost) || sharedPost != nil, "a block without post needs a shared buffer")
         rows = n
+        spans = [0..<n]
         self.hooks = hooks
         self.sharedPost = hooks.contains(.mlpPost) ? nil : sharedPost
         // Every buffer is written in full by the block forward before it is read.
