@@ -85,6 +85,8 @@ md="$RESULTS/ioi_graph.md"
   done
   # The heads-vs-circuit comparison and held-out faithfulness on the circuits' prompts (scripts/experiments/ioi_graph_heads.sh).
   if [ -f "$RESULTS/ioi_graph_heads.md" ]; then echo; sed -e 's/^## /### /' -e 's/^# /## /' "$RESULTS/ioi_graph_heads.md"; fi
+  # Mean ± SEM over three disjoint reference sets, held-out (scripts/experiments/ioi_graph_sem.sh).
+  if [ -f "$RESULTS/ioi_graph_sem.md" ]; then echo; sed -e 's/^## /### /' -e 's/^# /## /' "$RESULTS/ioi_graph_sem.md"; fi
 } > "$md.tmp"
 mv "$md.tmp" "$md"
 step "wrote $md"

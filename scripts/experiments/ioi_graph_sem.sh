@@ -10,7 +10,7 @@
 #   Results: docs/results/ioi_graph_sem.md (ioi_graph.md includes it).
 #
 # Resumable: each output is moved into place last and skipped when present. bash and awk only.
-# Knobs: SEEDS="10 11 12" N=32 HELD_SEED=1 N_HELD=32 STEPS=5 METHODS="eap eap-ig lrp" REF_EVAL=1
+# Knobs: SEEDS="10 11 12" N=16 HELD_SEED=1 N_HELD=16 STEPS=5 METHODS="eap lrp eap-ig" REF_EVAL=1
 #        MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf WORKBENCH_BIN=.build/release/workbench
 #        OUT=out/experiments/ioi_graph_sem RESULTS=docs/results
 # Run:   nice -n 15 scripts/experiments/ioi_graph_sem.sh        (`… report` rewrites the report from what exists)
@@ -19,15 +19,15 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 SEEDS="${SEEDS:-10 11 12}"
-N="${N:-32}"
+N="${N:-16}"
 HELD_SEED="${HELD_SEED:-1}"
-N_HELD="${N_HELD:-32}"
+N_HELD="${N_HELD:-16}"
 STEPS="${STEPS:-5}"
-METHODS="${METHODS:-eap eap-ig lrp}"
+METHODS="${METHODS:-eap lrp eap-ig}"
 REF_EVAL="${REF_EVAL:-1}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-OUT="${OUT:-out/experiments/ioi_graph_sem}"
+OUT="${OUT:-out/experiments/ioi_graph_sem-$N}"
 RESULTS="${RESULTS:-docs/results}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 mkdir -p "$OUT" "$RESULTS"
@@ -36,13 +36,14 @@ step() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 held="$OUT/held-seed$HELD_SEED-$N_HELD.jsonl"
 if [ "${1:-}" != report ]; then
   [ -f "$held" ] || { step "tasks ioi seed $HELD_SEED (held-out)"; "$WB" tasks ioi --model "$MODEL" --n "$N_HELD" --seed "$HELD_SEED" --out "$held" >/dev/null; }
-  # Held-out evaluations first for every seed (the reported numbers), reference-set evaluations after.
+  # Held-out evaluations first (the reported numbers), method by method over the seeds (so that an interrupted run
+  # already has every seed of the first methods), reference-set evaluations after.
   for pass in held ref; do
     [ "$pass" = ref ] && [ "$REF_EVAL" != 1 ] && continue
-    for s in $SEEDS; do
-      ref="$OUT/ref-seed$s-$N.jsonl"
-      [ -f "$ref" ] || { step "tasks ioi seed $s"; "$WB" tasks ioi --model "$MODEL" --n "$N" --seed "$s" --out "$ref" >/dev/null; }
-      for m in $METHODS; do
+    for m in $METHODS; do
+      for s in $SEEDS; do
+        ref="$OUT/ref-seed$s-$N.jsonl"
+        [ -f "$ref" ] || { step "tasks ioi seed $s"; "$WB" tasks ioi --model "$MODEL" --n "$N" --seed "$s" --out "$ref" >/dev/null; }
         g="$OUT/seed$s/graph-$m"
         if [ ! -f "$g/graph.json" ]; then
           step "graph-attribute $m on seed $s"
