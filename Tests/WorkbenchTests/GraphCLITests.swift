@@ -26,8 +26,8 @@ final class GraphCLITests: XCTestCase {
             let sg = try GraphFile.read(out + "/graph.json", shape: GraphShape(nLayers: 2, nHeads: 4, dModel: 32))
             // in_graph = EAP-IG's apply_topn(10, absolute=False): the top 10 by signed score, pruned.
             let want = ScoredGraph.pruned(ScoredGraph.topN(sg.ranking(absolute: false), 10, count: sg.scores.count), sg.graph).edges
-            XCTAssertEqual(sg.inGraph, want, method)
-            XCTAssertGreaterThan(sg.inGraphCount, 0, method)
+            XCTAssertEqual(sg.inGraph, want, method)                          // may be empty: top edges with no in-graph input
+            XCTAssertLessThanOrEqual(sg.inGraphCount, 10, method)
             XCTAssertTrue(r.out.contains("; \(sg.inGraphCount) edges in_graph"), r.out)
             let compact = try GraphFile.read(out + "/graph.compact.json", shape: sg.graph.shape)
             XCTAssertEqual(compact.inGraph, sg.inGraph)
