@@ -127,7 +127,7 @@ report() {
     [ -f "$OUT/$name.ppl" ] || continue
     ppl=$(awk '/^perplexity:/ {print $2}' "$OUT/$name.ppl")
     if [ "$name" = source ]; then
-      echo "| source (Q4_1 file) | 5.0 | Q4_1 210, Q8_0 1 | – | $(stat -c %s "$MODEL") | $ppl | – |"
+      echo "| source (Q4_1 file; token embedding Q8_0) | 5.7368 | Q4_1 210, Q8_0 1 | – | $(stat -c %s "$MODEL") | $ppl | – |"
     else
       bpw=$(awk '/achieved/ {for (i = 1; i <= NF; i++) if ($i == "achieved") print $(i + 1)}' "$OUT/$name.quantize")
       types=$(awk -F': ' '/^tensors by type/ {print $2}' "$OUT/$name.quantize")
