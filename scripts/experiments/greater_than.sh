@@ -12,7 +12,8 @@
 #
 # Resumable: a run whose output directory exists is skipped (circuit writes it atomically). Bash and awk only.
 # Knobs: N_REF=64 SEEDS=3 N_HELD=128 POINTS=12 THRESHOLD=0.9 RUNS="heads:patch:lrp-apt heads:patch:random
-#   heads:patch:gradient" WORKBENCH_BIN MODEL OUT=out/experiments/greater_than RESULTS=docs/results NICE_LEVEL (noted)
+#   heads:patch:gradient" HELDOUT_SKIP="" (methods run without --heldout: reference curve only, about half the cost)
+#   WORKBENCH_BIN MODEL OUT=out/experiments/greater_than RESULTS=docs/results NICE_LEVEL (noted)
 #
 #   mkdir -p out/experiments/greater_than && nohup nice -n 15 scripts/experiments/greater_than.sh \
 #     > out/experiments/greater_than/log.txt 2>&1 &
@@ -22,6 +23,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 N_REF="${N_REF:-64}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-128}"; POINTS="${POINTS:-12}"; THRESHOLD="${THRESHOLD:-0.9}"
 RUNS="${RUNS:-heads:patch:lrp-apt heads:patch:random heads:patch:gradient}"
+HELDOUT_SKIP="${HELDOUT_SKIP:-}"
 WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
@@ -60,7 +62,7 @@ report() {
     echo "  SmolLM2 splits digits, so the next token is the tens digit: answers = the tens digits above YY's, distractors ="
     echo "  those below. Corrupted prompt: start year XX01 (same length)."
     echo "- **Reference:** $((N_REF * SEEDS)) prompts of seed 0 cut by \`circuit --seeds $SEEDS\` into $SEEDS disjoint sets of $N_REF."
-    echo "  **Held-out:** $N_HELD prompts of seed 1 (disjoint), f along the whole curve (\`--heldout\`)."
+    echo "  **Held-out:** $N_HELD prompts of seed 1 (disjoint), f along the whole curve (\`--heldout\`)${HELDOUT_SKIP:+; not measured for: $HELDOUT_SKIP (reference curve only, to halve the cost)}."
     echo "- **Metric:** probability difference p(greater) − p(smaller) at the last position; f = (m(C) − m(∅)) / (m(M) − m(∅)),"
     echo "  both ends measured. **Ablation:** patch (every head outside the circuit takes its output on the XX01 prompt)."
     echo "- **Circuit:** smallest number of heads (of 270) with f_ref ≥ $THRESHOLD ($POINTS-point log grid, then bisection); ranking"
@@ -102,7 +104,9 @@ run_all() {
     esac
     echo "== $dir ($(date -u +%H:%M:%S))"
     start=$(date +%s)
-    if ! "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" --heldout "$HELD" "${args[@]}" --granularity "$g" \
+    local held_args=(--heldout "$HELD")
+    case " $HELDOUT_SKIP " in *" $m "*) held_args=() ;; esac
+    if ! "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$REF" "${held_args[@]}" "${args[@]}" --granularity "$g" \
       --ablation "$ablation" --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" --out "$dir" --quiet \
       > "$OUT/$name.stdout" 2> "$OUT/$name.stderr"; then
       echo "FAILED $dir: $(tail -n 3 "$OUT/$name.stderr")"; continue
