@@ -19,7 +19,8 @@
 # rows from the evaluate files of an earlier correction.sh with the same settings (DIR/eval-NAME-{toxic,controls}.json,
 # e.g. docs/results/correction: the single-seed table is seed 0) instead of recomputing them: the numbers are the same
 # (every random stream is seeded); only the counts of RUNS are kept.
-# Knobs: SEEDS="0 1 2" OUT=out/experiments/correction-seeds RESULTS=docs/results SEED0_FROM="" RUNS and correction.sh's
+# Knobs: SEEDS="0 1 2" OUT=out/experiments/correction-seeds RESULTS=docs/results SEED0_FROM="" SUMMARY_ONLY=0 (1: only
+#   rebuild the tables from what exists, e.g. while another instance runs) RUNS and correction.sh's
 #   own (N_GENERAL N_UNDESIRED N_HELDOUT N_CONTROL SAMPLES PPL_WINDOWS PPL_SEQLEN WORKBENCH_BIN …).
 # Run:  mkdir -p out/experiments/correction-seeds
 #       SEED0_FROM=docs/results/correction nohup nice -n 15 scripts/experiments/correction_seeds.sh \
@@ -58,6 +59,7 @@ seed0() { [ "$1" = 0 ] && [ -n "$SEED0_FROM" ] && [ -s "$SEED0_FROM/eval-$2-cont
 first_run=$(awk -F';' 'NF { print $1; exit }' <<< "$RUNS")
 while IFS=';' read -r name _ _ _ _ counts _; do
   [ -n "$name" ] || continue
+  [ "${SUMMARY_ONLY:-0}" = 1 ] && continue   # report what exists, compute nothing
   for s in $SEEDS; do
     d="$BASE/seed-$s"; mkdir -p "$d"
     if seed0 "$s" "$name" || [ -s "$d/eval-$name-controls.json" ] || [ -n "$(old_rows "$s" "$name")" ]; then continue; fi
