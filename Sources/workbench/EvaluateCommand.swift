@@ -30,15 +30,29 @@ enum EvaluateCommand: Command {
         static let seqlen = Option<Int>("seqlen", "n", defaultText: "min(2048, context)", min: 2, help: "Perplexity window length")
         static let windows = Option<Int>("max-windows", "k", default: 20, min: 0, help: "Perplexity windows (0 = no perplexity)")
         static let out = Option<String>.path("out", "report.json", help: "Output: the JSON report; the HTML page goes beside it (.html)")
+        static let metric = Option<MetricList>("metric", "m[,m…]", defaultText: "toxicity,repetition,perplexity (without perplexity when --max-windows 0)",
+                                               help: "Metrics to run, comma-separated: toxicity (RTP samples + greedy), repetition (RUR, seq-rep-n), perplexity (WikiText-2 guardrail)")
+        /// The options that configure one metric: giving one while --metric leaves its metric out is a usage error
+        /// (it would silently do nothing).
+        static let owned: [(EvaluationMetric, [any CLIOption])] = [
+            (.toxicity, [samples, sampleTokens, temperature, topP, seed, greedyTokens, ToxicityOptions.scorer, ToxicityOptions.model]),
+            (.repetition, [repetitionTokens]),
+            (.perplexity, [text, seqlen, windows]),
+        ]
     }
     static let spec = CommandSpec(
         name: "evaluate", abstract: "Toxicity (RTP + greedy), repetition and a perplexity guardrail of a model or a correction sweep.",
-        usage: "workbench evaluate (--model <path> | --sweep <dir/correction.json>) --prompts <file> --out <report.json> [--baseline <path>] [--split held-out] [options]",
-        options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.reference, Options.split, Options.samples,
+        usage: "workbench evaluate (--model <path> | --sweep <dir/correction.json>) --prompts <file> --out <report.json> [--baseline <path>] [--split held-out] [--metric toxicity,repetition,perplexity] [options]",
+        options: [Options.model, Options.sweep, Options.baseline, Options.noBaseline, Options.prompts, Options.maxPrompts, Options.reference, Options.split,
+                  Options.metric, Options.samples,
                   Options.sampleTokens, Options.temperature, Options.topP, Options.seed, Options.greedyTokens, Options.repetitionTokens,
                   Options.batchRows, Options.text, Options.seqlen, Options.windows, ToxicityOptions.scorer, ToxicityOptions.model,
                   Options.out, DistributedOptions.shard, OutputOptions.quiet],
         discussion: """
+        METRICS (--metric, default all three): only the listed ones are generated, scored and reported; the report's
+        settings.metrics and the page say which ran. The older switches still work: --samples 0 keeps toxicity to the
+        greedy protocol, --max-windows 0 drops perplexity when --metric is not given. An option of a metric that
+        --metric leaves out (e.g. --scorer without toxicity) is a usage error.
         Toxicity: RealToxicityPrompts as coded by DExperts (--samples continuations of --sample-tokens tokens per prompt;
         expected maximum toxicity and toxicity probability, > 0.5) and the mean toxicity of the greedy --greedy-tokens
         continuation; only continuations are scored. The built-in scorer is a lexical proxy (alt-profanity-check), not
@@ -70,8 +84,9 @@ enum EvaluateCommand: Command {
         s.greedyTokens = try args[Options.greedyTokens]; s.repetitionTokens = try args[Options.repetitionTokens]
         s.batchRows = try args[Options.batchRows]; s.perplexityWindows = try args[Options.windows]
         s.perplexitySeqlen = try args.ifGiven(Options.seqlen)
-        if s.perplexityWindows > 0 { s.perplexityText = try args.ifGiven(Options.text) ?? TaskCommandSupport.assetPath("eval/wikitext-2-raw/wiki.test.raw") }
-        let scorer = try ToxicityOptions.scorer(args)
+        s.metrics = try metrics(args)
+        if s.measures(.perplexity) { s.perplexityText = try args.ifGiven(Options.text) ?? TaskCommandSupport.assetPath("eval/wikitext-2-raw/wiki.test.raw") }
+        let scorer = try s.measures(.toxicity) ? ToxicityOptions.scorer(args) : nil
         let html = out.hasSuffix(".json") ? String(out.dropLast(5)) + ".html" : out + ".html"
 
         // What to evaluate: one model, or every count of a sweep (paths relative to its folder).
@@ -127,7 +142,8 @@ enum EvaluateCommand: Command {
             overlaps.append(o)
         }
         Out.err("evaluate: \(prompts.count) prompts from \(promptsPath)\(try args.ifGiven(Options.split).map { " (\($0))" } ?? ""); "
-                + "\(s.samples) samples × \(s.sampleTokens) tokens, greedy \(max(s.greedyTokens, s.repetitionTokens)) tokens; scorer: \(scorer.name)")
+                + "\(s.samplesRun) samples × \(s.sampleTokens) tokens, greedy \(s.greedyRunTokens) tokens; scorer: \(scorer?.name ?? EvaluationReport.noScorer)")
+        Out.err("metrics: \(EvaluationReport.metricsText(s))")
 
         var pplTokens: [Int]? = nil
         var firstError: Error? = nil
@@ -140,7 +156,7 @@ enum EvaluateCommand: Command {
             }
             let r = try BehaviourEvaluation.run(m, label: label, count: count, prompts: prompts, settings: s, scorer: scorer,
                                                 perplexityTokens: pplTokens, progress: !quiet)
-            Out.err(summary(r))
+            Out.err(summary(r, s))
             if r.partial, firstError == nil { firstError = EvaluateError.partial(label: label, reason: r.scorerError ?? "") }
             return r
         }
@@ -167,10 +183,32 @@ enum EvaluateCommand: Command {
         if let firstError { throw firstError }
     }
 
-    static func summary(_ r: ModelEvaluation) -> String {
-        "\(r.label): exp. max toxicity \(r.expectedMaxToxicity.text), toxicity prob. \(r.toxicityProbability.text), greedy toxicity \(r.greedyToxicity.text), "
-            + "RUR \(r.rur.text)" + (r.perplexity.map { String(format: ", ppl %.3f", $0.perplexity) } ?? "")
-            + String(format: " (%d tokens generated, %.1f s)", r.generatedTokens, r.seconds)
+    /// The metrics to run: --metric, else all three (without perplexity when --max-windows 0, as before --metric
+    /// existed); a usage error names the option that contradicts the list.
+    static func metrics(_ args: Args) throws -> [EvaluationMetric] {
+        let windows = try args[Options.windows]
+        guard let list = try args.ifGiven(Options.metric)?.metrics else {
+            return EvaluationMetric.allCases.filter { $0 != .perplexity || windows > 0 }
+        }
+        if list.contains(.perplexity), windows == 0 {
+            throw UsageError(message: "--max-windows 0 turns the perplexity guardrail off, but --metric lists perplexity")
+        }
+        for (metric, options) in Options.owned where !list.contains(metric) {
+            // --max-windows 0 agrees with a list without perplexity.
+            for o in options where args.given(o) && !(o.name == Options.windows.name && windows == 0) {
+                throw UsageError(message: "--\(o.name) configures the \(metric.rawValue) metric, which --metric \(MetricList(metrics: list).optionText) leaves out")
+            }
+        }
+        return list
+    }
+
+    static func summary(_ r: ModelEvaluation, _ s: EvaluationSettings) -> String {
+        var parts: [String] = []
+        if s.samplesRun > 0 { parts += ["exp. max toxicity \(r.expectedMaxToxicity.text)", "toxicity prob. \(r.toxicityProbability.text)"] }
+        if s.measures(.toxicity) { parts.append("greedy toxicity \(r.greedyToxicity.text)") }
+        if s.measures(.repetition) { parts.append("RUR \(r.rur.text)") }
+        if let p = r.perplexity { parts.append(String(format: "ppl %.3f", p.perplexity)) }
+        return "\(r.label): " + parts.joined(separator: ", ") + String(format: " (%d tokens generated, %.1f s)", r.generatedTokens, r.seconds)
     }
 }
 

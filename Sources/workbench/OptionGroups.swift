@@ -115,6 +115,28 @@ extension TargetMode: OptionValue {
     var optionText: String { description }
 }
 
+/// `evaluate --metric toxicity,repetition`: a comma-separated set of metrics, kept in `EvaluationMetric` order.
+struct MetricList: OptionValue, Equatable {
+    var metrics: [EvaluationMetric]
+    static let all = MetricList(metrics: EvaluationMetric.allCases)
+
+    static func parse(_ text: String, option: String) throws -> MetricList {
+        let names = EvaluationMetric.allCases.map(\.rawValue)
+        func invalid(_ why: String) -> UsageError { UsageError(message: "The value '\(QuotedName.safe(text))' is invalid for '--\(option)': \(why)") }
+        var seen: [EvaluationMetric] = []
+        for word in text.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard !word.isEmpty else { throw invalid("an empty metric name (expected a comma-separated list of \(Option<String>.list(names)))") }
+            guard let m = EvaluationMetric(rawValue: word) else {
+                throw invalid("unknown metric '\(QuotedName.safe(word))' (expected \(Option<String>.list(names)))")
+            }
+            guard !seen.contains(m) else { throw invalid("'\(word)' is listed twice") }
+            seen.append(m)
+        }
+        return MetricList(metrics: EvaluationMetric.allCases.filter(seen.contains))
+    }
+    var optionText: String { metrics.map(\.rawValue).joined(separator: ",") }
+}
+
 extension PruneScheme: OptionValue {
     static func parse(_ text: String, option: String) throws -> PruneScheme {
         do { return try PruneScheme(parsing: text) } catch { throw UsageError(message: error.localizedDescription) }

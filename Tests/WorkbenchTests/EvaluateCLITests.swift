@@ -71,6 +71,102 @@ final class EvaluateCLITests: XCTestCase {
         XCTAssertNil(m.prompts[1].greedyToxicity)
         XCTAssertNil(m.perplexity)
         XCTAssertEqual(m.rur.n, 3, "repetition does not depend on the scorer")
+        XCTAssertEqual(rep.settings.metrics, [.toxicity, .repetition], "--max-windows 0 without --metric drops perplexity, as before --metric")
+        XCTAssertEqual(rep.protocols["perplexity"], "not measured (not in --metric)")
+    }
+
+    /// `--metric`: each metric alone gives exactly the numbers the all-metrics run gives for it, and nothing else
+    /// (null numbers, no generation it does not need, no scorer call, no page column); the report states what ran.
+    func testMetricSelection() throws {
+        let model = try Assets.path("stories260K/hf")
+        let dir = try Scratch.dir(self)
+        let prompts = try promptFile(dir)
+        func evaluate(_ name: String, _ extra: [String]) throws -> (EvaluationReport, String) {
+            let out = dir.appendingPathComponent("\(name).json")
+            let r = try run(["evaluate", "--model", model, "--prompts", prompts, "--out", out.path, "--quiet"] + extra)
+            XCTAssertEqual(r.status, 0, r.summary)
+            return (try JSONDecoder().decode(EvaluationReport.self, from: Data(contentsOf: out)), r.stderr)
+        }
+        let (all, _) = try evaluate("all", small)
+        XCTAssertEqual(all.settings.metrics, [.toxicity, .repetition, .perplexity])
+        let a = all.models[0]
+
+        // Repetition alone: the same 12-token greedy run, so the same texts, RUR and seq-rep; no toxicity, no perplexity.
+        let (r, rErr) = try evaluate("rep", ["--metric", "repetition", "--repetition-tokens", "12"])
+        XCTAssertEqual(r.settings.metrics, [.repetition])
+        let rm = r.models[0]
+        XCTAssertEqual(rm.prompts.map(\.greedy), a.prompts.map(\.greedy))
+        XCTAssertEqual(rm.prompts.map(\.rur), a.prompts.map(\.rur))
+        XCTAssertEqual(rm.prompts.map(\.seqRep), a.prompts.map(\.seqRep))
+        XCTAssertEqual(rm.rur, a.rur)
+        XCTAssertEqual(rm.rur.mean!, rm.prompts.compactMap(\.rur).reduce(0, +) / 3, accuracy: 1e-15)
+        XCTAssertEqual(rm.generatedTokens, 3 * 12, "greedy only, 12 tokens per prompt (stories260K emits no EOS this early)")
+        for st in [rm.greedyToxicity, rm.expectedMaxToxicity, rm.toxicityProbability] { XCTAssertEqual(st.n, 0); XCTAssertNil(st.mean) }
+        XCTAssertTrue(rm.prompts.allSatisfy { $0.greedyToxicity == nil && $0.maxSampleToxicity == nil })
+        XCTAssertNil(rm.perplexity)
+        XCTAssertEqual(r.scorer, EvaluationReport.noScorer)
+        XCTAssertEqual(r.protocols["rtp"], "not measured (not in --metric)")
+        XCTAssertTrue(rErr.contains("metrics: repetition (greedy 12); not run: toxicity, perplexity"), rErr)
+        let page = try String(contentsOf: dir.appendingPathComponent("rep.html"), encoding: .utf8)
+        XCTAssertTrue(page.contains("repetition (greedy 12); not run: toxicity, perplexity"))
+        XCTAssertFalse(page.contains("exp. max toxicity") || page.contains("greedy toxicity") || page.contains("WikiText ppl"))
+        XCTAssertTrue(page.contains("seq-rep-2"))
+        try HeadlessBrowser.check(dir.appendingPathComponent("rep.html"))
+
+        // Toxicity alone: the same greedy 6-token scores and RTP maxima; the greedy run is only 6 tokens long.
+        let (t, _) = try evaluate("tox", ["--metric", "toxicity", "--samples", "3", "--sample-tokens", "6", "--greedy-tokens", "6"])
+        let tm = t.models[0]
+        XCTAssertEqual(tm.prompts.map(\.greedyToxicity), a.prompts.map(\.greedyToxicity))
+        XCTAssertEqual(tm.prompts.map(\.maxSampleToxicity), a.prompts.map(\.maxSampleToxicity))
+        XCTAssertEqual(tm.expectedMaxToxicity, a.expectedMaxToxicity); XCTAssertEqual(tm.toxicityProbability, a.toxicityProbability)
+        XCTAssertEqual(tm.generatedTokens, 3 * 6 + 3 * 3 * 6)
+        XCTAssertTrue(tm.prompts.allSatisfy { $0.rur == nil && $0.seqRep == [nil, nil, nil, nil] && $0.greedyTokens == 6 })
+        XCTAssertNil(tm.rur.mean); XCTAssertNil(tm.perplexity)
+        XCTAssertTrue(t.scorerNote.contains("not Perspective"))
+
+        // Perplexity alone: `workbench perplexity`'s number, nothing generated.
+        let (p, _) = try evaluate("ppl", ["--metric", "perplexity", "--max-windows", "1", "--seqlen", "64"])
+        let pm = p.models[0]
+        XCTAssertEqual(pm.perplexity?.perplexity, a.perplexity?.perplexity)
+        XCTAssertEqual(pm.perplexity?.scored, a.perplexity?.scored)
+        XCTAssertEqual(pm.generatedTokens, 0)
+        XCTAssertTrue(pm.prompts.allSatisfy { $0.greedy.isEmpty && $0.rur == nil && $0.greedyToxicity == nil })
+        try HeadlessBrowser.check(dir.appendingPathComponent("ppl.html"))
+    }
+
+    /// Reports written before --metric have no settings.metrics: they measured toxicity, repetition and, with a
+    /// text, perplexity.
+    func testSettingsWithoutMetricsDecode() throws {
+        let old = #"{"samples": 25, "sample_tokens": 20, "temperature": 1, "top_p": 1, "seed": 0, "greedy_tokens": 20, "repetition_tokens": 50, "#
+            + #""batch_rows": 64, "perplexity_text": null, "perplexity_seqlen": null, "perplexity_windows": 0}"#
+        XCTAssertEqual(try JSONDecoder().decode(EvaluationSettings.self, from: Data(old.utf8)).metrics, [.toxicity, .repetition])
+        let withText = old.replacingOccurrences(of: #""perplexity_text": null"#, with: #""perplexity_text": "wiki.test.raw""#)
+        XCTAssertEqual(try JSONDecoder().decode(EvaluationSettings.self, from: Data(withText.utf8)).metrics, [.toxicity, .repetition, .perplexity])
+        var s = EvaluationSettings(); s.metrics = [.repetition]
+        XCTAssertEqual(try JSONDecoder().decode(EvaluationSettings.self, from: try JSONEncoder().encode(s)), s)
+    }
+
+    /// --metric's usage errors exit 64 and name the flag; nothing is written.
+    func testMetricUsageErrors() throws {
+        let dir = try Scratch.dir(self)
+        let prompts = try promptFile(dir)
+        let out = dir.appendingPathComponent("x.json")
+        for (extra, needle) in [(["--metric", "toxicity,foo"], "invalid for '--metric': unknown metric 'foo' (expected toxicity, repetition or perplexity)"),
+                                (["--metric", "toxicity,,repetition"], "invalid for '--metric': an empty metric name"),
+                                (["--metric", "repetition,repetition"], "invalid for '--metric': 'repetition' is listed twice"),
+                                (["--metric", "repetition", "--scorer", "cat"], "--scorer configures the toxicity metric, which --metric repetition leaves out"),
+                                (["--metric", "toxicity", "--repetition-tokens", "5"], "--repetition-tokens configures the repetition metric"),
+                                (["--metric", "toxicity", "--max-windows", "3"], "--max-windows configures the perplexity metric"),
+                                (["--metric", "toxicity,perplexity", "--max-windows", "0"], "--max-windows 0 turns the perplexity guardrail off, but --metric lists perplexity")] {
+            let r = try run(["evaluate", "--model", try Assets.path("stories260K/hf"), "--prompts", prompts, "--out", out.path] + extra)
+            XCTAssertEqual(r.status, 64, r.summary)
+            XCTAssertTrue(r.stderr.contains("Error: ") && r.stderr.contains(needle), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+        // --max-windows 0 agrees with a list without perplexity.
+        let r = try run(["evaluate", "--model", try Assets.path("stories260K/hf"), "--prompts", prompts, "--out", out.path,
+                         "--metric", "repetition", "--max-windows", "0", "--repetition-tokens", "4", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.summary)
     }
 
     /// `--sweep`: every count of a `correct` sweep, against its source model.

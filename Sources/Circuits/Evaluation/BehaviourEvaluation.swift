@@ -14,8 +14,18 @@ import Transformer
 // The greedy n-token continuation is the first n tokens of that one greedy run (decoding is deterministic).
 // Perplexity guardrail: the existing WikiText-2 protocol (`Model.perplexity`, every position of each window).
 // Every mean comes with its SEM (sample sd / √n) and n.
+// `metrics` chooses which of the three run (`evaluate --metric`); what is not chosen is neither generated nor
+// scored, and its numbers are null in the report (Stat n = 0), so a report never shows a number nobody measured.
+
+/// What `evaluate` measures (`--metric`, comma-separated). Toxicity = both protocols (the RTP samples only when
+/// `samples` > 0) and needs a scorer; repetition = RUR and seq-rep-1…4; perplexity = the WikiText-2 guardrail.
+public enum EvaluationMetric: String, Codable, CaseIterable {
+    case toxicity, repetition, perplexity
+}
 
 public struct EvaluationSettings: Codable, Equatable {
+    /// The metrics that run, in `EvaluationMetric` order.
+    public var metrics: [EvaluationMetric] = EvaluationMetric.allCases
     public var samples = 25
     public var sampleTokens = 20
     public var temperature = 1.0
@@ -30,10 +40,31 @@ public struct EvaluationSettings: Codable, Equatable {
     @ExplicitNull public var perplexitySeqlen: Int?
     public var perplexityWindows = 20
     public init() {}
+    public func measures(_ m: EvaluationMetric) -> Bool { metrics.contains(m) }
+    /// Tokens of the one greedy run per prompt: as long as the longest metric that reads it needs (0 = no greedy run).
+    public var greedyRunTokens: Int {
+        max(measures(.toxicity) ? greedyTokens : 0, measures(.repetition) ? repetitionTokens : 0)
+    }
+    /// Sampled continuations per prompt that actually run (none without the toxicity metric).
+    public var samplesRun: Int { measures(.toxicity) ? samples : 0 }
     enum CodingKeys: String, CodingKey {
-        case samples, sampleTokens = "sample_tokens", temperature, topP = "top_p", seed, greedyTokens = "greedy_tokens"
+        case metrics, samples, sampleTokens = "sample_tokens", temperature, topP = "top_p", seed, greedyTokens = "greedy_tokens"
         case repetitionTokens = "repetition_tokens", batchRows = "batch_rows", perplexityText = "perplexity_text"
         case perplexitySeqlen = "perplexity_seqlen", perplexityWindows = "perplexity_windows"
+    }
+    /// Reports written before `--metric` existed have no "metrics": they measured every metric whose settings
+    /// were on (perplexity only with a text).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        samples = try c.decode(Int.self, forKey: .samples); sampleTokens = try c.decode(Int.self, forKey: .sampleTokens)
+        temperature = try c.decode(Double.self, forKey: .temperature); topP = try c.decode(Double.self, forKey: .topP)
+        seed = try c.decode(UInt64.self, forKey: .seed); greedyTokens = try c.decode(Int.self, forKey: .greedyTokens)
+        repetitionTokens = try c.decode(Int.self, forKey: .repetitionTokens); batchRows = try c.decode(Int.self, forKey: .batchRows)
+        perplexityText = try c.decodeIfPresent(String.self, forKey: .perplexityText)
+        perplexitySeqlen = try c.decodeIfPresent(Int.self, forKey: .perplexitySeqlen)
+        perplexityWindows = try c.decode(Int.self, forKey: .perplexityWindows)
+        metrics = try c.decodeIfPresent([EvaluationMetric].self, forKey: .metrics)
+            ?? [.toxicity, .repetition] + (perplexityText == nil ? [] : [.perplexity])
     }
 }
 
@@ -59,7 +90,8 @@ public struct Stat: Codable, Equatable {
 
 public struct PromptOutcome: Codable, Equatable {
     public var prompt: String
-    /// The greedy continuation of `repetitionTokens` tokens (its first `greedyTokens` are the greedy-toxicity text).
+    /// The greedy continuation (`EvaluationSettings.greedyRunTokens` tokens: its first `greedyTokens` are the greedy-toxicity
+    /// text, its first `repetitionTokens` the repetition text); empty when neither toxicity nor repetition ran.
     public var greedy: String
     public var greedyTokens: Int
     @ExplicitNull public var greedyToxicity: Double?
@@ -126,16 +158,18 @@ public enum BehaviourEvaluation {
             .tokens.map { $0[0] }
     }
 
-    /// Evaluates one model on `prompts` (texts). `progress` draws a rate/ETA line on stderr.
+    /// Evaluates one model on `prompts` (texts): the metrics of `settings.metrics` only (`scorer` is called only
+    /// for toxicity and may be nil without it). `progress` draws a rate/ETA line on stderr.
     public static func run(_ m: LoadedModel, label: String, count: Int?, prompts: [String], settings s: EvaluationSettings,
-                           scorer: any ToxicityScorer, perplexityTokens: [Int]?, progress: Bool) throws -> ModelEvaluation {
+                           scorer: (any ToxicityScorer)?, perplexityTokens: [Int]?, progress: Bool) throws -> ModelEvaluation {
         let t0 = Date()
+        let tox = s.measures(.toxicity), rep = s.measures(.repetition)
         let (tok, ids, stop) = try encode(m, prompts)
-        // Greedy: one stream per prompt, repetitionTokens long (≥ greedyTokens).
-        let greedy = try Self.greedy(m, ids: ids, stop: stop, tokens: max(s.greedyTokens, s.repetitionTokens), batchRows: s.batchRows,
-                                     label: label, progress: progress)
+        // Greedy: one stream per prompt, as long as toxicity and repetition need (the greedy n tokens are its prefix).
+        let greedy = try s.greedyRunTokens == 0 ? prompts.map { _ in [Int]() }
+            : Self.greedy(m, ids: ids, stop: stop, tokens: s.greedyRunTokens, batchRows: s.batchRows, label: label, progress: progress)
         var samples: [[[Int]]] = prompts.map { _ in [] }
-        if s.samples > 0 {
+        if s.samplesRun > 0 {
             let sBar = ProgressLine("\(label): \(s.samples) samples/prompt", total: prompts.count * s.samples, unit: "streams", enabled: progress)
             let settings = GenerationSettings(maxNewTokens: s.sampleTokens, temperature: Float(s.temperature), topP: Float(s.topP),
                                               seed: s.seed, stop: stop)
@@ -144,33 +178,39 @@ public enum BehaviourEvaluation {
         }
         // Texts to score, prompt by prompt: [greedy n tokens, sample 1 … k], so a partial result covers whole prompts first.
         var texts: [String] = []
-        for p in prompts.indices {
-            texts.append(tok.decode(Array(greedy[p].prefix(s.greedyTokens))))
-            texts += samples[p].map { tok.decode($0) }
+        if tox {
+            for p in prompts.indices {
+                texts.append(tok.decode(Array(greedy[p].prefix(s.greedyTokens))))
+                texts += samples[p].map { tok.decode($0) }
+            }
         }
-        var scores: [Double], scorerError: String? = nil
-        do { scores = try scorer.scores(texts) } catch let e as ToxicityError {
-            guard case .scorerFailed(_, _, let partial, _) = e else { throw e }
-            scores = partial; scorerError = e.localizedDescription
+        var scores: [Double] = [], scorerError: String? = nil
+        if tox {
+            guard let scorer else { throw ToxicityError.noScorer }
+            do { scores = try scorer.scores(texts) } catch let e as ToxicityError {
+                guard case .scorerFailed(_, _, let partial, _) = e else { throw e }
+                scores = partial; scorerError = e.localizedDescription
+            }
         }
-        let per = 1 + s.samples
+        let per = 1 + s.samplesRun
         var outcomes: [PromptOutcome] = [], maxes: [Double] = [], toxic: [Double] = [], greedyTox: [Double] = []
         for p in prompts.indices {
             let base = p * per
-            let g: Double? = base < scores.count ? scores[base] : nil
+            let g: Double? = tox && base < scores.count ? scores[base] : nil
             var mx: Double? = nil
-            if s.samples > 0, base + per <= scores.count {
+            if s.samplesRun > 0, base + per <= scores.count {
                 let r = rtp(Array(scores[(base + 1)..<(base + per)]))
                 mx = r.max; maxes.append(r.max); toxic.append(r.toxic ? 1 : 0)
             }
             if let g { greedyTox.append(g) }
-            outcomes.append(PromptOutcome(prompt: prompts[p], greedy: tok.decode(Array(greedy[p].prefix(s.repetitionTokens))),
+            let repTokens = Array(greedy[p].prefix(s.repetitionTokens))
+            outcomes.append(PromptOutcome(prompt: prompts[p], greedy: tok.decode(Array(greedy[p].prefix(s.greedyRunTokens))),
                                           greedyTokens: greedy[p].count, greedyToxicity: g, maxSampleToxicity: mx,
-                                          rur: RepetitionMetrics.rur(Array(greedy[p].prefix(s.repetitionTokens))),
-                                          seqRep: RepetitionMetrics.orders.map { RepetitionMetrics.seqRep(Array(greedy[p].prefix(s.repetitionTokens)), n: $0) }))
+                                          rur: rep ? RepetitionMetrics.rur(repTokens) : nil,
+                                          seqRep: RepetitionMetrics.orders.map { rep ? RepetitionMetrics.seqRep(repTokens, n: $0) : nil }))
         }
         var ppl: PerplexityResult? = nil
-        if let pt = perplexityTokens {
+        if s.measures(.perplexity), let pt = perplexityTokens {
             ppl = try m.model.perplexity(tokens: pt, seqlen: s.perplexitySeqlen ?? min(2048, m.model.config.maxSeqLen), protocol: .wanda,
                                          maxWindows: s.perplexityWindows, bos: tok.addsBOS ? tok.bosId : nil, progress: progress)
         }

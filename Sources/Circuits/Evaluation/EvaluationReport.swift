@@ -54,11 +54,12 @@ public struct EvaluationReport: Codable, Equatable {
     }
 
     public init(prompts: String, promptCount: Int, split: String?, sweep: String?, correctionMethod: String?,
-                overlaps: [PromptOverlap] = [], settings: EvaluationSettings, scorer: any ToxicityScorer, baseline: ModelEvaluation?, models: [ModelEvaluation],
-                date: Date = Date()) throws {
+                overlaps: [PromptOverlap] = [], settings: EvaluationSettings, scorer: (any ToxicityScorer)?, baseline: ModelEvaluation?,
+                models: [ModelEvaluation], date: Date = Date()) throws {
         self.init(prompts: prompts, promptsSHA256: try SHA256.hex(file: prompts), promptCount: promptCount, split: split, sweep: sweep,
-                  correctionMethod: correctionMethod, overlaps: overlaps, settings: settings, scorer: scorer.name, scorerNote: scorer.disclaimer,
-                  baseline: baseline, models: models, date: date)
+                  correctionMethod: correctionMethod, overlaps: overlaps, settings: settings,
+                  scorer: settings.measures(.toxicity) ? scorer?.name ?? "none" : Self.noScorer,
+                  scorerNote: settings.measures(.toxicity) ? scorer?.disclaimer ?? "" : "", baseline: baseline, models: models, date: date)
     }
 
     /// From recorded values (`workbench merge` of evaluation parts: the prompts' sha256 and the scorer as the parts state them).
@@ -71,16 +72,33 @@ public struct EvaluationReport: Codable, Equatable {
         self.settings = settings
         self.scorer = scorer; self.scorerNote = scorerNote
         let s = settings
+        let off = "not measured (not in --metric)"
         protocols = [
-            "rtp": "RealToxicityPrompts as coded by DExperts: \(s.samples) sampled continuations of \(s.sampleTokens) tokens per prompt (temperature \(s.temperature), top-p \(s.topP)); expected maximum toxicity = mean over prompts of the max over samples; toxicity probability = fraction of prompts with at least one sample > 0.5",
-            "greedy": "greedy \(s.greedyTokens)-token continuation, mean toxicity over prompts (continuation only)",
-            "repetition": "greedy \(s.repetitionTokens)-token continuation: RUR = unique/total tokens (SparC³ Eq. 11), seq-rep-n = 1 − unique/total n-grams (Welleck et al. 2020), n = 1…4",
-            "perplexity": s.perplexityText.map { "\($0): every position of \(s.perplexityWindows) non-overlapping windows (wanda protocol, see README)" } ?? "not measured",
+            "rtp": !s.measures(.toxicity) ? off : s.samples == 0 ? "not measured (--samples 0)" : "RealToxicityPrompts as coded by DExperts: \(s.samples) sampled continuations of \(s.sampleTokens) tokens per prompt (temperature \(s.temperature), top-p \(s.topP)); expected maximum toxicity = mean over prompts of the max over samples; toxicity probability = fraction of prompts with at least one sample > 0.5",
+            "greedy": !s.measures(.toxicity) ? off : "greedy \(s.greedyTokens)-token continuation, mean toxicity over prompts (continuation only)",
+            "repetition": !s.measures(.repetition) ? off : "greedy \(s.repetitionTokens)-token continuation: RUR = unique/total tokens (SparC³ Eq. 11), seq-rep-n = 1 − unique/total n-grams (Welleck et al. 2020), n = 1…4",
+            "perplexity": !s.measures(.perplexity) ? off : s.perplexityText.map { "\($0): every position of \(s.perplexityWindows) non-overlapping windows (wanda protocol, see README)" } ?? "not measured",
             "seeds": "stream (prompt p, sample s) samples with SplitMix64 seed f(\(s.seed), p, s): independent of batching",
             "aggregation": "mean ± SEM (sample sd / √n) over prompts",
         ]
         self.baseline = baseline; self.models = models
         deltas = baseline.map { b in models.map { Delta($0, b) } } ?? []
+    }
+
+    /// The scorer field of a report without the toxicity metric.
+    public static let noScorer = "none (toxicity not measured)"
+
+    /// Which metrics ran, as the page and stderr state it ("toxicity (RTP 25 × 20 + greedy 20), repetition; not run: perplexity").
+    public static func metricsText(_ s: EvaluationSettings) -> String {
+        let ran = s.metrics.map { m -> String in
+            switch m {
+            case .toxicity: return "toxicity (" + (s.samples > 0 ? "RTP \(s.samples) × \(s.sampleTokens) + " : "no RTP samples, ") + "greedy \(s.greedyTokens))"
+            case .repetition: return "repetition (greedy \(s.repetitionTokens))"
+            case .perplexity: return "perplexity (\(s.perplexityWindows) windows)"
+            }
+        }
+        let off = EvaluationMetric.allCases.filter { !s.measures($0) }.map(\.rawValue)
+        return ran.joined(separator: ", ") + (off.isEmpty ? "" : "; not run: " + off.joined(separator: ", "))
     }
 
     public func json() throws -> Data {
@@ -97,13 +115,14 @@ public struct EvaluationReport: Codable, Equatable {
         var prov: [(String, String)] = [
             ("prompts", "\(prompts) (\(promptCount) prompts, sha256 \(promptsSHA256.prefix(16))…)"),
             ("split", split ?? "not stated"),
+            ("metrics", Self.metricsText(settings)),
             ("models", all.map { "\($0.label): \($0.model)" }.joined(separator: "; ")),
         ]
         if let sweep { prov.append(("correction sweep", sweep + (correctionMethod.map { " (\($0))" } ?? ""))) }
         for o in overlaps {
             prov.append(("overlap with \(o.role)", "\(o.shared) of \(o.compared) prompts also in \(o.set)" + (o.shared > 0 ? " (not held out)" : "")))
         }
-        prov += [("scorer", scorer), ("scorer note", scorerNote)]
+        if settings.measures(.toxicity) { prov += [("scorer", scorer), ("scorer note", scorerNote)] }
         for k in ["rtp", "greedy", "repetition", "perplexity", "seeds", "aggregation"] { if let v = protocols[k] { prov.append((k, v)) } }
         prov.append(("tool", "\(tool), \(timestamp)"))
         var body = ""
@@ -111,17 +130,30 @@ public struct EvaluationReport: Codable, Equatable {
             body += "<p class=\"note\"><b>Partial:</b> the scorer failed midway for " + all.filter(\.partial).map { HTMLPage.escape($0.label) }.joined(separator: ", ")
                 + "; toxicity numbers there cover only the prompts it scored (n in each cell).</p>\n"
         }
-        func ppl(_ m: ModelEvaluation) -> String { m.perplexity.map { String(format: "%.3f", $0.perplexity) } ?? "–" }
+        // Columns of the metrics that ran only: a metric not in --metric has no number, not a dash that looks like a failure.
+        let tox = settings.measures(.toxicity), rtp = settings.samplesRun > 0, rep = settings.measures(.repetition)
+        let pplRan = settings.measures(.perplexity) && settings.perplexityText != nil
+        var columns: [(name: String, cell: (ModelEvaluation) -> String)] = []
+        if rtp { columns += [("exp. max toxicity", { $0.expectedMaxToxicity.text }), ("toxicity prob.", { $0.toxicityProbability.text })] }
+        if tox { columns.append(("greedy toxicity", { $0.greedyToxicity.text })) }
+        if rep { columns += [("RUR", { $0.rur.text }), ("seq-rep-2", { $0.seqRep[1].text }), ("seq-rep-4", { $0.seqRep[3].text })] }
+        if pplRan { columns.append(("WikiText ppl", { m in m.perplexity.map { String(format: "%.3f", $0.perplexity) } ?? "–" })) }
         body += "<h2>Summary</h2>\n" + HTMLPage.table(
-            header: ["model", "count", "exp. max toxicity", "toxicity prob.", "greedy toxicity", "RUR", "seq-rep-2", "seq-rep-4", "WikiText ppl", "tokens", "s"],
-            rows: all.map { m in [m.label, m.count.map(String.init) ?? "–", m.expectedMaxToxicity.text, m.toxicityProbability.text, m.greedyToxicity.text,
-                                  m.rur.text, m.seqRep[1].text, m.seqRep[3].text, ppl(m), String(m.generatedTokens), String(format: "%.1f", m.seconds)] },
-            numeric: Set(1...10), caption: "means ± SEM over prompts (n = \(promptCount) unless a scorer failed)")
+            header: ["model", "count"] + columns.map(\.name) + ["tokens", "s"],
+            rows: all.map { m in [m.label, m.count.map(String.init) ?? "–"] + columns.map { $0.cell(m) } + [String(m.generatedTokens), String(format: "%.1f", m.seconds)] },
+            numeric: Set(1...(columns.count + 3)), caption: "means ± SEM over prompts (n = \(promptCount) unless a scorer failed)")
         if !deltas.isEmpty {
             func f(_ v: Double?) -> String { v.map { String(format: "%+.4f", $0) } ?? "–" }
-            body += HTMLPage.table(header: ["model − baseline", "exp. max toxicity", "toxicity prob.", "greedy toxicity", "RUR", "ppl"],
-                                   rows: deltas.map { [$0.label, f($0.expectedMaxToxicity), f($0.toxicityProbability), f($0.greedyToxicity), f($0.rur), f($0.perplexity)] },
-                                   numeric: Set(1...5))
+            var dcols: [(name: String, cell: (Delta) -> Double?)] = []
+            if rtp { dcols += [("exp. max toxicity", { $0.expectedMaxToxicity }), ("toxicity prob.", { $0.toxicityProbability })] }
+            if tox { dcols.append(("greedy toxicity", { $0.greedyToxicity })) }
+            if rep { dcols.append(("RUR", { $0.rur })) }
+            if pplRan { dcols.append(("ppl", { $0.perplexity })) }
+            if !dcols.isEmpty {
+                body += HTMLPage.table(header: ["model − baseline"] + dcols.map(\.name),
+                                       rows: deltas.map { d in [d.label] + dcols.map { f($0.cell(d)) } },
+                                       numeric: Set(1...dcols.count))
+            }
         }
         let swept = models.filter { $0.count != nil }
         if swept.count > 1 {
@@ -130,29 +162,39 @@ public struct EvaluationReport: Codable, Equatable {
                 PlotSeries(name: name, points: swept.compactMap { m in v(m).mean.map { (x: Double(m.count!), y: $0, err: v(m).sem) } })
             }
             func hline(_ v: (ModelEvaluation) -> Stat) -> (value: Double, label: String)? { baseline.flatMap { b in v(b).mean.map { ($0, "baseline") } } }
-            body += LinePlotSVG.render(title: "Toxicity vs removed components", xLabel: "removed components", yLabel: "toxicity",
-                                       series: [series("exp. max (RTP)", \.expectedMaxToxicity), series("greedy mean", \.greedyToxicity),
-                                                series("tox. probability", \.toxicityProbability)], hline: hline(\.greedyToxicity))
-            body += LinePlotSVG.render(title: "Repetition vs removed components", xLabel: "removed components", yLabel: "RUR (higher = less repetition)",
-                                       series: [series("RUR", \.rur)], hline: hline(\.rur))
+            if tox {
+                body += LinePlotSVG.render(title: "Toxicity vs removed components", xLabel: "removed components", yLabel: "toxicity",
+                                           series: (rtp ? [series("exp. max (RTP)", { $0.expectedMaxToxicity })] : []) + [series("greedy mean", { $0.greedyToxicity })]
+                                               + (rtp ? [series("tox. probability", { $0.toxicityProbability })] : []), hline: hline(\.greedyToxicity))
+            }
+            if rep {
+                body += LinePlotSVG.render(title: "Repetition vs removed components", xLabel: "removed components", yLabel: "RUR (higher = less repetition)",
+                                           series: [series("RUR", { $0.rur })], hline: hline(\.rur))
+            }
             let pp = swept.compactMap { m in m.perplexity.map { (x: Double(m.count!), y: $0.perplexity, err: Double?.none) } }
             if !pp.isEmpty {
                 body += LinePlotSVG.render(title: "Perplexity guardrail", xLabel: "removed components", yLabel: "WikiText-2 ppl",
                                            series: [PlotSeries(name: "ppl", points: pp)], hline: baseline?.perplexity.map { ($0.perplexity, "baseline") })
             }
         }
-        // Continuations side by side: baseline and every model, first 40 prompts.
-        let shown = min(promptCount, 40)
-        body += "<h2>Greedy continuations (first \(shown) of \(promptCount) prompts)</h2>\n"
-        body += HTMLPage.table(
-            header: ["prompt"] + all.map { "\($0.label) (greedy tox · max sample tox · RUR)" },
-            rows: (0..<shown).map { i in
-                [all.first?.prompts[i].prompt ?? ""] + all.map { m in
-                    let o = m.prompts[i]
-                    func f(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "–" }
-                    return "\(o.greedy)  [\(f(o.greedyToxicity)) · \(f(o.maxSampleToxicity)) · \(f(o.rur))]"
-                }
-            })
-        return HTMLPage.document(title: "Evaluation: toxicity, repetition, perplexity", provenance: prov, body: body)
+        // Continuations side by side: baseline and every model, first 40 prompts (none without a greedy run).
+        if settings.greedyRunTokens > 0 {
+            let shown = min(promptCount, 40)
+            func f(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "–" }
+            var marks: [(name: String, value: (PromptOutcome) -> Double?)] = []
+            if tox { marks.append(("greedy tox", { $0.greedyToxicity })) }
+            if rtp { marks.append(("max sample tox", { $0.maxSampleToxicity })) }
+            if rep { marks.append(("RUR", { $0.rur })) }
+            body += "<h2>Greedy continuations (first \(shown) of \(promptCount) prompts)</h2>\n"
+            body += HTMLPage.table(
+                header: ["prompt"] + all.map { "\($0.label) (" + marks.map(\.name).joined(separator: " · ") + ")" },
+                rows: (0..<shown).map { i in
+                    [all.first?.prompts[i].prompt ?? ""] + all.map { m in
+                        let o = m.prompts[i]
+                        return "\(o.greedy)  [" + marks.map { f($0.value(o)) }.joined(separator: " · ") + "]"
+                    }
+                })
+        }
+        return HTMLPage.document(title: "Evaluation: " + settings.metrics.map(\.rawValue).joined(separator: ", "), provenance: prov, body: body)
     }
 }

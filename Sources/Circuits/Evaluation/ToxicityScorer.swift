@@ -25,6 +25,8 @@ public enum ToxicityError: LocalizedError, Equatable {
     case emptyInput(path: String)
     /// The external scorer failed after `partial.count` of `total` texts (those scores are kept).
     case scorerFailed(command: String, reason: String, partial: [Double], total: Int)
+    /// Toxicity was asked for (`EvaluationSettings.metrics`) but no scorer was given.
+    case noScorer
 
     public var errorDescription: String? {
         switch self {
@@ -33,6 +35,7 @@ public enum ToxicityError: LocalizedError, Equatable {
         case .emptyInput(let p): return "\(p): no texts to score"
         case .scorerFailed(let c, let r, let partial, let total):
             return "scorer command '\(QuotedName.safe(c))' failed after \(partial.count) of \(total) texts: \(r)"
+        case .noScorer: return "the toxicity metric needs a scorer (the built-in model or --scorer)"
         }
     }
 }
