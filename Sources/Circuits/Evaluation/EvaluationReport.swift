@@ -94,7 +94,7 @@ public struct EvaluationReport: Codable, Equatable {
             switch m {
             case .toxicity: return "toxicity (" + (s.samples > 0 ? "RTP \(s.samples) × \(s.sampleTokens) + " : "no RTP samples, ") + "greedy \(s.greedyTokens))"
             case .repetition: return "repetition (greedy \(s.repetitionTokens))"
-            case .perplexity: return "perplexity (\(s.perplexityWindows) windows)"
+            case .perplexity: return "perplexity (\(s.perplexityWindows) window\(s.perplexityWindows == 1 ? "" : "s"))"
             }
         }
         let off = EvaluationMetric.allCases.filter { !s.measures($0) }.map(\.rawValue)
@@ -123,7 +123,10 @@ public struct EvaluationReport: Codable, Equatable {
             prov.append(("overlap with \(o.role)", "\(o.shared) of \(o.compared) prompts also in \(o.set)" + (o.shared > 0 ? " (not held out)" : "")))
         }
         if settings.measures(.toxicity) { prov += [("scorer", scorer), ("scorer note", scorerNote)] }
-        for k in ["rtp", "greedy", "repetition", "perplexity", "seeds", "aggregation"] { if let v = protocols[k] { prov.append((k, v)) } }
+        // (the sampling seeds only matter when something was sampled)
+        for k in ["rtp", "greedy", "repetition", "perplexity", "seeds", "aggregation"] where k != "seeds" || settings.samplesRun > 0 {
+            if let v = protocols[k] { prov.append((k, v)) }
+        }
         prov.append(("tool", "\(tool), \(timestamp)"))
         var body = ""
         if all.contains(where: \.partial) {
