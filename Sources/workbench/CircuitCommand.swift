@@ -27,7 +27,7 @@ enum CircuitCommand: Command {
         static let seed = Option<Int>("seed", "s", min: 0, help: "Seed of --method random's scores (default 0)")
         static let points = Option<Int>("points", "n", default: 16, min: 12, help: "Kept-fraction grid points (0, then log-spaced to 1)")
         static let bisection = Option<Double>("bisection-tolerance", "r", range: 0...0.5,
-            help: "Stop bisecting once the bracket is within r × the circuit's size; the circuit is then at most that much above the exact one (default 0 = exact for heads and neurons, 0.01 for weights)")
+            help: "Stop bisecting once the bracket is within r × the circuit's size; the circuit is then at most that much above the exact one (default 0 = exact for heads, 0.01 for neurons and weights)")
         static let seeds = Option<Int>("seeds", "n", default: 1, min: 1,
                                        help: "Cut the reference file into n disjoint parts and find a circuit on each (random: seed + i); report mean ± SEM")
         static let out = Option<String>.path("out", "dir", help: "Output directory (must not exist; written atomically)")
@@ -48,8 +48,8 @@ enum CircuitCommand: Command {
         mean logit(distractors) (IOI: logit(IO) − logit(S)). Components are ranked once; a circuit of size k keeps the k best.
         f(C) = (m(C) − m(∅)) / (m(M) − m(∅)) with m the task's headline metric (logit difference when every prompt has a
         distractor), M the full model and ∅ every candidate ablated — both measured. f is evaluated at 0 and on a log grid of
-        kept fractions up to 1, then bisected to the smallest k with f ≥ --threshold on the reference set (weights: to within
-        1 % of k by default, --bisection-tolerance; never below the exact crossing); the held-out f is measured at that size. mean ablation uses the mean over every reference token; patch the corrupted prompt of each prompt.
+        kept fractions up to 1, then bisected to the smallest k with f ≥ --threshold on the reference set (neurons and weights: to
+        within 1 % of k by default, --bisection-tolerance; never below the exact crossing); the held-out f is measured at that size. mean ablation uses the mean over every reference token; patch the corrupted prompt of each prompt.
         OUTPUT (--out DIR, atomic): curve.json, curve.csv, curve.svg, mask.safetensors (U8, HF names, 1 = kept), circuit.json
         (hashes, every setting, size, kept per tensor and per layer, kept heads/neurons with scores); head and neuron
         circuits also graph.json in EAP-IG's graph schema (kept heads a{L}.h{H} and MLPs m{L} with a kept neuron in_graph,

@@ -60,8 +60,8 @@ final class CircuitDiscoveryTests: XCTestCase {
                 let at = try Faithfulness.evaluate(ab, ref, mask: r.candidates.mask(k), baseline: r.reference.baseline, means: means, patch: patch)
                 XCTAssertEqual(at.f, r.crossing.reference.f, accuracy: 1e-12, tag)
                 XCTAssertGreaterThanOrEqual(at.f, s.threshold, tag)
-                if g == .weights {
-                    // Weights bisect to 1 % by default: never below the exact search's crossing, at most 1 % of k
+                if g != .heads {
+                    // Neurons and weights bisect to 1 % by default: never below the exact search's crossing, at most 1 % of k
                     // above it, in no more steps. The exact search (tolerance 0) is then checked below like the rest.
                     XCTAssertEqual(s.effectiveBisectionTolerance, 0.01, tag)
                     var exact = s; exact.bisectionTolerance = 0

@@ -84,10 +84,10 @@ final class CircuitSearchToleranceTests: XCTestCase {
         XCTAssertEqual(CircuitSearch.bisect(lo: 990, hi: 1000, threshold: 0.995, relativeTolerance: 0.05) { Double($0) / 1000 }?.count, 1000)
     }
 
-    func testWeightCircuitsDefaultToOnePercentUnitsToExact() {
+    func testNeuronAndWeightCircuitsDefaultToOnePercentHeadsToExact() {
         var s = CircuitSettings()
-        for (g, r) in [(Granularity.heads, 0.0), (.neurons, 0), (.weights, 0.01)] { s.granularity = g; XCTAssertEqual(s.effectiveBisectionTolerance, r) }
-        s.bisectionTolerance = 0; XCTAssertEqual(s.effectiveBisectionTolerance, 0, "an explicit 0 makes weights exact")
+        for (g, r) in [(Granularity.heads, 0.0), (.neurons, 0.01), (.weights, 0.01)] { s.granularity = g; XCTAssertEqual(s.effectiveBisectionTolerance, r) }
+        s.bisectionTolerance = 0; XCTAssertEqual(s.effectiveBisectionTolerance, 0, "an explicit 0 makes weights (and neurons) exact")
         XCTAssertEqual(CircuitReport.settingsDict(s, metric: .logitDiff)["bisection_tolerance"] as? Double, 0)
     }
 }
