@@ -127,6 +127,22 @@ final class WorkerTeamTests: XCTestCase {
         XCTAssertEqual(wide, [1, 2, 3, 4, 5])
     }
 
+    /// The helper's spin window halves when even its longest setting would have spun a gap out, and grows back on
+    /// gaps the longest window catches — also from the floor, where each such gap is longer than the window (the
+    /// helper parks) but not than the limit.
+    func testSpinWindowGrowsBackAfterAPhaseOfLongGaps() {
+        var w = SpinWindow()
+        XCTAssertEqual(w.spins, SpinWindow.limit)
+        for _ in 0..<12 { w.arrived(after: 10 * SpinWindow.limit) }        // long serial gaps: spinning is wasted
+        XCTAssertEqual(w.spins, SpinWindow.floor)
+        for _ in 0..<8 { w.arrived(after: 8 * SpinWindow.floor) }           // medium gaps: park at the floor, but catchable
+        XCTAssertEqual(w.spins, SpinWindow.limit, "gaps the longest window catches grow it back")
+        for _ in 0..<3 { w.arrived(after: 10) }
+        XCTAssertEqual(w.spins, SpinWindow.limit, "capped")
+        w.arrived(after: SpinWindow.limit + 1)
+        XCTAssertEqual(w.spins, SpinWindow.limit / 2, "a gap longer than the limit halves it")
+    }
+
     func testConcurrentCallersGetCorrectResults() {
         let team = WorkerTeam(helpers: 1)
         let callers = 4, rounds = 300

@@ -10,11 +10,8 @@ import Synchronization
 /// and each wake-up costs tens of µs on this VM (measured: 1.71–1.85 of 2
 /// cores busy). Helpers here spin for a short window after each region, then
 /// sleep on a condition variable, so back-to-back regions start at once while
-/// an idle process burns no CPU. The window adapts: it halves each time a helper
-/// spins it out without a region arriving (a phase whose serial gaps are longer
-/// than the window — the spin would only take a core from other processes on a
-/// shared machine) and doubles back, up to its maximum, each time a region does
-/// arrive while it spins.
+/// an idle process burns no CPU. The window adapts (`SpinWindow`) to the gaps
+/// between regions.
 ///
 /// Parts are claimed, not assigned: after its own part the caller runs every
 /// part no helper has claimed yet. On a machine shared with other processes a
@@ -42,11 +39,6 @@ public final class WorkerTeam: @unchecked Sendable {
     private let sleeping = Atomic<Int>(0)       // helpers parked on `wake`
     private let wake = NSCondition()
     private var job: ((Int) -> Void)?           // set only while a region runs
-    /// Spin iterations before a helper parks, at most: ≈ 50–100 µs here, longer
-    /// than the serial gaps between the regions of one forward; at least
-    /// `minSpin` (≈ 2–5 µs) once gaps have been long.
-    private let spinLimit = 20_000
-    private let minSpin = 500
     /// Spin iterations before the caller, waiting for a part a helper is
     /// running, yields its core between checks (a preempted helper may be
     /// queued behind it).
@@ -111,20 +103,28 @@ public final class WorkerTeam: @unchecked Sendable {
     }
 
     private func helperLoop() {
-        var seen = 0, window = spinLimit
+        var seen = 0, window = SpinWindow()
         while true {
-            var spins = 0, parked = false
+            var spins = 0, timedFrom: UInt64 = 0, parkedAt: UInt64 = 0
             while WorkerTeam.generation(region.load(ordering: .acquiring)) == seen {
                 spins += 1
-                if spins < window { spinPause(); continue }
-                parked = true
+                // The clock is read only in gaps longer than a few spins (back-to-back regions pay nothing).
+                if spins == SpinWindow.timedFrom { timedFrom = monotonicNanoseconds() }
+                if spins < window.spins { spinPause(); continue }
+                parkedAt = monotonicNanoseconds()
                 wake.lock()
                 sleeping.add(1, ordering: .sequentiallyConsistent)
                 while WorkerTeam.generation(region.load(ordering: .sequentiallyConsistent)) == seen { wake.wait() }
                 sleeping.subtract(1, ordering: .sequentiallyConsistent)
                 wake.unlock()
             }
-            window = parked ? max(minSpin, window / 2) : min(spinLimit, window * 2)
+            var gap = spins
+            if parkedAt != 0 {
+                // The parked time in spin iterations, at the pace this wait's own spinning measured.
+                let perSpin = Double(max(parkedAt &- timedFrom, 1)) / Double(max(spins - SpinWindow.timedFrom, 1))
+                gap = spins + Int(min(Double(monotonicNanoseconds() &- parkedAt) / perSpin, 1e12))
+            }
+            window.arrived(after: gap)
             seen = WorkerTeam.generation(region.load(ordering: .acquiring))
             // The job stays set until every claimed part has finished.
             while let i = claim(generation: seen) {
@@ -133,6 +133,38 @@ public final class WorkerTeam: @unchecked Sendable {
             }
         }
     }
+}
+
+/// How long a WorkerTeam helper spins for the next region before it parks on the
+/// condition variable, adapted to the gaps between regions. Pure: the helper loop
+/// measures the gaps (in spin iterations; a parked helper's wait converted at its
+/// own measured spin pace), tests drive it with made-up ones.
+struct SpinWindow {
+    /// Spin iterations at most: ≈ 50–100 µs here, longer than the serial gaps
+    /// between the regions of one forward.
+    static let limit = 20_000
+    /// At least ≈ 2–5 µs, once gaps have been long.
+    static let floor = 500
+    /// The helper starts its clock at this spin (gaps this short are never timed).
+    static let timedFrom = 64
+    private(set) var spins = limit
+
+    /// A region arrived `gap` spin iterations after the helper began to wait for it.
+    /// Halves the window when even the longest window would have spun the gap out
+    /// (a phase of long serial gaps: spinning would only take a core from other
+    /// processes on a shared machine); doubles it back otherwise — also after a gap
+    /// the helper parked through: halving on every park kept the window at its
+    /// floor once it got there, in a phase whose gaps lie between floor and limit.
+    mutating func arrived(after gap: Int) {
+        spins = gap <= Self.limit ? min(Self.limit, spins * 2) : max(Self.floor, spins / 2)
+    }
+}
+
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
 /// A short busy-wait step that does not starve a sibling hyper-thread.
