@@ -10,37 +10,20 @@ the safetensors file (parsed here, F32 only), and compares; checks the metadata 
 Usage: python3 tools/imatrix_check.py SCORES.safetensors IMATRIX.gguf N_LAYERS
 Exit 0 when every tensor agrees to 1e-6 relative, 1 otherwise.
 """
-import json
-import struct
 import sys
 
 import gguf
 import numpy as np
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
-    return out
+from checklib import finish, has_metadata, read_f32_safetensors
 
 
 def main():
     scores_path, imatrix_path, n_layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    scores = read_safetensors(scores_path)
+    scores = read_f32_safetensors(scores_path)
     reader = gguf.GGUFReader(imatrix_path)
     fields = {k: f for k, f in reader.fields.items()}
-    ok = True
-    for key in ("general.type", "imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
-        if key not in fields:
-            print(f"missing metadata {key}"); ok = False
+    ok = has_metadata(fields, ("general.type", "imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"))
     if ok:
         print("general.type =", fields["general.type"].contents(), "| chunk_count =", fields["imatrix.chunk_count"].contents(),
               "| chunk_size =", fields["imatrix.chunk_size"].contents(), "| datasets =", fields["imatrix.datasets"].contents())
@@ -69,8 +52,7 @@ def main():
         checked += 1
     print(f"{checked} tensors checked, largest relative difference {worst:.3g}")
     ok = ok and checked > 0 and worst < 1e-6
-    print("OK" if ok else "MISMATCH")
-    sys.exit(0 if ok else 1)
+    finish(ok)
 
 
 if __name__ == "__main__":

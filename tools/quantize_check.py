@@ -11,25 +11,12 @@ errors of the weights' own size, ~140 %).
 Usage: python3 tools/quantize_check.py HF_DIR OUT.gguf      (exit 0 when everything agrees)
 """
 import json
-import struct
 import sys
 
 import gguf
 import numpy as np
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
-    return out
+from checklib import finish, has_metadata, read_f32_safetensors
 
 
 def unpermute(w, n_head):
@@ -41,14 +28,11 @@ def unpermute(w, n_head):
 def main():
     hf_dir, path = sys.argv[1], sys.argv[2]
     cfg = json.load(open(f"{hf_dir}/config.json"))
-    hf = read_safetensors(f"{hf_dir}/model.safetensors")
+    hf = read_f32_safetensors(f"{hf_dir}/model.safetensors")
     r = gguf.GGUFReader(path)
     fields = {k: f.contents() for k, f in r.fields.items() if not k.startswith("GGUF.")}
-    ok = True
-    for key in ("general.architecture", "llama.block_count", "llama.embedding_length", "llama.attention.head_count",
-                "llama.attention.head_count_kv", "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon"):
-        if key not in fields:
-            print(f"missing metadata {key}"); ok = False
+    ok = has_metadata(fields, ("general.architecture", "llama.block_count", "llama.embedding_length", "llama.attention.head_count",
+                               "llama.attention.head_count_kv", "llama.rope.freq_base", "llama.attention.layer_norm_rms_epsilon"))
     if fields.get("general.architecture") != "llama":
         ok = False
     n_layers = cfg["num_hidden_layers"]
@@ -83,8 +67,7 @@ def main():
     missing = set(hf) - seen
     if missing:
         print("HF tensors missing from the GGUF:", sorted(missing)); ok = False
-    print("OK" if ok else "MISMATCH")
-    sys.exit(0 if ok else 1)
+    finish(ok)
 
 
 if __name__ == "__main__":
