@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Bit-identity check for refactors that must not change numbers (issue 11).
 #
-# Runs `attribute` (lrp, gradient, --abs-per-token, cp-lrp), `prune` (on-the-fly lrp and from a score file) and
-# greedy `generate` on the tiny HF fixtures (Llama with biases, OPT), on stories260K (llama2.c .bin and its HF copy)
-# and on SmolLM2-135M (GGUF, one short prompt), and hashes every output file.
+# Runs `attribute` (lrp, gradient, --abs-per-token, cp-lrp), `prune` (on-the-fly lrp and from a score file),
+# `quantize` (all Q8_0), `graph-attribute --top` and greedy `generate` on the tiny HF fixtures (Llama with biases,
+# OPT), on stories260K (llama2.c .bin and its HF copy) and on SmolLM2-135M (GGUF, one short prompt; four IOI
+# prompts), and hashes every output file.
 #
 #   scripts/check_bitidentical.sh [BINARY] [--record]
 #
@@ -64,6 +65,18 @@ run prune --model "$S_BIN" --method gradient --aggregation signed --prompts $DAT
 run prune --model "$S_BIN" --scores "$OUT/stories_bin_lrp_abs.safetensors" --scheme global --sparsity 0.3 --out "$OUT/prune_stories_bin"
 run prune --model "$S_HF" --method lrp --prompts $DATA/stories.txt --scheme heads --count 3 --format sparse-bitmask --out "$OUT/prune_stories_hf"
 
+# Q8_0 quantisation (ggml's plain Q8_0 scales since a118e1b), every 2-D weight Q8_0.
+if [ -f "$SMOL" ]; then
+  run quantize --model "$SMOL" --importance plain --types q8_0 --bits-per-weight 8.5 --out "$OUT/quant_smol_q8_0.gguf"
+fi
+
+# Component graphs with --top: EAP-IG graph.json and graph.compact.json (graph.html is not hashed: its
+# provenance shows the run time, which graph.json's hash leaves out, see below).
+if [ -f "$SMOL" ]; then
+  run graph-attribute --model "$SMOL" --prompts $DATA/ioi_smol.jsonl --method eap --top 10 --out "$OUT/graph_smol_eap" --quiet
+fi
+run graph-attribute --model "$S_HF" --prompts $DATA/ioi_stories.jsonl --method lrp --top 2% --out "$OUT/graph_stories_lrp" --quiet
+
 # Greedy text from each family and format (forward path).
 "$BIN" generate --model "$S_BIN" --prompt "Once upon a time" --max-new-tokens 24 > "$OUT/gen_stories_bin.txt" 2>/dev/null
 "$BIN" generate --model "$S_HF" --prompt "Once upon a time" --max-new-tokens 24 > "$OUT/gen_stories_hf.txt" 2>/dev/null
@@ -71,10 +84,15 @@ if [ -f "$SMOL" ]; then
   "$BIN" generate --model "$SMOL" --prompt "The capital of France is" --max-new-tokens 16 > "$OUT/gen_smol.txt" 2>/dev/null
 fi
 
-( cd "$OUT" && find . -type f ! -name pruning.json | LC_ALL=C sort | xargs sha256sum ) > "$OUT.list"
+( cd "$OUT" && find . -type f ! -name pruning.json ! -name 'graph*' | LC_ALL=C sort | xargs sha256sum ) > "$OUT.list"
 # pruning.json records absolute paths and a timestamp; hash it without those lines.
 for f in $(cd "$OUT" && find . -name pruning.json | LC_ALL=C sort); do
   printf '%s  %s (without paths, timestamp)\n' "$(grep -v '"path"\|"source" : "\\/\|"timestamp"' "$OUT/$f" | sha256sum | cut -d' ' -f1)" "$f" >> "$OUT.list"
+done
+# graph.json / graph.compact.json end with provenance lines, one key each: hash them without the run time and the
+# model and task paths (their sha256 lines stay).
+for f in $(cd "$OUT" && find . -name 'graph*.json' | LC_ALL=C sort); do
+  printf '%s  %s (without paths, seconds)\n' "$(grep -v '^"workbench_seconds"\|^"workbench_model"\|^"workbench_task"' "$OUT/$f" | sha256sum | cut -d' ' -f1)" "$f" >> "$OUT.list"
 done
 if [ $RECORD = 1 ]; then
   mv "$OUT.list" "$LIST"
