@@ -25,12 +25,13 @@ enum FaultsCommand: Command {
         static let prompts = Option<String>("prompts", "file", help: "Task file for --metric task (.jsonl or EAP-IG/MIB .csv)")
         static let floor = Option<Double>("floor", "a", default: 0.5, range: 0...1, help: "--metric task: a trial fails when accuracy falls below this")
         static let out = Option<String>("out", "report.json", help: "Output: the JSON report; the HTML page goes beside it (.html)")
+        static let render = Option<String>.path("render", "report.json", help: "Only rewrite the HTML page of an existing JSON report (beside it, .html) with this binary's page; no model, no trials")
     }
     static let spec = CommandSpec(
         name: "faults", abstract: "Random bit flips in the stored weights, with relevance-selected triple modular redundancy.",
-        usage: "workbench faults --model <path> [--ber 1e-7,1e-6,1e-5,1e-4] [--trials <n>] [--seed <s>] [--protect <scores>[,<scores>…]] [--protect-fraction 0.01] [--criteria <list>] [--storage f32|f16|bf16|q8_0|q4_1|q4_0] [--metric perplexity|task] [--text <file>] [--windows 4] [--seqlen 512] [--prompts <task>] [--floor 0.5] --out <report.json>",
+        usage: "workbench faults --model <path> [--ber 1e-7,1e-6,1e-5,1e-4] [--trials <n>] [--seed <s>] [--protect <scores>[,<scores>…]] [--protect-fraction 0.01] [--criteria <list>] [--storage f32|f16|bf16|q8_0|q4_1|q4_0] [--metric perplexity|task] [--text <file>] [--windows 4] [--seqlen 512] [--prompts <task>] [--floor 0.5] --out <report.json>  |  workbench faults --render <report.json>",
         options: ModelOptions.all + [Options.ber, Options.trials, Options.seed, Options.protect, Options.fraction, Options.criteria, Options.storage,
-                                     Options.metric, Options.text, Options.seqlen, Options.windows, Options.prompts, Options.floor, Options.out],
+                                     Options.metric, Options.text, Options.seqlen, Options.windows, Options.prompts, Options.floor, Options.out, Options.render],
         discussion: """
         The decoder linear weights are encoded in --storage (values and block scales) and the model set to what is stored.
         Each trial flips every stored bit independently with probability BER (geometric skips, seeded per trial), evaluates,
@@ -38,16 +39,19 @@ enum FaultsCommand: Command {
         bitwise majority vote. Criteria rank weights by |score| (--protect), |W| or a seeded random score and fill the
         same bit budget; a protected weight's block scale is protected with it. Failed trial: perplexity > 2 × dense (or
         not finite), accuracy < --floor. Report: median, 10th/90th percentile, failed fraction, reliability gain over none.
+        --render re-draws the page of a finished run from its JSON report (everything the page shows is in it), e.g. after
+        the page itself changed; it takes no other option.
         """)
 
     static func run(_ args: Args) throws {
+        if let report = try args.ifGiven(Options.render) { return try render(report, args) }
         let modelPath = try args[ModelOptions.model], out = try args[Options.out]
         let html = out.hasSuffix(".json") ? String(out.dropLast(5)) + ".html" : out + ".html"
         var bers: [Double] = []
         for p in try args[Options.ber].split(separator: ",", omittingEmptySubsequences: false) {
             let s = p.trimmingCharacters(in: .whitespaces)
             guard let v = Double(s) else { throw UsageError(message: "--ber: '\(QuotedName.safe(s))' is not a number") }
-            do { try FaultError.checkBER(v) } catch let e as FaultError { throw UsageError(message: e.localizedDescription) }
+            do { try QuantizationError.checkBER(v) } catch let e as QuantizationError { throw UsageError(message: e.localizedDescription) }
             bers.append(v)
         }
         let fraction = try args[Options.fraction], trials = try args[Options.trials], seed = UInt64(try args[Options.seed])
@@ -62,7 +66,7 @@ enum FaultsCommand: Command {
         }
         guard !names.isEmpty, Set(names).count == names.count else { throw UsageError(message: "--criteria needs distinct criteria") }
         if names.contains("scores"), scorePath == nil { throw UsageError(message: "--criteria scores needs --protect <scores.safetensors>") }
-        let storageType = try QuantizeSettings.parseTypes(try args[Options.storage])[0]
+        let storageType = try QuantizationError.parseTypes(try args[Options.storage], flag: "--storage")[0]
         let metricName = try args[Options.metric]
         let promptsPath = try args.ifGiven(Options.prompts)
         if metricName == "task", promptsPath == nil { throw UsageError(message: "--metric task needs --prompts <task file>") }
@@ -129,6 +133,22 @@ enum FaultsCommand: Command {
                              r.meanPrimaryFlips, r.meanReadFlips))
         }
         Out.print("report: \(out)")
+        Out.print("page: \(html)")
+    }
+
+    /// The page of `path` (a JSON report this command wrote), written beside it as `faults` names it.
+    static func render(_ path: String, _ args: Args) throws {
+        if let o = spec.options.first(where: { $0.name != Options.render.name && args.given($0) }) {
+            throw UsageError(message: "--render takes no other option (--\(o.name) given)")
+        }
+        guard path.hasSuffix(".json") else { throw UsageError(message: "--render: '\(QuotedName.safe(path))' is not a .json report") }
+        let html = String(path.dropLast(5)) + ".html"
+        try TaskCommandSupport.checkOutput(html, inputs: [path])
+        let report: FaultReport
+        do { report = try JSONDecoder().decode(FaultReport.self, from: try readInputFile(path)) } catch let e as DecodingError {
+            throw UsageError(message: "--render \(QuotedName.safe(path)) is not a report written by `workbench faults` (\(e.localizedDescription))")
+        }
+        try AtomicFile.write(report.html(), to: html)
         Out.print("page: \(html)")
     }
 }

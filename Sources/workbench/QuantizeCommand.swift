@@ -37,7 +37,7 @@ enum QuantizeCommand: Command {
     static func run(_ args: Args) throws {
         let modelPath = try args[ModelOptions.model], out = try args[Options.out]
         let types: [GGMLType], budget = try args[Options.bits]
-        do { types = try QuantizeSettings.parseTypes(try args[Options.types]) } catch let e as QuantizeError { throw UsageError(message: e.localizedDescription) }
+        do { types = try QuantizationError.parseTypes(try args[Options.types], flag: "--types") } catch let e as QuantizationError { throw UsageError(message: e.localizedDescription) }
         guard budget.isFinite else { throw UsageError(message: "--bits-per-weight must be a finite number") }
         let scorePath = try args.ifGiven(Options.scores), method = try args.ifGiven(Options.method)
         let given = [scorePath.map { _ in "--scores" }, method.map { _ in "--method" }, try args.ifGiven(Options.importance).map { _ in "--importance" }].compactMap { $0 }
@@ -52,7 +52,7 @@ enum QuantizeCommand: Command {
         let calibration = try method.flatMap { try CalibrationOptions.calibration(args, needsData: $0.needsData, method: $0.rawValue) }
         let signed = scorePath != nil || (method?.explains == true && aggregation == .signed)
         if args[Options.pruneNonPositive], !signed {
-            throw UsageError(message: QuantizeError.pruneNeedsScores.localizedDescription + ", or --method gradient|lrp --aggregation signed")
+            throw UsageError(message: QuantizationError.pruneNeedsScores.localizedDescription + ", or --method gradient|lrp --aggregation signed")
         }
         let jsonPath = try args.ifGiven(Options.json)
         let ck = try ModelLoader.checkpoint(modelPath)
@@ -89,7 +89,7 @@ enum QuantizeCommand: Command {
                 if line == nil { line = ProgressLine("quantize: scoring types", total: total, unit: "tensors") }
                 line?.update(done, tokens: weights)   // rate shown in weights/s
             }
-        } catch let e as QuantizeError where e.isUsageError { throw UsageError(message: e.localizedDescription) }
+        } catch let e as QuantizationError where e.isUsageError { throw UsageError(message: e.localizedDescription) }
         Out.print(String(format: "budget %.3f bits/weight, achieved %.4f over %d quantised weights (%d norm/bias weights kept F32)",
                          r.budget, r.achievedBitsPerWeight, r.quantizedWeights, r.otherF32Weights))
         Out.print("importance: \(r.importance), \(r.weightedRounding ? "importance-weighted" : "plain") block scales")

@@ -176,21 +176,35 @@ final class FaultInjectorTests: XCTestCase {
 
     func testBadInput() throws {
         for b in [0, 1, -1e-3, 1.5, .nan, .infinity] {
-            XCTAssertThrowsError(try FaultError.checkBER(b)) { e in
-                guard case .berOutOfRange(let v)? = e as? FaultError else { return XCTFail("\(e)") }
+            XCTAssertThrowsError(try QuantizationError.checkBER(b)) { e in
+                guard case .berOutOfRange(let v)? = e as? QuantizationError else { return XCTFail("\(e)") }
                 XCTAssertEqual(v.bitPattern, b.bitPattern)
             }
         }
-        XCTAssertNoThrow(try FaultError.checkBER(1e-9))
-        for f in [-0.01, 1.01] { XCTAssertThrowsError(try FaultError.checkFraction(f)) { XCTAssertEqual($0 as? FaultError, .fractionOutOfRange(f)) } }
+        XCTAssertNoThrow(try QuantizationError.checkBER(1e-9))
+        for f in [-0.01, 1.01] { XCTAssertThrowsError(try QuantizationError.checkFraction(f)) { XCTAssertEqual($0 as? QuantizationError, .fractionOutOfRange(f)) } }
         let s = try FaultStorage(linears: linears(), type: .f32)
-        XCTAssertThrowsError(try ProtectionSelection.select(s, importance: nil, fraction: 2)) { XCTAssertEqual($0 as? FaultError, .fractionOutOfRange(2)) }
+        XCTAssertThrowsError(try ProtectionSelection.select(s, importance: nil, fraction: 2)) { XCTAssertEqual($0 as? QuantizationError, .fractionOutOfRange(2)) }
         // Rows that are not whole blocks.
         let odd = [Linear(name: "model.layers.0.mlp.down_proj.weight", outDim: 2, inDim: 48, weight: [Float](repeating: 0.5, count: 96), bias: nil)]
         XCTAssertThrowsError(try FaultStorage(linears: odd, type: .q8_0)) {
-            XCTAssertEqual($0 as? FaultError, .rowNotBlocked(tensor: "model.layers.0.mlp.down_proj.weight", inDim: 48, block: 32))
+            XCTAssertEqual($0 as? QuantizationError, .rowNotBlocked(tensor: "model.layers.0.mlp.down_proj.weight", inDim: 48, block: 32))
         }
         XCTAssertNoThrow(try FaultStorage(linears: odd, type: .f16))
+        // A type the codec cannot write (Q4_K) is refused naming the flag; the messages of the shared error name the flag
+        // (usage errors, exit 64) or the tensor/file (the rest, exit 1).
+        XCTAssertThrowsError(try FaultStorage(linears: odd, type: GGMLType(rawValue: 12))) {
+            XCTAssertEqual($0 as? QuantizationError, .unknownType(flag: "--storage", value: "q4_k"))
+            XCTAssertEqual(($0 as? LocalizedError)?.errorDescription, "--storage: 'q4_k' is not one of f32, f16, bf16, q8_0, q4_1, q4_0")
+        }
+        let usage: [(QuantizationError, String)] = [(.berOutOfRange(2), "--ber"), (.fractionOutOfRange(-1), "--protect-fraction"),
+                                                    (.budgetOutOfRange(bits: 3, min: 4.5, max: 8.5), "--bits-per-weight"),
+                                                    (.pruneNeedsScores, "--prune-nonpositive"), (.unknownType(flag: "--types", value: "x"), "--types")]
+        for (e, flag) in usage { XCTAssertTrue(e.isUsageError); XCTAssertTrue(e.errorDescription!.hasPrefix(flag), e.errorDescription!) }
+        let runtime: [(QuantizationError, String)] = [(.scoreShape(file: "a.safetensors", tensor: "t", expected: [2], found: [3]), "a.safetensors"),
+                                                      (.noScoresForModel(file: "b.safetensors"), "b.safetensors"),
+                                                      (.rowNotBlocked(tensor: "w", inDim: 48, block: 32), "w:")]
+        for (e, name) in runtime { XCTAssertFalse(e.isUsageError); XCTAssertTrue(e.errorDescription!.hasPrefix(name), e.errorDescription!) }
         // A score file for another model: a typed error naming the tensor.
         let model = try ModelLoader.load(try Fixtures.path("tiny-llama-bias"), needTokenizer: false).model
         let st = try FaultStorage(model: model, type: .f32)

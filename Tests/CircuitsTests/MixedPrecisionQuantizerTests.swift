@@ -91,7 +91,7 @@ final class MixedPrecisionQuantizerTests: XCTestCase {
         // Without a score file it is refused.
         XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 32, types: [.f32], importance: .magnitude,
                                                                                            weightedRounding: true, pruneNonPositive: true), carry: [], out: out + "2")) {
-            XCTAssertEqual($0 as? QuantizeError, .pruneNeedsScores)
+            XCTAssertEqual($0 as? QuantizationError, .pruneNeedsScores)
         }
     }
 
@@ -100,18 +100,21 @@ final class MixedPrecisionQuantizerTests: XCTestCase {
         let name = try XCTUnwrap(ck.tensors.keys.sorted().first { ck.tensors[$0]!.shape.count == 2 })
         let wrong = ScoreMap(tensors: [name: Tensor(shape: [3, 5], data: [Float](repeating: 1, count: 15))], source: "s.safetensors")
         XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 5, types: [.q8_0, .q4_0], importance: .scores(ScoreMapBox(wrong)), weightedRounding: true), carry: [], out: out)) {
-            XCTAssertEqual($0 as? QuantizeError, .scoreShape(name: name, expected: ck.tensors[name]!.shape, found: [3, 5]))
+            XCTAssertEqual($0 as? QuantizationError, .scoreShape(file: "s.safetensors", tensor: name, expected: ck.tensors[name]!.shape, found: [3, 5]))
         }
         let none = ScoreMap(tensors: ["other": Tensor(shape: [1], data: [1])], source: "s.safetensors")
         XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 5, types: [.q8_0, .q4_0], importance: .scores(ScoreMapBox(none)), weightedRounding: true), carry: [], out: out)) {
-            XCTAssertEqual($0 as? QuantizeError, .noScoresForModel(path: "s.safetensors"))
+            XCTAssertEqual($0 as? QuantizationError, .noScoresForModel(file: "s.safetensors"))
         }
         for b in [4.0, 9.0] {
             XCTAssertThrowsError(try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: b, types: [.q8_0, .q4_0], importance: .plain, weightedRounding: true), carry: [], out: out)) {
-                XCTAssertEqual($0 as? QuantizeError, .budgetOutOfRange(bits: b, min: 4.5, max: 8.5))
+                XCTAssertEqual($0 as? QuantizationError, .budgetOutOfRange(bits: b, min: 4.5, max: 8.5))
             }
         }
-        XCTAssertThrowsError(try QuantizeSettings.parseTypes("q4_0,q5_k"))
+        XCTAssertThrowsError(try QuantizationError.parseTypes("q4_0,q5_k", flag: "--types")) {
+            XCTAssertEqual($0 as? QuantizationError, .unknownType(flag: "--types", value: "q5_k"))
+        }
+        XCTAssertEqual(try QuantizationError.parseTypes(" Q8_0,q4_1 ,f16", flag: "--types"), [.q8_0, .q4_1, .f16])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing written")
     }
 }

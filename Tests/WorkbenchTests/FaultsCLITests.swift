@@ -54,6 +54,23 @@ final class FaultsCLITests: XCTestCase {
         let html = try String(contentsOf: page, encoding: .utf8)
         XCTAssertTrue(html.contains("majority vote") && html.contains("magnitude") && html.contains("<svg"))
         try HeadlessBrowser.check(page)
+        // --render re-draws the page from the JSON report alone: the same bytes as the run wrote.
+        try FileManager.default.removeItem(at: page)
+        let rendered = try run(["faults", "--render", out.path])
+        XCTAssertEqual(rendered.status, 0, rendered.summary)
+        XCTAssertEqual(try String(contentsOf: page, encoding: .utf8), html)
+        for (args, mention) in [(["--render", out.path, "--model", model], "--model"), (["--render", text], ".json"),
+                                (["--render", dir.appendingPathComponent("missing.json").path], "missing.json")] {
+            let bad = try run(["faults"] + args)
+            XCTAssertNotEqual(bad.status, 0, bad.summary)
+            XCTAssertTrue(bad.stderr.contains(mention), bad.stderr)
+        }
+        let notReport = dir.appendingPathComponent("other.json")
+        try Data("{\"rows\": 3}".utf8).write(to: notReport)
+        let bad = try run(["faults", "--render", notReport.path])
+        XCTAssertEqual(bad.status, 64, bad.summary)
+        XCTAssertTrue(bad.stderr.contains("not a report written by `workbench faults`"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("other.html").path), "nothing written")
     }
 
     /// --metric task: accuracy (answer id above distractor id) on a small task file; dense = `task-eval`'s accuracy;

@@ -76,7 +76,12 @@ crit_args=(); [ -n "$CRITERIA" ] && { crit_args=(--criteria "$CRITERIA"); suffix
 
 for f in $FRACTIONS; do
   run="$OUT/$prefix$STORAGE-ber-$BERS-protect-$f$suffix"
-  if [ -f "$run.json" ]; then echo "skip $run (done)"; continue; fi
+  keep="$RESULTS/faults/$(basename "${run//,/_}")"   # the committed copy of the report and page (BER list's commas → _)
+  if [ -f "$run.json" ]; then
+    echo "skip $run (done)"
+    [ -f "$keep.json" ] || { mkdir -p "$RESULTS/faults"; cp "$run.json" "$keep.json"; cp "$run.html" "$keep.html"; }
+    continue
+  fi
   echo "== $run ($(date -u +%H:%M:%S))"
   start=$(date +%s)
   "$WORKBENCH_BIN" faults --model "$MODEL" --storage "$STORAGE" --ber "$BERS" --trials "$TRIALS" --seed "$SEED" \
@@ -89,10 +94,17 @@ for f in $FRACTIONS; do
     echo "$desc${CRITERIA:+; criteria $CRITERIA}" > "$run.criteria"
   fi
   cat "$run.stdout"
+  # The JSON report is kept beside the page: `workbench faults --render` redraws the page from it without rerunning trials.
+  mkdir -p "$RESULTS/faults"; cp "$run.json" "$keep.json"; cp "$run.html" "$keep.html"
 done
 
-handwritten=""
-[ -f "$RESULTS/faults.md" ] && handwritten="$(awk '/^## Reading/ { on = 1 } on' "$RESULTS/faults.md")"
+handwritten=""; earlier=""
+if [ -f "$RESULTS/faults.md" ]; then
+  handwritten="$(awk '/^## Reading/ { on = 1 } on' "$RESULTS/faults.md")"
+  # The generated sections of the existing faults.md: those of runs whose files are not in $OUT (run in another worktree
+  # or session) are kept as they are, so that regenerating never drops a finished run.
+  earlier="$(awk '/^## / { on = ($0 ~ /^## (perplexity|IOI accuracy):/) } on' "$RESULTS/faults.md")"
+fi
 { report; if [ -n "$handwritten" ]; then printf '\n%s\n' "$handwritten"; fi; } > "$RESULTS/faults.md.tmp"
 mv "$RESULTS/faults.md.tmp" "$RESULTS/faults.md"
 echo "wrote $RESULTS/faults.md"
@@ -126,7 +138,21 @@ report() {
   echo "  --abs-per-token\`) and Wanda (\`--method wanda\`) on the same $IOI_CAL IOI prompts (criteria gradient, wanda); a trial"
   echo "  fails when accuracy < $FLOOR. Criteria are paired across runs (same seed, same flips), so rows of different runs compare."
   echo
-  # Every finished run of this storage (BER sets and fractions of earlier invocations included), perplexity then IOI.
+  # Every finished run of this storage (BER sets and fractions of earlier invocations included), perplexity then IOI;
+  # before them the earlier sections whose runs are not here (same heading = same run: the one here replaces it).
+  local new; new="$(sections)"
+  if [ -n "$earlier" ]; then
+    awk 'NR == FNR { if (/^## /) h[$0] = 1; next } /^## / { on = !($0 in h) } on' <(printf '%s\n' "$new") <(printf '%s\n' "$earlier")
+  fi
+  printf '%s\n' "$new"
+  echo "## Limits"
+  echo
+  echo "- Reduced: the trials in each heading (perplexity: $WINDOWS evaluation windows per point) and the BERs there; the failed"
+  echo "  fractions have a resolution of 1/trials."
+  echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
+}
+
+sections() {
   for stdout in "$OUT/$STORAGE"-ber-*-protect-*.stdout "$OUT/ioi-$STORAGE"-ber-*-protect-*.stdout; do
     run="${stdout%.stdout}"
     [ -f "$run.json" ] || continue
@@ -149,11 +175,6 @@ report() {
     }' "$run.stdout"
     echo
   done
-  echo "## Limits"
-  echo
-  echo "- Reduced: the trials in each heading (perplexity: $WINDOWS evaluation windows per point) and the BERs there; the failed"
-  echo "  fractions have a resolution of 1/trials."
-  echo "- The machine was shared and loaded; run times are not meaningful as absolutes."
 }
 
 main "$@"

@@ -53,8 +53,8 @@ public enum FaultCampaign {
     public static func run(model: Model, storage: FaultStorage, criteria: [FaultCriterionSetup], bers: [Double], trials: Int,
                            seed: UInt64, fraction: Double, metric: FaultMetric, modelPath: String,
                            progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> FaultReport {
-        for b in bers { try FaultError.checkBER(b) }
-        try FaultError.checkFraction(fraction)
+        for b in bers { try QuantizationError.checkBER(b) }
+        try QuantizationError.checkFraction(fraction)
         let t0 = Date()
         let dense = try metric.evaluate(model)
         let total = bers.count * trials * criteria.count

@@ -23,33 +23,7 @@ import Transformer
 // for its unprotected bits and the bitwise majority of the three copies for its protected bits, so
 // a protected bit is wrong exactly when two or three copies flipped it (probability 3p² − 2p³).
 
-public enum FaultError: Error, LocalizedError, Equatable {
-    case berOutOfRange(Double)
-    case fractionOutOfRange(Double)
-    case unsupportedStorage(String)
-    case rowNotBlocked(tensor: String, inDim: Int, block: Int)
-    case tooManyWeights(Int)
-    case noWeights
-
-    public var errorDescription: String? {
-        switch self {
-        case .berOutOfRange(let p): return "--ber \(p) is outside (0, 1): a bit error rate is a probability strictly between 0 and 1"
-        case .fractionOutOfRange(let f): return "--protect-fraction \(f) is outside [0, 1]"
-        case .unsupportedStorage(let s): return "--storage '\(s)' is not one of f32, f16, bf16, q8_0, q4_1, q4_0"
-        case .rowNotBlocked(let t, let n, let b): return "\(t): rows of \(n) weights are not a multiple of the storage block (\(b))"
-        case .tooManyWeights(let n): return "\(n) decoder weights: more than the 2³² the protection ranking indexes"
-        case .noWeights: return "the model has no decoder linear weights"
-        }
-    }
-    public var isUsageError: Bool {
-        switch self { case .berOutOfRange, .fractionOutOfRange, .unsupportedStorage: return true; default: return false }
-    }
-
-    /// Checks a bit error rate (0 < p < 1).
-    public static func checkBER(_ p: Double) throws { guard p > 0, p < 1, p.isFinite else { throw FaultError.berOutOfRange(p) } }
-    /// Checks a protected fraction (0 ≤ f ≤ 1).
-    public static func checkFraction(_ f: Double) throws { guard f >= 0, f <= 1, f.isFinite else { throw FaultError.fractionOutOfRange(f) } }
-}
+// Errors: QuantizationError (shared with the quantiser).
 
 /// Where one weight's bits and one block's scale bits sit in a storage type's encoding.
 public struct StorageGeometry: Sendable {
@@ -60,7 +34,7 @@ public struct StorageGeometry: Sendable {
     public let valueBits: Int
 
     public init(_ type: GGMLType) throws {
-        guard GGMLBlockCodec.types.contains(type), let l = type.blockLayout else { throw FaultError.unsupportedStorage(type.name) }
+        guard GGMLBlockCodec.types.contains(type), let l = type.blockLayout else { throw QuantizationError.unknownType(flag: "--storage", value: type.name.lowercased()) }
         self.type = type; elements = l.elements; bytes = l.bytes
         switch type {
         case .q8_0: scaleBytes = 2; valueBits = 8
@@ -106,10 +80,10 @@ public final class FaultStorage {
     public init(linears: [Linear], type: GGMLType) throws {
         geometry = try StorageGeometry(type)
         self.linears = linears
-        guard !linears.isEmpty else { throw FaultError.noWeights }
+        guard !linears.isEmpty else { throw QuantizationError.noWeights }
         var clean: [[UInt8]] = [], bo = [0], wo = [0]
         for l in linears {
-            guard l.inDim % geometry.elements == 0 else { throw FaultError.rowNotBlocked(tensor: l.name, inDim: l.inDim, block: geometry.elements) }
+            guard l.inDim % geometry.elements == 0 else { throw QuantizationError.rowNotBlocked(tensor: l.name, inDim: l.inDim, block: geometry.elements) }
             let bytes = GGMLBlockCodec.encode(l.weight, type: type)
             l.weight = GGMLBlockCodec.decode(bytes, type: type, count: l.weight.count)
             clean.append(bytes)

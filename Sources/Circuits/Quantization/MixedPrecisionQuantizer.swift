@@ -17,27 +17,7 @@ import Transformer
 // like the weights), |W| (magnitude) or 1 (plain). Tensors the score file does not cover (token
 // embedding, lm_head) get the mean importance of the covered weights, so errors stay comparable.
 
-public enum QuantizeError: Error, LocalizedError, Equatable {
-    case budgetOutOfRange(bits: Double, min: Double, max: Double)
-    case unsupportedType(String)
-    case scoreShape(name: String, expected: [Int], found: [Int])
-    case noScoresForModel(path: String)
-    case pruneNeedsScores
-
-    public var errorDescription: String? {
-        switch self {
-        case .budgetOutOfRange(let b, let lo, let hi):
-            return "--bits-per-weight \(b) is outside what the types can reach (\(lo) … \(hi))"
-        case .unsupportedType(let t): return "--types: '\(t)' is not one of f32, f16, bf16, q8_0, q4_1, q4_0"
-        case .scoreShape(let n, let e, let f): return "score '\(n)' has shape \(f), the model's weight has \(e) (a score file for another model?)"
-        case .noScoresForModel(let p): return "\(p) holds no score for any weight of this model (a score file for another model?)"
-        case .pruneNeedsScores: return "--prune-nonpositive needs signed per-weight scores (--scores)"
-        }
-    }
-    public var isUsageError: Bool {
-        switch self { case .budgetOutOfRange, .unsupportedType, .pruneNeedsScores: return true; default: return false }
-    }
-}
+// Errors: QuantizationError (shared with the fault injector).
 
 public enum QuantizeImportance: Equatable, Sendable {
     case plain, magnitude
@@ -65,14 +45,6 @@ public struct QuantizeSettings {
     public init(bitsPerWeight: Double, types: [GGMLType], importance: QuantizeImportance, weightedRounding: Bool, pruneNonPositive: Bool = false) {
         self.bitsPerWeight = bitsPerWeight; self.types = types; self.importance = importance; self.weightedRounding = weightedRounding
         self.pruneNonPositive = pruneNonPositive
-    }
-
-    public static func parseTypes(_ s: String) throws -> [GGMLType] {
-        let table: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0, "q4_1": .q4_1, "q4_0": .q4_0]
-        return try s.split(separator: ",").map { p in
-            guard let t = table[p.trimmingCharacters(in: .whitespaces).lowercased()] else { throw QuantizeError.unsupportedType(String(p)) }
-            return t
-        }
     }
 }
 
@@ -137,10 +109,10 @@ public enum MixedPrecisionQuantizer {
                            progress: (_ done: Int, _ total: Int, _ weights: Int) -> Void = { _, _, _ in }) throws -> QuantizeReport {
         let bits = s.types.map(GGMLBlockCodec.bitsPerWeight)
         guard let lo = bits.min(), let hi = bits.max(), s.bitsPerWeight >= lo, s.bitsPerWeight <= hi else {
-            throw QuantizeError.budgetOutOfRange(bits: s.bitsPerWeight, min: bits.min() ?? 0, max: bits.max() ?? 0)
+            throw QuantizationError.budgetOutOfRange(bits: s.bitsPerWeight, min: bits.min() ?? 0, max: bits.max() ?? 0)
         }
         var tensors = try GGUFLlamaExport.tensors(ck)
-        if s.pruneNonPositive { guard case .scores = s.importance else { throw QuantizeError.pruneNeedsScores } }
+        if s.pruneNonPositive { guard case .scores = s.importance else { throw QuantizationError.pruneNeedsScores } }
         // --prune-nonpositive: every weight the score file covers whose signed relevance is ≤ 0 (it does not help the
         // explained outputs) is set to 0 first, in every 2-D tensor the file covers (quantised or kept F32).
         var pruned = 0, scored = 0
@@ -148,7 +120,7 @@ public enum MixedPrecisionQuantizer {
             for i in tensors.indices where tensors[i].dims.count == 2 {
                 guard var t = box.map.tensors[tensors[i].hf] else { continue }
                 let shape = Array(tensors[i].dims.reversed())
-                guard t.shape == shape else { throw QuantizeError.scoreShape(name: tensors[i].hf, expected: shape, found: t.shape) }
+                guard t.shape == shape else { throw QuantizationError.scoreShape(file: box.map.source, tensor: tensors[i].hf, expected: shape, found: t.shape) }
                 if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
                 for k in t.data.indices where t.data[k] <= 0 { tensors[i].values[k] = 0; pruned += 1 }
                 scored += t.count
@@ -166,13 +138,13 @@ public enum MixedPrecisionQuantizer {
             for i in eligible {
                 guard var t = box.map.tensors[tensors[i].hf] else { continue }
                 let shape = Array(tensors[i].dims.reversed())
-                guard t.shape == shape else { throw QuantizeError.scoreShape(name: tensors[i].hf, expected: shape, found: t.shape) }
+                guard t.shape == shape else { throw QuantizationError.scoreShape(file: box.map.source, tensor: tensors[i].hf, expected: shape, found: t.shape) }
                 if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
                 let a = t.data.map { abs($0) }
                 for v in a { sum += Double(v) }; n += a.count
                 importance[i] = a
             }
-            guard n > 0 else { throw QuantizeError.noScoresForModel(path: box.map.source) }
+            guard n > 0 else { throw QuantizationError.noScoresForModel(file: box.map.source) }
             let mean = Float(sum / Double(n))
             for i in eligible where importance[i] == nil { importance[i] = [Float](repeating: mean, count: tensors[i].values.count) }
         }

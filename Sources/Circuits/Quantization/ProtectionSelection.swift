@@ -47,11 +47,11 @@ public enum ProtectionSelection {
 
     /// Bits protected for `importance` (nil = none) with `fraction` of the stored bits as the budget.
     public static func select(_ storage: FaultStorage, importance: [Float]?, fraction: Double) throws -> ProtectedBits {
-        try FaultError.checkFraction(fraction)
+        try QuantizationError.checkFraction(fraction)
         guard let importance, fraction > 0 else { return ProtectedBits() }
         let n = storage.totalWeights, g = storage.geometry
         precondition(importance.count == n)
-        guard n < 1 << 32 else { throw FaultError.tooManyWeights(n) }
+        guard n < 1 << 32 else { throw QuantizationError.tooManyWeights(n) }
         let budget = Int((fraction * Double(storage.totalBits)).rounded(.down))
         let kMax = min(n, budget / g.valueBits)                  // every weight costs at least its value bits
         guard kMax > 0 else { return ProtectedBits() }
