@@ -124,6 +124,42 @@ final class GGMLBlockCodecTests: XCTestCase {
         XCTAssertEqual(q41x, q41)
     }
 
+    /// Q4_0's search eight blocks at a time (`encodeMeasured`) gives, block by block, the bytes and error of the one-block
+    /// search (`encodeBlock`): heavy-tailed weights and importance, blocks stored exactly (not searched), all-zero blocks
+    /// (scale 0), a constant block, huge and tiny scales, and a number of searched blocks that is not a multiple of 8.
+    func testBatchedQ40SearchEqualsOneBlockSearch() {
+        var rng = SplitMix(seed: 15)
+        let blocks = GGMLBlockCodec.chunkBlocks + 13
+        var x = (0..<(32 * blocks)).map { _ in Float(rng.normal() * exp(rng.normal())) * 0.02 }
+        let w = (0..<(32 * blocks)).map { i in i % 97 == 0 ? 0 : Float(exp(2 * rng.normal())) }
+        for j in 0..<32 {
+            x[32 * 3 + j] = 0                                              // scale 0
+            x[32 * 7 + j] = 0.25                                           // constant
+            x[32 * 11 + j] = Float(j % 16 - 8) * 0.5                       // Q4_0 grid: stored exactly
+            x[32 * 17 + j] *= 1e30; x[32 * 19 + j] *= 1e-30                // f16 overflow / underflow of the scale
+        }
+        let batched = GGMLBlockCodec.encodeMeasured(x, type: .q4_0, importance: w, search: true)
+        var bytes = [UInt8](repeating: 0, count: 18 * blocks), total = 0.0
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                bytes.withUnsafeMutableBytes { o in
+                    // One block at a time; chunk sums in chunk order, as encodeMeasured adds them.
+                    var chunk = 0.0
+                    for b in 0..<blocks {
+                        let e = GGMLBlockCodec.encodeBlock(xp.baseAddress! + 32 * b, wp.baseAddress! + 32 * b, type: .q4_0, search: true,
+                                                           into: o.baseAddress! + 18 * b)
+                        XCTAssertEqual(Array(o[(18 * b)..<(18 * b + 18)]), Array(batched.bytes[(18 * b)..<(18 * b + 18)]), "block \(b)")
+                        chunk += e
+                        if (b + 1) % GGMLBlockCodec.chunkBlocks == 0 || b == blocks - 1 { total += chunk; chunk = 0 }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(batched.bytes, bytes)
+        XCTAssertEqual(batched.error.bitPattern, total.bitPattern)
+        XCTAssertNotEqual(batched.bytes, GGMLBlockCodec.encode(x, type: .q4_0), "the search changed some blocks")
+    }
+
     /// The F16 path (the CPU's conversion) stores exactly what floatToHalf stores, for every class of value: ties,
     /// subnormal results, values that underflow to 0, the largest finite halves and what overflows to ∞.
     func testF16EncodingEqualsFloatToHalfBitForBit() {

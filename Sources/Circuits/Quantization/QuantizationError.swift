@@ -1,4 +1,6 @@
 import Foundation
+import Tokenize
+import Transformer
 
 // The errors of `workbench quantize` and `workbench faults`. Both encode weights in ggml storage types, take a type
 // name from a flag and read per-weight score files, so they shared look-alike checks (a type name, a range) with two
