@@ -190,6 +190,14 @@ final class GGMLBlockCodecTests: XCTestCase {
                 XCTAssertEqual(m.error, e, accuracy: 1e-9 * max(e, 1e-30), "\(type) search \(search)")
                 if type != .f32 { XCTAssertGreaterThan(m.error, 0) }
             }
+            // Magnitude importance made chunk by chunk = the whole |x| given as importance, bit for bit.
+            let a = x.map { abs($0) }
+            for search in [false, true] {
+                let lazy = GGMLBlockCodec.encodeMeasured(x, type: type, importance: nil, magnitude: true, search: search)
+                let full = GGMLBlockCodec.encodeMeasured(x, type: type, importance: a, search: search)
+                XCTAssertEqual(lazy.bytes, full.bytes, "\(type) search \(search)")
+                XCTAssertEqual(lazy.error.bitPattern, full.error.bitPattern, "\(type) search \(search)")
+            }
         }
     }
 }

@@ -44,9 +44,13 @@ public enum GGMLBlockCodec {
     /// block as the blocks are written, with no decoded copy. `search`: importance-weighted block scales
     /// (needs `importance`); otherwise ggml's plain reference rounding. Blocks are encoded on the shared
     /// WorkerTeam, chunks claimed from a counter (a preempted helper delays no one).
-    public static func encodeMeasured(_ x: [Float], type: GGMLType, importance: [Float]?, search: Bool) -> (bytes: [UInt8], error: Double) {
+    /// `magnitude`: the importance is |x| (importance must be nil), made chunk by chunk in a small buffer per worker
+    /// instead of a whole-tensor copy (the same values, so the same bytes and error as `importance: x.map(abs)`).
+    public static func encodeMeasured(_ x: [Float], type: GGMLType, importance: [Float]?, magnitude: Bool = false,
+                                      search: Bool) -> (bytes: [UInt8], error: Double) {
         precondition(importance == nil || importance!.count == x.count)
-        precondition(!search || importance != nil, "a weighted scale search needs an importance")
+        precondition(!(magnitude && importance != nil), "magnitude importance is made from x")
+        precondition(!search || importance != nil || magnitude, "a weighted scale search needs an importance")
         guard let l = type.blockLayout, x.count % l.elements == 0 else { preconditionFailure("\(x.count) weights for \(type)") }
         var out = [UInt8](repeating: 0, count: x.count / l.elements * l.bytes)
         let nBlocks = x.count / l.elements
@@ -62,11 +66,21 @@ public enum GGMLBlockCodec {
                 let next = Atomic<Int>(0)
                 let parts = chunks > 1 ? WorkerTeam.shared.helpers + 1 : 1
                 WorkerTeam.shared.run(parts: parts) { _ in
+                    // |x| of the current chunk (magnitude importance), reused for every chunk this worker claims.
+                    let mag = magnitude ? UnsafeMutablePointer<Float>.allocate(capacity: chunkBlocks * l.elements) : nil
+                    defer { mag?.deallocate() }
                     while true {
                         let c = next.add(1, ordering: .relaxed).oldValue
                         guard c < chunks else { return }
                         var e = 0.0
                         let range = (c * chunkBlocks)..<min(nBlocks, (c + 1) * chunkBlocks)
+                        var w = w
+                        if let mag {
+                            let first = range.lowerBound * l.elements, count = range.count * l.elements
+                            for i in 0..<count { mag[i] = abs(src[first + i]) }
+                            // Indexed like the whole tensor's importance: only this chunk's indices are read.
+                            w = UnsafePointer(mag) - first
+                        }
                         if type == .f16 {
                             // F16 weight by weight without the per-block dispatch (half of a plain-rounding quantize's
                             // CPU went there): the CPU's conversion (F16C, round to nearest even) for finite values is

@@ -132,7 +132,7 @@ public enum MixedPrecisionQuantizer {
         var importance = [Int: [Float]]()
         switch s.importance {
         case .plain: break
-        case .magnitude: for i in eligible { importance[i] = tensors[i].values.map { abs($0) } }
+        case .magnitude: break          // |W|, made chunk by chunk by the codec (no whole-model copy of |W|)
         case .scores(let box):
             var sum = 0.0, n = 0
             for i in eligible {
@@ -156,7 +156,11 @@ public enum MixedPrecisionQuantizer {
         for (j, i) in eligible.enumerated() {
             let x = tensors[i].values, w = importance[i]
             // Each encoding measures its own weighted error block by block (no decoded copy of the tensor).
-            let enc = s.types.map { GGMLBlockCodec.encodeMeasured(x, type: $0, importance: w, search: s.weightedRounding && w != nil && searched($0)) }
+            let magnitude = s.importance == .magnitude
+            let enc = s.types.map {
+                GGMLBlockCodec.encodeMeasured(x, type: $0, importance: w, magnitude: magnitude,
+                                              search: s.weightedRounding && (w != nil || magnitude) && searched($0))
+            }
             errors.append(enc.map(\.error))
             encodings.append(enc.map(\.bytes))
             weights += x.count
@@ -190,7 +194,7 @@ public enum MixedPrecisionQuantizer {
         let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
         var result = QuantizeReport(budget: s.bitsPerWeight, achievedBitsPerWeight: usedBits / Double(counts.reduce(0, +)),
                               quantizedWeights: counts.reduce(0, +), otherF32Weights: other, importance: s.importance.label,
-                              weightedRounding: s.weightedRounding && !importance.isEmpty, typeCounts: typeCounts, fileBytes: size, tensors: report)
+                              weightedRounding: s.weightedRounding && (!importance.isEmpty || s.importance == .magnitude), typeCounts: typeCounts, fileBytes: size, tensors: report)
         result.prunedWeights = pruned
         result.prunedFraction = Double(pruned) / Double(max(scored, 1))
         return result
