@@ -21,7 +21,8 @@
 # (every random stream is seeded); only the counts of RUNS are kept.
 # Knobs: SEEDS="0 1 2" OUT=out/experiments/correction-seeds RESULTS=docs/results SEED0_FROM="" SUMMARY_ONLY=0 (1: only
 #   rebuild the tables from what exists, e.g. while another instance runs) COMPUTE="" (run names: compute only these,
-#   in RUNS order; the tables still cover every run of RUNS) RUNS and correction.sh's
+#   in RUNS order; the tables still cover every run of RUNS) COMPUTE_SEEDS="$SEEDS" (compute only these seeds; the
+#   tables cover SEEDS) RUNS and correction.sh's
 #   own (N_GENERAL N_UNDESIRED N_HELDOUT N_CONTROL SAMPLES PPL_WINDOWS PPL_SEQLEN WORKBENCH_BIN …).
 # Run:  mkdir -p out/experiments/correction-seeds
 #       SEED0_FROM=docs/results/correction nohup nice -n 15 scripts/experiments/correction_seeds.sh \
@@ -62,7 +63,7 @@ while IFS=';' read -r name _ _ _ _ counts _; do
   [ -n "$name" ] || continue
   [ "${SUMMARY_ONLY:-0}" = 1 ] && continue   # report what exists, compute nothing
   if [ -n "${COMPUTE:-}" ] && ! [[ " $COMPUTE " == *" $name "* ]]; then continue; fi
-  for s in $SEEDS; do
+  for s in ${COMPUTE_SEEDS:-$SEEDS}; do
     d="$BASE/seed-$s"; mkdir -p "$d"
     if seed0 "$s" "$name" || [ -s "$d/eval-$name-controls.json" ] || [ -n "$(old_rows "$s" "$name")" ]; then continue; fi
     echo "== $(date -u +%FT%TZ) seed $s: $name"
