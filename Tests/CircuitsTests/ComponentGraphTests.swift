@@ -265,6 +265,12 @@ final class ComponentGraphTests: XCTestCase {
             XCTAssertLessThan(PruneTestKit.maxAbsDiff(try XCTUnwrap(got.outputs), out), 1e-4, "kept \(keptFraction)")
             XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(got.final, sf.run(embeddings: emb, segments: sf.segments(clean)).final), 1e-3,
                                  "the circuit differs from the clean run")
+            // Without `record` the run skips every node no kept edge reads (its source value stands in): same result.
+            let plan = SplitForward.Plan(keep, g, computeAll: false)
+            if keptFraction < 0.5 { XCTAssertTrue(plan.computed.contains(false), "some node is skipped at \(keptFraction)") }
+            XCTAssertTrue(plan.terms.allSatisfy { $0.allSatisfy { plan.computed[$0] && plan.slot[$0] >= 0 } })
+            let fast = sf.run(embeddings: emb, segments: sf.segments(clean), keep: keep, source: src)
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(fast.final, final), 1e-4, "kept \(keptFraction), nodes skipped")
         }
     }
 }

@@ -44,37 +44,68 @@ extension Model {
     /// every head, then the k inputs, then the v inputs). Returns each head's output
     /// o_proj[:, h]·z_h [H, N, d]; o_proj's bias (none in Llama) is no head's output and is left out.
     /// `segments` carry caches of this (ungrouped) model's shape.
+    public func headOutputs(layer l: Int, inputs: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
+        let nd = n * config.dModel
+        var out = zeros(config.nHeads * nd)
+        out.ptr { headOutputs(layer: l, inputs: (0..<(3 * config.nHeads)).map { inputs + $0 * nd }, segments: segments, rows: n, into: $0) }
+        return out
+    }
+
+    /// The same from one pointer per input: `inputs[which · H + h]` [N, d] is head h's q (which 0), k (1) or v (2)
+    /// input. Inputs given as the same pointer are normalised once (a sparse circuit feeds most inputs the same
+    /// stream). Only heads with `active[h]` (all when nil) are computed: the others' q/k/v are set to 0 and their
+    /// rows of `out` are not written (a circuit reads no output of theirs). Writes `out` [H, N, d].
     /// The per-head products are small ([N, d]·[d, hd]): each is one single-threaded sgemm (splitting each
     /// over the worker team cost more in synchronisation than it saved: perf, 23 % in the team's loop), and
     /// the 3H of them are dealt out to the workers whole (disjoint outputs: the result does not depend on
-    /// which worker runs which).
-    public func headOutputs(layer l: Int, inputs: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
+    /// which worker runs which, nor on which inputs share a pointer: the norm of a row is the same either way).
+    public func headOutputs(layer l: Int, inputs: [UnsafePointer<Float>], active: [Bool]? = nil, segments: [Segment], rows n: Int,
+                            into out: UnsafeMutablePointer<Float>) {
         let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
         precondition(c.nKVHeads == nh, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
+        precondition(inputs.count == 3 * nh && (active == nil || active!.count == nh))
+        let on = active ?? [Bool](repeating: true, count: nh)
         let blk = blocks[l]
         let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
         let lins = [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)]
-        var normed = zeros(BLAS.ways * n * d)                                   // [ways, N, d] one scratch per worker
-        normed.ptr { scratch in
-            BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: 3 * nh)) { worker, item in   // item = which · H + h
-                let (which, h) = item.quotientAndRemainder(dividingBy: nh), (lin, out) = lins[which]
-                let np = scratch + worker * n * d
-                blk.attnNorm.forward(inputs + item * n * d, np, inv: nil, rows: n, d: d, eps: c.normEps)
-                lin.weight.cptr { w in                                          // out[:, h] [N, hd] = normed · W[h]ᵀ
-                    BLAS.gemmSerial(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
-                                    out + h * hd, ldc: qDim)
-                }
-                if let bias = lin.bias {
-                    for r in 0..<n { for e in 0..<hd { out[r * qDim + h * hd + e] += bias[h * hd + e] } }
-                }
+        let items = (0..<(3 * nh)).filter { on[$0 % nh] }                      // item = which · H + h
+        var slot = [Int](repeating: -1, count: 3 * nh), distinct: [UnsafePointer<Float>] = [], seen: [UnsafePointer<Float>: Int] = [:]
+        for item in items {
+            if let s = seen[inputs[item]] { slot[item] = s; continue }
+            seen[inputs[item]] = distinct.count; slot[item] = distinct.count; distinct.append(inputs[item])
+        }
+        let normed = Buffer(uninitialized: distinct.count * n * d)              // [distinct inputs, N, d]
+        BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: distinct.count)) { _, s in
+            blk.attnNorm.forward(distinct[s], normed.p + s * n * d, inv: nil, rows: n, d: d, eps: c.normEps)
+        }
+        BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: items.count)) { _, i in
+            let item = items[i], (which, h) = item.quotientAndRemainder(dividingBy: nh), (lin, o) = lins[which]
+            let np = normed.p + slot[item] * n * d
+            lin.weight.cptr { w in                                              // o[:, h] [N, hd] = normed · W[h]ᵀ
+                BLAS.gemmSerial(transA: false, transB: true, m: n, n: hd, k: d, np, lda: d, w + h * hd * d, ldb: d,
+                                o + h * hd, ldc: qDim)
+            }
+            if let bias = lin.bias {
+                for r in 0..<n { for e in 0..<hd { o[r * qDim + h * hd + e] += bias[h * hd + e] } }
             }
         }
-        return headOutputs(layer: l, projected: b, segments: segments)
+        for h in 0..<nh where !on[h] {                                          // no output read: q/k/v 0, never NaN
+            for (_, o) in lins { for r in 0..<n { (o + r * qDim + h * hd).update(repeating: 0, count: hd) } }
+        }
+        headOutputs(layer: l, projected: b, segments: segments, active: on, into: out)
     }
 
     /// Layer l's heads [H, N, d] when every q/k/v input is the same residual stream `input` [N, d] (an
     /// unpatched run): the norm once and one full-width product per projection instead of 3H slices.
     public func headOutputs(layer l: Int, sharedInput input: UnsafePointer<Float>, segments: [Segment], rows n: Int) -> [Float] {
+        var out = zeros(config.nHeads * n * config.dModel)
+        out.ptr { headOutputs(layer: l, sharedInput: input, segments: segments, rows: n, into: $0) }
+        return out
+    }
+
+    /// The same, written to `out` [H, N, d].
+    public func headOutputs(layer l: Int, sharedInput input: UnsafePointer<Float>, segments: [Segment], rows n: Int,
+                            into out: UnsafeMutablePointer<Float>) {
         let c = config
         precondition(c.nKVHeads == c.nHeads, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
         let blk = blocks[l]
@@ -85,27 +116,32 @@ extension Model {
             lin.weight.cptr { w in BLAS.linear(np, w, out, m: n, k: c.dModel, n: c.qDim) }
             if let bias = lin.bias { addRowBias(out, bias, rows: n, cols: c.qDim) }
         }
-        return headOutputs(layer: l, projected: b, segments: segments)
+        headOutputs(layer: l, projected: b, segments: segments, active: [Bool](repeating: true, count: c.nHeads), into: out)
     }
 
-    /// Attention from projected q/k/v in `b`, then each head's o_proj columns: [H, N, d].
-    private func headOutputs(layer l: Int, projected b: BlockBuffers, segments: [Segment]) -> [Float] {
-        let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim, n = b.rows
+    /// Attention from projected q/k/v in `b`, then the o_proj columns of each active head into out [H, N, d].
+    private func headOutputs(layer l: Int, projected b: BlockBuffers, segments: [Segment], active: [Bool], into op: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.dModel, hd = c.headDim, qDim = c.qDim, n = b.rows
         attend(b, layer: l, segments: segments, rope: rope)                     // b.z [N, qDim]
-        var out = zeros(nh * n * d)                                             // [H, N, d]
-        out.ptr { op in
-            blocks[l].o.weight.cptr { w in
-                BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: nh)) { _, h in   // o_proj columns of head h
-                    BLAS.gemmSerial(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
-                              op + h * n * d, ldc: d)
-                }
+        let heads = active.indices.filter { active[$0] }
+        blocks[l].o.weight.cptr { w in
+            BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: heads.count)) { _, i in   // o_proj columns of head h
+                let h = heads[i]
+                BLAS.gemmSerial(transA: false, transB: true, m: n, n: d, k: hd, b.z.p + h * hd, lda: qDim, w + h * hd, ldb: qDim,
+                                op + h * n * d, ldc: d)
             }
         }
-        return out
     }
 
     /// Layer l's MLP output [N, d] (down bias included) from its residual-stream input [N, d].
     public func mlpOutput(layer l: Int, input: UnsafePointer<Float>, rows n: Int) -> [Float] {
+        var out = zeros(n * config.dModel)
+        out.ptr { mlpOutput(layer: l, input: input, rows: n, into: $0) }
+        return out
+    }
+
+    /// The same, written to `out` [N, d].
+    public func mlpOutput(layer l: Int, input: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>) {
         let c = config, blk = blocks[l]
         let b = BlockBuffers(config: c, rows: n, hooks: .mlpPost, sharedPost: nil)
         blk.mlpNorm.forward(input, b.normed2.p, inv: nil, rows: n, d: c.dModel, eps: c.normEps)
@@ -116,8 +152,6 @@ extension Model {
             blk.up.forward(b.normed2.p, b.pre.p, rows: n)
         }
         config.definition.mlpActivation(self, b, into: b.post.p)
-        var out = zeros(n * c.dModel)
-        out.ptr { blk.down.forward(b.post.p, $0, rows: n) }
-        return out
+        blk.down.forward(b.post.p, out, rows: n)
     }
 }
