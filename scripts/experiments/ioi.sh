@@ -201,7 +201,12 @@ report() {
     fi
     echo "  Patch ablation: every ablated head or neuron output is replaced by its value on the prompt's own ABC-corrupted"
     echo "  counterpart (same length; the three names replaced by three others), so m(∅) is the corrupted run's metric."
-    echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then bisection);"
+    if [ "$PROFILE" = full ]; then   # runs of this profile use circuit's default tolerance (3f8ebd4 on)
+      echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then bisection:"
+      echo "  exact for heads; for neurons to within 1 % of the circuit's size, \`circuit\`'s default, never below the exact crossing);"
+    else                             # the committed small-profile runs (and \`pages\`) bisect exactly
+      echo "- **Circuit:** smallest k with f_ref ≥ $THRESHOLD (f at 0 and on a log grid of $POINTS kept fractions, then exact bisection);"
+    fi
     echo "  candidates: every head (270), every MLP neuron (46,080) or every weight of every decoder linear (q/k/v/o/gate/up/down,"
     echo "  106,168,320); ranking global, keep the highest signed scores. magnitude = |W| (weights only)."
     echo "- **Methods:** lrp-apt = AttnLRP explaining logit(IO) − logit(S), |R| summed over tokens per prompt"
@@ -263,6 +268,7 @@ report() {
 # same settings) and, where the new seeds.csv is byte-identical to the committed one (the same circuits: same kept
 # counts, f and AUC to the last digit), replace the committed circuit.html (and seeds.json) by the new page. A run whose
 # numbers differ is reported and left alone. Resumable like run_all. Only RUNS whose results are committed are rerun.
+# Bisection is exact (--bisection-tolerance 0), as it was for every committed small-profile run.
 pages() {
   local figs="$RESULTS/$REPORT" pout="$OUT-pages" run g ablation m name dir args
   mkdir -p "$pout"
@@ -285,7 +291,7 @@ pages() {
     if [ ! -d "$dir" ]; then
       echo "== $name ($(date -u +%H:%M:%S))"
       "$WORKBENCH_BIN" circuit --model "$MODEL" --prompts "$pref" "${args[@]}" --granularity "$g" --ablation "$ablation" \
-        --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" "${held_args[@]}" --out "$dir" --quiet > "$pout/$name.stdout" \
+        --threshold "$THRESHOLD" --points "$POINTS" --seeds "$SEEDS" --bisection-tolerance 0 "${held_args[@]}" --out "$dir" --quiet > "$pout/$name.stdout" \
         2> "$pout/$name.stderr" || { echo "FAILED $name: $(tail -n 3 "$pout/$name.stderr")"; continue; }
     fi
     # The first nine columns: later binaries append the settings columns to seeds.csv.
