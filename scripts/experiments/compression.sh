@@ -41,8 +41,8 @@ set -euo pipefail
 # Everything runs inside main(): bash parses the whole function before running it, so editing this file
 # while a long run is in progress cannot change or break that run.
 main() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 
 SEQLEN="${SEQLEN:-2048}"
 SAMPLES="${SAMPLES:-128}"
@@ -53,9 +53,6 @@ SPARSITIES="${SPARSITIES-0.1 0.2 0.3 0.4 0.5 0.6 0.7}"
 SWEEP_SEED="${SWEEP_SEED:-0}"
 EXTRA_LRP_SAMPLES="${EXTRA_LRP_SAMPLES-512 1024}"
 METHODS="${METHODS:-magnitude wanda gradient lrp}"
-WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
-WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 OUT="${OUT:-out/experiments/compression}"
 RESULTS="${RESULTS:-docs/results}"
 KEEP="${KEEP:-0}"

@@ -32,11 +32,8 @@
 set -euo pipefail
 
 main() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 N_GENERAL="${N_GENERAL:-16}"; N_UNDESIRED="${N_UNDESIRED:-16}"; N_HELDOUT="${N_HELDOUT:-24}"; N_CONTROL="${N_CONTROL:-16}"
 MAX_NEW="${MAX_NEW:-20}"; SAMPLES="${SAMPLES:-25}"; PPL_WINDOWS="${PPL_WINDOWS:-3}"; PPL_SEQLEN="${PPL_SEQLEN:-256}"
 NEURON_COUNTS="${NEURON_COUNTS:-100,300}"; WEIGHT_COUNTS="${WEIGHT_COUNTS:-1000,7000}"; WF_COUNT="${WF_COUNT:-1000}"

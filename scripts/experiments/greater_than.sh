@@ -19,35 +19,15 @@
 #     > out/experiments/greater_than/log.txt 2>&1 &
 #   scripts/experiments/greater_than.sh report
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env; exp_one_thread
 N_REF="${N_REF:-64}"; SEEDS="${SEEDS:-3}"; N_HELD="${N_HELD:-128}"; POINTS="${POINTS:-12}"; THRESHOLD="${THRESHOLD:-0.9}"
 RUNS="${RUNS:-heads:patch:lrp-apt heads:patch:random heads:patch:gradient}"
 HELDOUT_SKIP="${HELDOUT_SKIP:-}"
-WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
-export WORKBENCH_BLAS_THREADS="${WORKBENCH_BLAS_THREADS-1}" WORKBENCH_SERIAL="${WORKBENCH_SERIAL-1}"
-[ -n "$WORKBENCH_BLAS_THREADS" ] || unset WORKBENCH_BLAS_THREADS
-[ -n "$WORKBENCH_SERIAL" ] || unset WORKBENCH_SERIAL
 OUT="${OUT:-out/experiments/greater_than}"; RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
 REF="$OUT/ref-seed0-$((N_REF * SEEDS)).jsonl"; HELD="$OUT/held-seed1-$N_HELD.jsonl"
 
-# mean ± SEM of column $2 of a seeds.csv (header skipped), $3 decimals.
-msem() {
-  awk -F, -v c="$2" -v d="$3" 'NR > 1 && $c != "" { x[n++] = $c; s += $c }
-    END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
-          if (n > 1) printf "%." d "f ± %." d "f", m, sqrt(v / (n - 1) / n); else printf "%." d "f (n = 1)", m }' "$1"
-}
-# Heads among the TOP best-scored kept heads of every seed, in seed 0's order.
-top_recurring() {
-  local dir="$1" top="$2" s
-  for ((s = 0; s < SEEDS; s++)); do
-    grep -o '"name" : "a[0-9]*\.h[0-9]*"' "$dir/seed-$s/circuit.json" | head -n "$top" | sed 's/.*: "//; s/"$//' | sed "s/^/$s /"
-  done | awk -v n="$SEEDS" '{ c[$2]++; if ($1 == 0) order[k++] = $2 }
-    END { for (i = 0; i < k; i++) if (c[order[i]] == n) { printf "%s%s", sep, order[i]; sep = " " } }'
-}
 
 report() {
   local md="$RESULTS/greater_than.md" figs="$RESULTS/greater_than"
@@ -77,7 +57,7 @@ report() {
       local name="$g-$ablation-$m" dir="$OUT/$g-$ablation-$m"
       local csv="$dir/seeds.csv"
       [ -f "$csv" ] || { echo "| $g | $ablation | $m | (not run) | | | | | | | |"; continue; }
-      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $(msem "$csv" 7 3) | $(msem "$csv" 8 3) | $(msem "$csv" 9 3) | $(top_recurring "$dir" 10) | $(cat "$dir.seconds" 2>/dev/null || echo "?") s |"
+      echo "| $g | $ablation | $m | $(msem_csv "$csv" 4 1) | $(msem_csv "$csv" 5 4) | $(msem_csv "$csv" 6 3) | $(msem_csv "$csv" 7 3) | $(msem_csv "$csv" 8 3) | $(msem_csv "$csv" 9 3) | $(top_recurring "$dir" 10) | $(cat "$dir.seconds" 2>/dev/null || echo "?") s |"
       mkdir -p "$figs/$name"
       cp "$dir/seeds.csv" "$dir/seeds.json" "$dir/circuit.html" "$figs/$name/"
       for ((s = 0; s < SEEDS; s++)); do cp "$dir/seed-$s/curve.csv" "$figs/$name/curve-seed$s.csv"; done
@@ -95,13 +75,7 @@ run_all() {
     IFS=: read -r g ablation m <<< "$run"
     local name="$g-$ablation-$m" dir="$OUT/$g-$ablation-$m" args start
     [ -d "$dir" ] && { echo "skip $dir (done)"; continue; }
-    case "$m" in
-      lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
-      lrp-signed) args=(--method lrp --aggregation signed) ;;
-      gradient) args=(--method gradient --aggregation signed) ;;
-      random) args=(--method random --seed 0) ;;
-      *) args=(--method "$m") ;;
-    esac
+    method_args "$m"
     echo "== $dir ($(date -u +%H:%M:%S))"
     start=$(date +%s)
     local held_args=(--heldout "$HELD")

@@ -42,8 +42,8 @@
 set -euo pipefail
 
 setup() {
-REPO="${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"   # IOI_REPO: when run from a copy of this script
-cd "$REPO"
+source "${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/experiments/common.sh"   # IOI_REPO: when run from a copy of this script
+exp_env "${IOI_REPO:-}"; exp_one_thread
 # PROFILE=full: the issue's size (3 × 128 reference prompts, 256 held-out prompts with held-out curves, 128 on unseen
 # templates), its own output directory and report (docs/results/ioi_full.md); the default (small) profile is unchanged.
 PROFILE="${PROFILE:-small}"
@@ -67,12 +67,6 @@ RUNS="${RUNS:-heads:zero:lrp-apt heads:zero:random heads:zero:gradient neurons:z
   heads:patch:gradient neurons:patch:lrp-apt neurons:patch:random neurons:patch:gradient
   neurons:zero:lrp-signed heads:mean:gradient heads:mean:lrp-signed weights:zero:lrp-signed}"
 BUDGET_SECONDS="${BUDGET_SECONDS:-3300}"
-WORKBENCH_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
-export WORKBENCH_BLAS_THREADS="${WORKBENCH_BLAS_THREADS-1}" WORKBENCH_SERIAL="${WORKBENCH_SERIAL-1}"
-[ -n "$WORKBENCH_BLAS_THREADS" ] || unset WORKBENCH_BLAS_THREADS
-[ -n "$WORKBENCH_SERIAL" ] || unset WORKBENCH_SERIAL
 OUT="${OUT:-out/experiments/ioi}"
 RESULTS="${RESULTS:-docs/results}"
 mkdir -p "$OUT" "$RESULTS"
@@ -99,13 +93,7 @@ for run in "${LIST[@]}"; do
   if [ -d "$dir" ]; then echo "skip $dir (done)"
   elif [ $(( $(date +%s) - t0 )) -ge "$BUDGET_SECONDS" ]; then echo "budget of $BUDGET_SECONDS s spent: $dir not run"; continue
   else
-    case "$m" in
-      lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
-      lrp-signed) args=(--method lrp --aggregation signed) ;;
-      gradient) args=(--method gradient --aggregation signed) ;;
-      random) args=(--method random --seed 0) ;;
-      *) args=(--method "$m") ;;
-    esac
+    method_args "$m"
     echo "== [$i/${#LIST[@]}] $dir ($(date -u +%H:%M:%S), $(( $(date +%s) - t0 )) s since start)"
     local start
     start=$(date +%s)
@@ -135,30 +123,11 @@ done
 echo "all runs done in $(( $(date +%s) - t0 )) s"
 }
 
-# mean ± SEM of column $2 of a seeds.csv (header skipped), formatted with $3 decimals.
-msem() {
-  awk -F, -v c="$2" -v d="$3" 'NR > 1 && $c != "" { x[n++] = $c; s += $c }
-    END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
-          if (n > 1) printf "%." d "f ± %." d "f", m, sqrt(v / (n - 1) / n); else printf "%." d "f (n = 1)", m }' "$1"
-}
-
 # mean ± SEM of the f column circuit-compare printed (one prompt set), and the mean Jaccard between seeds.
 compare_f() {
   awk '/^transfer:/ { t = 1; next } t && /^  \[ *[0-9]+\] +-?[0-9.]+(e-?[0-9]+)? *$/ { x[n++] = $NF; s += $NF }
     END { if (n == 0) { print "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
           if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }' "$1"
-}
-# Units among the TOP best-scored kept units of every seed (circuit.json lists kept units best first), in seed 0's order.
-top_recurring() {
-  local dir="$1" top="$2" s
-  for ((s = 0; s < SEEDS; s++)); do
-    grep -o '"name" : "[am][0-9]*\.[hn][0-9]*"' "$dir/seed-$s/circuit.json" | head -n "$top" | sed 's/.*: "//; s/"$//' | sed "s/^/$s /"
-  done | awk -v n="$SEEDS" '{ c[$2]++; if ($1 == 0) order[k++] = $2 }
-    END { for (i = 0; i < k; i++) if (c[order[i]] == n) { printf "%s%s", sep, order[i]; sep = " " } }'
-}
-jaccard() {
-  awk '/^  \[[0-9]+\] vs \[[0-9]+\]: / { x = $4; sub(/[^0-9.]/, "", x); s += x; n++ }
-    END { if (n == 0) print "–"; else printf "%.2f", s / n }' "$1"
 }
 
 report() {
@@ -232,8 +201,8 @@ report() {
       heldf="–"; tplf="–"; jac="–"; aucheld="–"
       if [ -f "$dir.held.txt" ]; then heldf=$(compare_f "$dir.held.txt"); jac=$(jaccard "$dir.held.txt"); fi
       if [ -f "$dir.templates.txt" ]; then tplf=$(compare_f "$dir.templates.txt"); jac=$(jaccard "$dir.templates.txt"); fi
-      if [ "$HELDOUT_CURVE" = 1 ]; then heldf=$(msem "$csv" 7 3); aucheld=$(msem "$csv" 9 3); fi
-      echo "| $g | $ablation | $m | $(msem "$csv" 4 1) (of $total) | $(msem "$csv" 5 4) | $(msem "$csv" 6 3) | $heldf | $tplf | $(msem "$csv" 8 3) | $aucheld | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
+      if [ "$HELDOUT_CURVE" = 1 ]; then heldf=$(msem_csv "$csv" 7 3); aucheld=$(msem_csv "$csv" 9 3); fi
+      echo "| $g | $ablation | $m | $(msem_csv "$csv" 4 1) (of $total) | $(msem_csv "$csv" 5 4) | $(msem_csv "$csv" 6 3) | $heldf | $tplf | $(msem_csv "$csv" 8 3) | $aucheld | $jac | ${every:-–} | $(top_recurring "$dir" 20) | ${secs} s |"
       mkdir -p "$figs/$name"
       rm -f "$figs/$name/seeds.json"
       cp "$dir/seeds.csv" "$dir/circuit.html" "$figs/$name/"
@@ -278,13 +247,7 @@ pages() {
     IFS=: read -r g ablation m <<< "$run"
     name="$g-$ablation-$m"; dir="$pout/$name"
     [ -f "$figs/$name/seeds.csv" ] || { echo "$name: nothing committed"; continue; }
-    case "$m" in
-      lrp-apt) args=(--method lrp --aggregation abs-per-token) ;;
-      lrp-signed) args=(--method lrp --aggregation signed) ;;
-      gradient) args=(--method gradient --aggregation signed) ;;
-      random) args=(--method random --seed 0) ;;
-      *) args=(--method "$m") ;;
-    esac
+    method_args "$m"
     local held_args=()
     [ "$HELDOUT_CURVE" = 1 ] && { [ -f "$phold" ] || "$WORKBENCH_BIN" tasks ioi --model "$MODEL" --n "$N_HELD" --seed 1 \
       --templates "$REF_TEMPLATES" --out "$phold"; held_args=(--heldout "$phold"); }

@@ -14,16 +14,13 @@
 set -euo pipefail
 
 main() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 N="${N:-16}"
 STEPS="${STEPS:-5}"
 METHODS="${METHODS:-eap eap-ig lrp}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 OUT="${OUT:-out/experiments/ioi_graph}"
 RESULTS="${RESULTS:-docs/results}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 mkdir -p "$OUT" "$RESULTS"
 
 step() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }

@@ -20,18 +20,12 @@
 # Run:   nice -n 10 scripts/experiments/ioi_graph_heads.sh    (one thread per process, as ioi.sh)
 set -euo pipefail
 
-REPO="${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-cd "$REPO"
+source "${IOI_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/experiments/common.sh"
+exp_env "${IOI_REPO:-}"; exp_one_thread
 TOP="${TOP:-1%}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 IOI_OUT="${IOI_OUT:-out/experiments/ioi}"
 OUT="${OUT:-out/experiments/ioi_graph_heads}"
 RESULTS="${RESULTS:-docs/results}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
-export WORKBENCH_BLAS_THREADS="${WORKBENCH_BLAS_THREADS-1}" WORKBENCH_SERIAL="${WORKBENCH_SERIAL-1}"
-[ -n "$WORKBENCH_BLAS_THREADS" ] || unset WORKBENCH_BLAS_THREADS
-[ -n "$WORKBENCH_SERIAL" ] || unset WORKBENCH_SERIAL
 REF="$IOI_OUT/ref-seed0-96.jsonl"; HELD="$IOI_OUT/held-seed1-64.jsonl"; CIRC="$IOI_OUT/heads-zero-lrp-apt"
 for f in "$REF" "$HELD" "$CIRC/seed-0/circuit.json"; do [ -e "$f" ] || { echo "missing $f: run scripts/experiments/ioi.sh first" >&2; exit 1; }; done
 mkdir -p "$OUT" "$RESULTS"
@@ -73,8 +67,6 @@ overlap() {
   a=$(count < "$1"); b=$(count < "$2"); i=$(comm -12 "$1" "$2" | count)
   awk -v a="$a" -v b="$b" -v i="$i" 'BEGIN { u = a + b - i; printf "%.4f %.4f %d %d %d\n", (u ? i / u : 0), (a ? i / a : 0), a, b, i }'
 }
-msem() { awk '{ x[n++] = $1; s += $1 } END { m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
-                 if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }'; }
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 md="$RESULTS/ioi_graph_heads.md"
@@ -126,7 +118,7 @@ md="$RESULTS/ioi_graph_heads.md"
       awk -v b="$nb" 'BEGIN { printf "%.4f\n", b / 270 }' >> "$tmp/chance"
       overlap "$tmp/g20" "$tmp/c20" | awk '{ print $1 }' >> "$tmp/j20"
     done
-    echo "| $m | $k ($(awk -v k="$k" 'BEGIN { printf "%.1f", 100 * k / 123211 }') %) | $(count < "$tmp/g") of 270 | $(msem < "$tmp/size") | $(msem < "$tmp/j") | $(msem < "$tmp/c") | $(msem < "$tmp/chance") | $(msem < "$tmp/j20") |"
+    echo "| $m | $k ($(awk -v k="$k" 'BEGIN { printf "%.1f", 100 * k / 123211 }') %) | $(count < "$tmp/g") of 270 | $(msem_lines < "$tmp/size") | $(msem_lines < "$tmp/j") | $(msem_lines < "$tmp/c") | $(msem_lines < "$tmp/chance") | $(msem_lines < "$tmp/j20") |"
     [ "$k" = 123 ] && echo "$m: $(tr '\n' ' ' < "$tmp/g20")" >> "$tmp/top20lines"
   done
   echo

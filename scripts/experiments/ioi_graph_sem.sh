@@ -16,8 +16,8 @@
 # Run:   nice -n 15 scripts/experiments/ioi_graph_sem.sh        (`… report` rewrites the report from what exists)
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 SEEDS="${SEEDS:-10 11 12}"
 N="${N:-16}"
 HELD_SEED="${HELD_SEED:-1}"
@@ -25,11 +25,8 @@ N_HELD="${N_HELD:-16}"
 STEPS="${STEPS:-5}"
 METHODS="${METHODS:-eap lrp eap-ig}"
 REF_EVAL="${REF_EVAL:-1}"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
 OUT="${OUT:-out/experiments/ioi_graph_sem-$N}"
 RESULTS="${RESULTS:-docs/results}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
 mkdir -p "$OUT" "$RESULTS"
 step() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -65,8 +62,6 @@ if [ "${1:-}" != report ]; then
 fi
 
 # mean ± SEM of the numbers on stdin (one per line).
-msem() { awk '{ x[n++] = $1; s += $1 } END { if (n == 0) { printf "–"; exit } m = s / n; v = 0; for (i = 0; i < n; i++) v += (x[i] - m) ^ 2
-                 if (n > 1) printf "%.3f ± %.3f", m, sqrt(v / (n - 1) / n); else printf "%.3f (n = 1)", m }'; }
 # Field of an eval file: cpr, cmd, or f at a grid point ("0.1%", "1.0%", "10.0%") by signed ranking.
 field() {
   case "$2" in
@@ -77,7 +72,7 @@ field() {
 }
 column() {   # column METHOD PASS FIELD → mean ± SEM over the seeds that have it
   local s
-  for s in $SEEDS; do f="$OUT/seed$s/eval-$1-$2.txt"; [ -f "$f" ] && field "$f" "$3"; done | msem
+  for s in $SEEDS; do f="$OUT/seed$s/eval-$1-$2.txt"; [ -f "$f" ] && field "$f" "$3"; done | msem_lines
 }
 nseeds() { local s n=0; for s in $SEEDS; do [ -f "$OUT/seed$s/eval-$1-$2.txt" ] && n=$((n + 1)); done; echo $n; }
 

@@ -27,11 +27,8 @@
 set -euo pipefail
 
 main() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
-MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WB="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
-export WORKBENCH_ASSETS="${WORKBENCH_ASSETS:-$REPO/../shared/assets}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 SEEDS="${SEEDS:-0 1 2}"; RUR_CUT="${RUR_CUT:-0.3}"
 WEIGHT_COUNTS="${WEIGHT_COUNTS:-1000,7000,20000}"; NEURON_COUNTS="${NEURON_COUNTS:-10,100}"
 N_GENERAL="${N_GENERAL:-32}"; N_UNDESIRED="${N_UNDESIRED:-24}"; N_EVAL="${N_EVAL:-24}"; N_C4="${N_C4:-24}"

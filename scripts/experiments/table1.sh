@@ -20,12 +20,12 @@
 # Knobs (environment): OUT=out/experiments/table1 SHARDS=8 TREND=1 NICE= WORKBENCH_BIN=.build/release/workbench
 set -euo pipefail
 main() {
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$REPO"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+exp_env
 OUT="${OUT:-out/experiments/table1}"
 SHARDS="${SHARDS:-8}"
 TREND="${TREND:-1}"
-SRC_BIN="${WORKBENCH_BIN:-$REPO/.build/release/workbench}"
+SRC_BIN="$WORKBENCH_BIN"
 mkdir -p "$OUT/bin"
 if [[ ! -x "$OUT/bin/workbench" ]]; then
     [[ -x "$SRC_BIN" ]] || { echo "table1.sh: no binary $SRC_BIN (swift build -c release)" >&2; exit 1; }
