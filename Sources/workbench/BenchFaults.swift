@@ -6,9 +6,10 @@ import Transformer
 
 extension BenchCommand {
     /// `quantize` as the command runs it (magnitude importance, 6 bits per weight over f16/q8_0/q4_1/q4_0,
-    /// importance-weighted scales) into a temporary file; then one `faults` trial: Q8_0 storage set up once
-    /// (not the trial), inject at BER 1e-5, perplexity on 4 windows × 512 tokens (the wanda protocol; random
-    /// tokens, the cost is the same), restore. Changes the model's weights to their Q8_0 decode: run last.
+    /// importance-weighted scales) into a temporary file; then a `faults` trial as a campaign runs one: Q8_0 storage
+    /// and the dense evaluation first (set-up, not the trial), inject at BER 1e-5, perplexity on 4 windows × 512
+    /// tokens (the wanda protocol; random tokens, the cost is the same), restore. Changes the model's weights to
+    /// their Q8_0 decode: run last.
     static func measureFaults(_ model: Model, modelPath: String) throws -> [String: Any] {
         var peaks: [Double] = []
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bench-quantize-\(UUID().uuidString).gguf").path
@@ -38,23 +39,36 @@ extension BenchCommand {
         let ts = Date()
         let storage = try FaultStorage(model: model, type: .q8_0)
         let setup = Date().timeIntervalSince(ts)
-        let ((trial, flips, faultSeconds), tPeak) = try bracketed(sgemmPeak, into: &peaks) { () throws -> (Double, Int, Double) in
-            let t0 = Date()
-            let t = BitFlips.trial(totalBits: storage.totalBits, ber: 1e-5, seed: 1, trial: 0, protected: ProtectedBits())
-            let touched = storage.inject(t.masks)
-            let t1 = Date()
-            _ = try model.perplexity(tokens: tokens, seqlen: seqlen, protocol: .wanda, maxWindows: windows)
-            let t2 = Date()
-            storage.restore(touched)
-            let t3 = Date()
-            return (t3.timeIntervalSince(t0), t.primaryFlips, t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2))
+        // As a campaign runs it (FaultCampaign.run): the metric it evaluates with, the dense value first (set-up, like the
+        // storage; it also makes the buffers every trial reuses), then trials. Two trials, 0 and 1 (different draws, the
+        // same work); the row is the faster, as the other rows take the best of their repetitions.
+        let metric = FaultMetric.perplexity(tokens: tokens, seqlen: seqlen, windows: windows, text: "random tokens")
+        let td = Date()
+        _ = try metric.evaluate(model)
+        let denseSeconds = Date().timeIntervalSince(td)
+        var each: [(seconds: Double, flips: Int, faultSeconds: Double)] = []
+        let (_, tPeak) = try bracketed(sgemmPeak, into: &peaks) { () throws -> Void in
+            for trial in 0..<2 {
+                let t0 = Date()
+                let t = BitFlips.trial(totalBits: storage.totalBits, ber: 1e-5, seed: 1, trial: trial, protected: ProtectedBits())
+                let touched = storage.inject(t.masks)
+                let t1 = Date()
+                _ = try metric.evaluate(model)
+                let t2 = Date()
+                storage.restore(touched)
+                let t3 = Date()
+                each.append((t3.timeIntervalSince(t0), t.primaryFlips, t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2)))
+            }
         }
+        let best = each.min { $0.seconds < $1.seconds }!
         let f = forwardFlops(model, seqlen)
-        let gflops = Double(windows) * (f.linear + f.attention + 2 * Double(seqlen) * Double(c.dModel) * Double(c.vocabSize)) / trial / 1e9
-        Out.err(String(format: "fault trial: %.2f s (Q8_0 storage, BER 1e-5: %d flips injected, %d × %d-token perplexity windows, restored; target < 10 s) = %.0f%% of the sgemm peak around it; draw + inject + restore %.3f s of it; storage set up once in %.2f s",
-                       trial, flips, windows, seqlen, 100 * gflops / tPeak, faultSeconds, setup))
+        let trialFlops = Double(windows) * (f.linear + f.attention + 2 * Double(seqlen) * Double(c.dModel) * Double(c.vocabSize))
+        let gflops = trialFlops / best.seconds / 1e9
+        Out.err(String(format: "fault trial: %.2f s (Q8_0 storage, BER 1e-5: %d flips injected, %d × %d-token perplexity windows, restored; target < 10 s) = %.0f%% of the sgemm peak around it; draw + inject + restore %.3f s of it; the faster of trials 0 and 1 (%.2f s, %.2f s), after the dense evaluation (%.2f s, first use of the buffers) as in a campaign; storage set up once in %.2f s",
+                       best.seconds, best.flips, windows, seqlen, 100 * gflops / tPeak, best.faultSeconds, each[0].seconds, each[1].seconds, denseSeconds, setup))
         return ["quantize_seconds": qSeconds, "quantize_cpu_seconds": qCPU, "quantize_bits_per_weight": bpw, "quantize_sgemm_peak_gflops": qPeak,
-                "fault_trial_seconds": trial, "fault_trial_flips": flips, "fault_trial_windows": windows, "fault_trial_seqlen": seqlen,
-                "fault_trial_fraction_of_sgemm_peak": gflops / tPeak, "fault_trial_inject_restore_seconds": faultSeconds, "fault_storage_setup_seconds": setup]
+                "fault_trial_seconds": best.seconds, "fault_trial_seconds_each": each.map(\.seconds), "fault_trial_flips": best.flips,
+                "fault_trial_windows": windows, "fault_trial_seqlen": seqlen, "fault_dense_evaluation_seconds": denseSeconds,
+                "fault_trial_fraction_of_sgemm_peak": gflops / tPeak, "fault_trial_inject_restore_seconds": best.faultSeconds, "fault_storage_setup_seconds": setup]
     }
 }

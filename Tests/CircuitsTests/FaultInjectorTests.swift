@@ -222,6 +222,27 @@ final class FaultInjectorTests: XCTestCase {
         XCTAssertGreaterThan(fromFile.count, 0)
     }
 
+    /// The perplexity metric keeps one logit block for all evaluations of a campaign: every evaluation (dense, a
+    /// faulty trial, dense again after restore) has exactly the bits of `Model.perplexity` with a fresh block.
+    func testPerplexityMetricWithKeptBlockEqualsFreshEvaluation() throws {
+        let model = try ModelLoader.load(try Fixtures.path("tiny-llama-bias"), needTokenizer: false).model
+        let st = try FaultStorage(model: model, type: .f16)         // its rows (48) are not whole Q8_0 blocks
+        var rng = SeededRNG(seed: 5)
+        let ids = (0..<(3 * 16)).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
+        let metric = FaultMetric.perplexity(tokens: ids, seqlen: 16, windows: 3, text: "random")
+        func fresh() throws -> Double { try model.perplexity(tokens: ids, seqlen: 16, protocol: .wanda, maxWindows: 3).perplexity }
+        let dense = try metric.evaluate(model)
+        XCTAssertEqual(dense.bitPattern, try fresh().bitPattern)
+        let t = BitFlips.trial(totalBits: st.totalBits, ber: 2e-3, seed: 1, trial: 0, protected: ProtectedBits())
+        XCTAssertGreaterThan(t.primaryFlips, 0)
+        let touched = st.inject(t.masks)
+        let faulty = try metric.evaluate(model)
+        XCTAssertEqual(faulty.bitPattern, try fresh().bitPattern)
+        XCTAssertNotEqual(faulty.bitPattern, dense.bitPattern, "the flips changed the metric")
+        st.restore(touched)
+        XCTAssertEqual(try metric.evaluate(model).bitPattern, dense.bitPattern)
+    }
+
     func testPercentiles() {
         XCTAssertEqual(FaultReport.percentile([1, 2, 3, 4, 5], 0.5), 3)
         XCTAssertEqual(FaultReport.percentile([1, 2, 3, 4], 0.5), 2.5)

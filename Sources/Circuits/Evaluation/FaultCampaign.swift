@@ -12,16 +12,33 @@ public struct FaultMetric {
     public let lowerIsBetter: Bool
     /// A short description for reports (protocol, windows, prompts).
     public let detail: String
-    let evaluate: (Model) throws -> Double
+    public let evaluate: (Model) throws -> Double
     /// Failure threshold from the dense value: perplexity > 2 × dense; accuracy < floor.
     let threshold: (Double) -> Double
 
     /// WikiText-2 perplexity (the `perplexity` command's wanda protocol) on the first `windows` windows of `seqlen`.
+    /// One logit block serves every evaluation of the campaign (a fresh one per trial was 50 MB mapped, faulted in
+    /// and zeroed each time for SmolLM2); the values are those of `Model.perplexity` without it.
     public static func perplexity(tokens: [Int], seqlen: Int, windows: Int, text: String) -> FaultMetric {
-        FaultMetric(name: "perplexity", lowerIsBetter: true,
-                    detail: "perplexity of \(text), wanda protocol, \(windows) windows × \(seqlen) tokens; failed: > 2 × dense or not finite",
-                    evaluate: { try $0.perplexity(tokens: tokens, seqlen: seqlen, protocol: .wanda, maxWindows: windows).perplexity },
-                    threshold: { 2 * $0 })
+        let kept = KeptLogitBlock()
+        return FaultMetric(name: "perplexity", lowerIsBetter: true,
+                           detail: "perplexity of \(text), wanda protocol, \(windows) windows × \(seqlen) tokens; failed: > 2 × dense or not finite",
+                           evaluate: { m in
+                               try m.perplexity(tokens: tokens, seqlen: seqlen, protocol: .wanda, maxWindows: windows,
+                                                logitBlock: kept.block(for: m)).perplexity
+                           },
+                           threshold: { 2 * $0 })
+    }
+
+    /// The logit block a perplexity metric keeps across evaluations (made on first use, for the model evaluated).
+    final class KeptLogitBlock {
+        private var buffer: Buffer?
+        func block(for m: Model) -> Buffer {
+            if let buffer, buffer.count >= Model.nllBlockRows * m.config.vocabSize { return buffer }
+            let b = m.nllLogitBlock()
+            buffer = b
+            return b
+        }
     }
 
     /// Task accuracy (answer above distractor at the last position; top-1 when a prompt has no distractor).

@@ -85,8 +85,11 @@ extension Model {
     /// Perplexity of a token stream under a protocol. `maxWindows` caps the work. `recorded` are the (NLL sum, count)
     /// of the first windows from an interrupted evaluation (taken, not recomputed; added in window order as computed
     /// ones are, so the result has the same bits); `window` receives each newly computed window's values.
+    /// `logitBlock` (from `nllLogitBlock`) lets a caller that evaluates many times (a fault campaign) keep one block
+    /// for all its evaluations instead of mapping and zeroing a fresh 50 MB per call; the values are the same.
     public func perplexity(tokens: [Int], seqlen: Int, protocol proto: PerplexityProtocol, maxWindows: Int? = nil,
                            bos: Int? = nil, progress: Bool = false, recorded: [(sum: Double, count: Int)] = [],
+                           logitBlock: Buffer? = nil,
                            window: (Int, Double, Int) throws -> Void = { _, _, _ in }) throws -> PerplexityResult {
         guard seqlen >= 2 else { throw ModelError.badConfig(file: "--seqlen", key: "seqlen", reason: "must be at least 2") }
         guard seqlen <= config.maxSeqLen else { throw ModelError.promptTooLong(tokens: seqlen, limit: config.maxSeqLen, origin: contextOrigin) }
@@ -102,7 +105,7 @@ extension Model {
         let bar = ProgressLine(recorded.isEmpty ? "perplexity" : "perplexity (resumed at window \(min(recorded.count, windows)))",
                                total: windows - min(recorded.count, windows), unit: "windows", enabled: progress && windows > recorded.count)
         var sum = 0.0, count = 0
-        let block = nllLogitBlock()                                         // one for every window
+        let block = logitBlock ?? nllLogitBlock()                           // one for every window
         for w in 0..<windows {
             if w < recorded.count {
                 sum += recorded[w].sum; count += recorded[w].count
