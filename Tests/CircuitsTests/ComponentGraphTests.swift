@@ -273,4 +273,57 @@ final class ComponentGraphTests: XCTestCase {
             XCTAssertLessThan(PruneTestKit.maxAbsDiff(fast.final, final), 1e-4, "kept \(keptFraction), nodes skipped")
         }
     }
+
+    func testReusedSourceProjectionsAndRowSelectionEqualTheFullCircuitRun() throws {
+        // Patching shortcuts of a circuit run (GraphEvaluator takes them): head inputs equal to the corrupted
+        // stream take the source run's q/k/v projections; MLPs run only on the rows after the first token where a
+        // prompt and its corrupted prompt differ (before it every node's output is its source value), the last
+        // MLP only on the last rows. Against the plain circuit run: same values to rounding (the full-width
+        // products of the source run against per-head slices), and broken shortcuts are caught.
+        let model = try AttributionFixtures.tiny("tiny-llama-bias")          // GQA: the source's k/v are ungrouped
+        let sf = SplitForward(model)
+        let c = sf.model.config, g = sf.graph, d = c.dModel, F = g.nForward
+        let clean = [[3, 17, 40, 9, 81, 5], [7, 7, 120, 33]], corrupt = [[3, 17, 41, 9, 90, 5], [8, 7, 121, 33]]
+        let segs = sf.segments(clean), n = 10, nd = n * d
+        let sel = SplitForward.RowSelection(clean: clean, corrupted: corrupt, segments: segs)
+        XCTAssertEqual(sel.changed, [2, 3, 4, 5, 6, 7, 8, 9], "first prompt: two shared tokens; second: none")
+        XCTAssertEqual(sel.read, [5, 9])
+        let emb = sf.model.embedRows(clean.flatMap { $0 }, segments: segs)
+        let embC = sf.model.embedRows(corrupt.flatMap { $0 }, segments: segs)
+        let source = [Float](repeating: .nan, count: F * nd), proj = [Float](repeating: .nan, count: c.nLayers * 3 * n * c.qDim)
+        var src = source, projections = proj
+        let corrupted = src.withUnsafeMutableBufferPointer { s in projections.withUnsafeMutableBufferPointer { p in
+            sf.run(embeddings: embC, segments: segs, keep: nil, source: nil, record: s.baseAddress, fullWidth: true, projections: p.baseAddress) } }
+        XCTAssertEqual(corrupted, sf.run(embeddings: embC, segments: segs, fullWidth: true).final, "recording projections changes nothing")
+        XCTAssertFalse(projections.contains { $0.isNaN }, "every projection written")
+        var rng = SeededRNG(seed: 11)
+        for keptFraction in [0.1, 0.3] {
+            var keep = [Bool](repeating: false, count: g.nBackward * F)
+            for e in g.edgeIndices { keep[e] = Double(rng.next() % 1000) < keptFraction * 1000 }
+            for l in [0, c.nLayers - 1] { keep[g.logitsInput * F + g.mlp(l)] = true }   // every MLP kind of row selection runs
+            let plan = SplitForward.Plan(keep, g, computeAll: false)
+            let reused = (0..<c.nLayers).flatMap { l in (0..<3).flatMap { i in (0..<c.nHeads).compactMap { h -> Int? in
+                let b = g.headInput(l, h, ComponentGraph.Input(rawValue: i)!)
+                return plan.computed[g.head(l, h)] && plan.fromSource[b] && plan.terms[b].isEmpty ? b : nil } } }
+            XCTAssertFalse(reused.isEmpty, "some computed head reads the corrupted stream unchanged at \(keptFraction)")
+            XCTAssertTrue(plan.computed[g.mlp(c.nLayers - 1)], "the last MLP runs (on the last rows)")
+            let ref = sf.lastLogits(sf.run(embeddings: emb, segments: segs, keep: keep, source: src).final, segments: segs)
+            func run(_ p: [Float]?, _ rows: SplitForward.RowSelection?) -> [Float] {
+                let logits = src.withUnsafeBufferPointer { s in (p ?? []).withUnsafeBufferPointer { pp in
+                    sf.lastLogits(sf.run(embeddings: emb, segments: segs, keep: keep, source: s.baseAddress, record: nil, fullWidth: false,
+                                         sourceProjections: p == nil ? nil : pp.baseAddress, rows: rows), segments: segs) } }
+                XCTAssertTrue(logits.allSatisfy { $0.isFinite }, "no unwritten (NaN) source or projection is read")
+                return logits
+            }
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(ref, sf.lastLogits(sf.run(embeddings: emb, segments: segs).final, segments: segs)), 1e-3,
+                                 "the circuit differs from the clean run at \(keptFraction)")
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(run(projections, nil), ref), 1e-5, "reused projections, kept \(keptFraction)")
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(run(nil, sel), ref), 1e-5, "row selection, kept \(keptFraction)")
+            XCTAssertLessThan(PruneTestKit.maxAbsDiff(run(projections, sel), ref), 1e-5, "both, kept \(keptFraction)")
+            // The shortcuts are taken: wrong projections or a row selection that skips changed rows show.
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(run(projections.map { $0 * 0.5 }, nil), ref), 1e-4, "projections are read")
+            XCTAssertGreaterThan(PruneTestKit.maxAbsDiff(run(nil, .init(changed: [6, 7, 8, 9], read: [5, 9])), ref), 1e-4,
+                                 "rows outside `changed` take the source")
+        }
+    }
 }

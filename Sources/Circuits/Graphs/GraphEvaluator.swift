@@ -9,7 +9,9 @@ import Transformer
 // metric is the task's headline metric at the last position, averaged over the
 // prompts (logit difference for IOI). Prompts run packed, at most `maxRows` token
 // rows per pass; each pass computes its source once and runs every circuit on it,
-// so a whole curve costs one source run plus one run per point per pass.
+// so a whole curve costs one source run plus one run per point per pass. Patching: the
+// source run also keeps its q/k/v projections, which circuit runs reuse, and circuit runs
+// compute MLPs only on the rows after each prompt's first corrupted token (`SplitForward`).
 //
 // Every circuit is first pruned as EAP-IG's `evaluate_graph` prunes it (`ScoredGraph.pruned`).
 //
@@ -69,29 +71,40 @@ public final class GraphEvaluator {
     /// Mean metric of each circuit (`nil` = the full model), in one sweep over the prompts. Each circuit is pruned
     /// first (EAP-IG's `evaluate_graph`); `prune: false` runs the masks as given.
     public func metrics(_ circuits: [[Bool]?], prune: Bool = true) throws -> [Double] {
-        let F = split.graph.nForward, d = split.model.config.dModel, v = split.model.config.vocabSize
+        let F = split.graph.nForward, c = split.model.config, d = c.dModel, v = c.vocabSize
         let circuits = prune ? circuits.map { $0.map { ScoredGraph.pruned($0, split.graph).edges } } : circuits
         var sums = [Double](repeating: 0, count: circuits.count)
+        // One source [n_forward, R, d] (and, patching, the source run's q/k/v [L, 3, R, qDim]) for the largest pass,
+        // reused by every pass: fresh buffers this large are fresh pages, faulted and zeroed each time.
+        let patched = circuits.contains { $0 != nil }
+        let rows = patched ? SplitForward.passes(items.map(\.tokens.count), maxRows: maxRows)
+            .map { r in items[r].reduce(0) { $0 + $1.tokens.count } }.max() ?? 0 : 0
+        let source = Buffer(uninitialized: F * rows * d)
+        let projections = Buffer(uninitialized: intervention == .patch ? c.nLayers * 3 * rows * c.qDim : 0)
         try forEachPass { start, seqs, segs, emb in
             let n = emb.count / d
-            var source: [Float]? = nil
-            if circuits.contains(where: { $0 != nil }) {
+            let selection = SplitForward.RowSelection(clean: seqs, corrupted: seqs.indices.map { items[start + $0].corruptedTokens ?? [] },
+                                                      segments: segs)
+            if patched {
                 switch intervention {
                 case .patch:
                     let corr = seqs.indices.flatMap { items[start + $0].corruptedTokens! }
-                    source = split.run(embeddings: split.model.embedRows(corr, segments: segs), segments: segs, record: true,
-                                       fullWidth: true).outputs
+                    _ = split.run(embeddings: split.model.embedRows(corr, segments: segs), segments: segs, keep: nil, source: nil,
+                                  record: source.p, fullWidth: true, projections: projections.p)
                 case .zero:
-                    source = [Float](repeating: 0, count: F * n * d)
+                    source.p.update(repeating: 0, count: F * n * d)
                 case .mean:
-                    var s = [Float](repeating: 0, count: F * n * d)
-                    for u in 0..<F { for r in 0..<n { for j in 0..<d { s[(u * n + r) * d + j] = means![u * d + j] } } }
-                    source = s
+                    means!.withUnsafeBufferPointer { mp in
+                        for u in 0..<F { for r in 0..<n { (source.p + (u * n + r) * d).update(from: mp.baseAddress! + u * d, count: d) } }
+                    }
                 }
             }
             for (ci, keep) in circuits.enumerated() {
-                let run = split.run(embeddings: emb, segments: segs, keep: keep, source: keep == nil ? nil : source)
-                let logits = split.lastLogits(run.final, segments: segs)
+                let final = split.run(embeddings: emb, segments: segs, keep: keep, source: keep == nil ? nil : UnsafePointer(source.p),
+                                      record: nil, fullWidth: false,
+                                      sourceProjections: keep != nil && intervention == .patch ? UnsafePointer(projections.p) : nil,
+                                      rows: keep != nil && intervention == .patch ? selection : nil)
+                let logits = split.lastLogits(final, segments: segs)
                 let pm = TaskEvaluator.metrics(logits, items, from: start, v, nil)
                 for m in pm {
                     guard let x = metric.value(m) else { throw FaithfulnessError.metricUndefined(metric) }

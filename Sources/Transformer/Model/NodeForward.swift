@@ -59,16 +59,27 @@ extension Model {
     /// over the worker team cost more in synchronisation than it saved: perf, 23 % in the team's loop), and
     /// the 3H of them are dealt out to the workers whole (disjoint outputs: the result does not depend on
     /// which worker runs which, nor on which inputs share a pointer: the norm of a row is the same either way).
-    public func headOutputs(layer l: Int, inputs: [UnsafePointer<Float>], active: [Bool]? = nil, segments: [Segment], rows n: Int,
+    /// `given[item]`, when set, is an [N, qDim] projection (bias included, before RoPE) of that item's input computed
+    /// elsewhere (a circuit run's input that equals the corrupted stream: the source run's q/k/v, `projections` of
+    /// `headOutputs(sharedInput:)`): head h's columns are copied from it instead of normalising and projecting again.
+    public func headOutputs(layer l: Int, inputs: [UnsafePointer<Float>], active: [Bool]? = nil,
+                            given: [UnsafePointer<Float>?]? = nil, segments: [Segment], rows n: Int,
                             into out: UnsafeMutablePointer<Float>) {
         let c = config, d = c.dModel, hd = c.headDim, nh = c.nHeads, qDim = c.qDim
         precondition(c.nKVHeads == nh, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
-        precondition(inputs.count == 3 * nh && (active == nil || active!.count == nh))
+        precondition(inputs.count == 3 * nh && (active == nil || active!.count == nh) && (given == nil || given!.count == 3 * nh))
         let on = active ?? [Bool](repeating: true, count: nh)
         let blk = blocks[l]
         let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
         let lins = [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)]
-        let items = (0..<(3 * nh)).filter { on[$0 % nh] }                      // item = which · H + h
+        let used = (0..<(3 * nh)).filter { on[$0 % nh] }                       // item = which · H + h
+        let copied = used.filter { given?[$0] != nil }, items = used.filter { given?[$0] == nil }
+        if !copied.isEmpty {                                                    // o[:, h] [N, hd] = given[:, h]
+            BLAS.dynamicWorkers(costs: [Int](repeating: 1, count: copied.count)) { _, i in
+                let item = copied[i], h = item % nh, o = lins[item / nh].1 + h * hd, g = given![item]! + h * hd
+                for r in 0..<n { (o + r * qDim).update(from: g + r * qDim, count: hd) }
+            }
+        }
         var slot = [Int](repeating: -1, count: 3 * nh), distinct: [UnsafePointer<Float>] = [], seen: [UnsafePointer<Float>: Int] = [:]
         for item in items {
             if let s = seen[inputs[item]] { slot[item] = s; continue }
@@ -103,18 +114,22 @@ extension Model {
         return out
     }
 
-    /// The same, written to `out` [H, N, d].
+    /// The same, written to `out` [H, N, d]. `projections`, when given, receives q, k and v [3, N, qDim] (bias included,
+    /// before RoPE) for circuit runs whose inputs equal this stream (`given` above).
     public func headOutputs(layer l: Int, sharedInput input: UnsafePointer<Float>, segments: [Segment], rows n: Int,
-                            into out: UnsafeMutablePointer<Float>) {
-        let c = config
+                            into out: UnsafeMutablePointer<Float>, projections: UnsafeMutablePointer<Float>? = nil) {
+        let c = config, d = c.dModel, qDim = c.qDim
         precondition(c.nKVHeads == c.nHeads, "head inputs need one k/v head per query head (ungroupedQueryAttention)")
         let blk = blocks[l]
         let b = BlockBuffers(config: c, rows: n, hooks: [], sharedPost: SharedBuffer(count: 0))
         let np = b.normed1.p                                                    // [N, d]
-        blk.attnNorm.forward(input, np, inv: nil, rows: n, d: c.dModel, eps: c.normEps)
+        blk.attnNorm.forward(input, np, inv: nil, rows: n, d: d, eps: c.normEps)
         for (lin, out) in [(blk.q, b.q.p), (blk.k, b.k.p), (blk.v, b.v.p)] {   // [N, qDim] each, as the per-head slices
-            lin.weight.cptr { w in BLAS.linear(np, w, out, m: n, k: c.dModel, n: c.qDim) }
-            if let bias = lin.bias { addRowBias(out, bias, rows: n, cols: c.qDim) }
+            lin.weight.cptr { w in BLAS.linear(np, w, out, m: n, k: d, n: qDim) }
+            if let bias = lin.bias { addRowBias(out, bias, rows: n, cols: qDim) }
+        }
+        if let projections {
+            for (i, p) in [b.q.p, b.k.p, b.v.p].enumerated() { copyParallel(projections + i * n * qDim, p, n * qDim) }
         }
         headOutputs(layer: l, projected: b, segments: segments, active: [Bool](repeating: true, count: c.nHeads), into: out)
     }
