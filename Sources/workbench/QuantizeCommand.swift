@@ -90,6 +90,10 @@ enum QuantizeCommand: Command {
                 line?.update(done, tokens: weights)   // rate shown in weights/s
             }
         } catch let e as QuantizationError where e.isUsageError { throw UsageError(message: e.localizedDescription) }
+        if case .scores(let box) = importance, !r.unscoredTensors.isEmpty {
+            // Once, naming the file and every tensor it leaves out (attribution scores the decoder weights, not the embedding).
+            Out.err("warning: \(box.map.source) has no scores for \(r.unscoredTensors.joined(separator: ", ")): weighted by |W| scaled to the covered weights' mean |score| (block scales and allocation)")
+        }
         Out.print(String(format: "budget %.3f bits/weight, achieved %.4f over %d quantised weights (%d norm/bias weights kept F32)",
                          r.budget, r.achievedBitsPerWeight, r.quantizedWeights, r.otherF32Weights))
         Out.print("importance: \(r.importance), \(r.weightedRounding ? "importance-weighted" : "plain") block scales")

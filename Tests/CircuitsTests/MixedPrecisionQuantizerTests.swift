@@ -95,6 +95,45 @@ final class MixedPrecisionQuantizerTests: XCTestCase {
         }
     }
 
+    /// A score file that leaves tensors out (attribution scores decoder weights, not the embedding): each uncovered
+    /// tensor is weighted by |W| scaled to the covered weights' mean |score| — its bytes are the codec's encoding with
+    /// exactly that importance, its allocation errors are measured with it — and the report names it.
+    func testTensorsWithoutScoresAreWeightedByScaledMagnitude() throws {
+        let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("u.gguf").path
+        var rng = SeededRNG(seed: 9)
+        var scores: [String: Tensor] = [:]
+        for (name, t) in ck.tensors where t.shape.count == 2 && name.contains("layers.0.") {
+            scores[name] = Tensor(shape: t.shape, data: (0..<t.count).map { _ in Float(rng.uniform() - 0.3) * 0.01 })
+        }
+        let map = ScoreMap(tensors: scores, source: "partial.safetensors")
+        let r = try MixedPrecisionQuantizer.run(ck, settings: QuantizeSettings(bitsPerWeight: 6, types: [.q8_0, .q4_1, .q4_0], importance: .scores(ScoreMapBox(map)),
+                                                                              weightedRounding: true), carry: [], out: out)
+        let exported = try GGUFLlamaExport.tensors(ck)
+        let eligible = exported.filter { $0.dims.count == 2 && $0.dims[0] % 32 == 0 }
+        let covered = eligible.filter { scores[$0.hf] != nil }, uncovered = eligible.filter { scores[$0.hf] == nil }
+        XCTAssertFalse(covered.isEmpty); XCTAssertTrue(uncovered.contains { $0.hf == "model.embed_tokens.weight" })
+        XCTAssertEqual(r.unscoredTensors, uncovered.map(\.hf))
+        // Mean |score| over the covered weights (q/k permutation does not change it).
+        let all = covered.flatMap { scores[$0.hf]!.data.map { Double(abs($0)) } }
+        let mean = all.reduce(0, +) / Double(all.count)
+        let g = try GGUFFile(path: out)
+        for t in uncovered {
+            let meanAbs = t.values.reduce(0.0) { $0 + Double(abs($1)) } / Double(t.values.count)
+            let c = Float(mean / meanAbs)
+            let imp = t.values.map { abs($0) * c }
+            XCTAssertEqual(imp.reduce(0.0) { $0 + Double($1) } / Double(imp.count), mean, accuracy: mean * 1e-5, "\(t.hf): mean importance = covered mean")
+            let info = try XCTUnwrap(g.tensor(named: t.name))
+            let enc = GGMLBlockCodec.encodeMeasured(t.values, type: info.type, importance: imp, search: MixedPrecisionQuantizer.searched(info.type))
+            XCTAssertEqual(try g.dequantize(info), GGMLBlockCodec.decode(enc.bytes, type: info.type, count: t.values.count), t.hf)
+            // The allocation saw the errors under that importance, for every candidate type.
+            let choice = try XCTUnwrap(r.tensors.first { $0.name == t.name })
+            for type in [GGMLType.q8_0, .q4_1, .q4_0] {
+                let e = GGMLBlockCodec.encodeMeasured(t.values, type: type, importance: imp, search: MixedPrecisionQuantizer.searched(type)).error
+                XCTAssertEqual(choice.errors[type.name], e, "\(t.hf) \(type)")
+            }
+        }
+    }
+
     func testScoresForAnotherModelAndBadBudgetAreRefused() throws {
         let ck = try tiny(), out = try Scratch.dir(self).appendingPathComponent("x.gguf").path
         let name = try XCTUnwrap(ck.tensors.keys.sorted().first { ck.tensors[$0]!.shape.count == 2 })

@@ -30,6 +30,9 @@ final class QuantizeMethodCLITests: XCTestCase {
             let viaFile = dir.appendingPathComponent("\(method)-file.gguf").path, onTheFly = dir.appendingPathComponent("\(method)-fly.gguf").path
             let f = try run(["quantize"] + common + ["--scores", rel, "--out", viaFile])
             XCTAssertEqual(f.status, 0, f.summary)
+            // The file has no scores for the token embedding: one warning names the file and it.
+            XCTAssertEqual(f.stderr.components(separatedBy: "warning:").count - 1, 1, f.stderr)
+            XCTAssertTrue(f.stderr.contains("warning: \(rel) has no scores for model.embed_tokens.weight"), f.stderr)
             let q = try run(["quantize"] + common + ["--method", method, "--prompts", prompts, "--out", onTheFly])
             XCTAssertEqual(q.status, 0, q.summary)
             XCTAssertTrue(q.stdout.contains("importance: scores (\(method))"), q.stdout)

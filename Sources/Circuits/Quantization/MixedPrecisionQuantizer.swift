@@ -14,8 +14,14 @@ import Transformer
 // value is reported.
 //
 // Importance: |relevance| per weight from a score file (HF names and layout; q/k rows permuted
-// like the weights), |W| (magnitude) or 1 (plain). Tensors the score file does not cover (token
-// embedding, lm_head) get the mean importance of the covered weights, so errors stay comparable.
+// like the weights), |W| (magnitude) or 1 (plain). A tensor the score file does not cover (token
+// embedding, lm_head: attribution scores decoder weights) is weighted by its |W| — the importance
+// that needs no calibration — scaled so that its mean equals the covered weights' mean |score|:
+// its block scales follow |W| within the tensor, and the allocation weighs its error as that of an
+// average covered tensor. (It used to get the uniform mean alone: the least-squares search with
+// equal weights then lost to ggml's min/max scales on SmolLM2's tied embedding, and LRP and Wanda
+// files came out worse than plain importance at 5.0 bpw — docs/results/quantize.md.) The report
+// names those tensors (`unscoredTensors`); the command warns once.
 
 // Errors: QuantizationError (shared with the fault injector).
 
@@ -68,6 +74,8 @@ public struct QuantizeReport: Codable {
     /// Weights set to zero by --prune-nonpositive (signed score ≤ 0), and their share of the weights the score file covers.
     public var prunedWeights: Int = 0
     public var prunedFraction: Double = 0
+    /// Quantised tensors the score file has no scores for (HF names), weighted by their scaled |W| instead.
+    public var unscoredTensors: [String] = []
     public var tensors: [QuantizedTensorChoice]
 }
 
@@ -130,23 +138,12 @@ public enum MixedPrecisionQuantizer {
 
         // Importance per eligible tensor (GGUF row order).
         var importance = [Int: [Float]]()
+        var unscored: [String] = []
         switch s.importance {
         case .plain: break
         case .magnitude: break          // |W|, made chunk by chunk by the codec (no whole-model copy of |W|)
         case .scores(let box):
-            var sum = 0.0, n = 0
-            for i in eligible {
-                guard var t = box.map.tensors[tensors[i].hf] else { continue }
-                let shape = Array(tensors[i].dims.reversed())
-                guard t.shape == shape else { throw QuantizationError.scoreShape(file: box.map.source, tensor: tensors[i].hf, expected: shape, found: t.shape) }
-                if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
-                let a = t.data.map { abs($0) }
-                for v in a { sum += Double(v) }; n += a.count
-                importance[i] = a
-            }
-            guard n > 0 else { throw QuantizationError.noScoresForModel(file: box.map.source) }
-            let mean = Float(sum / Double(n))
-            for i in eligible where importance[i] == nil { importance[i] = [Float](repeating: mean, count: tensors[i].values.count) }
+            (importance, unscored) = try scoreImportance(box.map, tensors: tensors, eligible: eligible)
         }
 
         // Error of every candidate type for every eligible tensor.
@@ -197,6 +194,39 @@ public enum MixedPrecisionQuantizer {
                               weightedRounding: s.weightedRounding && (!importance.isEmpty || s.importance == .magnitude), typeCounts: typeCounts, fileBytes: size, tensors: report)
         result.prunedWeights = pruned
         result.prunedFraction = Double(pruned) / Double(max(scored, 1))
+        result.unscoredTensors = unscored
         return result
+    }
+
+    /// |score| per weight of the eligible tensors the score file covers (GGUF row order); each tensor it does not cover
+    /// gets |W| · (mean covered |score|) / (mean |W| of that tensor) — uniform at that mean if the tensor is all zeros —
+    /// and is named in the second result. Shapes are checked; a file covering nothing is an error.
+    static func scoreImportance(_ map: ScoreMap, tensors: [GGUFLlamaTensor], eligible: [Int]) throws -> ([Int: [Float]], [String]) {
+        var importance = [Int: [Float]]()
+        var sum = 0.0, n = 0
+        for i in eligible {
+            guard var t = map.tensors[tensors[i].hf] else { continue }
+            let shape = Array(tensors[i].dims.reversed())
+            guard t.shape == shape else { throw QuantizationError.scoreShape(file: map.source, tensor: tensors[i].hf, expected: shape, found: t.shape) }
+            if let h = tensors[i].ropeHeads { t = rotateHalfToInterleaved(t, heads: h) }
+            let a = t.data.map { abs($0) }
+            for v in a { sum += Double(v) }; n += a.count
+            importance[i] = a
+        }
+        guard n > 0 else { throw QuantizationError.noScoresForModel(file: map.source) }
+        let mean = sum / Double(n)
+        var unscored: [String] = []
+        for i in eligible where importance[i] == nil {
+            let x = tensors[i].values
+            let meanAbs = x.reduce(0.0) { $0 + Double(abs($1)) } / Double(max(x.count, 1))
+            if meanAbs > 0 {
+                let c = Float(mean / meanAbs)
+                importance[i] = x.map { abs($0) * c }
+            } else {
+                importance[i] = [Float](repeating: Float(mean), count: x.count)
+            }
+            unscored.append(tensors[i].hf)
+        }
+        return (importance, unscored)
     }
 }
